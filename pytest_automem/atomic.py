@@ -1,0 +1,66 @@
+"""Atomic writes of user files: temp file in the same folder, fsync, rename.
+
+A reader (or a crash) sees either the old file or the new one, never half of
+each.  Every file the product writes for a user goes through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+__all__ = ["atomic_write_lines", "atomic_write_text", "atomic_writer"]
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> Iterator[IO[str]]:
+    """Yield a text file that replaces ``path`` only if the block completes.
+
+    On any exception the temp file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable where the OS lets us open a directory."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Replace ``path`` with ``text`` atomically."""
+    with atomic_writer(path) as handle:
+        handle.write(text)
+
+
+def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
+    """Replace ``path`` with ``lines`` (each written followed by a newline)."""
+    with atomic_writer(path) as handle:
+        for line in lines:
+            handle.write(line)
+            handle.write("\n")

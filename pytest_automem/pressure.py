@@ -1,0 +1,133 @@
+"""Memory pressure levels and the thresholds that separate them.
+
+A level is the highest one whose boundary the measured memory reaches:
+LOW below ``medium``, MEDIUM from ``medium``, HIGH from ``high``, CRITICAL from
+``critical``.  What "measured memory" is — the bytes a test added above its
+own baseline, or a process's whole resident set — is the caller's choice
+(see :class:`MeasurementBasis`); this module only classifies numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .units import format_size, parse_size_bytes
+
+__all__ = [
+    "MeasurementBasis",
+    "PressureLevel",
+    "PressureThresholds",
+    "pressure_distribution",
+]
+
+MB = 1 << 20
+
+
+class PressureLevel(enum.IntEnum):
+    """Ordered pressure levels: ``PressureLevel.HIGH > PressureLevel.MEDIUM``."""
+
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
+    CRITICAL = 3
+
+    @classmethod
+    def parse(cls, value: PressureLevel | str) -> PressureLevel:
+        """Accept a level or its name in any case (``"high"``)."""
+        if isinstance(value, PressureLevel):
+            return value
+        if isinstance(value, str) and value.strip().upper() in cls.__members__:
+            return cls[value.strip().upper()]
+        names = ", ".join(cls.__members__)
+        raise ValueError(f"invalid pressure level {value!r}: expected one of {names}")
+
+
+class MeasurementBasis(enum.Enum):
+    """What a pressure level is measured on.
+
+    ``RELATIVE``: bytes above the window's baseline (inside a test, the pytest
+    process already holds its imports).  ``ABSOLUTE``: the process's whole
+    resident memory (an automaton in a child process of its own).
+    """
+
+    RELATIVE = "relative"
+    ABSOLUTE = "absolute"
+
+
+@dataclass(frozen=True)
+class PressureThresholds:
+    """Where MEDIUM, HIGH and CRITICAL begin, in bytes; strictly increasing."""
+
+    medium: int = 50 * MB
+    high: int = 200 * MB
+    critical: int = 500 * MB
+
+    def __post_init__(self) -> None:
+        for name in ("medium", "high", "critical"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(
+                    f"invalid pressure threshold {name}={value!r}: expected a positive "
+                    "int of bytes (use PressureThresholds.parse for text such as '50MB')"
+                )
+        if not self.medium < self.high < self.critical:
+            raise ValueError(
+                "pressure thresholds must be strictly increasing (medium < high < critical), "
+                f"got {self.describe()}"
+            )
+
+    @classmethod
+    def from_sizes(
+        cls, medium: int | str, high: int | str, critical: int | str
+    ) -> PressureThresholds:
+        """Build from sizes given as bytes or text (``"50MB"``)."""
+        return cls(parse_size_bytes(medium), parse_size_bytes(high), parse_size_bytes(critical))
+
+    @classmethod
+    def parse(cls, text: str) -> PressureThresholds:
+        """Parse ``"50MB,200MB,500MB"``: three sizes, comma-separated."""
+        parts = [part.strip() for part in text.split(",")]
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(
+                f"invalid pressure thresholds {text!r}: expected three sizes separated by "
+                "commas, where MEDIUM, HIGH and CRITICAL begin, e.g. '50MB,200MB,500MB'"
+            )
+        try:
+            return cls.from_sizes(*parts)
+        except ValueError as exc:
+            raise ValueError(f"invalid pressure thresholds {text!r}: {exc}") from None
+
+    def classify(self, measured_bytes: float) -> PressureLevel:
+        """The highest level whose boundary ``measured_bytes`` reaches."""
+        if measured_bytes >= self.critical:
+            return PressureLevel.CRITICAL
+        if measured_bytes >= self.high:
+            return PressureLevel.HIGH
+        if measured_bytes >= self.medium:
+            return PressureLevel.MEDIUM
+        return PressureLevel.LOW
+
+    def describe(self) -> str:
+        """The thresholds as the text form the ini setting accepts."""
+        return ",".join(format_size(v).replace(" ", "") for v in self.boundaries())
+
+    def boundaries(self) -> tuple[int, int, int]:
+        """``(medium, high, critical)`` in bytes."""
+        return (self.medium, self.high, self.critical)
+
+
+def pressure_distribution(
+    levels: Iterable[PressureLevel],
+) -> dict[str, float]:
+    """Fraction of samples at each level, keyed by level name, all four present.
+
+    An empty window gives all zeros rather than dividing by zero.
+    """
+    counts = dict.fromkeys(PressureLevel, 0)
+    total = 0
+    for level in levels:
+        counts[level] += 1
+        total += 1
+    return {level.name: (counts[level] / total if total else 0.0) for level in PressureLevel}
