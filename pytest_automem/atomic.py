@@ -26,6 +26,8 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
             yield handle
             handle.flush()
@@ -36,6 +38,20 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
             os.unlink(tmp_name)
         raise
     _fsync_dir(target.parent)
+
+
+def _mode_for(target: Path) -> int:
+    """Keep an existing file's mode; give a new one the usual umask'd 0o666.
+
+    ``mkstemp`` creates 0o600 files, which would silently make a user's
+    report unreadable to the CI user that uploads it.
+    """
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(folder: Path) -> None:
