@@ -9,8 +9,9 @@ own baseline, or a process's whole resident set — is the caller's choice
 
 from __future__ import annotations
 
+import bisect
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .units import format_size, parse_size_bytes
@@ -19,6 +20,7 @@ __all__ = [
     "MeasurementBasis",
     "PressureLevel",
     "PressureThresholds",
+    "distribution_of_values",
     "pressure_distribution",
 ]
 
@@ -116,6 +118,25 @@ class PressureThresholds:
     def boundaries(self) -> tuple[int, int, int]:
         """``(medium, high, critical)`` in bytes."""
         return (self.medium, self.high, self.critical)
+
+
+def distribution_of_values(
+    sorted_measured_bytes: Sequence[int], thresholds: PressureThresholds
+) -> dict[str, float]:
+    """Like :func:`pressure_distribution`, for already sorted measurements.
+
+    Bisecting a sorted list costs O(log n) per boundary, which keeps closing
+    a long measurement window cheap.
+    """
+    total = len(sorted_measured_bytes)
+    if not total:
+        return {level.name: 0.0 for level in PressureLevel}
+    cuts = [
+        0,
+        *(bisect.bisect_left(sorted_measured_bytes, b) for b in thresholds.boundaries()),
+        total,
+    ]
+    return {level.name: (cuts[i + 1] - cuts[i]) / total for i, level in enumerate(PressureLevel)}
 
 
 def pressure_distribution(

@@ -56,7 +56,9 @@ _DURATION_RE = re.compile(_NUMBER + r"\s*(?P<unit>[a-zA-Zµ]*)")
 
 SIZE_FORMS = "an int of bytes or a number with B, KB/KiB, MB/MiB, GB/GiB, TB/TiB (e.g. '64MB')"
 RATE_FORMS = "a size per second or minute, e.g. '1MB/s', '512KiB/s', '60MB/min'"
-DURATION_FORMS = "a number with ns, us, ms, s, min or h (e.g. '1ms', '5s'); a bare number is seconds"
+DURATION_FORMS = (
+    "a number with ns, us, ms, s, min or h (e.g. '1ms', '5s'); a bare number is seconds"
+)
 
 
 def _number_or_none(value: object) -> float | None:

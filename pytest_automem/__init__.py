@@ -1,0 +1,38 @@
+"""pytest-automem: memory budgets, exact peaks and leak diagnosis for pytest and CI.
+
+The public API is imported lazily: pytest loads this package for every run
+through its entry point, and a session that never asks for memory monitoring
+should not pay for importing the monitor, the automaton or the investigator.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "MeasurementBasis": "pressure",
+    "MeasurementWindow": "monitor",
+    "MemoryMonitor": "monitor",
+    "PressureLevel": "pressure",
+    "PressureThresholds": "pressure",
+    "SamplerDiedError": "sampling",
+    "WindowResult": "monitor",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_automem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,91 @@
+"""Linux reader: ``/proc/<pid>/statm`` for RSS, ``VmHWM`` for exact peaks."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from .common import MemoryReadError, ProcessGoneError
+
+PLATFORM_KIND = "linux-procfs"
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_GONE_ERRNOS = {errno.ESRCH, errno.ENOENT}
+_CLEAR_REFS_RESET_PEAK = b"5"
+
+
+def _translate(exc: OSError, pid: int, what: str) -> MemoryReadError:
+    if exc.errno in _GONE_ERRNOS:
+        return ProcessGoneError(f"process {pid} has exited (reading {what})")
+    return MemoryReadError(f"cannot read {what} of process {pid}: {exc.strerror or exc}")
+
+
+class LinuxProcessMemory:
+    """Kept-open descriptors on one process's ``statm``, ``status``, ``clear_refs``.
+
+    ``clear_refs`` needs the same user as the target; where it cannot be
+    opened the reader still works and reports no resettable peak.
+    """
+
+    reader_kind = "procfs-statm"
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        base = f"/proc/{pid}"
+        try:
+            self._statm = os.open(f"{base}/statm", os.O_RDONLY | os.O_CLOEXEC)
+            self._status = os.open(f"{base}/status", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _translate(exc, pid, "/proc status files") from None
+        try:
+            self._clear_refs: int | None = os.open(f"{base}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            self._clear_refs = None
+        self.peak_source: str | None = "kernel-hwm" if self._clear_refs is not None else None
+
+    def rss_bytes(self) -> int:
+        try:
+            data = os.pread(self._statm, 128, 0)
+        except OSError as exc:
+            raise _translate(exc, self.pid, "statm") from None
+        fields = data.split()
+        if len(fields) < 2:
+            raise ProcessGoneError(f"process {self.pid} has exited (empty statm)")
+        return int(fields[1]) * _PAGE_SIZE
+
+    def reset_peak(self) -> bool:
+        if self._clear_refs is None:
+            return False
+        try:
+            os.write(self._clear_refs, _CLEAR_REFS_RESET_PEAK)
+        except OSError as exc:
+            raise _translate(exc, self.pid, "clear_refs") from None
+        return True
+
+    def peak_rss_bytes(self) -> int | None:
+        if self._clear_refs is None:
+            return None
+        try:
+            data = os.pread(self._status, 4096, 0)
+        except OSError as exc:
+            raise _translate(exc, self.pid, "status") from None
+        start = data.find(b"VmHWM:")
+        if start < 0:
+            # Kernel threads and zombies have no mm: nothing to measure.
+            raise ProcessGoneError(f"process {self.pid} has no memory map (exited?)")
+        end = data.find(b"\n", start)
+        return int(data[start + 6 : end].split()[0]) * 1024
+
+    def close(self) -> None:
+        for fd in (self._statm, self._status, self._clear_refs):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._clear_refs = None
+
+
+def open_process(pid: int) -> LinuxProcessMemory:
+    """Open a reader on ``pid`` (raises ProcessGoneError if it does not exist)."""
+    return LinuxProcessMemory(pid)

@@ -1,0 +1,45 @@
+"""Portable reader through psutil (macOS, Windows, BSD): no resettable peak."""
+
+from __future__ import annotations
+
+import psutil
+
+from .common import MemoryReadError, ProcessGoneError
+
+PLATFORM_KIND = "psutil"
+
+
+class PsutilProcessMemory:
+    """RSS through psutil; peaks must come from the sampler's maximum."""
+
+    reader_kind = "psutil"
+    peak_source: str | None = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self._process = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            raise ProcessGoneError(f"process {pid} does not exist") from None
+
+    def rss_bytes(self) -> int:
+        try:
+            return int(self._process.memory_info().rss)
+        except psutil.NoSuchProcess:
+            raise ProcessGoneError(f"process {self.pid} has exited") from None
+        except (psutil.AccessDenied, OSError) as exc:
+            raise MemoryReadError(f"cannot read memory of process {self.pid}: {exc}") from None
+
+    def reset_peak(self) -> bool:
+        return False
+
+    def peak_rss_bytes(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        """Nothing kept open."""
+
+
+def open_process(pid: int) -> PsutilProcessMemory:
+    """Open a reader on ``pid`` (raises ProcessGoneError if it does not exist)."""
+    return PsutilProcessMemory(pid)

@@ -1,0 +1,440 @@
+"""The memory monitor: one sampler per process, measurement windows on top.
+
+:class:`MemoryMonitor` owns one sampler process for its whole life (a pytest
+session, or one monitored child).  Each test or scenario opens a
+:class:`MeasurementWindow`; closing it gives a frozen :class:`WindowResult`:
+baseline and end (both after ``gc.collect()``), the exact peak, growth, growth
+rate, pressure, and how all of it was measured.
+
+Peaks: on Linux the kernel's resident high-water mark is reset when a window
+opens and read when it closes, which catches spikes far shorter than any
+sampling interval ("kernel-hwm").  Windows may nest (a scenario inside a
+test); before a nested window resets the mark, the mark so far is folded into
+every window already open, so the outer one keeps its peak.  Elsewhere the
+peak is the sampler's maximum ("sampled").
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import gc
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _platform
+from .pressure import (
+    MeasurementBasis,
+    PressureLevel,
+    PressureThresholds,
+    distribution_of_values,
+)
+from .sampling import SampleBlock, SamplerDiedError, SamplerProcess
+from .stats import differences, least_squares_slope, percentile
+from .units import format_size, parse_duration_s
+
+__all__ = [
+    "MeasurementWindow",
+    "MemoryMonitor",
+    "SamplerDiedError",
+    "WindowResult",
+]
+
+DEFAULT_INTERVAL_MS = 1.0
+#: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
+DEFAULT_CAPACITY = 1 << 18
+#: Least-squares slopes over more points than this use an even subsample.
+_MAX_SLOPE_POINTS = 20_000
+#: Fewer samples than this give no growth rate (too short to tell a trend).
+_MIN_RATE_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """What one measurement window saw.  Sizes in bytes, times in ms or s.
+
+    ``peak_bytes`` and ``growth_bytes`` are relative to ``baseline_bytes``;
+    ``*_rss_bytes`` fields are the process's whole resident memory.
+    """
+
+    pid: int
+    duration_s: float
+    baseline_bytes: int
+    end_rss_bytes: int
+    peak_rss_bytes: int
+    peak_bytes: int
+    growth_bytes: int
+    rate_bytes_per_s: float | None
+    max_pressure: PressureLevel
+    pressure_distribution: dict[str, float]
+    thresholds: PressureThresholds
+    basis: MeasurementBasis
+    samples: int
+    samples_dropped: int
+    interval_target_ms: float
+    interval_p50_ms: float | None
+    interval_p99_ms: float | None
+    interval_max_ms: float | None
+    sampler_kind: str
+    peak_source: str
+    sample_times_ns: array.array = field(repr=False, compare=False)
+    sample_rss_bytes: array.array = field(repr=False, compare=False)
+
+    def how_measured(self) -> str:
+        """One phrase for messages: ``kernel high-water mark, 1 ms sampler, 842 samples``."""
+        source = "kernel high-water mark" if self.peak_source == "kernel-hwm" else "sampled peak"
+        interval = f"{self.interval_target_ms:g} ms"
+        return f"{source}, {interval} sampler, {self.samples} samples"
+
+    def level_of(self, rss_bytes: int) -> PressureLevel:
+        """Pressure level of one RSS reading on this window's basis."""
+        return self.thresholds.classify(_measured(rss_bytes, self.baseline_bytes, self.basis))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (str/int/float/bool/None), safe for JSON and xdist."""
+        return {
+            "peak_bytes": self.peak_bytes,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "baseline_bytes": self.baseline_bytes,
+            "end_rss_bytes": self.end_rss_bytes,
+            "growth_bytes": self.growth_bytes,
+            "rate_bytes_per_s": self.rate_bytes_per_s,
+            "max_pressure": self.max_pressure.name,
+            "pressure_distribution": dict(self.pressure_distribution),
+            "pressure_basis": self.basis.value,
+            "duration_s": self.duration_s,
+            "samples": self.samples,
+            "samples_dropped": self.samples_dropped,
+            "interval_target_ms": self.interval_target_ms,
+            "interval_p50_ms": self.interval_p50_ms,
+            "interval_p99_ms": self.interval_p99_ms,
+            "interval_max_ms": self.interval_max_ms,
+            "sampler_kind": self.sampler_kind,
+            "peak_source": self.peak_source,
+        }
+
+    def describe(self) -> str:
+        """A short human summary of the window."""
+        return (
+            f"peak {format_size(self.peak_bytes)}, growth {format_size(self.growth_bytes)}, "
+            f"max pressure {self.max_pressure.name} ({self.how_measured()})"
+        )
+
+
+def _measured(rss_bytes: int, baseline_bytes: int, basis: MeasurementBasis) -> int:
+    return rss_bytes - baseline_bytes if basis is MeasurementBasis.RELATIVE else rss_bytes
+
+
+def _interval_stats_ms(times_ns: array.array) -> tuple[float | None, float | None, float | None]:
+    """p50, p99 and max gap between consecutive samples, in ms."""
+    if len(times_ns) < 2:
+        return None, None, None
+    gaps = sorted(differences(times_ns))
+    return percentile(gaps, 0.50) / 1e6, percentile(gaps, 0.99) / 1e6, gaps[-1] / 1e6
+
+
+def _growth_rate(times_ns: array.array, rss_bytes: array.array) -> float | None:
+    """Least-squares slope of RSS over time in bytes/s, subsampled when huge."""
+    if len(times_ns) < _MIN_RATE_SAMPLES:
+        return None
+    step = max(1, math.ceil(len(times_ns) / _MAX_SLOPE_POINTS))
+    slope_per_ns = least_squares_slope(times_ns[::step], rss_bytes[::step])
+    return None if slope_per_ns is None else slope_per_ns * 1e9
+
+
+class MeasurementWindow:
+    """An open window over the monitor's samples; :meth:`stop` closes it.
+
+    While open it answers live questions (current, peak so far, pressure so
+    far) — that is what the ``memory_monitor`` fixture hands a test.
+    """
+
+    def __init__(
+        self,
+        monitor: MemoryMonitor,
+        *,
+        thresholds: PressureThresholds,
+        basis: MeasurementBasis,
+        collect_garbage: bool,
+    ) -> None:
+        self._monitor = monitor
+        self.thresholds = thresholds
+        self.basis = basis
+        self._collect = collect_garbage
+        self._kernel_peak_so_far = 0
+        self.result: WindowResult | None = None
+        monitor._check()
+        if collect_garbage:
+            gc.collect()
+        self.baseline_bytes = monitor._process.rss_bytes()
+        monitor._reset_peak_for(self)
+        self._start_count = monitor._sampler.write_count()
+        self._start_ns = time.monotonic_ns()
+
+    # -- live view -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.result is not None
+
+    def current_rss_bytes(self) -> int:
+        """The process's resident memory now (read directly, not sampled)."""
+        return self._monitor._process.rss_bytes()
+
+    def current_bytes(self) -> int:
+        """Memory now on this window's basis (above baseline when relative)."""
+        return _measured(self.current_rss_bytes(), self.baseline_bytes, self.basis)
+
+    def samples(self) -> SampleBlock:
+        """The samples taken since the window opened (a copy)."""
+        end = self._monitor._sampler.write_count()
+        return self._monitor._sampler.read(self._start_count, end)
+
+    def peak_rss_bytes(self) -> int:
+        """Highest resident memory seen so far (kernel peak where available)."""
+        block = self.samples()
+        sampled = max(block.rss_bytes, default=0)
+        kernel = self._monitor._process.peak_rss_bytes() or 0
+        return max(sampled, kernel, self._kernel_peak_so_far, self.baseline_bytes)
+
+    def peak_bytes(self) -> int:
+        """Peak so far relative to the baseline."""
+        return self.peak_rss_bytes() - self.baseline_bytes
+
+    def pressure(self) -> PressureLevel:
+        """Pressure level of the memory right now."""
+        return self.thresholds.classify(self.current_bytes())
+
+    def max_pressure(self) -> PressureLevel:
+        """Highest pressure level reached so far (judged on the peak)."""
+        return self.thresholds.classify(
+            _measured(self.peak_rss_bytes(), self.baseline_bytes, self.basis)
+        )
+
+    def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
+        self._kernel_peak_so_far = max(self._kernel_peak_so_far, peak_rss_bytes)
+
+    # -- closing -------------------------------------------------------------
+
+    def stop(self) -> WindowResult:
+        """Close the window and compute its result (idempotent)."""
+        if self.result is not None:
+            return self.result
+        monitor = self._monitor
+        end_count = monitor._sampler.write_count()
+        end_ns = time.monotonic_ns()
+        kernel_peak = monitor._process.peak_rss_bytes()
+        monitor._forget(self)
+        monitor._check()
+        if self._collect:
+            gc.collect()
+        end_rss = monitor._process.rss_bytes()
+        block = monitor._sampler.read(self._start_count, end_count)
+        self.result = self._build_result(block, kernel_peak, end_rss, end_ns)
+        return self.result
+
+    def _build_result(
+        self, block: SampleBlock, kernel_peak: int | None, end_rss: int, end_ns: int
+    ) -> WindowResult:
+        sampled_peak = max(block.rss_bytes, default=0)
+        if kernel_peak is not None:
+            self._fold_kernel_peak(kernel_peak)
+        peak_rss = max(sampled_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
+        p50, p99, gap_max = _interval_stats_ms(block.times_ns)
+        offset = self.baseline_bytes if self.basis is MeasurementBasis.RELATIVE else 0
+        measured = sorted(block.rss_bytes)
+        if offset:
+            measured = [value - offset for value in measured]
+        return WindowResult(
+            pid=self._monitor.pid,
+            duration_s=(end_ns - self._start_ns) / 1e9,
+            baseline_bytes=self.baseline_bytes,
+            end_rss_bytes=end_rss,
+            peak_rss_bytes=peak_rss,
+            peak_bytes=peak_rss - self.baseline_bytes,
+            growth_bytes=end_rss - self.baseline_bytes,
+            rate_bytes_per_s=_growth_rate(block.times_ns, block.rss_bytes),
+            max_pressure=self.thresholds.classify(
+                _measured(peak_rss, self.baseline_bytes, self.basis)
+            ),
+            pressure_distribution=distribution_of_values(measured, self.thresholds),
+            thresholds=self.thresholds,
+            basis=self.basis,
+            samples=len(block),
+            samples_dropped=block.dropped,
+            interval_target_ms=self._monitor.interval_ms,
+            interval_p50_ms=p50,
+            interval_p99_ms=p99,
+            interval_max_ms=gap_max,
+            sampler_kind=self._monitor.sampler_kind,
+            peak_source="kernel-hwm" if kernel_peak is not None else "sampled",
+            sample_times_ns=block.times_ns,
+            sample_rss_bytes=block.rss_bytes,
+        )
+
+    def __enter__(self) -> MeasurementWindow:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class MemoryMonitor:
+    """One sampler process watching one process (by default, this one).
+
+    ``interval_ms`` accepts a number of ms or text such as ``"1ms"``.
+    ``portable=True`` forces the psutil fallback (what macOS and Windows get)
+    so it can be exercised and compared on Linux.
+    """
+
+    def __init__(
+        self,
+        pid: int | None = None,
+        *,
+        interval_ms: float | str = DEFAULT_INTERVAL_MS,
+        capacity: int = DEFAULT_CAPACITY,
+        portable: bool = False,
+    ) -> None:
+        self.pid = os.getpid() if pid is None else pid
+        self.interval_ms = _interval_ms(interval_ms)
+        if capacity < 16:
+            raise ValueError(f"invalid sampler capacity {capacity}: need at least 16 samples")
+        self.capacity = capacity
+        self.portable = portable or not sys.platform.startswith("linux")
+        self._sampler_handle: SamplerProcess | None = None
+        self._process_handle: _platform.ProcessMemory | None = None
+        self._open_windows: list[MeasurementWindow] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> MemoryMonitor:
+        """Start the sampler process (idempotent); returns self for chaining."""
+        if self._sampler_handle is not None:
+            return self
+        self._process_handle = _platform.open_process(self.pid, portable=self.portable)
+        try:
+            self._sampler_handle = SamplerProcess(
+                self.pid,
+                interval_ns=round(self.interval_ms * 1e6),
+                capacity=self.capacity,
+                reader="psutil" if self.portable else "procfs",
+            )
+        except BaseException:
+            self._process_handle.close()
+            self._process_handle = None
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop the sampler and release descriptors (idempotent)."""
+        if self._sampler_handle is not None:
+            self._sampler_handle.close()
+            self._sampler_handle = None
+        if self._process_handle is not None:
+            self._process_handle.close()
+            self._process_handle = None
+        self._open_windows.clear()
+
+    def __enter__(self) -> MemoryMonitor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._sampler_handle is not None
+
+    @property
+    def sampler_pid(self) -> int:
+        return self._sampler.pid
+
+    @property
+    def sampler_kind(self) -> str:
+        """``process-procfs`` on Linux, ``process-psutil`` for the fallback."""
+        return "process-psutil" if self.portable else "process-procfs"
+
+    @property
+    def _sampler(self) -> SamplerProcess:
+        if self._sampler_handle is None:
+            raise RuntimeError("MemoryMonitor is not started: call start() or use it as a context")
+        return self._sampler_handle
+
+    @property
+    def _process(self) -> _platform.ProcessMemory:
+        if self._process_handle is None:
+            raise RuntimeError("MemoryMonitor is not started: call start() or use it as a context")
+        return self._process_handle
+
+    def _check(self) -> None:
+        self._sampler.check_alive()
+
+    # -- windows -------------------------------------------------------------
+
+    def window(
+        self,
+        *,
+        thresholds: PressureThresholds | None = None,
+        basis: MeasurementBasis = MeasurementBasis.RELATIVE,
+        collect_garbage: bool | None = None,
+    ) -> MeasurementWindow:
+        """Open a measurement window now.
+
+        ``collect_garbage`` defaults to True when watching this process (a
+        baseline after ``gc.collect()``), False for another process, whose
+        garbage we cannot collect.
+        """
+        collect = (self.pid == os.getpid()) if collect_garbage is None else collect_garbage
+        window = MeasurementWindow(
+            self,
+            thresholds=thresholds or PressureThresholds(),
+            basis=basis,
+            collect_garbage=collect,
+        )
+        self._open_windows.append(window)
+        return window
+
+    @contextlib.contextmanager
+    def measure(self, **kwargs: Any) -> Iterator[MeasurementWindow]:
+        """``with monitor.measure() as w: ...`` then read ``w.result``."""
+        window = self.window(**kwargs)
+        try:
+            yield window
+        finally:
+            window.stop()
+
+    def latest_rss_bytes(self) -> int | None:
+        """The sampler's newest reading, or None before its first sample."""
+        latest = self._sampler.latest()
+        return None if latest is None else latest[1]
+
+    def _reset_peak_for(self, window: MeasurementWindow) -> None:
+        """Reset the kernel peak for a new window without robbing open ones."""
+        if self._open_windows:
+            current_peak = self._process.peak_rss_bytes()
+            if current_peak is not None:
+                for other in self._open_windows:
+                    other._fold_kernel_peak(current_peak)
+        self._process.reset_peak()
+
+    def _forget(self, window: MeasurementWindow) -> None:
+        with contextlib.suppress(ValueError):
+            self._open_windows.remove(window)
+
+
+def _interval_ms(value: float | str) -> float:
+    """Interval in ms from a number of ms or duration text; must be positive."""
+    if isinstance(value, str):
+        milliseconds = parse_duration_s(value) * 1e3
+    else:
+        milliseconds = float(value)
+    if not math.isfinite(milliseconds) or milliseconds <= 0:
+        raise ValueError(f"invalid sampling interval {value!r}: must be a positive duration")
+    if milliseconds < 0.05:
+        raise ValueError(f"invalid sampling interval {value!r}: the minimum is 0.05 ms")
+    return milliseconds

@@ -1,0 +1,210 @@
+"""The parent's side of the sampler process: start it, read its ring, stop it.
+
+One :class:`SamplerProcess` serves a whole pytest session (or one monitored
+child process).  Reading the ring is lock-free: the sampler only appends and
+publishes a count; the parent copies entries between two counts it has seen.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sampler as ring_layout
+
+__all__ = ["SamplerDiedError", "SamplerProcess", "SampleBlock"]
+
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 2.0
+_STATUS_TEXT = {
+    ring_layout.STATUS_STARTING: "starting",
+    ring_layout.STATUS_RUNNING: "running",
+    ring_layout.STATUS_STOPPED: "stopped",
+    ring_layout.STATUS_TARGET_GONE: "stopped: the measured process exited",
+    ring_layout.STATUS_PARENT_GONE: "stopped: its parent exited",
+}
+
+
+class SamplerDiedError(RuntimeError):
+    """The sampler process is gone; measurements since then are missing."""
+
+
+@dataclass(frozen=True)
+class SampleBlock:
+    """Samples copied out of the ring: parallel int64 arrays.
+
+    ``dropped`` counts samples of the requested range that the ring had
+    already overwritten (windows longer than the ring's capacity).
+    """
+
+    times_ns: array.array
+    rss_bytes: array.array
+    dropped: int
+
+    def __len__(self) -> int:
+        return len(self.times_ns)
+
+
+def _ring_folder() -> str:
+    """Prefer tmpfs (``/dev/shm``) so the mapping never touches a disk."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return str(shm)
+    return tempfile.gettempdir()
+
+
+class SamplerProcess:
+    """A running sampler child and the ring it writes.
+
+    ``reader`` is ``"procfs"`` (Linux) or ``"psutil"`` (portable fallback).
+    """
+
+    def __init__(
+        self,
+        target_pid: int,
+        *,
+        interval_ns: int,
+        capacity: int,
+        reader: str,
+    ) -> None:
+        import mmap
+
+        self.target_pid = target_pid
+        self.interval_ns = interval_ns
+        self.capacity = capacity
+        self.reader = reader
+        fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
+        try:
+            os.ftruncate(fd, ring_layout.ring_size_bytes(capacity))
+            self._buffer = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+        ring_layout.HEADER.pack_into(
+            self._buffer, 0, ring_layout.MAGIC, capacity, interval_ns, 0,
+            ring_layout.STATUS_STARTING, 0, 0, target_pid,
+        )  # fmt: skip
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self._process = subprocess.Popen(
+                self._command(ring_path),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+                close_fds=True,
+            )
+            self._wait_until_running()
+        finally:
+            os.unlink(ring_path)  # both sides hold the mapping; leave nothing behind
+
+    def _command(self, ring_path: str) -> list[str]:
+        return [
+            sys.executable, "-I", ring_layout.__file__,
+            "--ring", ring_path,
+            "--target-pid", str(self.target_pid),
+            "--parent-pid", str(os.getpid()),
+            "--reader", self.reader,
+        ]  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def _field(self, offset: int) -> int:
+        return ring_layout.COUNT_FIELD.unpack_from(self._buffer, offset)[0]
+
+    def write_count(self) -> int:
+        """Samples published so far (monotonic)."""
+        return self._field(ring_layout.OFFSET_WRITE_COUNT)
+
+    def status_text(self) -> str:
+        return _STATUS_TEXT.get(self._field(ring_layout.OFFSET_STATUS), "unknown")
+
+    def _wait_until_running(self) -> None:
+        """Block until the first sample is published; raise if the child dies."""
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while self.write_count() == 0:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                self.close()
+                raise SamplerDiedError(
+                    f"automem sampler (pid {self.pid}) published no sample within "
+                    f"{_START_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(0.001)
+
+    def check_alive(self) -> None:
+        """Raise :class:`SamplerDiedError` with the child's own last words if it is gone."""
+        code = self._process.poll()
+        if code is None:
+            return
+        raise SamplerDiedError(
+            f"automem sampler process (pid {self.pid}) is gone "
+            f"(exit code {code}, {self.status_text()}){self._last_words()}"
+        )
+
+    def _last_words(self) -> str:
+        try:
+            self._stderr.seek(0)
+            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        except (OSError, ValueError):
+            return ""
+        return f": {lines[-1]}" if lines else ""
+
+    def latest(self) -> tuple[int, int] | None:
+        """The newest ``(t_ns, rss_bytes)`` sample, or None before the first."""
+        count = self.write_count()
+        if count == 0:
+            return None
+        offset = ring_layout.HEADER_SIZE + ((count - 1) % self.capacity) * ring_layout.ENTRY_SIZE
+        t_ns, rss = ring_layout.ENTRY.unpack_from(self._buffer, offset)
+        return t_ns, rss
+
+    def read(self, start_count: int, end_count: int) -> SampleBlock:
+        """Copy samples ``[start_count, end_count)`` out of the ring.
+
+        Entries the sampler may have overwritten while we copied are dropped
+        (we re-read the count afterwards), so a block never mixes old and new.
+        """
+        first = max(start_count, end_count - self.capacity)
+        raw = self._copy(first, end_count)
+        overwritten_before = self.write_count() - self.capacity
+        skip = max(0, overwritten_before - first)
+        flat = array.array("q")
+        flat.frombytes(raw[skip * ring_layout.ENTRY_SIZE :])
+        return SampleBlock(
+            times_ns=flat[0::2],
+            rss_bytes=flat[1::2],
+            dropped=(first - start_count) + min(skip, end_count - first),
+        )
+
+    def _copy(self, first: int, end: int) -> bytes:
+        if end <= first:
+            return b""
+        begin_slot = first % self.capacity
+        end_slot = begin_slot + (end - first)
+        base = ring_layout.HEADER_SIZE
+        size = ring_layout.ENTRY_SIZE
+        if end_slot <= self.capacity:
+            return self._buffer[base + begin_slot * size : base + end_slot * size]
+        head = self._buffer[base + begin_slot * size : base + self.capacity * size]
+        tail = self._buffer[base : base + (end_slot - self.capacity) * size]
+        return head + tail
+
+    def close(self) -> None:
+        """Ask the child to stop, wait briefly, kill it if it does not."""
+        if self._buffer.closed:
+            return
+        ring_layout.COUNT_FIELD.pack_into(self._buffer, ring_layout.OFFSET_STOP, 1)
+        try:
+            self._process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=_STOP_TIMEOUT_S)
+        self._buffer.close()
+        self._stderr.close()
