@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import sampler as ring_layout
 
-__all__ = ["SamplerDiedError", "SamplerProcess", "SampleBlock"]
+__all__ = ["SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 2.0
@@ -89,7 +89,7 @@ class SamplerProcess:
             self._buffer, 0, ring_layout.MAGIC, capacity, interval_ns, 0,
             ring_layout.STATUS_STARTING, 0, 0, target_pid,
         )  # fmt: skip
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
         try:
             self._process = subprocess.Popen(
                 self._command(ring_path),

@@ -55,7 +55,7 @@ def theil_sen_slope(ys: Sequence[float], xs: Sequence[float] | None = None) -> f
     a median of slopes hardly at all, which is what a leak verdict needs.
     Quadratic in the number of points; callers pass at most a few hundred.
     """
-    points = list(zip(range(len(ys)) if xs is None else xs, ys))
+    points = list(zip(range(len(ys)) if xs is None else xs, ys, strict=True))
     slopes = sorted(
         (y2 - y1) / (x2 - x1)
         for i, (x1, y1) in enumerate(points)

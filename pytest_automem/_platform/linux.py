@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
@@ -79,10 +80,8 @@ class LinuxProcessMemory:
     def close(self) -> None:
         for fd in (self._statm, self._status, self._clear_refs):
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self._clear_refs = None
 
 
