@@ -429,7 +429,10 @@ class MemoryMonitor:
 
 def _interval_ms(value: float | str) -> float:
     """Interval in ms from a number of ms or duration text; must be positive."""
-    milliseconds = parse_duration_s(value) * 1e3 if isinstance(value, str) else float(value)
+    try:
+        milliseconds = parse_duration_s(value) * 1e3 if isinstance(value, str) else float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid sampling interval {value!r}: {exc}") from None
     if not math.isfinite(milliseconds) or milliseconds <= 0:
         raise ValueError(f"invalid sampling interval {value!r}: must be a positive duration")
     if milliseconds < 0.05:

@@ -1,0 +1,199 @@
+"""Measurement windows: growth, exact peaks, nesting, live view, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pytest_automem.monitor import MemoryMonitor
+from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+
+MB = 1 << 20
+LINUX = sys.platform.startswith("linux")
+
+
+def spike_inside_one_c_call(size: int) -> None:
+    """Allocate and free ``size`` bytes without ever returning to Python."""
+    (b"x" * size).count(b"y")
+
+
+def test_kept_allocation_is_growth(monitor: MemoryMonitor) -> None:
+    window = monitor.window()
+    kept = bytearray(64 * MB)
+    result = window.stop()
+    assert result.growth_bytes >= 60 * MB
+    assert result.peak_bytes >= result.growth_bytes
+    del kept
+
+
+def test_freed_allocation_is_not_growth_but_is_peak(monitor: MemoryMonitor) -> None:
+    window = monitor.window()
+    temporary = bytearray(64 * MB)
+    del temporary
+    result = window.stop()
+    assert abs(result.growth_bytes) < 8 * MB
+    assert result.peak_bytes >= 60 * MB
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel high-water mark is Linux-only")
+def test_spike_inside_one_c_call_is_caught_exactly(monitor: MemoryMonitor) -> None:
+    window = monitor.window()
+    spike_inside_one_c_call(100 * MB)
+    result = window.stop()
+    assert result.peak_source == "kernel-hwm"
+    # Exact up to the kernel's per-CPU counter batching (~0.4 %).
+    assert 99 * MB <= result.peak_bytes <= 104 * MB
+    assert result.max_pressure is PressureLevel.MEDIUM
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel high-water mark is Linux-only")
+def test_nested_window_does_not_rob_outer_peak(monitor: MemoryMonitor) -> None:
+    outer = monitor.window()
+    spike_inside_one_c_call(80 * MB)
+    inner = monitor.window()
+    spike_inside_one_c_call(20 * MB)
+    inner_result = inner.stop()
+    outer_result = outer.stop()
+    assert 19 * MB <= inner_result.peak_bytes < 40 * MB
+    assert outer_result.peak_bytes >= 79 * MB
+
+
+def test_sampling_continues_while_the_test_holds_the_gil(monitor: MemoryMonitor) -> None:
+    window = monitor.window(collect_garbage=False)
+    deadline = time.perf_counter() + 0.3
+    spins = 0
+    while time.perf_counter() < deadline:
+        spins += 1
+    result = window.stop()
+    # An in-process thread gets ~60 of 300; a generous bound keeps CI load harmless.
+    assert result.samples >= 100
+    assert result.interval_p50_ms is not None
+    assert result.sampler_kind == "process-procfs"
+    assert len(result.sample_times_ns) == result.samples
+    assert list(result.sample_times_ns) == sorted(result.sample_times_ns)
+
+
+def test_live_view_and_pressure(monitor: MemoryMonitor) -> None:
+    thresholds = PressureThresholds(10 * MB, 20 * MB, 40 * MB)
+    window = monitor.window(thresholds=thresholds)
+    block = bytearray(25 * MB)
+    block[::4096] = b"y" * len(block[::4096])
+    assert window.current_bytes() >= 24 * MB
+    assert window.pressure() is PressureLevel.HIGH
+    assert window.peak_bytes() >= 24 * MB
+    assert window.max_pressure() is PressureLevel.HIGH
+    del block
+    result = window.stop()
+    assert result.max_pressure is PressureLevel.HIGH
+    assert window.stop() is result  # idempotent
+
+
+def test_absolute_basis_classifies_whole_rss(monitor: MemoryMonitor) -> None:
+    thresholds = PressureThresholds(1 * MB, 2 * MB, 3 * MB)
+    result = monitor.window(thresholds=thresholds, basis=MeasurementBasis.ABSOLUTE).stop()
+    assert result.max_pressure is PressureLevel.CRITICAL  # any Python process is > 3 MB
+    relative = monitor.window(thresholds=thresholds).stop()
+    assert relative.max_pressure is PressureLevel.LOW
+
+
+def test_result_is_plain_json_and_says_how_it_was_measured(monitor: MemoryMonitor) -> None:
+    with monitor.measure() as window:
+        time.sleep(0.02)
+    result = window.result
+    assert result is not None
+    data = json.loads(json.dumps(result.to_dict()))
+    for key in (
+        "peak_bytes",
+        "growth_bytes",
+        "rate_bytes_per_s",
+        "max_pressure",
+        "samples",
+        "interval_p50_ms",
+        "interval_p99_ms",
+        "peak_source",
+    ):
+        assert key in data
+    assert data["samples"] >= 5
+    assert "1 ms sampler" in result.how_measured()
+    assert f"{result.samples} samples" in result.how_measured()
+
+
+def test_growth_rate_sees_a_steady_climb(monitor: MemoryMonitor) -> None:
+    window = monitor.window(collect_garbage=False)
+    chunks = []
+    for _ in range(20):
+        chunks.append(bytearray(MB))
+        chunks[-1][::4096] = b"z" * len(chunks[-1][::4096])
+        time.sleep(0.005)
+    result = window.stop()
+    assert result.rate_bytes_per_s is not None
+    assert result.rate_bytes_per_s > 20 * MB  # ~20 MB over ~0.1 s ≈ 200 MB/s
+    del chunks
+
+
+def test_short_ring_drops_oldest_samples_and_says_so() -> None:
+    with MemoryMonitor(capacity=16) as small:
+        window = small.window(collect_garbage=False)
+        time.sleep(0.08)
+        result = window.stop()
+    assert result.samples <= 16
+    assert result.samples_dropped >= 30
+    assert list(result.sample_times_ns) == sorted(result.sample_times_ns)
+
+
+def test_portable_fallback_is_labelled_sampled() -> None:
+    with MemoryMonitor(portable=True) as fallback, fallback.measure() as window:
+        kept = bytearray(30 * MB)
+        time.sleep(0.02)
+    result = window.result
+    assert result is not None
+    assert result.sampler_kind == "process-psutil"
+    assert result.peak_source == "sampled"
+    assert "sampled peak" in result.how_measured()
+    assert result.growth_bytes >= 28 * MB
+    del kept
+
+
+def test_monitor_of_another_process() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; x = bytearray(40 << 20); time.sleep(30)"],
+    )
+    try:
+        time.sleep(0.3)
+        with MemoryMonitor(child.pid) as other:
+            result = other.window(basis=MeasurementBasis.ABSOLUTE).stop()
+        assert result.pid == child.pid
+        assert result.baseline_bytes >= 40 * MB
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("bad", [0, -1, "0ms", "fast", float("nan"), "0.01ms"])
+def test_bad_interval_is_rejected(bad: object) -> None:
+    with pytest.raises(ValueError, match="sampling interval"):
+        MemoryMonitor(interval_ms=bad)  # type: ignore[arg-type]
+
+
+def test_text_interval_is_parsed() -> None:
+    assert MemoryMonitor(interval_ms="2ms").interval_ms == 2.0
+    assert MemoryMonitor(interval_ms=0.5).interval_ms == 0.5
+
+
+def test_unstarted_monitor_says_so() -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        MemoryMonitor().window()
+
+
+def test_missing_process_is_a_clear_error() -> None:
+    from pytest_automem._platform import ProcessGoneError
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with pytest.raises(ProcessGoneError, match=str(child.pid)):
+        MemoryMonitor(child.pid).start()
+
