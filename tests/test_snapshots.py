@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import resident_block
+
 from pytest_automem.monitor import MemoryMonitor
 from pytest_automem.pressure import PressureLevel, PressureThresholds
 from pytest_automem.snapshots import (
@@ -23,9 +25,9 @@ MB = 1 << 20
 
 def _window(monitor: MemoryMonitor, hold_s: float = 0.03):
     window = monitor.window(thresholds=PressureThresholds(1 * MB, 8 * MB, 64 * MB))
-    block = bytearray(10 * MB)
+    block = resident_block(10 * MB)
     time.sleep(hold_s)
-    del block
+    block.close()
     return window.stop()
 
 

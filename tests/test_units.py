@@ -48,7 +48,22 @@ def test_parse_size_valid(text: int | str, expected: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "MB", "64XB", "64 M B", "-1MB", "-5", "nan", "inf", "1MB/s", "1,5MB", None, True, [], "ten"],
+    [
+        "",
+        "MB",
+        "64XB",
+        "64 M B",
+        "-1MB",
+        "-5",
+        "nan",
+        "inf",
+        "1MB/s",
+        "1,5MB",
+        None,
+        True,
+        [],
+        "ten",
+    ],
 )
 def test_parse_size_invalid_names_text_and_forms(text: object) -> None:
     with pytest.raises(ValueError, match="invalid size") as info:
