@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from helpers import resident_block
 
 from pytest_automem.monitor import MemoryMonitor

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import resident_block
 
 from pytest_automem.monitor import MemoryMonitor
