@@ -1,0 +1,469 @@
+"""Trim and GC policies, their configuration, and the automaton that applies them.
+
+The original guide's memory-optimized automaton, rebuilt for step boundaries:
+the scenario runner calls :meth:`MemoryOptimizedAutomaton.on_step_boundary`
+between steps (never from another thread in the middle of one) with the
+measured memory and its pressure level, and the policies decide what to do:
+
+* trim the oldest objects above ``max_objects``, every boundary;
+* trim ``trim_fraction`` more while memory is above
+  ``memory_pressure_threshold``, at most once per ``trim_interval``;
+* ``gc.collect()`` every ``gc_interval`` at MEDIUM pressure or above, and
+  after a spike (memory rose by more than ``spike_threshold`` since the last
+  boundary); never at LOW without a spike, never with ``enable_gc=False``;
+* cap the execution history at ``max_execution_history``.
+
+Policies are small :class:`typing.Protocol` objects (STYLE #5), each testable
+alone and swappable through the automaton's constructor.  Time comes from an
+injectable clock, so interval rules are tested without waiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from .automaton import (
+    Automaton,
+    JsonObject,
+    append_jsonl_durably,
+    archive_path_for,
+)
+from .pressure import PressureLevel
+from .units import parse_duration_s, parse_size_bytes
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "PRESSURE_PROFILES",
+    "Event",
+    "EventKind",
+    "GcPolicy",
+    "MemoryOptimizedAutomaton",
+    "OldestFirstTrimPolicy",
+    "OptimizationConfig",
+    "PressureGcPolicy",
+    "PressureProfile",
+    "StepContext",
+    "TrimPlan",
+    "TrimPolicy",
+]
+
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class PressureProfile:
+    """The limits the original spawner uses at one pressure level."""
+
+    max_objects: int
+    max_execution_history: int
+    gc_interval: float
+    trim_interval: float
+
+
+PRESSURE_PROFILES: Mapping[PressureLevel, PressureProfile] = {
+    PressureLevel.HIGH: PressureProfile(1000, 250, 3.0, 7.0),
+    PressureLevel.CRITICAL: PressureProfile(500, 100, 2.0, 5.0),
+}
+"""Pressure-specific limits; LOW and MEDIUM have none (the base config applies)."""
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("expected an int >= 0")
+    return value
+
+
+def _interval(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("expected seconds or a duration such as '5s' or '500ms'")
+    seconds = parse_duration_s(value)
+    if seconds <= 0:
+        raise ValueError("an interval must be > 0")
+    return seconds
+
+
+def _size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("expected bytes or a size such as '200MB'")
+    return parse_size_bytes(value)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected True or False")
+    return value
+
+
+def _fraction(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("expected a number in (0, 1]")
+    if not 0 < value <= 1:
+        raise ValueError("expected a number in (0, 1]")
+    return float(value)
+
+
+_NORMALISERS: dict[str, Callable[[object], Any]] = {
+    "max_objects": _count,
+    "max_execution_history": _count,
+    "gc_interval": _interval,
+    "trim_interval": _interval,
+    "memory_pressure_threshold": _size,
+    "enable_gc": _flag,
+    "spike_threshold": _size,
+    "trim_fraction": _fraction,
+}
+
+
+class _ForLevel:
+    """``for_level`` that tightens the defaults on the class, the instance on an instance.
+
+    A plain classmethod would silently ignore the instance in
+    ``my_config.for_level(HIGH)``; this makes both spellings mean what they say.
+    """
+
+    def __get__(
+        self, instance: OptimizationConfig | None, owner: type[OptimizationConfig]
+    ) -> Callable[[PressureLevel | str], OptimizationConfig]:
+        base = owner() if instance is None else instance
+        return base.tightened_for
+
+
+@dataclass(frozen=True)
+class OptimizationConfig:
+    """Limits of the memory-optimized automaton; the original's names and defaults.
+
+    Intervals are float seconds and sizes int bytes once constructed; text is
+    accepted and normalised (``gc_interval="500ms"``,
+    ``memory_pressure_threshold="200MB"``), so a config can come straight from
+    an ini value or a marker.  Any other value raises ValueError naming the
+    field and the value.
+
+    ``OptimizationConfig.for_level(PressureLevel.HIGH)`` gives the HIGH
+    profile (1000 objects, 250 history, 3 s GC, 7 s trim); CRITICAL gives
+    500, 100, 2 s, 5 s; LOW and MEDIUM give the defaults.  Called on an
+    instance, ``config.for_level(level)`` tightens that config instead: each
+    profiled limit becomes the smaller of the config's and the profile's, so
+    a profile never loosens a limit a user set lower.
+    """
+
+    max_objects: int = 2000
+    max_execution_history: int = 500
+    gc_interval: float = 5.0
+    trim_interval: float = 10.0
+    memory_pressure_threshold: int = 200 * MB
+    enable_gc: bool = True
+    spike_threshold: int = 5 * MB
+    trim_fraction: float = 0.10
+
+    for_level = _ForLevel()
+
+    def __post_init__(self) -> None:
+        for name, normalise in _NORMALISERS.items():
+            raw = getattr(self, name)
+            try:
+                value = normalise(raw)
+            except ValueError as exc:
+                raise ValueError(f"invalid OptimizationConfig {name}={raw!r}: {exc}") from None
+            object.__setattr__(self, name, value)
+
+    def tightened_for(self, level: PressureLevel | str) -> OptimizationConfig:
+        """This config with ``level``'s profile applied, never loosening a limit."""
+        profile = PRESSURE_PROFILES.get(PressureLevel.parse(level))
+        if profile is None:
+            return self
+        limits = dataclasses.asdict(profile)
+        return self.replace(**{name: min(getattr(self, name), cap) for name, cap in limits.items()})
+
+    def replace(self, **overrides: Any) -> OptimizationConfig:
+        """A copy with ``overrides`` applied, validated like a new config."""
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, int | float | bool]:
+        """Plain values, for results JSON and xdist reports."""
+        return dataclasses.asdict(self)
+
+
+DEFAULT_CONFIG = OptimizationConfig()
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a policy sees at a step boundary.
+
+    ``memory_bytes`` is None for a manual :meth:`MemoryOptimizedAutomaton.trim`
+    without a measurement; ``spike_bytes`` is how far memory rose since the
+    previous boundary (0 at the first, negative when it fell).
+    """
+
+    now_s: float
+    object_count: int
+    memory_bytes: int | None = None
+    pressure: PressureLevel = PressureLevel.LOW
+    spike_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class TrimPlan:
+    """How many of the oldest objects to trim, and why (empty when none)."""
+
+    count: int = 0
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def reason(self) -> str:
+        """The reasons joined, e.g. ``"max_objects+memory_pressure"``."""
+        return "+".join(self.reasons)
+
+
+class TrimPolicy(Protocol):
+    """Decides how many of the oldest objects to trim at a boundary.
+
+    The automaton acts on every plan with a positive count; a policy that
+    rate-limits itself records the time when it decides.
+    """
+
+    def decide(self, context: StepContext) -> TrimPlan: ...
+
+
+class GcPolicy(Protocol):
+    """Decides whether to run ``gc.collect()`` at a boundary: a reason, or None."""
+
+    def decide(self, context: StepContext) -> str | None: ...
+
+
+class OldestFirstTrimPolicy:
+    """The original's trim: cap at ``max_objects``, then a fraction more under pressure.
+
+    The pressure trim takes ``trim_fraction`` of the objects left after the
+    cap, rounded up so it always makes progress, and waits ``trim_interval``
+    before the next one; the cap applies at every boundary because it is the
+    limit that bounds memory.
+    """
+
+    def __init__(self, config: OptimizationConfig) -> None:
+        self._config = config
+        self._last_pressure_trim_s: float | None = None
+
+    def decide(self, context: StepContext) -> TrimPlan:
+        over_cap = max(0, context.object_count - self._config.max_objects)
+        reasons = ["max_objects"] if over_cap else []
+        remaining = context.object_count - over_cap
+        extra = 0
+        if remaining and self._pressure_trim_due(context):
+            extra = math.ceil(round(remaining * self._config.trim_fraction, 9))
+            self._last_pressure_trim_s = context.now_s
+            reasons.append("memory_pressure")
+        return TrimPlan(over_cap + extra, tuple(reasons))
+
+    def _pressure_trim_due(self, context: StepContext) -> bool:
+        if context.memory_bytes is None:
+            return False
+        if context.memory_bytes <= self._config.memory_pressure_threshold:
+            return False
+        last = self._last_pressure_trim_s
+        return last is None or context.now_s - last >= self._config.trim_interval
+
+
+class PressureGcPolicy:
+    """The original's GC: periodic at MEDIUM or above, and after every spike.
+
+    Any collection, whatever its reason, restarts the interval.
+    """
+
+    def __init__(self, config: OptimizationConfig) -> None:
+        self._config = config
+        self._last_gc_s: float | None = None
+
+    def decide(self, context: StepContext) -> str | None:
+        if not self._config.enable_gc:
+            return None
+        if context.spike_bytes > self._config.spike_threshold:
+            reason = "spike"
+        elif context.pressure >= PressureLevel.MEDIUM and self._interval_elapsed(context.now_s):
+            reason = "interval"
+        else:
+            return None
+        self._last_gc_s = context.now_s
+        return reason
+
+    def _interval_elapsed(self, now_s: float) -> bool:
+        return self._last_gc_s is None or now_s - self._last_gc_s >= self._config.gc_interval
+
+
+EventKind = Literal["trim", "gc", "save"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One action of the memory-optimized automaton.
+
+    ``count`` is what the action handled: objects trimmed, objects
+    ``gc.collect()`` found unreachable, or objects saved.  ``bytes_before`` is
+    the memory measured at the boundary and ``bytes_after`` the memory probe's
+    reading after a GC; either is None where nothing was measured.
+    ``file_bytes`` is the saved file's size.
+    """
+
+    time_s: float
+    kind: EventKind
+    reason: str
+    objects_before: int
+    objects_after: int
+    count: int
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    file_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, str | int | float]:
+        """Plain values only (unknown fields left out), safe to send across xdist."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
+class MemoryOptimizedAutomaton(Automaton):
+    """An :class:`Automaton` that trims, collects and caps its history by policy.
+
+    Policies run at :meth:`on_step_boundary` and :meth:`trim`; every trim
+    first appends the trimmed objects to :attr:`archive_path` (durably), then
+    drops them from memory, then saves the file atomically — so a crash at any
+    point leaves every object on disk, at worst in both files.
+
+    ``memory_probe``, when given, is read after each GC to fill the event's
+    ``bytes_after``.  ``trim_policy`` and ``gc_policy`` default to the
+    original's rules built from ``config``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: OptimizationConfig = DEFAULT_CONFIG,
+        *,
+        strict: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        trim_policy: TrimPolicy | None = None,
+        gc_policy: GcPolicy | None = None,
+        memory_probe: Callable[[], int] | None = None,
+    ) -> None:
+        self._config = config
+        self._trim_policy = trim_policy or OldestFirstTrimPolicy(config)
+        self._gc_policy = gc_policy or PressureGcPolicy(config)
+        self._memory_probe = memory_probe
+        self._events: list[Event] = []
+        self._last_memory_bytes: int | None = None
+        super().__init__(path, strict=strict, clock=clock)
+
+    @property
+    def config(self) -> OptimizationConfig:
+        """The limits this automaton applies."""
+        return self._config
+
+    @property
+    def archive_path(self) -> Path:
+        """``<name>.trimmed.jsonl`` beside :attr:`path`: where trimmed objects go."""
+        return archive_path_for(self.path)
+
+    @property
+    def events(self) -> list[Event]:
+        """Every trim, GC and save so far, oldest first (a new list)."""
+        return list(self._events)
+
+    def on_step_boundary(self, memory_bytes: int, pressure: PressureLevel) -> list[Event]:
+        """Apply the policies between two steps; return the events this caused.
+
+        ``memory_bytes`` is the measured memory (on the runner's basis) and
+        ``pressure`` its level.  Trims come before GC, so a collection also
+        frees what the trim released.
+        """
+        spike = 0 if self._last_memory_bytes is None else memory_bytes - self._last_memory_bytes
+        self._last_memory_bytes = memory_bytes
+        context = StepContext(
+            now_s=self._clock(),
+            object_count=len(self),
+            memory_bytes=memory_bytes,
+            pressure=PressureLevel.parse(pressure),
+            spike_bytes=spike,
+        )
+        _, events = self._apply_trim(context)
+        events.extend(self._apply_gc(context))
+        return events
+
+    def trim(self, memory_bytes: int | None = None) -> list[JsonObject]:
+        """Apply the trim policy now; return the trimmed objects, oldest first.
+
+        Without ``memory_bytes`` only the ``max_objects`` cap can apply; with
+        it, the pressure trim too (subject to its interval, as at a boundary).
+        """
+        context = StepContext(
+            now_s=self._clock(), object_count=len(self), memory_bytes=memory_bytes
+        )
+        trimmed, _ = self._apply_trim(context)
+        return trimmed
+
+    def save(self) -> int:
+        """Save atomically (see :meth:`Automaton.save`) and record a ``save`` event."""
+        return self._save("requested")
+
+    def _save(self, reason: str) -> int:
+        size = super().save()
+        count = len(self)
+        self._events.append(
+            Event(self._clock(), "save", reason, count, count, count, file_bytes=size)
+        )
+        return size
+
+    def _apply_trim(self, context: StepContext) -> tuple[list[JsonObject], list[Event]]:
+        plan = self._trim_policy.decide(context)
+        count = min(plan.count, len(self))
+        if count <= 0:
+            return [], []
+        before = len(self)
+        append_jsonl_durably(archive_path_for(self.path), self._objects[:count])
+        trimmed = self._drop_oldest(count)
+        self._record("trim", trimmed=count, objects=len(self), reason=plan.reason)
+        event = Event(
+            context.now_s,
+            "trim",
+            plan.reason,
+            before,
+            len(self),
+            count,
+            bytes_before=context.memory_bytes,
+        )
+        self._events.append(event)
+        self._save("trim")
+        return trimmed, [event, self._events[-1]]
+
+    def _apply_gc(self, context: StepContext) -> list[Event]:
+        reason = self._gc_policy.decide(context)
+        if reason is None:
+            return []
+        collected = gc.collect()
+        after = self._memory_probe() if self._memory_probe is not None else None
+        self._record("gc", collected=collected, reason=reason)
+        count = len(self)
+        event = Event(
+            context.now_s,
+            "gc",
+            reason,
+            count,
+            count,
+            collected,
+            bytes_before=context.memory_bytes,
+            bytes_after=after,
+        )
+        self._events.append(event)
+        return [event]
+
+    def _record(self, action: str, **counts: Any) -> None:
+        """Record like the base class, then drop the oldest entries above the cap."""
+        super()._record(action, **counts)
+        excess = len(self._history) - self._config.max_execution_history
+        if excess > 0:
+            del self._history[:excess]

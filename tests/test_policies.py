@@ -1,0 +1,475 @@
+"""Policies: config validation and profiles, trims with archives, GC, history cap, events."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_automem.policies import (
+    DEFAULT_CONFIG,
+    Event,
+    MemoryOptimizedAutomaton,
+    OldestFirstTrimPolicy,
+    OptimizationConfig,
+    PressureGcPolicy,
+    StepContext,
+    TrimPlan,
+)
+from pytest_automem.pressure import PressureLevel
+
+MB = 1 << 20
+LOW, MEDIUM, HIGH, CRITICAL = (
+    PressureLevel.LOW,
+    PressureLevel.MEDIUM,
+    PressureLevel.HIGH,
+    PressureLevel.CRITICAL,
+)
+
+
+class FakeClock:
+    """A clock the test moves by hand, so interval rules run without waiting."""
+
+    def __init__(self, now_s: float = 100.0) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def gc_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count gc.collect() calls instead of running them."""
+    calls: list[int] = []
+
+    def fake_collect(generation: int = 2) -> int:
+        calls.append(generation)
+        return 0
+
+    monkeypatch.setattr(gc, "collect", fake_collect)
+    return calls
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def make_automaton(
+    tmp_path: Path, count: int, clock: FakeClock, **config: Any
+) -> MemoryOptimizedAutomaton:
+    path = tmp_path / "automaton.jsonl"
+    path.write_text("".join(f'{{"id": "o{i}", "i": {i}}}\n' for i in range(count)))
+    return MemoryOptimizedAutomaton(path, OptimizationConfig(**config), clock=clock)
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def test_defaults_are_the_originals() -> None:
+    config = OptimizationConfig()
+
+    assert config == DEFAULT_CONFIG
+    assert config.to_dict() == {
+        "max_objects": 2000,
+        "max_execution_history": 500,
+        "gc_interval": 5.0,
+        "trim_interval": 10.0,
+        "memory_pressure_threshold": 200 * MB,
+        "enable_gc": True,
+        "spike_threshold": 5 * MB,
+        "trim_fraction": 0.10,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "stored"),
+    [
+        ("max_objects", 0, 0),
+        ("max_objects", 10, 10),
+        ("max_execution_history", 0, 0),
+        ("gc_interval", 2, 2.0),
+        ("gc_interval", "5s", 5.0),
+        ("gc_interval", "1ms", 0.001),
+        ("trim_interval", "1.5 min", 90.0),
+        ("memory_pressure_threshold", "200MB", 200 * MB),
+        ("memory_pressure_threshold", "512KiB", 512 * 1024),
+        ("memory_pressure_threshold", 1000, 1000),
+        ("spike_threshold", "0", 0),
+        ("enable_gc", False, False),
+        ("trim_fraction", 1, 1.0),
+        ("trim_fraction", 0.25, 0.25),
+    ],
+)
+def test_config_accepts_and_normalises(field: str, given: object, stored: object) -> None:
+    value = getattr(OptimizationConfig(**{field: given}), field)
+
+    assert value == stored
+    assert type(value) is type(stored)
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "why"),
+    [
+        ("max_objects", -1, "expected an int >= 0"),
+        ("max_objects", 2.5, "expected an int >= 0"),
+        ("max_objects", True, "expected an int >= 0"),
+        ("max_objects", "2000", "expected an int >= 0"),
+        ("max_execution_history", -5, "expected an int >= 0"),
+        ("gc_interval", 0, "an interval must be > 0"),
+        ("gc_interval", "0ms", "an interval must be > 0"),
+        ("gc_interval", -1, "invalid duration -1"),
+        ("trim_interval", "soon", "invalid duration 'soon'"),
+        ("trim_interval", None, "expected seconds or a duration"),
+        ("memory_pressure_threshold", "-1MB", "invalid size '-1MB'"),
+        ("memory_pressure_threshold", "200 parsecs", "invalid size '200 parsecs'"),
+        ("spike_threshold", False, "expected bytes or a size"),
+        ("enable_gc", 1, "expected True or False"),
+        ("trim_fraction", 0, r"expected a number in \(0, 1\]"),
+        ("trim_fraction", 1.5, r"expected a number in \(0, 1\]"),
+        ("trim_fraction", "10%", r"expected a number in \(0, 1\]"),
+    ],
+)
+def test_config_rejects_naming_field_and_value(field: str, given: object, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as info:
+        OptimizationConfig(**{field: given})
+
+    assert str(info.value).startswith(f"invalid OptimizationConfig {field}={given!r}: ")
+
+
+def test_replace_validates_like_a_new_config() -> None:
+    assert DEFAULT_CONFIG.replace(gc_interval="250ms").gc_interval == 0.25
+    with pytest.raises(ValueError, match="max_objects=-3"):
+        DEFAULT_CONFIG.replace(max_objects=-3)
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        DEFAULT_CONFIG.max_objects = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("level", "limits"),
+    [
+        (HIGH, (1000, 250, 3.0, 7.0)),
+        (CRITICAL, (500, 100, 2.0, 5.0)),
+        ("critical", (500, 100, 2.0, 5.0)),
+        (MEDIUM, (2000, 500, 5.0, 10.0)),
+        (LOW, (2000, 500, 5.0, 10.0)),
+    ],
+)
+def test_for_level_profiles(level: PressureLevel | str, limits: tuple[int, ...]) -> None:
+    config = OptimizationConfig.for_level(level)
+
+    assert (
+        config.max_objects,
+        config.max_execution_history,
+        config.gc_interval,
+        config.trim_interval,
+    ) == limits
+    assert config.memory_pressure_threshold == 200 * MB
+    assert config.enable_gc is True
+
+
+def test_for_level_on_an_instance_tightens_and_never_loosens() -> None:
+    base = OptimizationConfig(max_objects=300, gc_interval="10s", enable_gc=False)
+
+    high = base.for_level(HIGH)
+
+    assert (high.max_objects, high.max_execution_history) == (300, 250)
+    assert (high.gc_interval, high.trim_interval) == (3.0, 7.0)
+    assert high.enable_gc is False
+    assert base.for_level(LOW) is base
+
+
+def test_for_level_rejects_unknown_level() -> None:
+    with pytest.raises(ValueError, match="invalid pressure level 'extreme'"):
+        OptimizationConfig.for_level("extreme")
+
+
+# --- policies alone --------------------------------------------------------------------
+
+
+def test_trim_policy_caps_then_adds_the_pressure_fraction_rounded_up() -> None:
+    policy = OldestFirstTrimPolicy(OptimizationConfig(max_objects=25, memory_pressure_threshold=10))
+
+    plan = policy.decide(StepContext(now_s=0.0, object_count=30, memory_bytes=11))
+
+    assert plan == TrimPlan(5 + 3, ("max_objects", "memory_pressure"))
+    assert plan.reason == "max_objects+memory_pressure"
+
+
+def test_trim_policy_without_measurement_only_caps() -> None:
+    policy = OldestFirstTrimPolicy(OptimizationConfig(max_objects=10, memory_pressure_threshold=0))
+
+    assert policy.decide(StepContext(now_s=0.0, object_count=12)) == TrimPlan(2, ("max_objects",))
+    assert policy.decide(StepContext(now_s=0.0, object_count=10)) == TrimPlan()
+
+
+def test_gc_policy_alone() -> None:
+    policy = PressureGcPolicy(OptimizationConfig(gc_interval="1s", spike_threshold=100))
+
+    assert policy.decide(StepContext(0.0, 0, 0, LOW, spike_bytes=100)) is None
+    assert policy.decide(StepContext(0.0, 0, 0, LOW, spike_bytes=101)) == "spike"
+    assert policy.decide(StepContext(0.5, 0, 0, HIGH)) is None
+    assert policy.decide(StepContext(1.0, 0, 0, HIGH)) == "interval"
+
+
+# --- the automaton: trims --------------------------------------------------------------
+
+
+def test_trim_keeps_newest_max_objects_and_archives_the_rest_in_order(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    automaton = make_automaton(tmp_path, 25, clock, max_objects=10)
+
+    trimmed = automaton.trim()
+
+    assert [obj["i"] for obj in trimmed] == list(range(15))
+    assert [obj["i"] for obj in automaton.objects] == list(range(15, 25))
+    assert read_jsonl(tmp_path / "automaton.trimmed.jsonl") == trimmed
+    assert read_jsonl(tmp_path / "automaton.jsonl") == automaton.objects
+    assert automaton.line_numbers == list(range(1, 11))
+    assert [(e.kind, e.reason, e.count) for e in automaton.events] == [
+        ("trim", "max_objects", 15),
+        ("save", "trim", 10),
+    ]
+    assert automaton.trim() == []
+
+
+def test_later_trims_append_to_the_archive(tmp_path: Path, clock: FakeClock) -> None:
+    automaton = make_automaton(tmp_path, 12, clock, max_objects=10)
+    automaton.trim()
+    automaton.add({"id": "new1"})
+    automaton.add({"id": "new2"})
+
+    second = automaton.trim()
+
+    assert [obj["id"] for obj in second] == ["o2", "o3"]
+    archived = [obj["id"] for obj in read_jsonl(automaton.archive_path)]
+    assert archived == ["o0", "o1", "o2", "o3"]
+    assert [obj["id"] for obj in read_jsonl(automaton.path)][-2:] == ["new1", "new2"]
+
+
+def test_cap_applies_at_every_boundary(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    automaton = make_automaton(tmp_path, 10, clock, max_objects=10)
+
+    assert automaton.on_step_boundary(0, LOW) == []
+    automaton.add({"id": "extra"})
+    events = automaton.on_step_boundary(0, LOW)
+
+    assert [e.kind for e in events] == ["trim", "save"]
+    assert [obj["id"] for obj in read_jsonl(automaton.archive_path)] == ["o0"]
+
+
+def test_pressure_trim_removes_ten_percent_once_per_interval(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    automaton = make_automaton(
+        tmp_path, 100, clock, memory_pressure_threshold="1MB", trim_interval="50ms"
+    )
+
+    def boundary(memory_bytes: int) -> list[tuple[str, int]]:
+        events = automaton.on_step_boundary(memory_bytes, LOW)
+        return [(e.kind, e.count) for e in events if e.kind == "trim"]
+
+    assert boundary(MB) == []  # at the threshold, not above it
+    assert boundary(MB + 1) == [("trim", 10)]
+    assert len(automaton) == 90
+    clock.advance(0.049)
+    assert boundary(2 * MB) == []
+    clock.advance(0.001)
+    assert boundary(2 * MB) == [("trim", 9)]
+    assert len(automaton) == 81
+    assert [obj["i"] for obj in read_jsonl(automaton.archive_path)] == list(range(19))
+    trim = automaton.events[-2]
+    assert (trim.reason, trim.objects_before, trim.objects_after) == ("memory_pressure", 90, 81)
+    assert (trim.bytes_before, trim.time_s) == (2 * MB, clock.now_s)
+
+
+def test_crash_during_trim_save_loses_nothing(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    automaton = make_automaton(tmp_path, 5, clock, max_objects=3)
+    before = automaton.path.read_bytes()
+
+    def crash(*args: object) -> None:
+        raise OSError("simulated crash")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        automaton.trim()
+    monkeypatch.undo()
+
+    assert automaton.path.read_bytes() == before
+    assert [obj["id"] for obj in read_jsonl(automaton.archive_path)] == ["o0", "o1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "automaton.jsonl",
+        "automaton.trimmed.jsonl",
+    ]
+
+
+def test_failed_archive_keeps_objects_in_memory(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    automaton = make_automaton(tmp_path, 5, clock, max_objects=3)
+
+    def crash(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        automaton.trim()
+    monkeypatch.undo()
+
+    assert len(automaton) == 5
+    assert automaton.archive_path.read_bytes() == b""
+    assert automaton.events == []
+
+
+# --- the automaton: history, GC, events ------------------------------------------------
+
+
+def test_history_is_capped_dropping_the_oldest(tmp_path: Path, clock: FakeClock) -> None:
+    automaton = make_automaton(tmp_path, 0, clock, max_execution_history=3)
+
+    for i in range(10):
+        automaton.add({"id": f"n{i}"})
+
+    history = automaton.execution_history
+    assert [entry["id"] for entry in history] == ["n7", "n8", "n9"]
+    assert all(entry["action"] == "add" for entry in history)
+
+
+def test_gc_runs_per_interval_at_medium_and_above(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    automaton = make_automaton(tmp_path, 0, clock, gc_interval="10ms")
+
+    for level in (MEDIUM, MEDIUM, HIGH, CRITICAL):
+        automaton.on_step_boundary(0, level)
+        clock.advance(0.005)
+
+    assert len(gc_calls) == 2
+    assert [(e.kind, e.reason) for e in automaton.events] == [("gc", "interval")] * 2
+
+
+def test_gc_never_at_low_without_a_spike(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    automaton = make_automaton(tmp_path, 0, clock, gc_interval="1ms", spike_threshold="5MB")
+
+    for memory in (0, 5 * MB, 10 * MB, 9 * MB):  # rises of exactly 5 MB are not spikes
+        automaton.on_step_boundary(memory, LOW)
+        clock.advance(1.0)
+
+    assert gc_calls == []
+    assert automaton.events == []
+
+
+def test_gc_after_a_spike_even_at_low(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    ticks = iter([1000, 700])
+    automaton = MemoryOptimizedAutomaton(
+        tmp_path / "automaton.jsonl",
+        OptimizationConfig(spike_threshold="5MB"),
+        clock=clock,
+        memory_probe=lambda: next(ticks),
+    )
+
+    automaton.on_step_boundary(10 * MB, LOW)
+    [event] = automaton.on_step_boundary(15 * MB + 1, LOW)
+
+    assert len(gc_calls) == 1
+    assert (event.kind, event.reason, event.bytes_before, event.bytes_after) == (
+        "gc",
+        "spike",
+        15 * MB + 1,
+        1000,
+    )
+
+
+def test_no_gc_when_disabled(tmp_path: Path, clock: FakeClock, gc_calls: list[int]) -> None:
+    automaton = make_automaton(tmp_path, 0, clock, enable_gc=False, gc_interval="1ms")
+
+    automaton.on_step_boundary(0, CRITICAL)
+    clock.advance(1.0)
+    automaton.on_step_boundary(100 * MB, CRITICAL)
+
+    assert gc_calls == []
+
+
+def test_trim_then_gc_in_one_boundary(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    automaton = make_automaton(tmp_path, 4, clock, max_objects=2)
+
+    events = automaton.on_step_boundary(0, HIGH)
+
+    assert [e.kind for e in events] == ["trim", "save", "gc"]
+    assert [entry["action"] for entry in automaton.execution_history] == [
+        "load",
+        "trim",
+        "save",
+        "gc",
+    ]
+
+
+def test_event_to_dict_holds_plain_values_only(tmp_path: Path, clock: FakeClock) -> None:
+    automaton = make_automaton(tmp_path, 3, clock)
+
+    automaton.save()
+    [save] = automaton.events
+
+    assert save == Event(clock.now_s, "save", "requested", 3, 3, 3, file_bytes=save.file_bytes)
+    plain = save.to_dict()
+    assert plain == {
+        "time_s": clock.now_s,
+        "kind": "save",
+        "reason": "requested",
+        "objects_before": 3,
+        "objects_after": 3,
+        "count": 3,
+        "file_bytes": automaton.path.stat().st_size,
+    }
+    assert json.loads(json.dumps(plain)) == plain
+
+
+def test_policies_are_swappable(tmp_path: Path, clock: FakeClock, gc_calls: list[int]) -> None:
+    class TrimTwo:
+        def decide(self, context: StepContext) -> TrimPlan:
+            return TrimPlan(2, ("custom",))
+
+    class AlwaysCollect:
+        def decide(self, context: StepContext) -> str | None:
+            return "custom"
+
+    path = tmp_path / "automaton.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n')
+    automaton = MemoryOptimizedAutomaton(
+        path, clock=clock, trim_policy=TrimTwo(), gc_policy=AlwaysCollect()
+    )
+
+    events = automaton.on_step_boundary(0, LOW)
+
+    assert [(e.kind, e.reason) for e in events] == [
+        ("trim", "custom"),
+        ("save", "trim"),
+        ("gc", "custom"),
+    ]
+    assert [obj["id"] for obj in automaton.objects] == ["c"]
