@@ -196,11 +196,15 @@ class MeasurementWindow:
         return self._monitor._sampler.read(self._start_count, end)
 
     def peak_rss_bytes(self) -> int:
-        """Highest resident memory seen so far (kernel peak where available)."""
-        block = self.samples()
-        sampled = max(block.rss_bytes, default=0)
-        kernel = self._monitor._process.peak_rss_bytes() or 0
-        return max(sampled, kernel, self._kernel_peak_so_far, self.baseline_bytes)
+        """Highest resident memory seen so far (kernel peak where available).
+
+        With a kernel peak this is two small reads; without one it scans the
+        samples taken so far.
+        """
+        kernel = self._monitor._process.peak_rss_bytes()
+        if kernel is None:
+            kernel = max(self.samples().rss_bytes, default=0)
+        return max(kernel, self._kernel_peak_so_far, self.baseline_bytes)
 
     def peak_bytes(self) -> int:
         """Peak so far relative to the baseline."""
@@ -221,20 +225,31 @@ class MeasurementWindow:
 
     # -- closing -------------------------------------------------------------
 
-    def stop(self) -> WindowResult:
-        """Close the window and compute its result (idempotent)."""
+    def stop(self, *, exit_peak_rss_bytes: int | None = None) -> WindowResult:
+        """Close the window and compute its result (idempotent).
+
+        If the measured process has exited, the window ends at its last
+        sample.  Its kernel peak then survives only in ``wait4``'s
+        ``ru_maxrss``; a caller that reaped the process passes it as
+        ``exit_peak_rss_bytes``.
+        """
         if self.result is not None:
             return self.result
         monitor = self._monitor
         end_count = monitor._sampler.write_count()
         end_ns = time.monotonic_ns()
-        kernel_peak = monitor._process.peak_rss_bytes()
         monitor._forget(self)
-        monitor._check()
-        if self._collect:
-            gc.collect()
-        end_rss = monitor._process.rss_bytes()
+        try:
+            monitor._check()
+            kernel_peak = monitor._process.peak_rss_bytes()
+            if self._collect:
+                gc.collect()
+            end_rss: int | None = monitor._process.rss_bytes()
+        except _platform.ProcessGoneError:
+            kernel_peak, end_rss = exit_peak_rss_bytes, None
         block = monitor._sampler.read(self._start_count, end_count)
+        if end_rss is None:
+            end_rss = block.rss_bytes[-1] if len(block) else self.baseline_bytes
         self.result = self._build_result(block, kernel_peak, end_rss, end_ns)
         return self.result
 
@@ -372,7 +387,11 @@ class MemoryMonitor:
         return self._process_handle
 
     def _check(self) -> None:
-        self._sampler.check_alive()
+        """Raise ProcessGoneError if the target exited, SamplerDiedError if the sampler did."""
+        sampler = self._sampler
+        if sampler.target_gone():
+            raise _platform.ProcessGoneError(f"process {self.pid} has exited")
+        sampler.check_alive()
 
     # -- windows -------------------------------------------------------------
 

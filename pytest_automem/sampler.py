@@ -166,6 +166,8 @@ def run(ring: Ring, read_rss: Callable[[], int], interval_ns: int, parent_pid: i
             if type(exc).__name__ in {"NoSuchProcess", "ZombieProcess"}:
                 return STATUS_TARGET_GONE
             raise
+        if rss == 0:  # a zombie's statm is all zeros: the target has exited
+            return STATUS_TARGET_GONE
         ring.append(t_ns, rss)
         if ring.count % _HOUSEKEEPING_EVERY == 0:
             if ring.stop_requested():

@@ -122,6 +122,10 @@ class SamplerProcess:
         """Samples published so far (monotonic)."""
         return self._field(ring_layout.OFFSET_WRITE_COUNT)
 
+    def target_gone(self) -> bool:
+        """True once the sampler saw the measured process exit."""
+        return self._field(ring_layout.OFFSET_STATUS) == ring_layout.STATUS_TARGET_GONE
+
     def status_text(self) -> str:
         return _STATUS_TEXT.get(self._field(ring_layout.OFFSET_STATUS), "unknown")
 

@@ -130,17 +130,24 @@ def test_sampler_dies_with_its_parent(tmp_path: Path, how: str) -> None:
 
 
 def test_sampler_stops_when_the_target_exits() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    from pytest_automem._platform import ProcessGoneError
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "x = b'x' * (30 << 20); import time; time.sleep(0.3)"]
+    )
     monitor = MemoryMonitor(child.pid).start()
     try:
-        child.wait()
+        window = monitor.window()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = status
         deadline = time.monotonic() + 10
         while monitor._sampler.status_text() == "running" and time.monotonic() < deadline:
             time.sleep(0.01)
         assert "measured process exited" in monitor._sampler.status_text()
-        with pytest.raises(SamplerDiedError, match="measured process exited"):
-            for _ in range(200):
-                monitor._check()
-                time.sleep(0.01)
+        result = window.stop(exit_peak_rss_bytes=usage.ru_maxrss * 1024)
+        assert result.peak_rss_bytes >= 30 << 20
+        assert result.samples > 0
+        with pytest.raises(ProcessGoneError, match=f"process {child.pid} has exited"):
+            monitor.window()
     finally:
         monitor.close()

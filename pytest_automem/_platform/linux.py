@@ -50,9 +50,10 @@ class LinuxProcessMemory:
         except OSError as exc:
             raise _translate(exc, self.pid, "statm") from None
         fields = data.split()
-        if len(fields) < 2:
-            raise ProcessGoneError(f"process {self.pid} has exited (empty statm)")
-        return int(fields[1]) * _PAGE_SIZE
+        rss_pages = int(fields[1]) if len(fields) >= 2 else 0
+        if rss_pages == 0:  # empty or all-zero statm: a zombie, no memory left
+            raise ProcessGoneError(f"process {self.pid} has exited")
+        return rss_pages * _PAGE_SIZE
 
     def reset_peak(self) -> bool:
         if self._clear_refs is None:

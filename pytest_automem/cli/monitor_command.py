@@ -1,0 +1,307 @@
+"""``automem monitor``: watch a command or a running process in real time.
+
+    automem monitor [options] -- CMD [ARG...]
+    automem monitor --pid PID [options]
+
+Samples the process's resident memory at the monitor's interval from a
+sampler process of its own, prints a live line every ``--every``, writes one
+snapshot file per window to ``--snapshots`` (a new window every
+``--snapshot-every``, oldest files pruned to ``--keep``), and a summary JSON.
+Pressure is measured on the process's whole RSS by default (``--basis``).
+
+Exit: 0 fine; 1 a finding — the command failed, or ``--max-peak`` /
+``--fail-on-pressure`` was reached; 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._platform import MemoryReadError, ProcessGoneError
+from ..atomic import atomic_write_text
+from ..monitor import MeasurementWindow, MemoryMonitor, WindowResult
+from ..pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from ..sampling import SamplerDiedError
+from ..snapshots import DEFAULT_KEEP, write_snapshot
+from ..units import format_duration, format_rate, format_size, parse_duration_s, parse_size_bytes
+from .common import EXIT_FINDING, EXIT_OK, InputError, typed
+
+#: ``ru_maxrss`` is KiB on Linux and bytes on macOS.
+_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What ended the watch: the process's exit (if we saw it) and why we stopped."""
+
+    exit_code: int | None
+    exit_peak_rss_bytes: int | None
+    reason: str
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "monitor",
+        help="watch a command or process: live memory, snapshots, summary",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--pid", type=int, help="watch this running process instead of a command")
+    parser.add_argument(
+        "--interval",
+        default="1ms",
+        type=typed(parse_duration_s, "--interval"),
+        help="sampling interval (default 1ms)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        default="50MB,200MB,500MB",
+        type=typed(PressureThresholds.parse, "--thresholds"),
+        help="where MEDIUM, HIGH, CRITICAL begin (default 50MB,200MB,500MB)",
+    )
+    parser.add_argument(
+        "--basis",
+        choices=[b.value for b in MeasurementBasis],
+        default="absolute",
+        help="pressure on the whole RSS (absolute, default) or on growth "
+        "since the start (relative)",
+    )
+    parser.add_argument(
+        "--every",
+        default="1s",
+        type=typed(parse_duration_s, "--every"),
+        help="print a live line this often on stderr; 0 for none (default 1s)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=typed(parse_duration_s, "--duration"),
+        help="stop watching after this long",
+    )
+    parser.add_argument("--snapshots", type=Path, help="write snapshot files to this folder")
+    parser.add_argument(
+        "--snapshot-every",
+        type=typed(parse_duration_s, "--snapshot-every"),
+        help="start a new window (and snapshot file) this often",
+    )
+    parser.add_argument(
+        "--keep",
+        type=int,
+        default=DEFAULT_KEEP,
+        help=f"snapshot files to keep, newest first (default {DEFAULT_KEEP})",
+    )
+    parser.add_argument("--json", type=Path, help="write the summary as JSON to this file")
+    parser.add_argument(
+        "--max-peak",
+        type=typed(parse_size_bytes, "--max-peak"),
+        help="finding (exit 1) if the peak RSS exceeds this size",
+    )
+    parser.add_argument(
+        "--fail-on-pressure",
+        type=typed(PressureLevel.parse, "--fail-on-pressure"),
+        help="finding (exit 1) if this pressure level is reached",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...] to run")
+    parser.set_defaults(run=run)
+
+
+def _command_of(args: argparse.Namespace) -> list[str]:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if bool(command) == (args.pid is not None):
+        raise InputError("give either a command after -- or --pid PID (exactly one)")
+    if args.keep < 0:
+        raise InputError(f"--keep {args.keep}: must be >= 0")
+    if args.snapshot_every is not None and args.snapshot_every <= 0:
+        raise InputError("--snapshot-every: must be a positive duration")
+    return command
+
+
+def _start(command: list[str]) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(command)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise InputError(f"cannot run {shlex.join(command)}: {exc.strerror or exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    command = _command_of(args)
+    child = _start(command) if command else None
+    pid = child.pid if child else args.pid
+    try:
+        monitor = MemoryMonitor(pid, interval_ms=args.interval * 1e3).start()
+    except ProcessGoneError:
+        if child:
+            child.wait()
+        raise InputError(f"--pid {pid}: no such process") from None
+    except MemoryReadError as exc:
+        raise InputError(f"--pid {pid}: {exc}") from None
+    try:
+        results, watched = _watch(args, monitor, child)
+    finally:
+        monitor.close()
+        if child and child.returncode is None:
+            child.kill()
+            child.wait()
+    summary = _summary(args, command, pid, results, watched)
+    print(_render(summary))
+    if args.json:
+        import json
+
+        atomic_write_text(args.json, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return EXIT_FINDING if summary["findings"] else EXIT_OK
+
+
+def _open(args: argparse.Namespace, monitor: MemoryMonitor) -> MeasurementWindow:
+    return monitor.window(
+        thresholds=args.thresholds,
+        basis=MeasurementBasis(args.basis),
+        collect_garbage=False,
+    )
+
+
+def _watch(
+    args: argparse.Namespace, monitor: MemoryMonitor, child: subprocess.Popen[bytes] | None
+) -> tuple[list[WindowResult], Watched]:
+    """Sample until the process ends, ``--duration`` passes or Ctrl-C."""
+    results: list[WindowResult] = []
+    window = _open(args, monitor)
+    started = time.monotonic()
+    next_live = started + args.every if args.every else None
+    next_rotate = started + args.snapshot_every if args.snapshot_every else None
+    watched: Watched | None = None
+    try:
+        while watched is None:
+            time.sleep(_POLL_S)
+            now = time.monotonic()
+            watched = _ended(monitor, child, started, now, args.duration)
+            if watched is None and next_live is not None and now >= next_live:
+                _print_live(window, now - started)
+                next_live += args.every
+            if watched is None and next_rotate is not None and now >= next_rotate:
+                results.append(_close(args, window, len(results)))
+                window = _open(args, monitor)
+                next_rotate += args.snapshot_every
+    except KeyboardInterrupt:
+        watched = Watched(None, None, "interrupted")
+    except SamplerDiedError as exc:
+        watched = Watched(None, None, f"sampler died: {exc}")
+    results.append(_close(args, window, len(results), watched.exit_peak_rss_bytes))
+    return results, watched
+
+
+def _ended(
+    monitor: MemoryMonitor,
+    child: subprocess.Popen[bytes] | None,
+    started: float,
+    now: float,
+    duration_s: float | None,
+) -> Watched | None:
+    if child is not None:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            child.returncode = os.waitstatus_to_exitcode(status)
+            peak = usage.ru_maxrss * _MAXRSS_UNIT
+            return Watched(child.returncode, peak, f"exited with code {child.returncode}")
+    else:
+        try:
+            monitor._check()
+        except ProcessGoneError:
+            return Watched(None, None, "process exited")
+    if duration_s is not None and now - started >= duration_s:
+        return Watched(None, None, f"--duration {format_duration(duration_s)} reached")
+    return None
+
+
+def _print_live(window: MeasurementWindow, elapsed_s: float) -> None:
+    try:
+        current = window.current_rss_bytes()
+        peak = window.peak_rss_bytes()
+    except ProcessGoneError:
+        return
+    print(
+        f"[automem] {elapsed_s:7.1f}s  rss {format_size(current):>9}  peak {format_size(peak):>9}  "
+        f"pressure {window.pressure().name}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _close(
+    args: argparse.Namespace,
+    window: MeasurementWindow,
+    index: int,
+    exit_peak_rss_bytes: int | None = None,
+) -> WindowResult:
+    result = window.stop(exit_peak_rss_bytes=exit_peak_rss_bytes)
+    if args.snapshots is not None:
+        write_snapshot(result, args.snapshots, label=f"pid{result.pid}-w{index}", keep=args.keep)
+    return result
+
+
+def _summary(
+    args: argparse.Namespace,
+    command: list[str],
+    pid: int,
+    results: list[WindowResult],
+    watched: Watched,
+) -> dict[str, Any]:
+    peak = max(r.peak_rss_bytes for r in results)
+    max_pressure = max(r.max_pressure for r in results)
+    findings = []
+    if watched.exit_code not in (None, 0):
+        findings.append(f"command {watched.reason}")
+    if args.max_peak is not None and peak > args.max_peak:
+        findings.append(f"peak RSS {format_size(peak)} > --max-peak {format_size(args.max_peak)}")
+    if args.fail_on_pressure is not None and max_pressure >= args.fail_on_pressure:
+        limit = args.fail_on_pressure.name
+        findings.append(f"pressure reached {max_pressure.name} (--fail-on-pressure {limit})")
+    return {
+        "version": 1,
+        "command": command,
+        "pid": pid,
+        "ended": watched.reason,
+        "exit_code": watched.exit_code,
+        "peak_rss_bytes": peak,
+        "max_pressure": max_pressure.name,
+        "thresholds_bytes": list(args.thresholds.boundaries()),
+        "snapshots": str(args.snapshots) if args.snapshots else None,
+        "findings": findings,
+        "windows": [r.to_dict() for r in results],
+    }
+
+
+def _render(summary: dict[str, Any]) -> str:
+    who = shlex.join(summary["command"]) if summary["command"] else f"pid {summary['pid']}"
+    first, last = summary["windows"][0], summary["windows"][-1]
+    duration = sum(w["duration_s"] for w in summary["windows"])
+    samples = sum(w["samples"] for w in summary["windows"])
+    source = "kernel high-water mark" if last["peak_source"] == "kernel-hwm" else "sampled"
+    lines = [
+        f"automem monitor: {who}: {summary['ended']} after {format_duration(duration)}",
+        f"  peak RSS {format_size(summary['peak_rss_bytes'])} ({source}), "
+        f"start {format_size(first['baseline_bytes'])}, end {format_size(last['end_rss_bytes'])}",
+        f"  max pressure {summary['max_pressure']}",
+        f"  sampler: {first['interval_target_ms']:g} ms target, {samples} samples"
+        + (
+            f", p50 {last['interval_p50_ms']:.3f} ms, p99 {last['interval_p99_ms']:.3f} ms"
+            if last["interval_p50_ms"] is not None
+            else ""
+        ),
+    ]
+    if last["rate_bytes_per_s"] is not None:
+        lines.insert(2, f"  growth rate {format_rate(last['rate_bytes_per_s'])} (last window)")
+    if summary["snapshots"]:
+        lines.append(f"  snapshots: {summary['snapshots']} ({len(summary['windows'])} windows)")
+    lines.extend(f"  FINDING: {finding}" for finding in summary["findings"])
+    return "\n".join(lines)
