@@ -13,6 +13,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "Automaton": "automaton",
+    "AutomatonFormatError": "automaton",
+    "Event": "policies",
+    "MemoryOptimizedAutomaton": "policies",
+    "OptimizationConfig": "policies",
+    "ScenarioResult": "scenario",
+    "load_scenario": "scenario",
+    "run_scenario": "scenario",
     "MeasurementBasis": "pressure",
     "MeasurementWindow": "monitor",
     "MemoryMonitor": "monitor",

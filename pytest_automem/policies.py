@@ -20,6 +20,7 @@ injectable clock, so interval rules are tested without waiting.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import gc
 import math
@@ -355,7 +356,10 @@ class MemoryOptimizedAutomaton(Automaton):
         self._trim_policy = trim_policy or OldestFirstTrimPolicy(config)
         self._gc_policy = gc_policy or PressureGcPolicy(config)
         self._memory_probe = memory_probe
-        self._events: list[Event] = []
+        self._events: collections.deque[Event] = collections.deque(
+            maxlen=config.max_execution_history
+        )
+        self._event_counts: collections.Counter[str] = collections.Counter()
         self._last_memory_bytes: int | None = None
         super().__init__(path, strict=strict, clock=clock)
 
@@ -371,8 +375,23 @@ class MemoryOptimizedAutomaton(Automaton):
 
     @property
     def events(self) -> list[Event]:
-        """Every trim, GC and save so far, oldest first (a new list)."""
+        """The newest trim, GC and save events, oldest first (a new list).
+
+        Like the execution history, at most ``max_execution_history`` are
+        kept — an automaton that runs for days must not leak through its own
+        event log; :attr:`event_counts` keeps the totals.
+        """
         return list(self._events)
+
+    @property
+    def event_counts(self) -> dict[str, int]:
+        """How many events of each kind (``trim``, ``gc``, ``save``) ever happened."""
+        return dict(self._event_counts)
+
+    def _log(self, event: Event) -> Event:
+        self._events.append(event)
+        self._event_counts[event.kind] += 1
+        return event
 
     def on_step_boundary(self, memory_bytes: int, pressure: PressureLevel) -> list[Event]:
         """Apply the policies between two steps; return the events this caused.
@@ -413,9 +432,7 @@ class MemoryOptimizedAutomaton(Automaton):
     def _save(self, reason: str) -> int:
         size = super().save()
         count = len(self)
-        self._events.append(
-            Event(self._clock(), "save", reason, count, count, count, file_bytes=size)
-        )
+        self._log(Event(self._clock(), "save", reason, count, count, count, file_bytes=size))
         return size
 
     def _apply_trim(self, context: StepContext) -> tuple[list[JsonObject], list[Event]]:
@@ -436,7 +453,7 @@ class MemoryOptimizedAutomaton(Automaton):
             count,
             bytes_before=context.memory_bytes,
         )
-        self._events.append(event)
+        self._log(event)
         self._save("trim")
         return trimmed, [event, self._events[-1]]
 
@@ -458,7 +475,7 @@ class MemoryOptimizedAutomaton(Automaton):
             bytes_before=context.memory_bytes,
             bytes_after=after,
         )
-        self._events.append(event)
+        self._log(event)
         return [event]
 
     def _record(self, action: str, **counts: Any) -> None:

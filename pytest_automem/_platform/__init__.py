@@ -16,12 +16,14 @@ from __future__ import annotations
 import sys
 
 from .common import MemoryReadError, ProcessGoneError, ProcessMemory
+from .heap import heap_bytes
 
 __all__ = [
     "PLATFORM_KIND",
     "MemoryReadError",
     "ProcessGoneError",
     "ProcessMemory",
+    "heap_bytes",
     "open_process",
 ]
 
