@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import gc
 import math
 import os
 import sys
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _platform
+from .collect import Collector, GcMode
 from .pressure import (
     MeasurementBasis,
     PressureLevel,
@@ -160,17 +160,16 @@ class MeasurementWindow:
         *,
         thresholds: PressureThresholds,
         basis: MeasurementBasis,
-        collect_garbage: bool,
+        gc_mode: GcMode,
     ) -> None:
         self._monitor = monitor
         self.thresholds = thresholds
         self.basis = basis
-        self._collect = collect_garbage
+        self._collector = Collector(gc_mode)
         self._kernel_peak_so_far = 0
         self.result: WindowResult | None = None
         monitor._check()
-        if collect_garbage:
-            gc.collect()
+        self._collector.collect()
         self.baseline_bytes = monitor._process.rss_bytes()
         monitor._reset_peak_for(self)
         self._start_count = monitor._sampler.write_count()
@@ -242,8 +241,7 @@ class MeasurementWindow:
         try:
             monitor._check()
             kernel_peak = monitor._process.peak_rss_bytes()
-            if self._collect:
-                gc.collect()
+            self._collector.collect()
             end_rss: int | None = monitor._process.rss_bytes()
         except _platform.ProcessGoneError:
             kernel_peak, end_rss = exit_peak_rss_bytes, None
@@ -400,20 +398,24 @@ class MemoryMonitor:
         *,
         thresholds: PressureThresholds | None = None,
         basis: MeasurementBasis = MeasurementBasis.RELATIVE,
-        collect_garbage: bool | None = None,
+        collect_garbage: GcMode | str | bool | None = None,
     ) -> MeasurementWindow:
         """Open a measurement window now.
 
-        ``collect_garbage`` defaults to True when watching this process (a
-        baseline after ``gc.collect()``), False for another process, whose
-        garbage we cannot collect.
+        ``collect_garbage`` (a :class:`GcMode`, its name, or a bool) says how
+        the baseline and the end are collected.  It defaults to ``auto``
+        when watching this process (see :mod:`pytest_automem.collect`) and to
+        ``off`` for another process, whose garbage we cannot collect.
         """
-        collect = (self.pid == os.getpid()) if collect_garbage is None else collect_garbage
+        if collect_garbage is None:
+            mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
+        else:
+            mode = GcMode.parse(collect_garbage)
         window = MeasurementWindow(
             self,
             thresholds=thresholds or PressureThresholds(),
             basis=basis,
-            collect_garbage=collect,
+            gc_mode=mode,
         )
         self._open_windows.append(window)
         return window
