@@ -13,8 +13,10 @@ iterations`` steps inside one measurement window.  After every step it:
    test session there is a lot of that, and RSS would not move).
 
 The leak verdict is the robust (Theil–Sen) slope of retained memory over the
-iterations after warm-up, the larger of the two: a cache that fills once
-during warm-up adds no slope, and one outlier step cannot make one.
+iterations after warm-up — the smaller of the slopes of the two halves, so
+only growth sustained through the whole run counts — and of RSS and heap, the
+larger: a cache that fills once adds no slope, and one outlier step cannot
+make one.
 """
 
 from __future__ import annotations
@@ -131,13 +133,30 @@ class ScenarioResult:
 
 
 def _leak_slope(retained: tuple[int, ...], warmup: int) -> float:
-    """Bytes per iteration retained after warm-up (robust slope, 0 if too short)."""
+    """Bytes retained per iteration after warm-up, sustained over the whole run.
+
+    The Theil–Sen slope of each half of the iterations, and the smaller of
+    the two.  A leak retains memory every iteration, so both halves climb.
+    A one-time retention (a cache filled once, late) is a level shift: it
+    lies in at most one half, and the other half's slope is flat.  Theil–Sen
+    over the whole run would not do: a level shift in the middle makes over
+    half of its pairwise slopes positive.  Within a half, Theil–Sen follows
+    the page-sized staircase of RSS and ignores single outliers.
+    """
     after = retained[warmup:]
     if len(after) < 2:
         return 0.0
-    step = max(1, -(-len(after) // _MAX_SLOPE_POINTS))
-    xs = list(range(0, len(after), step))
-    slope = theil_sen_slope([after[i] for i in xs], xs)
+    if len(after) < 8:
+        return _slope(after, 0)
+    middle = len(after) // 2
+    return min(_slope(after[:middle], 0), _slope(after[middle:], middle))
+
+
+def _slope(values: tuple[int, ...], offset: int) -> float:
+    """Theil–Sen slope of ``values`` at x = offset, offset+1, …, subsampled if long."""
+    step = max(1, -(-len(values) // _MAX_SLOPE_POINTS))
+    xs = list(range(0, len(values), step))
+    slope = theil_sen_slope([values[i] for i in xs], [offset + i for i in xs])
     return 0.0 if slope is None else float(slope)
 
 
@@ -319,8 +338,8 @@ def load_scenario(spec: str) -> Scenario:
 def _load_module(spec: str, name: str) -> Any:
     try:
         return importlib.import_module(name)
-    except ImportError as exc:
-        raise ScenarioLoadError(f"scenario {spec!r}: cannot import {name}: {exc}") from None
+    except Exception as exc:  # a module may raise anything while importing
+        raise ScenarioLoadError(f"scenario {spec!r}: cannot import {name}: {exc!r}") from None
 
 
 def _load_file(spec: str, path: Path) -> Any:
