@@ -12,6 +12,13 @@ a full one then.  What AUTO can miss is garbage that was already old when the
 window opened (freed cycles from earlier tests): that can only make growth
 look *smaller*, never raise a false alarm.
 
+After collecting, the C allocator's cached free memory is handed back to the
+OS (glibc ``malloc_trim``, a few µs when there is nothing to give back): glibc
+keeps freed memory mapped for reuse, so without this a test that allocated
+and freed 5 MB can look 5 MB bigger, and growth would depend on what earlier
+tests left in the allocator.  Both ends of a window are trimmed, so the
+baseline and the end are measured alike.
+
 ``gc.freeze()`` would be cheaper still but hides frozen objects from
 ``gc.get_objects()``/``gc.get_referrers()`` and from the user's own
 ``gc.collect()`` — it changes what tests observe, so it is not used.
@@ -21,6 +28,8 @@ from __future__ import annotations
 
 import enum
 import gc
+
+from ._platform import release_free_memory
 
 __all__ = ["Collector", "GcMode"]
 
@@ -59,6 +68,8 @@ class Collector:
         self._older_seen = _older_collections()
         self.full_collections = 0
         self.young_collections = 0
+        #: True once a collection also returned the C allocator's free memory.
+        self.trims_allocator = False
 
     def collect(self) -> None:
         """Collect garbage per the mode, then mark this point."""
@@ -70,4 +81,5 @@ class Collector:
         else:
             gc.collect(1)
             self.young_collections += 1
+        self.trims_allocator = release_free_memory()
         self._older_seen = _older_collections()

@@ -50,8 +50,10 @@ DEFAULT_INTERVAL_MS = 1.0
 DEFAULT_CAPACITY = 1 << 18
 #: Least-squares slopes over more points than this use an even subsample.
 _MAX_SLOPE_POINTS = 20_000
-#: Fewer samples than this give no growth rate (too short to tell a trend).
-_MIN_RATE_SAMPLES = 3
+#: Windows with fewer samples than this give no growth rate: a rate over a
+#: few milliseconds is an allocation burst, not the sustained growth (MB/s)
+#: that rate budgets and the original's targets are about.
+_MIN_RATE_SAMPLES = 100
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class WindowResult:
     interval_max_ms: float | None
     sampler_kind: str
     peak_source: str
+    allocator_trimmed: bool
     sample_times_ns: array.array = field(repr=False, compare=False)
     sample_rss_bytes: array.array = field(repr=False, compare=False)
 
@@ -116,6 +119,7 @@ class WindowResult:
             "interval_max_ms": self.interval_max_ms,
             "sampler_kind": self.sampler_kind,
             "peak_source": self.peak_source,
+            "allocator_trimmed": self.allocator_trimmed,
         }
 
     def describe(self) -> str:
@@ -286,6 +290,7 @@ class MeasurementWindow:
             interval_max_ms=gap_max,
             sampler_kind=self._monitor.sampler_kind,
             peak_source="kernel-hwm" if kernel_peak is not None else "sampled",
+            allocator_trimmed=self._collector.trims_allocator,
             sample_times_ns=block.times_ns,
             sample_rss_bytes=block.rss_bytes,
         )
@@ -314,7 +319,7 @@ class MemoryMonitor:
         portable: bool = False,
     ) -> None:
         self.pid = os.getpid() if pid is None else pid
-        self.interval_ms = _interval_ms(interval_ms)
+        self.interval_ms = parse_interval_ms(interval_ms)
         if capacity < 16:
             raise ValueError(f"invalid sampler capacity {capacity}: need at least 16 samples")
         self.capacity = capacity
@@ -448,7 +453,7 @@ class MemoryMonitor:
             self._open_windows.remove(window)
 
 
-def _interval_ms(value: float | str) -> float:
+def parse_interval_ms(value: float | str) -> float:
     """Interval in ms from a number of ms or duration text; must be positive."""
     try:
         milliseconds = parse_duration_s(value) * 1e3 if isinstance(value, str) else float(value)

@@ -1,39 +1,241 @@
-"""The pytest surface: ini settings and fixtures.
+"""The pytest surface: options, ini settings, the marker and the fixtures.
 
-Kept thin (the pytest-xdist pattern): parsing happens in the core modules,
-this module only wires pytest's configuration to them.
+Kept thin (the pytest-xdist pattern): settings are parsed here, once, and
+handed to :class:`pytest_automem.session.AutomemSession`, which holds the
+hooks.  Nothing heavy is imported until pytest configures the session.
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .pressure import PressureThresholds
 
+if TYPE_CHECKING:
+    from .automaton import Automaton
+    from .monitor import MeasurementWindow
+    from .policies import MemoryOptimizedAutomaton, OptimizationConfig
+    from .scenario import Scenario, ScenarioResult
+    from .session import AutomemSession
+
 DEFAULT_THRESHOLDS_TEXT = "50MB,200MB,500MB"
+DEFAULT_INTERVAL_TEXT = "1ms"
+PLUGIN_NAME = "automem-session"
+SESSION_KEY = pytest.StashKey["AutomemSession"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("automem", "memory budgets and monitoring (pytest-automem)")
+    group.addoption(
+        "--automem",
+        action="store_true",
+        default=False,
+        help="monitor every test's memory (default: only tests with a memory_budget marker "
+        "or an automem fixture)",
+    )
+    group.addoption(
+        "--automem-interval",
+        default=None,
+        metavar="DURATION",
+        help="memory sampling interval, e.g. 1ms (default: ini automem_interval, 1ms)",
+    )
+    group.addoption(
+        "--automem-json",
+        default=None,
+        metavar="PATH",
+        help="write every monitored test's memory results to this JSON file",
+    )
+    group.addoption(
+        "--automem-report-dir",
+        default=None,
+        metavar="DIR",
+        help="write each memory failure's report to a file here (linked from JUnit)",
+    )
     parser.addini(
         "automem_thresholds",
         "where MEDIUM, HIGH and CRITICAL memory pressure begin, e.g. 50MB,200MB,500MB",
         default=DEFAULT_THRESHOLDS_TEXT,
     )
+    parser.addini(
+        "automem_interval",
+        "memory sampling interval (default 1ms)",
+        default=DEFAULT_INTERVAL_TEXT,
+    )
+    parser.addini(
+        "automem_gc",
+        "garbage collection at measurement points: auto (young unless needed), full, off",
+        default="auto",
+    )
+    parser.addini(
+        "automem_junit_properties",
+        "add automem.* properties to JUnit test cases (off for strict-schema readers)",
+        type="bool",
+        default=True,
+    )
+
+
+def _setting(config: pytest.Config, option: str | None, ini: str) -> str:
+    """The command-line value if given, else the ini value (never a CLI default)."""
+    value = config.getoption(option) if option else None
+    return str(value if value is not None else config.getini(ini))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Check the ini thresholds at start-up so a typo fails the run at once."""
-    text = str(config.getini("automem_thresholds"))
+    """Parse every setting now, so a typo fails the run before any test runs."""
+    config.addinivalue_line(
+        "markers",
+        "memory_budget(peak=None, growth=None, rate=None, pressure=None, "
+        "leak_per_iteration=None): fail the test if its memory exceeds these limits "
+        "(sizes like '64MB', rates like '1MB/s', pressure a level name) — pytest-automem",
+    )
+    from .collect import GcMode
+    from .monitor import parse_interval_ms
+    from .session import AutomemSession
+
     try:
-        PressureThresholds.parse(text)
+        thresholds = PressureThresholds.parse(_setting(config, None, "automem_thresholds"))
     except ValueError as exc:
         raise pytest.UsageError(f"ini option automem_thresholds: {exc}") from None
+    interval_text = _setting(config, "automem_interval", "automem_interval")
+    try:
+        interval_ms = parse_interval_ms(interval_text)
+    except ValueError as exc:
+        source = (
+            "--automem-interval" if config.getoption("automem_interval") else "ini automem_interval"
+        )
+        raise pytest.UsageError(f"{source}: {exc}") from None
+    try:
+        gc_mode = GcMode.parse(_setting(config, None, "automem_gc"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini option automem_gc: {exc}") from None
+    session = AutomemSession(
+        config,
+        monitor_all=bool(config.getoption("automem")),
+        interval_ms=interval_ms,
+        thresholds=thresholds,
+        gc_mode=gc_mode,
+        junit_properties=bool(config.getini("automem_junit_properties")),
+    )
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, PLUGIN_NAME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
+        config.pluginmanager.unregister(session, PLUGIN_NAME)
+        del config.stash[SESSION_KEY]
+
+
+def _session(request: pytest.FixtureRequest) -> AutomemSession:
+    return request.config.stash[SESSION_KEY]
 
 
 @pytest.fixture(scope="session")
 def pressure_thresholds(pytestconfig: pytest.Config) -> PressureThresholds:
-    """Pressure thresholds for this session (ini ``automem_thresholds``).
-
-    Override in a conftest to change them for a directory.
-    """
+    """Pressure thresholds (ini ``automem_thresholds``); override in a conftest."""
     return PressureThresholds.parse(str(pytestconfig.getini("automem_thresholds")))
+
+
+class LiveMemory:
+    """The running test's memory, as the ``memory_monitor`` fixture shows it.
+
+    Reads the window of the phase now running (setup, call or teardown), so
+    values are relative to that phase's baseline.
+    """
+
+    def __init__(self, session: AutomemSession, item: pytest.Item) -> None:
+        self._session = session
+        self._item = item
+
+    @property
+    def window(self) -> MeasurementWindow:
+        window = self._session.current_window(self._item)
+        if window is None:
+            raise RuntimeError("memory_monitor is only live while its test runs")
+        return window
+
+    @property
+    def current_bytes(self) -> int:
+        """Memory now, above the phase's baseline."""
+        return self.window.current_bytes()
+
+    @property
+    def peak_bytes(self) -> int:
+        """Peak so far above the phase's baseline (the kernel's, where available)."""
+        return self.window.peak_bytes()
+
+    @property
+    def samples(self) -> int:
+        """Samples taken so far in this phase."""
+        return len(self.window.samples())
+
+    @property
+    def pressure(self) -> Any:
+        """Pressure level reached so far (judged on the peak)."""
+        return self.window.max_pressure()
+
+    @property
+    def baseline_bytes(self) -> int:
+        """Resident memory when the phase began (after garbage collection)."""
+        return self.window.baseline_bytes
+
+
+@pytest.fixture
+def memory_monitor(request: pytest.FixtureRequest) -> LiveMemory:
+    """Live view of this test's memory: current_bytes, peak_bytes, samples, pressure."""
+    return LiveMemory(_session(request), request.node)
+
+
+@pytest.fixture
+def run_scenario(
+    request: pytest.FixtureRequest, pressure_thresholds: PressureThresholds
+) -> Callable[..., ScenarioResult]:
+    """``run_scenario(scenario, iterations=100, warmup=10, config=None, automaton=None)``.
+
+    Runs under the session's monitor and this test's thresholds; the result
+    is judged against the test's ``leak_per_iteration`` budget.
+    """
+    from .scenario import run_scenario as run
+
+    session = _session(request)
+
+    def bound(scenario: Scenario, **options: Any) -> ScenarioResult:
+        options.setdefault("monitor", session.monitor)
+        options.setdefault("thresholds", pressure_thresholds)
+        result = run(scenario, **options)
+        session.record_scenario(request.node, result)
+        return result
+
+    return bound
+
+
+@pytest.fixture
+def automaton(tmp_path: Path) -> Automaton:
+    """A fresh, empty :class:`Automaton` on ``tmp_path / "automaton.jsonl"``."""
+    from .automaton import Automaton
+
+    return Automaton(tmp_path / "automaton.jsonl")
+
+
+@pytest.fixture
+def optimized_automaton(tmp_path: Path) -> Callable[..., MemoryOptimizedAutomaton]:
+    """Factory: ``optimized_automaton(config=None, **overrides)`` on a fresh file each call."""
+    from .policies import MemoryOptimizedAutomaton, OptimizationConfig
+
+    counter = itertools.count()
+
+    def make(
+        config: OptimizationConfig | None = None, **overrides: Any
+    ) -> MemoryOptimizedAutomaton:
+        base = config or OptimizationConfig()
+        chosen = base.replace(**overrides) if overrides else base
+        return MemoryOptimizedAutomaton(tmp_path / f"automaton-{next(counter)}.jsonl", chosen)
+
+    return make

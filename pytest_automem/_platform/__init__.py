@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from .common import MemoryReadError, ProcessGoneError, ProcessMemory
-from .heap import heap_bytes
+from .heap import heap_bytes, release_free_memory
 
 __all__ = [
     "PLATFORM_KIND",
@@ -25,6 +25,7 @@ __all__ = [
     "ProcessMemory",
     "heap_bytes",
     "open_process",
+    "release_free_memory",
 ]
 
 if sys.platform.startswith("linux"):

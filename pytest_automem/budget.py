@@ -1,0 +1,158 @@
+"""Memory budgets and the verdicts they give.
+
+``@pytest.mark.memory_budget(peak=..., growth=..., rate=..., pressure=...,
+leak_per_iteration=...)`` is parsed into a frozen :class:`MemoryBudget` at
+collection time — a bad limit fails before anything runs, naming the test and
+the argument.  After the test's call phase, :func:`judge` compares the budget
+with what the monitor measured and returns a :class:`Verdict` whose
+violations read at a glance::
+
+    peak 131.2 MB > budget 64.0 MB (kernel high-water mark, 1 ms sampler, 842 samples)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .monitor import WindowResult
+from .pressure import PressureLevel
+from .scenario import ScenarioResult
+from .units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
+
+__all__ = ["BudgetError", "MemoryBudget", "Verdict", "judge"]
+
+_ARGUMENTS = ("peak", "growth", "rate", "pressure", "leak_per_iteration")
+
+
+class BudgetError(ValueError):
+    """A ``memory_budget`` marker with a bad argument."""
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Limits for one test; None means "no limit on this"."""
+
+    peak_bytes: int | None = None
+    growth_bytes: int | None = None
+    rate_bytes_per_s: float | None = None
+    pressure: PressureLevel | None = None
+    leak_bytes_per_iteration: int | None = None
+
+    @classmethod
+    def from_marker(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> MemoryBudget:
+        """Parse marker arguments; raise BudgetError naming the argument at fault."""
+        if args:
+            raise BudgetError(
+                f"takes keyword arguments only ({', '.join(_ARGUMENTS)}), got positional {args!r}"
+            )
+        unknown = sorted(set(kwargs) - set(_ARGUMENTS))
+        if unknown:
+            raise BudgetError(
+                f"unknown argument {unknown[0]}=: expected one of {', '.join(_ARGUMENTS)}"
+            )
+        if not kwargs:
+            raise BudgetError(f"needs at least one limit: {', '.join(_ARGUMENTS)}")
+        parsed: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            try:
+                parsed[name] = None if value is None else _PARSERS[name](value)
+            except ValueError as exc:
+                raise BudgetError(f"argument {name}={value!r}: {exc}") from None
+        return cls(
+            peak_bytes=parsed.get("peak"),
+            growth_bytes=parsed.get("growth"),
+            rate_bytes_per_s=parsed.get("rate"),
+            pressure=parsed.get("pressure"),
+            leak_bytes_per_iteration=parsed.get("leak_per_iteration"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, for the results file."""
+        return {
+            "peak_bytes": self.peak_bytes,
+            "growth_bytes": self.growth_bytes,
+            "rate_bytes_per_s": self.rate_bytes_per_s,
+            "pressure": self.pressure.name if self.pressure is not None else None,
+            "leak_bytes_per_iteration": self.leak_bytes_per_iteration,
+        }
+
+
+_PARSERS = {
+    "peak": parse_size_bytes,
+    "growth": parse_size_bytes,
+    "rate": parse_rate_bytes_per_s,
+    "pressure": PressureLevel.parse,
+    "leak_per_iteration": parse_size_bytes,
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of judging one test: pass, or fail with its violations."""
+
+    violations: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    @property
+    def name(self) -> str:
+        """``"pass"`` or ``"fail"``, as the results file spells it."""
+        return "pass" if self.passed else "fail"
+
+    def headline(self) -> str:
+        """One line: the first violation, and how many more there are."""
+        if self.passed:
+            return "within memory budget"
+        more = len(self.violations) - 1
+        return self.violations[0] + (f" (and {more} more)" if more else "")
+
+
+def judge(
+    budget: MemoryBudget | None,
+    window: WindowResult,
+    scenarios: Sequence[ScenarioResult] = (),
+) -> Verdict:
+    """Compare what was measured with ``budget`` (None: no limits, always passes)."""
+    if budget is None:
+        return Verdict()
+    how = window.how_measured()
+    violations = []
+    if budget.peak_bytes is not None and window.peak_bytes > budget.peak_bytes:
+        violations.append(
+            f"peak {format_size(window.peak_bytes)} > budget {format_size(budget.peak_bytes)} "
+            f"({how})"
+        )
+    if budget.growth_bytes is not None and window.growth_bytes > budget.growth_bytes:
+        violations.append(
+            f"growth {format_size(window.growth_bytes)} > budget "
+            f"{format_size(budget.growth_bytes)} (after gc.collect(), {how})"
+        )
+    rate = window.rate_bytes_per_s
+    if budget.rate_bytes_per_s is not None and rate is not None and rate > budget.rate_bytes_per_s:
+        violations.append(
+            f"growth rate {format_rate(rate)} > budget {format_rate(budget.rate_bytes_per_s)} "
+            f"(least-squares slope over {window.samples} samples)"
+        )
+    if budget.pressure is not None and window.max_pressure > budget.pressure:
+        violations.append(
+            f"pressure {window.max_pressure.name} > budget {budget.pressure.name} "
+            f"(peak {format_size(window.peak_bytes)} above the test's baseline; "
+            f"thresholds {window.thresholds.describe()})"
+        )
+    if budget.leak_bytes_per_iteration is not None:
+        violations.extend(_leak_violations(budget.leak_bytes_per_iteration, scenarios))
+    return Verdict(tuple(violations))
+
+
+def _leak_violations(limit: int, scenarios: Sequence[ScenarioResult]) -> list[str]:
+    return [
+        f"leak {format_size(result.leak_bytes_per_iteration)}/iteration > budget "
+        f"{format_size(limit)}/iteration (scenario {result.name}, slope of retained memory "
+        f"over {result.iterations} iterations after {result.warmup} warm-up)"
+        for result in scenarios
+        if result.leak_bytes_per_iteration > limit
+    ]

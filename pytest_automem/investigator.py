@@ -1,0 +1,196 @@
+"""The investigator: says what grew, by how much, and what to do about it.
+
+A first version, working from what a test's measurement already holds (the
+monitor's window and any scenario results); attribution to allocation sites
+and the file-level checks of ``automaton.jsonl`` come on top of it.  Each
+:class:`Finding` has a severity, a one-line summary, its evidence (figures)
+and a concrete recommendation.  The original guide's growth-rate targets
+apply: < 1 MB/s is the target, > 5 MB/s a warning, > 10 MB/s critical.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .monitor import WindowResult
+from .scenario import ScenarioResult
+from .units import format_rate, format_size
+
+__all__ = ["Finding", "Investigation", "Severity", "investigate"]
+
+MB = 1 << 20
+RATE_TARGET_BYTES_PER_S = 1 * MB
+RATE_WARNING_BYTES_PER_S = 5 * MB
+RATE_CRITICAL_BYTES_PER_S = 10 * MB
+#: A heap slope below this share of the RSS slope means "growth outside the heap".
+_OUTSIDE_HEAP_SHARE = 0.25
+#: Setup/teardown growth below this is allocator noise, not worth a line.
+_PHASE_GROWTH_WORTH_SHOWING = 256 * 1024
+#: Windows shorter than this give no growth-rate finding (too short for a trend).
+_MIN_RATE_WINDOW_S = 0.5
+
+
+class Severity(enum.IntEnum):
+    INFO = 0
+    WARNING = 1
+    CRITICAL = 2
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis: what, how bad, the figures behind it, what to do."""
+
+    check: str
+    severity: Severity
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    recommendation: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "severity": self.severity.name,
+            "summary": self.summary,
+            "evidence": dict(self.evidence),
+            "recommendation": self.recommendation,
+        }
+
+
+@dataclass(frozen=True)
+class Investigation:
+    """Findings, most severe first, plus the headline figures they came from."""
+
+    findings: tuple[Finding, ...]
+    figures: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"figures": dict(self.figures), "findings": [f.to_dict() for f in self.findings]}
+
+    def render_text(self, limit: int = 10) -> str:
+        """Plain text for failure messages and the terminal; at most ``limit`` findings."""
+        lines = ["memory report (pytest-automem)"]
+        lines.extend(f"  {name}: {value}" for name, value in self.figures.items())
+        shown = self.findings[:limit]
+        for finding in shown:
+            lines.append(f"- [{finding.severity.name}] {finding.summary}")
+            if finding.recommendation:
+                lines.append(f"    what to do: {finding.recommendation}")
+        if len(self.findings) > limit:
+            lines.append(f"… and {len(self.findings) - limit} more findings")
+        return "\n".join(lines)
+
+
+def investigate(
+    *,
+    window: WindowResult | None = None,
+    scenarios: Sequence[ScenarioResult] = (),
+    phases: dict[str, WindowResult] | None = None,
+) -> Investigation:
+    """Diagnose one measured run: a test's window, its phases, its scenarios."""
+    findings: list[Finding] = []
+    figures: dict[str, Any] = {}
+    if window is not None:
+        figures.update(_window_figures(window))
+        findings.extend(_rate_findings(window))
+    for name, phase in (phases or {}).items():
+        if name != "call" and phase.growth_bytes > _PHASE_GROWTH_WORTH_SHOWING:
+            figures[f"{name} growth"] = format_size(phase.growth_bytes)
+    for result in scenarios:
+        findings.extend(_scenario_findings(result))
+    findings.sort(key=lambda f: -f.severity)
+    return Investigation(tuple(findings), figures)
+
+
+def _window_figures(window: WindowResult) -> dict[str, Any]:
+    rate = window.rate_bytes_per_s
+    return {
+        "peak": f"{format_size(window.peak_bytes)} above the baseline "
+        f"({format_size(window.peak_rss_bytes)} RSS)",
+        "growth": f"{format_size(window.growth_bytes)} after gc.collect()",
+        "growth rate": format_rate(rate) if rate is not None else "n/a (under 100 samples)",
+        "pressure": f"{window.max_pressure.name} (thresholds {window.thresholds.describe()})",
+        "measured by": window.how_measured(),
+    }
+
+
+def _rate_findings(window: WindowResult) -> list[Finding]:
+    rate = window.rate_bytes_per_s
+    if rate is None or window.duration_s < _MIN_RATE_WINDOW_S or rate <= RATE_TARGET_BYTES_PER_S:
+        return []
+    severity = (
+        Severity.CRITICAL
+        if rate > RATE_CRITICAL_BYTES_PER_S
+        else Severity.WARNING
+        if rate > RATE_WARNING_BYTES_PER_S
+        else Severity.INFO
+    )
+    return [
+        Finding(
+            check="growth-rate",
+            severity=severity,
+            summary=f"memory grew at {format_rate(rate)} for {window.duration_s:.1f} s "
+            f"(target < 1 MB/s, warning > 5 MB/s, critical > 10 MB/s)",
+            evidence={"rate_bytes_per_s": rate, "duration_s": window.duration_s},
+            recommendation="look for buffers, caches or histories that grow without a bound; "
+            "cap them (e.g. OptimizationConfig.max_objects / max_execution_history)",
+        )
+    ]
+
+
+def _scenario_findings(result: ScenarioResult) -> list[Finding]:
+    findings = []
+    leak = result.leak_bytes_per_iteration
+    if leak > 0:
+        findings.append(
+            Finding(
+                check="scenario-leak",
+                severity=Severity.WARNING,
+                summary=f"scenario {result.name} retains {format_size(leak)} per iteration "
+                f"({format_size(leak * result.iterations)} over {result.iterations} iterations)",
+                evidence={
+                    "leak_bytes_per_iteration": leak,
+                    "rss_leak_bytes_per_iteration": result.rss_leak_bytes_per_iteration,
+                    "heap_leak_bytes_per_iteration": result.heap_leak_bytes_per_iteration,
+                    "final_objects": result.final_objects,
+                    "final_history": result.final_history,
+                },
+                recommendation="something kept per step is never released: check what the "
+                "scenario adds to long-lived containers",
+            )
+        )
+    heap = result.heap_leak_bytes_per_iteration
+    rss = result.rss_leak_bytes_per_iteration
+    if heap is not None and rss > 0 and heap < _OUTSIDE_HEAP_SHARE * rss:
+        findings.append(
+            Finding(
+                check="growth-outside-heap",
+                severity=Severity.WARNING,
+                summary=f"RSS grows {format_size(rss)}/iteration but the Python and C heaps only "
+                f"{format_size(heap)}/iteration: memory grows outside the tracked objects",
+                evidence={
+                    "rss_leak_bytes_per_iteration": rss,
+                    "heap_leak_bytes_per_iteration": heap,
+                },
+                recommendation="suspect a C extension's own allocations (mmap) or allocator "
+                "fragmentation; tracemalloc cannot see these",
+            )
+        )
+    if result.final_history > 0 and result.trims == 0 and leak > 0:
+        findings.append(
+            Finding(
+                check="execution-history",
+                severity=Severity.INFO,
+                summary=f"the automaton ended with {result.final_objects} objects and "
+                f"{result.final_history} history entries and was never trimmed",
+                evidence={
+                    "final_objects": result.final_objects,
+                    "final_history": result.final_history,
+                },
+                recommendation="bound it: run on a MemoryOptimizedAutomaton with max_objects and "
+                "max_execution_history set (OptimizationConfig)",
+            )
+        )
+    return findings

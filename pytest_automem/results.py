@@ -1,0 +1,81 @@
+"""The results file (``--automem-json``): one JSON document per session.
+
+    {"version": 1, "session": {...}, "tests": {nodeid: {...}}}
+
+Per test at least: ``peak_bytes``, ``growth_bytes``, ``rate_bytes_per_s``,
+``max_pressure``, ``samples``, ``interval_p50_ms``, ``interval_p99_ms``,
+``peak_source``, ``verdict`` ("pass"/"fail") and ``violations`` — the keys
+DESIGN.md makes a contract, checked by ``schema/results.schema.json`` in the
+tests.  Written once, atomically, at the end of the session on the
+controller.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .atomic import atomic_write_text
+
+__all__ = [
+    "REQUIRED_TEST_KEYS",
+    "RESULTS_VERSION",
+    "build_results",
+    "read_results",
+    "write_results",
+]
+
+RESULTS_VERSION = 1
+REQUIRED_TEST_KEYS = (
+    "peak_bytes",
+    "growth_bytes",
+    "rate_bytes_per_s",
+    "max_pressure",
+    "samples",
+    "interval_p50_ms",
+    "interval_p99_ms",
+    "peak_source",
+    "verdict",
+    "violations",
+)
+
+
+def build_results(
+    records: Mapping[str, Mapping[str, Any]], session: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The document: tests sorted by node id so two runs diff cleanly."""
+    return {
+        "version": RESULTS_VERSION,
+        "session": {
+            "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": sys.platform,
+            **session,
+        },
+        "tests": {nodeid: dict(records[nodeid]) for nodeid in sorted(records)},
+    }
+
+
+def write_results(path: str | os.PathLike[str], document: Mapping[str, Any]) -> None:
+    """Write the document atomically (temp file, fsync, rename)."""
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a results file back; a malformed one raises ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not a results file: {exc.msg}") from None
+    if not isinstance(document, dict) or document.get("version") != RESULTS_VERSION:
+        raise ValueError(f"{path}: not a version-{RESULTS_VERSION} automem results file")
+    if not isinstance(document.get("tests"), dict):
+        raise ValueError(f"{path}: results file has no 'tests' object")
+    return document

@@ -1,0 +1,436 @@
+"""The per-session plugin object: monitors tests, judges budgets, collects results.
+
+Registered by :mod:`pytest_automem.plugin` at configure time (by name, so
+other plugins and tests can find it) and unregistered at unconfigure.  It
+owns the session's one :class:`MemoryMonitor`, started lazily by the first
+monitored test: a session that monitors nothing starts no sampler.
+
+Each monitored test gets one window per phase (setup, call, teardown).  The
+budget is judged on the call phase, inside the ``pytest_runtest_call``
+wrapper: a violation is raised there as :class:`MemoryBudgetExceeded`, so
+pytest treats it like any failure of the test (``xfail`` included).  A test
+that already failed keeps its own failure; the memory verdict is added to its
+report as a section.
+
+Results travel to the controller (or to this same object without xdist) as a
+plain dict on the teardown report (``report.automem``), which xdist
+serialises like the rest of the report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .budget import BudgetError, MemoryBudget, Verdict, judge
+from .collect import GcMode
+from .investigator import investigate
+from .monitor import MeasurementWindow, MemoryMonitor, WindowResult
+from .pressure import PressureThresholds
+from .report.junit import JunitAttachment, attach_to_junit
+from .results import build_results, write_results
+from .scenario import ScenarioResult
+from .units import format_size
+
+__all__ = ["ITEM_STATE", "AutomemSession", "ItemState", "MemoryBudgetExceeded"]
+
+MARKER = "memory_budget"
+#: Fixtures whose use makes a test monitored without ``--automem``.
+MONITORING_FIXTURES = frozenset(
+    {"memory_monitor", "run_scenario", "automaton", "optimized_automaton"}
+)
+#: Keys copied to JUnit properties as ``automem.<key>``.
+PROPERTY_KEYS = (
+    "peak_bytes",
+    "growth_bytes",
+    "rate_bytes_per_s",
+    "max_pressure",
+    "samples",
+    "interval_p50_ms",
+    "interval_p99_ms",
+    "peak_source",
+    "verdict",
+    "violations",
+)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class MemoryBudgetExceeded(AssertionError):
+    """A test went over its ``memory_budget``; the message is the one-line reason."""
+
+
+@dataclass
+class ItemState:
+    """What the plugin knows about one test while it runs."""
+
+    budget: MemoryBudget | None
+    monitored: bool
+    window: MeasurementWindow | None = None
+    phases: dict[str, WindowResult] = field(default_factory=dict)
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    verdict: Verdict | None = None
+    failed_on_memory: bool = False
+    report_text: str | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+ITEM_STATE = pytest.StashKey[ItemState]()
+
+
+def parse_budget(item: pytest.Item) -> MemoryBudget | None:
+    """The closest ``memory_budget`` marker as a budget (None without one).
+
+    Raises BudgetError whose message names the test and the argument.
+    """
+    marker = item.get_closest_marker(MARKER)
+    if marker is None:
+        return None
+    try:
+        return MemoryBudget.from_marker(marker.args, marker.kwargs)
+    except BudgetError as exc:
+        raise BudgetError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
+
+
+class AutomemSession:
+    """Hooks of a pytest session with pytest-automem active."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        *,
+        monitor_all: bool,
+        interval_ms: float,
+        thresholds: PressureThresholds,
+        gc_mode: GcMode,
+        junit_properties: bool,
+    ) -> None:
+        self.config = config
+        self.monitor_all = monitor_all
+        self.interval_ms = interval_ms
+        self.thresholds = thresholds
+        self.gc_mode = gc_mode
+        self.junit_properties = junit_properties
+        self.records: dict[str, dict[str, Any]] = {}
+        self.written: list[tuple[str, str]] = []
+        self._monitor: MemoryMonitor | None = None
+
+    # -- the sampler ---------------------------------------------------------
+
+    @property
+    def monitor(self) -> MemoryMonitor:
+        """The session's monitor, started on first use."""
+        if self._monitor is None:
+            self._monitor = MemoryMonitor(interval_ms=self.interval_ms).start()
+        return self._monitor
+
+    def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
+
+    # -- collection ----------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pycollect_makeitem(
+        self, collector: pytest.Collector, name: str, obj: object
+    ) -> Generator[None, Any, Any]:
+        """Parse budgets as test functions are made: a bad one is a collection error."""
+        result = yield
+        items = result if isinstance(result, list) else [result]
+        for item in items:
+            if isinstance(item, pytest.Function):
+                try:
+                    self._prepare(item)
+                except BudgetError as exc:
+                    raise collector.CollectError(str(exc)) from None
+        return result
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if ITEM_STATE not in item.stash:
+                try:
+                    self._prepare(item)  # unittest methods and other non-Python items
+                except BudgetError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+
+    def _prepare(self, item: pytest.Item) -> None:
+        budget = parse_budget(item)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        monitored = self.monitor_all or budget is not None or bool(fixtures & MONITORING_FIXTURES)
+        item.stash[ITEM_STATE] = ItemState(budget=budget, monitored=monitored)
+        names = getattr(item, "fixturenames", None)
+        if monitored and isinstance(names, list) and "pressure_thresholds" not in names:
+            names.append("pressure_thresholds")  # so a conftest override applies
+
+    # -- running -------------------------------------------------------------
+
+    def _state(self, item: pytest.Item) -> ItemState | None:
+        state = item.stash.get(ITEM_STATE, None)
+        return state if state is not None and state.monitored else None
+
+    def _thresholds_for(self, item: pytest.Item) -> PressureThresholds:
+        value = getattr(item, "funcargs", {}).get("pressure_thresholds")
+        return value if isinstance(value, PressureThresholds) else self.thresholds
+
+    def _open(self, item: pytest.Item, state: ItemState) -> MeasurementWindow:
+        state.window = self.monitor.window(
+            thresholds=self._thresholds_for(item), collect_garbage=self.gc_mode
+        )
+        return state.window
+
+    def _close(self, state: ItemState, phase: str) -> WindowResult:
+        assert state.window is not None
+        result = state.window.stop()
+        state.phases[phase] = result
+        state.window = None
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = self._state(item)
+        if state is None:
+            return (yield)
+        self._open(item, state)
+        try:
+            return (yield)
+        finally:
+            self._close(state, "setup")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = self._state(item)
+        if state is None:
+            return (yield)
+        self._open(item, state)
+        try:
+            outcome = yield
+        except BaseException:
+            self._finish_call(state)
+            raise
+        self._finish_call(state)
+        if state.verdict is not None and not state.verdict.passed:
+            raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
+        return outcome
+
+    def _finish_call(self, state: ItemState) -> None:
+        window = self._close(state, "call")
+        state.verdict = judge(state.budget, window, state.scenarios)
+        investigation = investigate(window=window, scenarios=state.scenarios, phases=state.phases)
+        state.report_text = investigation.render_text()
+        state.findings = [f.to_dict() for f in investigation.findings]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, None, None]:
+        state = self._state(item)
+        if state is None:
+            return (yield)
+        self._open(item, state)
+        try:
+            return (yield)
+        finally:
+            self._close(state, "teardown")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        state = self._state(item)
+        if state is None:
+            return report
+        if call.when == "call" and state.verdict is not None:
+            self._annotate_call_report(item, state, report, call)
+        elif call.when == "teardown" and "call" in state.phases:
+            report.automem = self._record(item, state)  # type: ignore[attr-defined]
+        return report
+
+    def _annotate_call_report(
+        self,
+        item: pytest.Item,
+        state: ItemState,
+        report: pytest.TestReport,
+        call: pytest.CallInfo[None],
+    ) -> None:
+        assert state.verdict is not None
+        failed_on_memory = call.excinfo is not None and call.excinfo.errisinstance(
+            MemoryBudgetExceeded
+        )
+        state.failed_on_memory = bool(failed_on_memory)
+        if report.failed and failed_on_memory:
+            report.longrepr = (
+                f"memory budget exceeded: {state.verdict.headline()}\n\n{self._verdict_text(state)}"
+            )
+        elif not state.verdict.passed:
+            report.sections.append(
+                ("automem: memory budget exceeded too", self._verdict_text(state))
+            )
+        if self.junit_properties:
+            record = self._record(item, state)
+            item.user_properties.extend(
+                (f"automem.{key}", _property_value(record[key])) for key in PROPERTY_KEYS
+            )
+
+    def _verdict_text(self, state: ItemState) -> str:
+        assert state.verdict is not None
+        lines = [f"- {v}" for v in state.verdict.violations]
+        return "\n".join([*lines, "", state.report_text or ""]).rstrip()
+
+    def _record(self, item: pytest.Item, state: ItemState) -> dict[str, Any]:
+        """The results-file entry for one test: plain values only."""
+        call = state.phases["call"]
+        verdict = state.verdict or Verdict()
+        return {
+            **call.to_dict(),
+            "verdict": verdict.name,
+            "violations": list(verdict.violations),
+            "message": None if verdict.passed else verdict.headline(),
+            "failed_on_memory": state.failed_on_memory,
+            "report": None if verdict.passed else self._verdict_text(state),
+            "budget": state.budget.to_dict() if state.budget else None,
+            "phases": {name: result.to_dict() for name, result in state.phases.items()},
+            "scenarios": [_scenario_summary(s) for s in state.scenarios],
+            "findings": list(state.findings),
+        }
+
+    # -- results -------------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "automem", None)
+        if report.when == "teardown" and isinstance(record, dict):
+            self.records[report.nodeid] = record
+
+    def record_scenario(self, item: pytest.Item, result: ScenarioResult) -> None:
+        """Called by the ``run_scenario`` fixture: judged with the test's budget."""
+        state = item.stash.get(ITEM_STATE, None)
+        if state is not None:
+            state.scenarios.append(result)
+
+    def current_window(self, item: pytest.Item) -> MeasurementWindow | None:
+        state = item.stash.get(ITEM_STATE, None)
+        return state.window if state is not None else None
+
+    def memory_failures(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.records.items() if v["verdict"] == "fail"}
+
+    # -- end of session ------------------------------------------------------
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the outputs once pytest's own (JUnit included) are written."""
+        self.close()
+        if self.is_worker:
+            return
+        options = self.config.option
+        failures = self.memory_failures()
+        report_files: dict[str, Path] = {}
+        if options.automem_report_dir and failures:
+            report_files = write_report_files(Path(options.automem_report_dir), failures)
+        if options.automem_json:
+            write_results(options.automem_json, build_results(self.records, self._session_info()))
+            self.written.append(("results", str(options.automem_json)))
+        xml_path = getattr(options, "xmlpath", None)
+        if xml_path and failures and Path(xml_path).exists():
+            attach_to_junit(
+                xml_path,
+                [
+                    _attachment(nodeid, record, report_files.get(nodeid))
+                    for nodeid, record in failures.items()
+                ],
+                prefix=getattr(options, "junitprefix", None) or None,
+            )
+
+    def _session_info(self) -> dict[str, Any]:
+        sampler = next(iter(self.records.values()), {})
+        return {
+            "monitor_all": self.monitor_all,
+            "interval_target_ms": self.interval_ms,
+            "thresholds_bytes": list(self.thresholds.boundaries()),
+            "gc_mode": self.gc_mode.value,
+            "sampler_kind": sampler.get("sampler_kind"),
+            "tests_monitored": len(self.records),
+            "memory_failures": len(self.memory_failures()),
+        }
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not self.records:
+            return
+        lines = summary_lines(self.records, verbosity=self.config.get_verbosity())
+        terminalreporter.section("automem: memory")
+        for line in lines:
+            terminalreporter.line(line)
+        if self.config.get_verbosity() >= 0:
+            for what, path in self.written:
+                terminalreporter.line(f"automem {what} written to {path}")
+
+
+def _attachment(nodeid: str, record: dict[str, Any], report_file: Path | None) -> JunitAttachment:
+    return JunitAttachment(
+        nodeid=nodeid,
+        report_text=record["report"],
+        failure_message=f"memory budget exceeded: {record['message']}"
+        if record.get("failed_on_memory")
+        else None,
+        attachment_path=str(report_file.resolve()) if report_file else None,
+    )
+
+
+def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: int = 5) -> list[str]:
+    """The terminal summary: memory failures always, the largest tests unless -q."""
+    lines = [
+        f"MEMORY FAIL {nodeid}: {record['message']}"
+        for nodeid, record in sorted(records.items())
+        if record["verdict"] == "fail"
+    ]
+    if verbosity < 0:
+        return lines
+    for key, label in (("peak_bytes", "peak"), ("growth_bytes", "growth")):
+        ranked = sorted(records.items(), key=lambda kv: kv[1][key], reverse=True)[:top]
+        lines.append(f"highest {label} ({len(records)} monitored tests):")
+        lines.extend(
+            f"  {format_size(record[key]):>10}  {record['max_pressure']:<8}  {nodeid}"
+            for nodeid, record in ranked
+        )
+    return lines
+
+
+def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:
+    data = result.to_dict()
+    data.pop("measurement", None)
+    return data
+
+
+def _property_value(value: object) -> str | int | float | bool:
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def report_file_name(nodeid: str) -> str:
+    """A file name for a test's report: readable, safe, unique enough."""
+    return (_SAFE_NAME.sub("_", nodeid).strip("_") or "test")[:150] + ".txt"
+
+
+def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict[str, Path]:
+    """Write each failed test's report to ``folder``; return nodeid -> path."""
+    from .atomic import atomic_write_text
+
+    written = {}
+    for nodeid, record in records.items():
+        if record.get("report"):
+            path = folder / report_file_name(nodeid)
+            atomic_write_text(path, f"{nodeid}\n{record['message']}\n\n{record['report']}\n")
+            written[nodeid] = path
+    return written
