@@ -1,0 +1,518 @@
+"""End-to-end tests of the pytest plugin: real inner sessions via pytester.
+
+Inner sessions run in subprocesses (``runpytest_subprocess``): a sampler
+process is involved, and each inner session must start from a clean
+interpreter.  Memory in the inner tests is made with allocations above
+glibc's largest mmap threshold (32 MB) or with touched anonymous mappings,
+so RSS moves by exactly what the test allocates.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ALLOC = """
+import mmap
+import time
+
+MB = 1 << 20
+
+
+def resident(size):
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    return block
+
+
+def spike(size):
+    (b"x" * size).count(b"y")
+"""
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=120
+    )
+
+
+def _results(pytester: pytest.Pytester, name: str = "results.json") -> dict[str, Any]:
+    return json.loads((pytester.path / name).read_text())
+
+
+def _cases(pytester: pytest.Pytester, name: str = "junit.xml") -> dict[str, ET.Element]:
+    root = ET.parse(pytester.path / name).getroot()
+    return {case.get("name", ""): case for case in root.iter("testcase")}
+
+
+def _properties(case: ET.Element) -> dict[str, str]:
+    return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+
+
+@pytest.fixture
+def alloc(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(alloc=ALLOC)
+
+
+def test_each_kind_of_budget_fails_with_its_reason(pytester: pytest.Pytester, alloc: None) -> None:
+    pytester.makeini("[pytest]\nautomem_thresholds = 10MB,20MB,40MB\n")
+    pytester.makepyfile(
+        test_budgets="""
+        import time
+        import pytest
+        from alloc import MB, resident, spike
+
+        kept = []
+
+        @pytest.mark.memory_budget(peak="16MB")
+        def test_peak():
+            spike(48 * MB)
+
+        @pytest.mark.memory_budget(growth="8MB")
+        def test_growth():
+            kept.append(resident(24 * MB))
+
+        @pytest.mark.memory_budget(rate="20MB/s")
+        def test_rate():
+            for _ in range(40):
+                kept.append(resident(2 * MB))
+                time.sleep(0.005)
+
+        @pytest.mark.memory_budget(pressure="medium")
+        def test_pressure():
+            spike(48 * MB)
+
+        def leaky(automaton, step):
+            automaton.add({"id": f"e{step}", "payload": "x" * 8000})
+
+        @pytest.mark.memory_budget(leak_per_iteration="1KB")
+        def test_leak(run_scenario):
+            run_scenario(leaky, iterations=40, warmup=5)
+
+        @pytest.mark.memory_budget(peak="200MB", growth="8MB", pressure="HIGH")
+        def test_inside():
+            spike(16 * MB)
+        """
+    )
+    result = _run(pytester, "--automem-json=results.json")
+    result.assert_outcomes(failed=5, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "MEMORY FAIL *::test_growth: growth * > budget 8.0 MB (after gc.collect(), *",
+            "MEMORY FAIL *::test_leak: leak * > budget 1.0 KB/iteration (scenario *leaky*",
+            "MEMORY FAIL *::test_peak: peak * MB > budget 16.0 MB (kernel high-water mark, *",
+            "MEMORY FAIL *::test_pressure: pressure CRITICAL > budget MEDIUM *",
+            "MEMORY FAIL *::test_rate: growth rate * > budget 20.0 MB/s *",
+        ],
+        consecutive=False,
+    )
+    tests = _results(pytester)["tests"]
+    verdicts = {nodeid.split("::")[-1]: record["verdict"] for nodeid, record in tests.items()}
+    assert verdicts == {
+        "test_peak": "fail",
+        "test_growth": "fail",
+        "test_rate": "fail",
+        "test_pressure": "fail",
+        "test_leak": "fail",
+        "test_inside": "pass",
+    }
+    peak = tests["test_budgets.py::test_peak"]
+    assert 47 << 20 <= peak["peak_bytes"] <= 52 << 20
+    assert peak["peak_source"] == "kernel-hwm"
+    assert "(kernel high-water mark, 1 ms sampler," in peak["violations"][0]
+    assert tests["test_budgets.py::test_growth"]["growth_bytes"] >= 23 << 20
+    leak = tests["test_budgets.py::test_leak"]
+    assert leak["scenarios"][0]["leak_bytes_per_iteration"] > 1024
+    assert "leaky" in leak["violations"][0]
+    assert tests["test_budgets.py::test_inside"]["violations"] == []
+
+
+def test_failure_shows_the_report_and_one_line_reason(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makepyfile(
+        test_one="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_big():
+            spike(40 * MB)
+        """
+    )
+    result = _run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*memory budget exceeded: peak * > budget 8.0 MB (kernel high-water mark, 1 ms*",
+            "memory report (pytest-automem)",
+            "*peak: * above the baseline*",
+            "*measured by: kernel high-water mark*",
+            "*automem: memory*",
+            "MEMORY FAIL test_one.py::test_big: peak*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_bad_marker_argument_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.memory_budget(peak="lots")
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+        """
+    )
+    result = _run(pytester)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["*ERROR collecting test_bad.py*", "*test_bad.py::test_one*memory_budget*peak='lots'*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("marker", "words"),
+    [
+        ('memory_budget(pressure="severe")', "pressure='severe'"),
+        ('memory_budget(peek="1MB")', "unknown argument peek="),
+        ('memory_budget("1MB")', "keyword arguments only"),
+        ("memory_budget()", "at least one limit"),
+        ('memory_budget(rate="1MB")', "rate='1MB'"),
+    ],
+)
+def test_each_bad_marker_names_the_argument(
+    pytester: pytest.Pytester, marker: str, words: str
+) -> None:
+    pytester.makepyfile(
+        test_bad=f"""
+        import pytest
+
+        @pytest.mark.{marker}
+        def test_one():
+            pass
+        """
+    )
+    result = _run(pytester)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert words in result.stdout.str()
+
+
+def test_class_and_module_markers_apply_closest_wins(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makepyfile(
+        test_scoped="""
+        import pytest
+        from alloc import MB, spike
+
+        pytestmark = pytest.mark.memory_budget(peak="8MB")
+
+        def test_module_level():
+            spike(40 * MB)
+
+        @pytest.mark.memory_budget(peak="100MB")
+        class TestRoomy:
+            def test_in_class(self):
+                spike(40 * MB)
+
+            @pytest.mark.memory_budget(peak="4MB")
+            def test_method_marker_wins(self):
+                spike(40 * MB)
+        """
+    )
+    result = _run(pytester, "--automem-json=results.json")
+    result.assert_outcomes(failed=2, passed=1)
+    tests = _results(pytester)["tests"]
+    assert tests["test_scoped.py::test_module_level"]["budget"]["peak_bytes"] == 8 << 20
+    assert tests["test_scoped.py::TestRoomy::test_in_class"]["verdict"] == "pass"
+    wins = tests["test_scoped.py::TestRoomy::test_method_marker_wins"]
+    assert wins["budget"]["peak_bytes"] == 4 << 20
+    assert wins["verdict"] == "fail"
+
+
+def test_own_failure_is_kept_and_memory_verdict_added(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makepyfile(
+        test_own="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_both():
+            spike(40 * MB)
+            assert 1 == 2, "the test's own failure"
+        """
+    )
+    result = _run(pytester, "--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: the test's own failure*",
+            "*automem: memory budget exceeded too*",
+            "- peak * > budget 8.0 MB*",
+        ]
+    )
+    failure = _cases(pytester)["test_both"].find("failure")
+    assert failure is not None
+    assert "the test's own failure" in failure.get("message", "")
+
+
+def test_xfail_catches_a_memory_failure(pytester: pytest.Pytester, alloc: None) -> None:
+    pytester.makepyfile(
+        test_xf="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.xfail(strict=True, reason="deliberate spike")
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_caught():
+            spike(40 * MB)
+        """
+    )
+    result = _run(pytester)
+    result.assert_outcomes(xfailed=1)
+
+
+def test_junit_properties_message_report_and_attachment(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makepyfile(
+        test_j="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_over():
+            print("captured by pytest")
+            spike(40 * MB)
+
+        @pytest.mark.memory_budget(peak="100MB")
+        def test_under():
+            pass
+
+        def test_unmonitored():
+            pass
+        """
+    )
+    result = _run(
+        pytester,
+        "--junitxml=junit.xml",
+        "--automem-report-dir=reports",
+        "-o",
+        "junit_logging=system-out",
+    )
+    result.assert_outcomes(failed=1, passed=2)
+    cases = _cases(pytester)
+    over = cases["test_over"]
+    props = _properties(over)
+    for key in ("peak_bytes", "growth_bytes", "max_pressure", "samples", "peak_source", "verdict"):
+        assert f"automem.{key}" in props
+    assert props["automem.verdict"] == "fail"
+    failure = over.find("failure")
+    assert failure is not None
+    message = failure.get("message", "")
+    assert "\n" not in message
+    assert message.startswith("memory budget exceeded: peak ")
+    assert "memory report (pytest-automem)" in (failure.text or "")
+    system_out = over.find("system-out")
+    assert system_out is not None
+    text = system_out.text or ""
+    assert text.index("captured by pytest") < text.index("[[ATTACHMENT|")
+    attachment = text.split("[[ATTACHMENT|", 1)[1].split("]]", 1)[0]
+    assert Path(attachment).is_file()
+    assert "memory report (pytest-automem)" in Path(attachment).read_text()
+    assert _properties(cases["test_under"])["automem.verdict"] == "pass"
+    assert _properties(cases["test_unmonitored"]) == {}
+
+
+def test_ini_switch_turns_junit_properties_off(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nautomem_junit_properties = false\n")
+    pytester.makepyfile(test_p="def test_a(memory_monitor):\n    pass\n")
+    _run(pytester, "--junitxml=junit.xml").assert_outcomes(passed=1)
+    assert _properties(_cases(pytester)["test_a"]) == {}
+
+
+def test_phases_unittest_and_fixtures_are_monitored(pytester: pytest.Pytester, alloc: None) -> None:
+    pytester.makepyfile(
+        test_kinds="""
+        import unittest
+        import pytest
+        from alloc import MB, resident, spike
+
+        @pytest.fixture
+        def big_fixture():
+            block = resident(40 * MB)
+            yield block
+            spike(60 * MB)
+            block.close()
+
+        def test_uses_fixture(big_fixture):
+            pass
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_param(n):
+            spike(n * 40 * MB)
+
+        class TestCaseStyle(unittest.TestCase):
+            def test_unittest_method(self):
+                spike(40 * MB)
+        """
+    )
+    _run(pytester, "--automem", "--automem-json=results.json").assert_outcomes(passed=4)
+    tests = _results(pytester)["tests"]
+    assert set(tests) == {
+        "test_kinds.py::test_uses_fixture",
+        "test_kinds.py::test_param[1]",
+        "test_kinds.py::test_param[2]",
+        "test_kinds.py::TestCaseStyle::test_unittest_method",
+    }
+    phases = tests["test_kinds.py::test_uses_fixture"]["phases"]
+    assert set(phases) == {"setup", "call", "teardown"}
+    assert phases["setup"]["growth_bytes"] >= 39 << 20
+    assert phases["teardown"]["peak_bytes"] >= 59 << 20
+    assert tests["test_kinds.py::test_param[2]"]["peak_bytes"] >= 79 << 20
+    assert tests["test_kinds.py::TestCaseStyle::test_unittest_method"]["peak_bytes"] >= 39 << 20
+
+
+def test_unmonitored_run_writes_nothing_and_starts_no_sampler(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_plain="""
+        import psutil
+
+        def test_no_sampler_child():
+            children = psutil.Process().children(recursive=True)
+            assert not any("sampler.py" in " ".join(c.cmdline()) for c in children)
+        """
+    )
+    before = sorted(p.name for p in pytester.path.iterdir())
+    result = _run(pytester, "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    after = sorted(p.name for p in pytester.path.iterdir())
+    pytester_own = {"stdout", "stderr", ".benchmarks"}
+    new = {name for name in set(after) - set(before) if not name.startswith("runpytest-")}
+    assert new - pytester_own == {"junit.xml"}
+    assert "automem: memory" not in result.stdout.str()
+    assert "automem." not in (pytester.path / "junit.xml").read_text()
+
+
+def test_memory_monitor_fixture_is_live(pytester: pytest.Pytester, alloc: None) -> None:
+    pytester.makepyfile(
+        test_live="""
+        from alloc import MB, resident
+
+        def test_live(memory_monitor):
+            block = resident(40 * MB)
+            assert memory_monitor.current_bytes >= 39 * MB
+            assert memory_monitor.peak_bytes >= 39 * MB
+            assert memory_monitor.pressure.name == "LOW"
+            assert memory_monitor.samples >= 0
+            block.close()
+        """
+    )
+    _run(pytester).assert_outcomes(passed=1)
+
+
+def test_thresholds_from_ini_and_conftest_override(pytester: pytest.Pytester, alloc: None) -> None:
+    pytester.makeini("[pytest]\nautomem_thresholds = 1MB,2MB,3MB\n")
+    pytester.makeconftest(
+        """
+        import pytest
+        from pytest_automem import PressureThresholds
+
+        @pytest.fixture(scope="session")
+        def pressure_thresholds():
+            return PressureThresholds.parse("100MB,200MB,300MB")
+        """
+    )
+    pytester.makepyfile(
+        test_t="""
+        from alloc import MB, spike
+
+        def test_override(memory_monitor, pressure_thresholds):
+            assert pressure_thresholds.medium == 100 * MB
+            spike(40 * MB)
+        """
+    )
+    _run(pytester, "--automem-json=results.json").assert_outcomes(passed=1)
+    record = _results(pytester)["tests"]["test_t.py::test_override"]
+    assert record["max_pressure"] == "LOW"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("-o", "automem_thresholds=5MB,1MB,9MB"), "automem_thresholds"),
+        (("--automem-interval=fast",), "--automem-interval"),
+        (("-o", "automem_interval=0ms"), "ini automem_interval"),
+        (("-o", "automem_gc=sometimes"), "automem_gc"),
+    ],
+)
+def test_bad_settings_are_usage_errors(
+    pytester: pytest.Pytester, args: tuple[str, ...], words: str
+) -> None:
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = _run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert words in result.stderr.str()
+
+
+def test_options_are_documented_in_help(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, "--help")
+    result.stdout.fnmatch_lines(
+        [
+            "*--automem *monitor every test*",
+            "*--automem-interval=DURATION*",
+            "*--automem-json=PATH*",
+            "*automem_thresholds*",
+            "*automem_interval*",
+        ],
+        consecutive=False,
+    )
+
+
+def test_xdist_gives_the_same_results_as_a_serial_run(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.parametrize("n", range(6))
+        @pytest.mark.memory_budget(peak="30MB")
+        def test_n(n):
+            spike((40 if n % 2 else 10) * MB)
+        """
+    )
+    serial = _run(pytester, "--automem-json=serial.json", "--junitxml=serial.xml")
+    serial.assert_outcomes(failed=3, passed=3)
+    parallel = _run(pytester, "-n", "2", "--automem-json=parallel.json", "--junitxml=parallel.xml")
+    parallel.assert_outcomes(failed=3, passed=3)
+    one = _results(pytester, "serial.json")["tests"]
+    two = _results(pytester, "parallel.json")["tests"]
+    assert sorted(one) == sorted(two)
+    for nodeid in one:
+        assert set(one[nodeid]) == set(two[nodeid])
+        assert one[nodeid]["verdict"] == two[nodeid]["verdict"]
+    serial_cases = _cases(pytester, "serial.xml")
+    parallel_cases = _cases(pytester, "parallel.xml")
+    for name, case in parallel_cases.items():
+        assert set(_properties(case)) == set(_properties(serial_cases[name]))
+        failure = case.find("failure")
+        if failure is not None:
+            assert "\n" not in failure.get("message", "")
+            assert "memory report (pytest-automem)" in (case.findtext("system-out") or "")
