@@ -1,0 +1,186 @@
+"""Garbage collection at measurement points: GcMode parsing and what each mode collects.
+
+``gc.collect`` is replaced by a recorder, so the tests see which collection a
+mode asks for; the interpreter's automatic collector is paused meanwhile, so
+only the collections a test runs itself move ``gc.get_stats()``.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pytest_automem import collect as collect_module
+from pytest_automem.collect import Collector, GcMode
+
+Calls = list[tuple[int, ...]]
+#: Taken at import, before any test replaces it.
+REAL_COLLECT = gc.collect
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        ("full", GcMode.FULL),
+        ("FULL", GcMode.FULL),
+        ("Full", GcMode.FULL),
+        ("auto", GcMode.AUTO),
+        ("AUTO", GcMode.AUTO),
+        (" auto ", GcMode.AUTO),
+        ("off", GcMode.OFF),
+        ("Off", GcMode.OFF),
+        (True, GcMode.FULL),
+        (False, GcMode.OFF),
+        (GcMode.AUTO, GcMode.AUTO),
+        (GcMode.OFF, GcMode.OFF),
+    ],
+    ids=repr,
+)
+def test_gc_mode_parse(value: object, mode: GcMode) -> None:
+    assert GcMode.parse(value) is mode  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("sometimes", "'sometimes'"),
+        ("", "''"),
+        ("young", "'young'"),
+        ("true", "'true'"),
+        (1, "1"),
+        (None, "None"),
+    ],
+    ids=repr,
+)
+def test_gc_mode_parse_rejects_bad_value_naming_it(value: object, shown: str) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        GcMode.parse(value)  # type: ignore[arg-type]
+    message = str(excinfo.value)
+    assert shown in message
+    assert "full, auto or off" in message
+
+
+@pytest.fixture
+def no_automatic_gc() -> Iterator[None]:
+    """Pause the automatic collector so only explicit collections happen."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@pytest.fixture
+def gc_calls(monkeypatch: pytest.MonkeyPatch, no_automatic_gc: None) -> Calls:
+    """Record every ``gc.collect(...)`` the collector makes (and collect nothing)."""
+    calls: Calls = []
+
+    def recorder(*args: int) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setattr(gc, "collect", recorder)
+    return calls
+
+
+@pytest.fixture
+def someone_else_collects() -> Callable[[], int]:
+    """The real ``gc.collect(2)``, as another piece of code would run it."""
+    return lambda: REAL_COLLECT(2)
+
+
+@pytest.fixture
+def trims(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """Count the allocator trims the collector asks for."""
+    done: list[None] = []
+
+    def release() -> bool:
+        done.append(None)
+        return True
+
+    monkeypatch.setattr(collect_module, "release_free_memory", release)
+    return done
+
+
+def test_auto_does_young_collections_normally(gc_calls: Calls, trims: list[None]) -> None:
+    collector = Collector(GcMode.AUTO)
+    assert gc_calls == []
+    collector.collect()
+    collector.collect()
+    collector.collect()
+    assert gc_calls == [(1,), (1,), (1,)]
+    assert (collector.young_collections, collector.full_collections) == (3, 0)
+    assert len(trims) == 3
+    assert collector.trims_allocator is True
+
+
+def test_auto_is_the_default() -> None:
+    assert Collector().mode is GcMode.AUTO
+
+
+def test_auto_goes_full_after_someone_else_ran_a_full_collection(
+    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector("auto")
+    collector.collect()
+    assert gc_calls == [(1,)]
+    someone_else_collects()
+    collector.collect()
+    assert gc_calls == [(1,), ()]
+    collector.collect()  # the full one is marked: back to young
+    assert gc_calls == [(1,), (), (1,)]
+    assert (collector.young_collections, collector.full_collections) == (2, 1)
+
+
+def test_auto_goes_full_when_older_collections_ran_before_the_first_point(
+    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector(GcMode.AUTO)
+    someone_else_collects()
+    collector.collect()
+    assert gc_calls == [()]
+
+
+def test_auto_with_the_real_collector_stays_young(no_automatic_gc: None) -> None:
+    """The collector's own young collection bumps gc stats; it must not count as someone else's."""
+    collector = Collector(GcMode.AUTO)
+    for _ in range(3):
+        collector.collect()
+    assert (collector.young_collections, collector.full_collections) == (3, 0)
+
+
+@pytest.mark.parametrize("mode", [GcMode.FULL, "full", True])
+def test_full_always_collects_everything(
+    mode: object, someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector(mode)  # type: ignore[arg-type]
+    collector.collect()
+    someone_else_collects()
+    collector.collect()
+    collector.collect()
+    assert gc_calls == [(), (), ()]
+    assert (collector.young_collections, collector.full_collections) == (0, 3)
+    assert len(trims) == 3
+
+
+@pytest.mark.parametrize("mode", [GcMode.OFF, "off", False])
+def test_off_never_collects_nor_trims(
+    mode: object, someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector(mode)  # type: ignore[arg-type]
+    collector.collect()
+    someone_else_collects()
+    collector.collect()
+    assert gc_calls == []
+    assert trims == []
+    assert (collector.young_collections, collector.full_collections) == (0, 0)
+    assert collector.trims_allocator is False
+
+
+def test_collector_rejects_a_bad_mode() -> None:
+    with pytest.raises(ValueError, match="'never'"):
+        Collector("never")
