@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .monitor import WindowResult
 from .pressure import PressureLevel
-from .scenario import ScenarioResult
 from .units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
+
+if TYPE_CHECKING:
+    from .monitor import WindowResult
+    from .scenario import ScenarioResult
 
 __all__ = ["BudgetError", "MemoryBudget", "Verdict", "judge"]
 
@@ -140,12 +142,18 @@ def judge(
     if budget.pressure is not None and window.max_pressure > budget.pressure:
         violations.append(
             f"pressure {window.max_pressure.name} > budget {budget.pressure.name} "
-            f"(peak {format_size(window.peak_bytes)} above the test's baseline; "
+            f"({_pressure_basis_text(window)}; "
             f"thresholds {window.thresholds.describe()})"
         )
     if budget.leak_bytes_per_iteration is not None:
         violations.extend(_leak_violations(budget.leak_bytes_per_iteration, scenarios))
     return Verdict(tuple(violations))
+
+
+def _pressure_basis_text(window: WindowResult) -> str:
+    if window.basis.value == "absolute":
+        return f"peak RSS {format_size(window.peak_rss_bytes)}"
+    return f"peak {format_size(window.peak_bytes)} above the test's baseline"
 
 
 def _leak_violations(limit: int, scenarios: Sequence[ScenarioResult]) -> list[str]:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .monitor import WindowResult
-from .scenario import ScenarioResult
 from .units import format_rate, format_size
+
+if TYPE_CHECKING:
+    from .monitor import WindowResult
+    from .scenario import ScenarioResult
 
 __all__ = ["Finding", "Investigation", "Severity", "investigate"]
 
@@ -27,6 +29,8 @@ RATE_WARNING_BYTES_PER_S = 5 * MB
 RATE_CRITICAL_BYTES_PER_S = 10 * MB
 #: A heap slope below this share of the RSS slope means "growth outside the heap".
 _OUTSIDE_HEAP_SHARE = 0.25
+#: Scenario slopes below this are allocator noise, not a leak worth a finding.
+LEAK_FINDING_BYTES_PER_ITERATION = 256
 #: Setup/teardown growth below this is allocator noise, not worth a line.
 _PHASE_GROWTH_WORTH_SHOWING = 256 * 1024
 #: Windows shorter than this give no growth-rate finding (too short for a trend).
@@ -78,8 +82,9 @@ class Investigation:
             lines.append(f"- [{finding.severity.name}] {finding.summary}")
             if finding.recommendation:
                 lines.append(f"    what to do: {finding.recommendation}")
-        if len(self.findings) > limit:
-            lines.append(f"… and {len(self.findings) - limit} more findings")
+        hidden = len(self.findings) - limit
+        if hidden > 0:
+            lines.append(f"… and {hidden} more finding{'s' if hidden > 1 else ''}")
         return "\n".join(lines)
 
 
@@ -143,7 +148,7 @@ def _rate_findings(window: WindowResult) -> list[Finding]:
 def _scenario_findings(result: ScenarioResult) -> list[Finding]:
     findings = []
     leak = result.leak_bytes_per_iteration
-    if leak > 0:
+    if leak >= LEAK_FINDING_BYTES_PER_ITERATION:
         findings.append(
             Finding(
                 check="scenario-leak",

@@ -64,7 +64,7 @@ def build_results(
 
 def write_results(path: str | os.PathLike[str], document: Mapping[str, Any]) -> None:
     """Write the document atomically (temp file, fsync, rename)."""
-    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -74,7 +74,10 @@ def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
             document = json.load(handle)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{exc.lineno}: not a results file: {exc.msg}") from None
-    if not isinstance(document, dict) or document.get("version") != RESULTS_VERSION:
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a results file: not UTF-8 text ({exc.reason})") from None
+    version = document.get("version") if isinstance(document, dict) else None
+    if type(version) is not int or version != RESULTS_VERSION:
         raise ValueError(f"{path}: not a version-{RESULTS_VERSION} automem results file")
     if not isinstance(document.get("tests"), dict):
         raise ValueError(f"{path}: results file has no 'tests' object")

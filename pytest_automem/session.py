@@ -23,19 +23,20 @@ import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .budget import BudgetError, MemoryBudget, Verdict, judge
 from .collect import GcMode
 from .investigator import investigate
-from .monitor import MeasurementWindow, MemoryMonitor, WindowResult
 from .pressure import PressureThresholds
-from .report.junit import JunitAttachment, attach_to_junit
-from .results import build_results, write_results
-from .scenario import ScenarioResult
 from .units import format_size
+
+if TYPE_CHECKING:
+    from .monitor import MeasurementWindow, MemoryMonitor, WindowResult
+    from .report.junit import JunitAttachment
+    from .scenario import ScenarioResult
 
 __all__ = ["ITEM_STATE", "AutomemSession", "ItemState", "MemoryBudgetExceeded"]
 
@@ -125,6 +126,8 @@ class AutomemSession:
     def monitor(self) -> MemoryMonitor:
         """The session's monitor, started on first use."""
         if self._monitor is None:
+            from .monitor import MemoryMonitor
+
             self._monitor = MemoryMonitor(interval_ms=self.interval_ms).start()
         return self._monitor
 
@@ -331,6 +334,9 @@ class AutomemSession:
         self.close()
         if self.is_worker:
             return
+        from .report.junit import attach_to_junit
+        from .results import build_results, write_results
+
         options = self.config.option
         failures = self.memory_failures()
         report_files: dict[str, Path] = {}
@@ -375,6 +381,8 @@ class AutomemSession:
 
 
 def _attachment(nodeid: str, record: dict[str, Any], report_file: Path | None) -> JunitAttachment:
+    from .report.junit import JunitAttachment
+
     return JunitAttachment(
         nodeid=nodeid,
         report_text=record["report"],

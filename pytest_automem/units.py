@@ -105,6 +105,8 @@ def parse_rate_bytes_per_s(value: int | float | str) -> float:
         per = parse_duration_s("1" + per_text.strip() if per_text.strip().isalpha() else per_text)
     except ValueError:
         raise ValueError(f"invalid rate {value!r}: expected {RATE_FORMS}") from None
+    if per == 0:
+        raise ValueError(f"invalid rate {value!r}: the time unit must be longer than zero")
     return size / per
 
 
