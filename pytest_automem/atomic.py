@@ -21,6 +21,8 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
     """Yield a text file that replaces ``path`` only if the block completes.
 
     On any exception the temp file is removed and ``path`` is untouched.
+    Text that cannot be encoded (a lone surrogate in a test id, say) is
+    written as a visible backslash escape rather than failing the write.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +30,9 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, _mode_for(target))
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+        with os.fdopen(
+            fd, "w", encoding=encoding, errors="backslashreplace", newline="\n"
+        ) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

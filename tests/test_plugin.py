@@ -516,3 +516,39 @@ def test_xdist_gives_the_same_results_as_a_serial_run(
         if failure is not None:
             assert "\n" not in failure.get("message", "")
             assert "memory report (pytest-automem)" in (case.findtext("system-out") or "")
+
+
+def test_junit_stays_valid_xml_whatever_the_report_holds(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makepyfile(
+        test_bytes="""
+        import pytest
+        from alloc import MB, spike
+
+        def scenario_with_odd_name(automaton, step):
+            automaton.add({"id": f"e{step}", "payload": "x" * 4000})
+
+        scenario_with_odd_name.__qualname__ = "odd\\x1b[31m\\x00\\ud800🧠<&]]>"
+
+        @pytest.mark.parametrize("label", ["ctl\\x07\\x1b", "emoji🧠", "amp&lt<"])
+        @pytest.mark.memory_budget(peak="8MB", leak_per_iteration="1KB")
+        def test_odd(label, run_scenario):
+            run_scenario(scenario_with_odd_name, iterations=20, warmup=2)
+            spike(40 * MB)
+        """
+    )
+    result = _run(pytester, "--junitxml=junit.xml", "--automem-report-dir=reports")
+    result.assert_outcomes(failed=3)
+    raw = (pytester.path / "junit.xml").read_bytes()
+    root = ET.fromstring(raw)  # a standard XML parser accepts it
+    junitparser = pytest.importorskip("junitparser")
+    suites = junitparser.JUnitXml.fromfile(str(pytester.path / "junit.xml"))
+    cases = [case for suite in suites for case in suite]
+    assert len(cases) == 3
+    for case in root.iter("testcase"):
+        failure = case.find("failure")
+        assert failure is not None
+        assert "\n" not in failure.get("message", "")
+        assert "odd" in (case.findtext("system-out") or "")
+    assert "🧠" in raw.decode("utf-8")
