@@ -31,6 +31,7 @@ from .budget import BudgetError, MemoryBudget, Verdict, judge
 from .collect import GcMode
 from .investigator import investigate
 from .pressure import PressureThresholds
+from .results import REQUIRED_TEST_KEYS
 from .units import format_size
 
 if TYPE_CHECKING:
@@ -44,19 +45,6 @@ MARKER = "memory_budget"
 #: Fixtures whose use makes a test monitored without ``--automem``.
 MONITORING_FIXTURES = frozenset(
     {"memory_monitor", "run_scenario", "automaton", "optimized_automaton"}
-)
-#: Keys copied to JUnit properties as ``automem.<key>``.
-PROPERTY_KEYS = (
-    "peak_bytes",
-    "growth_bytes",
-    "rate_bytes_per_s",
-    "max_pressure",
-    "samples",
-    "interval_p50_ms",
-    "interval_p99_ms",
-    "peak_source",
-    "verdict",
-    "violations",
 )
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -193,8 +181,8 @@ class AutomemSession:
         state.window = None
         return result
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+    def _measure_phase(self, item: pytest.Item, phase: str) -> Generator[None, None, None]:
+        """Run one phase (setup or teardown) inside a window of its own."""
         state = self._state(item)
         if state is None:
             return (yield)
@@ -202,7 +190,11 @@ class AutomemSession:
         try:
             return (yield)
         finally:
-            self._close(state, "setup")
+            self._close(state, phase)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        return (yield from self._measure_phase(item, "setup"))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -231,14 +223,7 @@ class AutomemSession:
     def pytest_runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, None, None]:
-        state = self._state(item)
-        if state is None:
-            return (yield)
-        self._open(item, state)
-        try:
-            return (yield)
-        finally:
-            self._close(state, "teardown")
+        return (yield from self._measure_phase(item, "teardown"))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -277,7 +262,7 @@ class AutomemSession:
         if self.junit_properties:
             record = self._record(item, state)
             item.user_properties.extend(
-                (f"automem.{key}", _property_value(record[key])) for key in PROPERTY_KEYS
+                (f"automem.{key}", _property_value(record[key])) for key in REQUIRED_TEST_KEYS
             )
 
     def _verdict_text(self, state: ItemState) -> str:

@@ -7,9 +7,15 @@ An anonymous mapping whose pages we touch always adds exactly its size.
 
 from __future__ import annotations
 
+import array
 import mmap
+from typing import Any
+
+from pytest_automem.monitor import WindowResult
+from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
 
 PAGE = mmap.PAGESIZE
+MB = 1 << 20
 
 
 def resident_block(size: int) -> mmap.mmap:
@@ -21,3 +27,37 @@ def resident_block(size: int) -> mmap.mmap:
     for offset in range(0, size, PAGE):
         block[offset] = 1
     return block
+
+
+def make_window(**overrides: Any) -> WindowResult:
+    """A quiet 1 s window (842 samples at 1 ms, kernel peak); ``overrides`` change fields.
+
+    For unit tests of whatever reads window results (budgets, the investigator).
+    """
+    fields: dict[str, Any] = {
+        "pid": 4242,
+        "duration_s": 1.0,
+        "baseline_bytes": 300 * MB,
+        "end_rss_bytes": 300 * MB,
+        "peak_rss_bytes": 300 * MB,
+        "peak_bytes": 0,
+        "growth_bytes": 0,
+        "rate_bytes_per_s": 0.0,
+        "max_pressure": PressureLevel.LOW,
+        "pressure_distribution": {"LOW": 1.0, "MEDIUM": 0.0, "HIGH": 0.0, "CRITICAL": 0.0},
+        "thresholds": PressureThresholds(),
+        "basis": MeasurementBasis.RELATIVE,
+        "samples": 842,
+        "samples_dropped": 0,
+        "interval_target_ms": 1.0,
+        "interval_p50_ms": 1.0,
+        "interval_p99_ms": 1.05,
+        "interval_max_ms": 2.0,
+        "sampler_kind": "process-procfs",
+        "peak_source": "kernel-hwm",
+        "allocator_trimmed": True,
+        "sample_times_ns": array.array("q"),
+        "sample_rss_bytes": array.array("q"),
+    }
+    fields.update(overrides)
+    return WindowResult(**fields)

@@ -6,15 +6,15 @@ original guide's targets: < 1 MB/s, warning > 5 MB/s, critical > 10 MB/s).
 
 from __future__ import annotations
 
-import array
 import json
 from typing import Any
 
+import helpers
 import pytest
 
 from pytest_automem.investigator import Finding, Investigation, Severity, investigate
 from pytest_automem.monitor import WindowResult
-from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from pytest_automem.pressure import PressureLevel
 from pytest_automem.scenario import ScenarioResult
 
 KB = 1 << 10
@@ -23,33 +23,7 @@ MB = 1 << 20
 
 def make_window(**overrides: Any) -> WindowResult:
     """A 2 s window of 2000 samples at 1 ms, no growth; ``overrides`` change fields."""
-    fields: dict[str, Any] = {
-        "pid": 4242,
-        "duration_s": 2.0,
-        "baseline_bytes": 300 * MB,
-        "end_rss_bytes": 300 * MB,
-        "peak_rss_bytes": 300 * MB,
-        "peak_bytes": 0,
-        "growth_bytes": 0,
-        "rate_bytes_per_s": 0.0,
-        "max_pressure": PressureLevel.LOW,
-        "pressure_distribution": {"LOW": 1.0, "MEDIUM": 0.0, "HIGH": 0.0, "CRITICAL": 0.0},
-        "thresholds": PressureThresholds(),
-        "basis": MeasurementBasis.RELATIVE,
-        "samples": 2000,
-        "samples_dropped": 0,
-        "interval_target_ms": 1.0,
-        "interval_p50_ms": 1.0,
-        "interval_p99_ms": 1.05,
-        "interval_max_ms": 2.0,
-        "sampler_kind": "process-procfs",
-        "peak_source": "kernel-hwm",
-        "allocator_trimmed": True,
-        "sample_times_ns": array.array("q"),
-        "sample_rss_bytes": array.array("q"),
-    }
-    fields.update(overrides)
-    return WindowResult(**fields)
+    return helpers.make_window(**{"duration_s": 2.0, "samples": 2000, **overrides})
 
 
 def growing(rate_mb_per_s: float, duration_s: float = 2.0) -> WindowResult:
