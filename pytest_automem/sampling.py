@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import sampler as ring_layout
+from ._platform import ProcessGoneError
 
 __all__ = ["SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
@@ -133,6 +134,9 @@ class SamplerProcess:
         """Block until the first sample is published; raise if the child dies."""
         deadline = time.monotonic() + _START_TIMEOUT_S
         while self.write_count() == 0:
+            if self.target_gone():
+                self.close()
+                raise ProcessGoneError(f"process {self.target_pid} has exited")
             self.check_alive()
             if time.monotonic() > deadline:
                 self.close()

@@ -159,13 +159,6 @@ def test_snapshot_rotation_keeps_newest(
 
 
 @pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs os.waitid to leave a zombie")
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with --snapshot-every, a command that exits while a window is "
-    "being rotated (after the wait4 check, before the next window opens) makes "
-    "monitor.window() raise ProcessGoneError, which _watch does not catch: "
-    "traceback and exit 1; seen about once in 40 runs of a 0.6 s command",
-)
 def test_command_exiting_during_rotation(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -251,7 +244,7 @@ def test_fail_on_pressure_not_reached_is_fine() -> None:
 
 
 def test_command_failing_is_a_finding(tmp_path: Path) -> None:
-    # Lives long enough for the sampler to start (see the xfail below for quick ones).
+    # Lives long enough for the sampler to start (test_command_exiting_at_once: quick ones).
     out = tmp_path / "summary.json"
     failing = [sys.executable, "-c", "import time; time.sleep(0.2); raise SystemExit(3)"]
     result = automem("--json", str(out), "--every", "0", "--", *failing)
@@ -264,13 +257,6 @@ def test_command_failing_is_a_finding(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs os.waitid to leave a zombie")
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a command that exits before the sampler's first sample (e.g. "
-    "`python -c 'raise SystemExit(3)'`, `true`) makes MemoryMonitor.start() raise "
-    "SamplerDiedError, which `automem monitor` does not catch: traceback and exit 1 "
-    "instead of a summary",
-)
 @pytest.mark.parametrize(
     ("code", "expected_exit"),
     [(3, 1), (0, 0)],
@@ -349,12 +335,6 @@ def test_pid_exiting_during_watch() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs os.waitid to leave a zombie")
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --pid of a process that has already exited (a zombie not yet "
-    "reaped) makes the sampler stop before its first sample; SamplerDiedError is "
-    "not caught: traceback and exit 1 instead of a one-line error",
-)
 def test_pid_already_exited_zombie() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
@@ -433,23 +413,11 @@ def test_bad_option(args: list[str], name: str) -> None:
     assert_input_error(automem(*args, "--", *sleeper(0.2)), name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --interval below the sampler's minimum (0, or < 0.05 ms) passes "
-    "argparse, then MemoryMonitor raises ValueError that the CLI does not turn "
-    "into an input error: traceback and exit 1",
-)
 @pytest.mark.parametrize("interval", ["0", "0.01ms"])
 def test_interval_below_minimum(interval: str) -> None:
     assert_input_error(automem("--interval", interval, "--", *sleeper(0.2)), "--interval")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a --snapshots folder that cannot be created (a path under a "
-    "regular file) raises FileExistsError/NotADirectoryError from write_snapshot "
-    "after the watch: traceback and exit 1 instead of a one-line error",
-)
 def test_snapshots_folder_not_creatable(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n", encoding="utf-8")
@@ -457,12 +425,6 @@ def test_snapshots_folder_not_creatable(tmp_path: Path) -> None:
     assert_input_error(result, "--snapshots")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a --json path that cannot be written (under a regular file) "
-    "raises FileExistsError from atomic_write_text after the summary is printed: "
-    "traceback and exit 1 instead of a one-line error",
-)
 def test_json_path_not_writable(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n", encoding="utf-8")
@@ -495,7 +457,7 @@ def test_in_process_keep_negative(capsys: pytest.CaptureFixture[str]) -> None:
 def test_in_process_no_such_pid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["monitor", "--pid", "999999999"]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert lines == ["automem monitor: error: --pid 999999999: no such process"]
+    assert lines == ["automem monitor: error: --pid 999999999: no such process, or it has exited"]
 
 
 @pytest.mark.parametrize(

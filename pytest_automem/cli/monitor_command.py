@@ -16,6 +16,7 @@ Exit: 0 fine; 1 a finding — the command failed, or ``--max-peak`` /
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -27,7 +28,7 @@ from typing import Any
 
 from .._platform import MemoryReadError, ProcessGoneError
 from ..atomic import atomic_write_text
-from ..monitor import MeasurementWindow, MemoryMonitor, WindowResult
+from ..monitor import MeasurementWindow, MemoryMonitor, WindowResult, parse_interval_ms
 from ..pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from ..sampling import SamplerDiedError
 from ..snapshots import DEFAULT_KEEP, write_snapshot
@@ -60,7 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--interval",
         default="1ms",
-        type=typed(parse_duration_s, "--interval"),
+        type=typed(parse_interval_ms, "--interval"),
         help="sampling interval (default 1ms)",
     )
     parser.add_argument(
@@ -136,38 +137,68 @@ def _start(command: list[str]) -> subprocess.Popen[bytes]:
 
 def run(args: argparse.Namespace) -> int:
     command = _command_of(args)
+    _check_outputs(args)
     child = _start(command) if command else None
     pid = child.pid if child else args.pid
     try:
-        monitor = MemoryMonitor(pid, interval_ms=args.interval * 1e3).start()
-    except ProcessGoneError:
-        if child:
-            child.wait()
-        raise InputError(f"--pid {pid}: no such process") from None
-    except MemoryReadError as exc:
-        raise InputError(f"--pid {pid}: {exc}") from None
-    try:
-        results, watched = _watch(args, monitor, child)
+        results, watched = _monitor_and_watch(args, pid, child)
     finally:
-        monitor.close()
         if child and child.returncode is None:
             child.kill()
             child.wait()
     summary = _summary(args, command, pid, results, watched)
     print(_render(summary))
     if args.json:
-        import json
-
         atomic_write_text(args.json, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return EXIT_FINDING if summary["findings"] else EXIT_OK
 
 
-def _open(args: argparse.Namespace, monitor: MemoryMonitor) -> MeasurementWindow:
-    return monitor.window(
-        thresholds=args.thresholds,
-        basis=MeasurementBasis(args.basis),
-        collect_garbage=False,
-    )
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before watching, not after, if an output cannot be written."""
+    for option, folder in (("--snapshots", args.snapshots), ("--json", _parent(args.json))):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{option}: cannot create {folder}: {exc.strerror}") from None
+    if args.json is not None and args.json.is_dir():
+        raise InputError(f"--json: {args.json} is a folder")
+
+
+def _parent(path: Path | None) -> Path | None:
+    return None if path is None else path.parent
+
+
+def _monitor_and_watch(
+    args: argparse.Namespace, pid: int, child: subprocess.Popen[bytes] | None
+) -> tuple[list[WindowResult], Watched]:
+    try:
+        monitor = MemoryMonitor(pid, interval_ms=args.interval).start()
+    except ProcessGoneError:
+        if child is None:
+            raise InputError(f"--pid {pid}: no such process, or it has exited") from None
+        watched = _reap(child, blocking=True)
+        assert watched is not None
+        return [], watched
+    except MemoryReadError as exc:
+        raise InputError(f"--pid {pid}: {exc}") from None
+    try:
+        return _watch(args, monitor, child)
+    finally:
+        monitor.close()
+
+
+def _open(args: argparse.Namespace, monitor: MemoryMonitor) -> MeasurementWindow | None:
+    """A new window, or None if the process has just exited."""
+    try:
+        return monitor.window(
+            thresholds=args.thresholds,
+            basis=MeasurementBasis(args.basis),
+            collect_garbage=False,
+        )
+    except ProcessGoneError:
+        return None
 
 
 def _watch(
@@ -185,19 +216,31 @@ def _watch(
             time.sleep(_POLL_S)
             now = time.monotonic()
             watched = _ended(monitor, child, started, now, args.duration)
-            if watched is None and next_live is not None and now >= next_live:
+            if watched is None and window and next_live is not None and now >= next_live:
                 _print_live(window, now - started)
                 next_live += args.every
             if watched is None and next_rotate is not None and now >= next_rotate:
-                results.append(_close(args, window, len(results)))
+                if window is not None:
+                    results.append(_close(args, window, len(results)))
                 window = _open(args, monitor)
                 next_rotate += args.snapshot_every
     except KeyboardInterrupt:
         watched = Watched(None, None, "interrupted")
     except SamplerDiedError as exc:
         watched = Watched(None, None, f"sampler died: {exc}")
-    results.append(_close(args, window, len(results), watched.exit_peak_rss_bytes))
+    if window is not None:
+        results.append(_close(args, window, len(results), watched.exit_peak_rss_bytes))
     return results, watched
+
+
+def _reap(child: subprocess.Popen[bytes], *, blocking: bool) -> Watched | None:
+    """The child's exit, with its kernel peak from ``wait4``; None if still running."""
+    pid, status, usage = os.wait4(child.pid, 0 if blocking else os.WNOHANG)
+    if not pid:
+        return None
+    child.returncode = os.waitstatus_to_exitcode(status)
+    peak = usage.ru_maxrss * _MAXRSS_UNIT
+    return Watched(child.returncode, peak, f"exited with code {child.returncode}")
 
 
 def _ended(
@@ -208,11 +251,9 @@ def _ended(
     duration_s: float | None,
 ) -> Watched | None:
     if child is not None:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            child.returncode = os.waitstatus_to_exitcode(status)
-            peak = usage.ru_maxrss * _MAXRSS_UNIT
-            return Watched(child.returncode, peak, f"exited with code {child.returncode}")
+        watched = _reap(child, blocking=False)
+        if watched is not None:
+            return watched
     else:
         try:
             monitor._check()
@@ -256,8 +297,10 @@ def _summary(
     results: list[WindowResult],
     watched: Watched,
 ) -> dict[str, Any]:
-    peak = max(r.peak_rss_bytes for r in results)
-    max_pressure = max(r.max_pressure for r in results)
+    peak = max([r.peak_rss_bytes for r in results] + [watched.exit_peak_rss_bytes or 0])
+    whole_process = MeasurementBasis(args.basis) is MeasurementBasis.ABSOLUTE
+    fallback_level = args.thresholds.classify(peak) if whole_process else PressureLevel.LOW
+    max_pressure = max((r.max_pressure for r in results), default=fallback_level)
     findings = []
     if watched.exit_code not in (None, 0):
         findings.append(f"command {watched.reason}")
@@ -283,25 +326,39 @@ def _summary(
 
 def _render(summary: dict[str, Any]) -> str:
     who = shlex.join(summary["command"]) if summary["command"] else f"pid {summary['pid']}"
-    first, last = summary["windows"][0], summary["windows"][-1]
-    duration = sum(w["duration_s"] for w in summary["windows"])
-    samples = sum(w["samples"] for w in summary["windows"])
+    windows = summary["windows"]
+    if not windows:
+        lines = [
+            f"automem monitor: {who}: {summary['ended']} before its first sample",
+            f"  peak RSS {format_size(summary['peak_rss_bytes'])} (kernel high-water mark, "
+            "from wait4)",
+        ]
+    else:
+        lines = _render_windows(summary, windows)
+    lines.extend(f"  FINDING: {finding}" for finding in summary["findings"])
+    return "\n".join(lines)
+
+
+def _render_windows(summary: dict[str, Any], windows: list[dict[str, Any]]) -> list[str]:
+    who = shlex.join(summary["command"]) if summary["command"] else f"pid {summary['pid']}"
+    first, last = windows[0], windows[-1]
+    duration = sum(w["duration_s"] for w in windows)
+    samples = sum(w["samples"] for w in windows)
     source = "kernel high-water mark" if last["peak_source"] == "kernel-hwm" else "sampled"
+    intervals = (
+        f", p50 {last['interval_p50_ms']:.3f} ms, p99 {last['interval_p99_ms']:.3f} ms"
+        if last["interval_p50_ms"] is not None
+        else ""
+    )
     lines = [
         f"automem monitor: {who}: {summary['ended']} after {format_duration(duration)}",
         f"  peak RSS {format_size(summary['peak_rss_bytes'])} ({source}), "
         f"start {format_size(first['baseline_bytes'])}, end {format_size(last['end_rss_bytes'])}",
         f"  max pressure {summary['max_pressure']}",
-        f"  sampler: {first['interval_target_ms']:g} ms target, {samples} samples"
-        + (
-            f", p50 {last['interval_p50_ms']:.3f} ms, p99 {last['interval_p99_ms']:.3f} ms"
-            if last["interval_p50_ms"] is not None
-            else ""
-        ),
+        f"  sampler: {first['interval_target_ms']:g} ms target, {samples} samples{intervals}",
     ]
     if last["rate_bytes_per_s"] is not None:
         lines.insert(2, f"  growth rate {format_rate(last['rate_bytes_per_s'])} (last window)")
     if summary["snapshots"]:
-        lines.append(f"  snapshots: {summary['snapshots']} ({len(summary['windows'])} windows)")
-    lines.extend(f"  FINDING: {finding}" for finding in summary["findings"])
-    return "\n".join(lines)
+        lines.append(f"  snapshots: {summary['snapshots']} ({len(windows)} windows)")
+    return lines
