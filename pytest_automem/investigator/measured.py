@@ -1,27 +1,24 @@
-"""The investigator: says what grew, by how much, and what to do about it.
+"""Checks on what a run measured: a monitor window, its phases, scenario results.
 
-A first version, working from what a test's measurement already holds (the
-monitor's window and any scenario results); attribution to allocation sites
-and the file-level checks of ``automaton.jsonl`` come on top of it.  Each
-:class:`Finding` has a severity, a one-line summary, its evidence (figures)
-and a concrete recommendation.  The original guide's growth-rate targets
-apply: < 1 MB/s is the target, > 5 MB/s a warning, > 10 MB/s critical.
+The original guide's growth-rate targets apply: < 1 MB/s is the target,
+> 5 MB/s a warning, > 10 MB/s critical.  A scenario's leak slope, and RSS
+growing while the allocators' heap does not (growth outside the tracked
+objects), are findings too.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .units import format_rate, format_size
+from ..units import format_rate, format_size
+from .findings import Finding, Investigation, Severity
 
 if TYPE_CHECKING:
-    from .monitor import WindowResult
-    from .scenario import ScenarioResult
+    from ..monitor import WindowResult
+    from ..scenario import ScenarioResult
 
-__all__ = ["Finding", "Investigation", "Severity", "investigate"]
+__all__ = ["investigate"]
 
 MB = 1 << 20
 RATE_TARGET_BYTES_PER_S = 1 * MB
@@ -35,57 +32,6 @@ LEAK_FINDING_BYTES_PER_ITERATION = 256
 _PHASE_GROWTH_WORTH_SHOWING = 256 * 1024
 #: Windows shorter than this give no growth-rate finding (too short for a trend).
 _MIN_RATE_WINDOW_S = 0.5
-
-
-class Severity(enum.IntEnum):
-    INFO = 0
-    WARNING = 1
-    CRITICAL = 2
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One diagnosis: what, how bad, the figures behind it, what to do."""
-
-    check: str
-    severity: Severity
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    recommendation: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "severity": self.severity.name,
-            "summary": self.summary,
-            "evidence": dict(self.evidence),
-            "recommendation": self.recommendation,
-        }
-
-
-@dataclass(frozen=True)
-class Investigation:
-    """Findings, most severe first, plus the headline figures they came from."""
-
-    findings: tuple[Finding, ...]
-    figures: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"figures": dict(self.figures), "findings": [f.to_dict() for f in self.findings]}
-
-    def render_text(self, limit: int = 10) -> str:
-        """Plain text for failure messages and the terminal; at most ``limit`` findings."""
-        lines = ["memory report (pytest-automem)"]
-        lines.extend(f"  {name}: {value}" for name, value in self.figures.items())
-        shown = self.findings[:limit]
-        for finding in shown:
-            lines.append(f"- [{finding.severity.name}] {finding.summary}")
-            if finding.recommendation:
-                lines.append(f"    what to do: {finding.recommendation}")
-        hidden = len(self.findings) - limit
-        if hidden > 0:
-            lines.append(f"… and {hidden} more finding{'s' if hidden > 1 else ''}")
-        return "\n".join(lines)
 
 
 def investigate(
