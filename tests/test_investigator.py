@@ -310,5 +310,6 @@ def test_to_dict_is_json_serialisable() -> None:
         "summary",
         "evidence",
         "recommendation",
+        "details",
     }
     assert data["figures"] == investigation.figures

@@ -30,6 +30,9 @@ class Finding:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     recommendation: str = ""
+    #: Lines a reader wants under the summary (allocation sites, duplicate IDs…),
+    #: most important first; renderers show the first few and count the rest.
+    details: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +41,7 @@ class Finding:
             "summary": self.summary,
             "evidence": dict(self.evidence),
             "recommendation": self.recommendation,
+            "details": list(self.details),
         }
 
 
@@ -47,20 +51,23 @@ class Investigation:
 
     findings: tuple[Finding, ...]
     figures: dict[str, Any]
+    title: str = "memory report (pytest-automem)"
+
+    @property
+    def worst(self) -> Severity | None:
+        """The most severe finding's severity, None when there are none."""
+        return max((f.severity for f in self.findings), default=None)
+
+    def merged(self, other: Investigation) -> Investigation:
+        """Both investigations' findings (most severe first) and figures."""
+        findings = sorted((*self.findings, *other.findings), key=lambda f: -f.severity)
+        return Investigation(tuple(findings), {**self.figures, **other.figures}, self.title)
 
     def to_dict(self) -> dict[str, Any]:
         return {"figures": dict(self.figures), "findings": [f.to_dict() for f in self.findings]}
 
     def render_text(self, limit: int = 10) -> str:
-        """Plain text for failure messages and the terminal; at most ``limit`` findings."""
-        lines = ["memory report (pytest-automem)"]
-        lines.extend(f"  {name}: {value}" for name, value in self.figures.items())
-        shown = self.findings[:limit]
-        for finding in shown:
-            lines.append(f"- [{finding.severity.name}] {finding.summary}")
-            if finding.recommendation:
-                lines.append(f"    what to do: {finding.recommendation}")
-        hidden = len(self.findings) - limit
-        if hidden > 0:
-            lines.append(f"… and {hidden} more finding{'s' if hidden > 1 else ''}")
-        return "\n".join(lines)
+        """Plain text for failure messages and the terminal (see :mod:`.render`)."""
+        from .render import render_text
+
+        return render_text(self, limit=limit)
