@@ -130,12 +130,17 @@ def _testcase_class(module: int, methods: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unittest_methods(module: int, count: int) -> int:
+    """Two modules carry a ``unittest.TestCase`` class (with up to 10 tests)."""
+    return min(10, count // 2) if module < 2 else 0
+
+
 def module_source(module: int, count: int) -> str:
     """One module with exactly ``count`` tests."""
     parts = [HEADER]
     remaining = count
-    if module < 2 and count >= 4:  # two modules carry a unittest.TestCase class
-        methods = min(10, count // 2)
+    methods = unittest_methods(module, count)
+    if methods:
         parts.append(_testcase_class(module, methods))
         remaining -= methods
     unit = 0
@@ -159,15 +164,19 @@ def module_source(module: int, count: int) -> str:
     return "\n\n".join(parts)
 
 
+def suite_counts(tests: int) -> list[int]:
+    """Tests per module."""
+    base, extra = divmod(tests, MODULES)
+    return [base + (module < extra) for module in range(MODULES)]
+
+
 def generate_suite(root: Path, tests: int) -> Path:
     """Write the suite under ``root/suite``; return that folder."""
     suite = root / "suite"
     suite.mkdir()
     # Pins nothing plugin-specific; only makes the folder its own rootdir.
     (suite / "pytest.ini").write_text("[pytest]\ntestpaths = .\n")
-    base, extra = divmod(tests, MODULES)
-    for module in range(MODULES):
-        count = base + (module < extra)
+    for module, count in enumerate(suite_counts(tests)):
         if count:
             path = suite / f"test_mod{module:02d}.py"
             path.write_text(module_source(module, count))
@@ -259,9 +268,13 @@ def run_once(config: Config, suite: Path, work: Path, tests: int, env: dict[str,
         records = json.loads((work / "r.json").read_text())["tests"]
         if len(records) != tests:
             raise RunFailed(f"{config.key}: results JSON holds {len(records)} tests, not {tests}")
-        legacy = [nodeid for nodeid in records if "::TestLegacy" in nodeid]
-        if not legacy or any(r["verdict"] != "pass" for r in records.values()):
-            raise RunFailed(f"{config.key}: JSON misses unittest tests or has a failed verdict")
+        legacy = sum("::TestLegacy" in nodeid for nodeid in records)
+        expected = sum(unittest_methods(m, c) for m, c in enumerate(suite_counts(tests)))
+        if legacy != expected:
+            raise RunFailed(f"{config.key}: JSON holds {legacy} unittest tests, not {expected}")
+        failed = [nodeid for nodeid, r in records.items() if r["verdict"] != "pass"]
+        if failed:
+            raise RunFailed(f"{config.key}: memory verdict 'fail' for {failed[:3]}")
     if "junit" in config.checks:
         cases = ET.parse(work / "j.xml").getroot().iter("testcase")
         with_props = total = 0
