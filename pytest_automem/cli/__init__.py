@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import monitor_command
+from . import investigate_command, monitor_command
 from .common import EXIT_USAGE, InputError
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="subcommand", metavar="COMMAND", required=True, parser_class=_Parser
     )
     monitor_command.register(commands)
+    investigate_command.register(commands)
     return parser
 
 
