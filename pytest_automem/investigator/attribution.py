@@ -1,0 +1,667 @@
+"""Allocation attribution: where the retained memory was allocated, on request.
+
+This is our extension layer over the standard library's :mod:`tracemalloc`
+(the design card's "tracemalloc-ext", which does not exist as a package).
+Tracing is expensive — ``tracemalloc.start(1)`` makes an allocation-heavy
+loop about an order of magnitude slower, 25 frames much more — so nothing
+here runs unless a verdict asks for it: a few extra scenario iterations under
+tracing when a leak budget is exceeded (:func:`attribute_iterations`), or a
+test run with ``--automem-trace`` (:class:`AllocationTracer`).
+
+What it adds to ``Snapshot.compare_to``:
+
+* **Our frames and pytest's are not sites.**  Frames in the files matched by
+  :data:`DEFAULT_EXCLUDE` (this package, ``_pytest``, ``pytest``,
+  ``pluggy``, ``tracemalloc.py``, ``linecache.py`` and the frozen import
+  machinery) are skipped; a trace whose frames are all excluded is dropped,
+  and so is one the tracer's own code made (this file is reached, directly or
+  through the standard library, before any user frame): its snapshots,
+  baselines and caches.
+* **The site is the user's line.**  A trace is attributed to its innermost
+  frame that is not excluded — except when that frame is in the standard
+  library: then the site is the first frame further out that is neither
+  excluded nor in the standard library (``sysconfig`` paths ``stdlib`` and
+  ``platstdlib``, minus ``site-packages``, plus frozen modules such as
+  ``<frozen posixpath>``).  So ``LEAK.append(json.loads(doc))`` at
+  ``test_x.py:12`` is reported at ``test_x.py:12``, not at
+  ``json/decoder.py``: the stdlib line is the same for every caller and says
+  nothing about who keeps the result.  Third-party code counts as user code
+  (its line is where the allocation happens, and usually the thing to look
+  at).  When no such frame is within the traced ``frames`` (a traceback cut
+  short, or stdlib code driven only by excluded frames), the innermost
+  non-excluded frame is the site after all.
+* **Noise floor.**  A site is reported only if it retained at least
+  ``min_site_bytes`` (default :data:`NOISE_FLOOR_BYTES`, 1 KiB) between the
+  two points.  Below that are allocator and interpreter bookkeeping (a
+  dict resized, a code object's cache, a free-list refill) that move by a few
+  hundred bytes whether or not anything leaks.  ``total_sites`` counts the
+  sites above the floor, before bounding to ``top``.
+* **Types.**  Live objects per type are counted with ``gc.get_objects()`` at
+  both points.  That list holds only objects the garbage collector tracks:
+  instances of user classes, lists, most dicts and tuples — but not strings,
+  numbers, or dicts and tuples that hold only such atomic values (CPython
+  untracks those).  The counts are taken after ``gc.collect()`` and the list
+  is dropped at once; only type *names* are kept, never types or objects.
+
+tracemalloc traces every thread: what another thread retains between the two
+points shows up too, at that thread's own lines.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import linecache
+import os
+import sys
+import sysconfig
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+
+from ..units import format_size
+from .findings import Finding, Severity
+
+__all__ = [
+    "DEFAULT_EXCLUDE",
+    "NOISE_FLOOR_BYTES",
+    "AllocationTracer",
+    "Attribution",
+    "SiteGrowth",
+    "TypeGrowth",
+    "attribute_iterations",
+]
+
+#: Sites that retained less than this between the two points are not reported.
+NOISE_FLOOR_BYTES = 1024
+GROUP_BY = ("lineno", "traceback")
+CHECK = "allocation-sites"
+
+_OWN, _EXCLUDED, _STDLIB, _USER = -1, 0, 1, 2
+_THIS_FILE = os.path.abspath(__file__)
+# Bookkeeping keys are plain strings (never tracked by the garbage collector,
+# so they do not show up in the type counts): "lineno<TAB>filename" per frame,
+# frames joined by newlines, the site first.
+_FIELD, _FRAME = "\t", "\n"
+#: Source lines in a finding's details are cut to this many characters.
+_SOURCE_WIDTH = 80
+
+
+def _package_dir(module: str) -> str | None:
+    """The directory of an installed package (from its ``__file__``), without importing it."""
+    loaded = sys.modules.get(module)
+    origin = getattr(loaded, "__file__", None)
+    if origin is None:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            return None
+        origin = spec.origin if spec is not None else None
+    if not origin:
+        return None
+    if os.path.basename(origin).startswith("__init__."):
+        return os.path.dirname(os.path.abspath(origin)) + os.sep
+    return os.path.abspath(origin)
+
+
+def _default_exclude() -> tuple[str, ...]:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    patterns = [here + os.sep]
+    for module in ("_pytest", "pytest", "pluggy"):
+        found = _package_dir(module)
+        if found:
+            patterns.append(found)
+    for module in (tracemalloc, linecache):
+        patterns.append(os.path.abspath(module.__file__ or module.__name__))
+    patterns.append("<frozen importlib._bootstrap*")
+    return tuple(patterns)
+
+
+#: Where our frames and pytest's live.  Each entry is a directory (ending in
+#: ``os.sep``: every file under it), a prefix (ending in ``*``) or a file.
+DEFAULT_EXCLUDE: tuple[str, ...] = _default_exclude()
+
+
+def _stdlib_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    paths = sysconfig.get_paths()
+    stdlib = {os.path.abspath(paths[k]) + os.sep for k in ("stdlib", "platstdlib") if k in paths}
+    third_party = {os.path.abspath(paths[k]) + os.sep for k in ("purelib", "platlib") if k in paths}
+    return tuple(sorted(stdlib)), tuple(sorted(third_party))
+
+
+_STDLIB_DIRS, _SITE_DIRS = _stdlib_dirs()
+
+
+class _Classifier:
+    """Excluded, stdlib or user, per filename (cached: filenames repeat a lot)."""
+
+    def __init__(self, exclude: Sequence[str]) -> None:
+        self._prefixes: list[str] = []
+        self._files: set[str] = set()
+        for pattern in exclude:
+            if pattern.endswith("*"):
+                self._prefixes.append(pattern[:-1])
+            elif pattern.endswith(os.sep) or (os.altsep and pattern.endswith(os.altsep)):
+                self._prefixes.append(pattern)
+                self._prefixes.append(os.path.abspath(pattern) + os.sep)
+            else:
+                self._files.add(pattern)
+                self._files.add(os.path.abspath(pattern))
+        self._cache: dict[str, int] = {}
+
+    def __call__(self, filename: str) -> int:
+        kind = self._cache.get(filename)
+        if kind is None:
+            kind = self._cache[filename] = self._classify(filename)
+        return kind
+
+    def _classify(self, filename: str) -> int:
+        names = [filename]
+        if not filename.startswith("<"):
+            names.append(os.path.abspath(filename))
+        if names[-1] == _THIS_FILE:
+            return _OWN
+        for name in names:
+            if name in self._files or name.startswith(tuple(self._prefixes)):
+                return _EXCLUDED
+        if filename.startswith("<frozen "):
+            return _STDLIB
+        absolute = names[-1]
+        if absolute.startswith(_STDLIB_DIRS) and not absolute.startswith(_SITE_DIRS):
+            return _STDLIB
+        return _USER
+
+
+def _relative(filename: str) -> str:
+    if filename.startswith("<"):
+        return filename
+    absolute = os.path.abspath(filename)
+    cwd = os.getcwd()
+    if absolute.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(absolute, cwd)
+    return absolute
+
+
+@dataclass(frozen=True)
+class SiteGrowth:
+    """Memory retained at one allocation site between the two points."""
+
+    filename: str
+    lineno: int
+    size_diff_bytes: int
+    count_diff: int
+    #: ``"file:line"`` frames (excluded ones removed), outermost first; only
+    #: with ``group_by="traceback"``.
+    traceback: tuple[str, ...] = ()
+
+    def location(self) -> str:
+        """``path/to/file.py:42``, relative to the cwd when the file is under it."""
+        return f"{_relative(self.filename)}:{self.lineno}"
+
+    def source_line(self) -> str:
+        """The site's source line, stripped (``""`` when unavailable)."""
+        return linecache.getline(self.filename, self.lineno).strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "lineno": self.lineno,
+            "location": self.location(),
+            "source_line": self.source_line(),
+            "size_diff_bytes": self.size_diff_bytes,
+            "count_diff": self.count_diff,
+            "traceback": list(self.traceback),
+        }
+
+    def describe(self) -> str:
+        """``tests/test_x.py:42  +1.0 MB in 1,000 blocks  | cache.append(...)``."""
+        text = f"{self.location()}  +{format_size(self.size_diff_bytes)} in {self.count_diff:,} "
+        text += "block" if self.count_diff == 1 else "blocks"
+        source = self.source_line()
+        if len(source) > _SOURCE_WIDTH:
+            source = source[: _SOURCE_WIDTH - 1] + "…"
+        return f"{text}  | {source}" if source else text
+
+
+@dataclass(frozen=True)
+class TypeGrowth:
+    """How many more live (GC-tracked) objects of one type there were at the end."""
+
+    type_name: str
+    count_before: int
+    count_after: int
+
+    @property
+    def count_diff(self) -> int:
+        return self.count_after - self.count_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type_name": self.type_name,
+            "count_before": self.count_before,
+            "count_after": self.count_after,
+            "count_diff": self.count_diff,
+        }
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Where memory was retained between two points, and which types grew."""
+
+    #: Sites that retained at least ``min_site_bytes``, largest first, at most ``top``.
+    sites: tuple[SiteGrowth, ...]
+    #: How many sites retained at least ``min_site_bytes``, before bounding.
+    total_sites: int
+    #: Net change of all traced memory (excluded traces dropped) between the points.
+    traced_growth_bytes: int
+    #: Types whose live count grew, largest growth first, at most ``top``.
+    types: tuple[TypeGrowth, ...]
+    #: tracemalloc frames per traceback (the running limit if it was already tracing).
+    frames: int
+    group_by: str
+    min_site_bytes: int = NOISE_FLOOR_BYTES
+    #: True when tracemalloc was already tracing: its frame limit was kept.
+    tracing_was_on: bool = False
+    #: Steps between the two points (0 when not from :func:`attribute_iterations`).
+    iterations: int = 0
+    #: The bound on ``sites``, ``types`` and the finding's detail lines.
+    top: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sites": [s.to_dict() for s in self.sites],
+            "total_sites": self.total_sites,
+            "traced_growth_bytes": self.traced_growth_bytes,
+            "types": [t.to_dict() for t in self.types],
+            "frames": self.frames,
+            "group_by": self.group_by,
+            "min_site_bytes": self.min_site_bytes,
+            "tracing_was_on": self.tracing_was_on,
+            "iterations": self.iterations,
+            "top": self.top,
+        }
+
+    def finding(self, *, subject: str) -> Finding | None:
+        """A WARNING naming the top allocation sites; None when no site grew.
+
+        ``details`` holds at most ``top`` lines: one per site (largest first),
+        then one per type that grew; when both do not fit, the types keep up
+        to a third of the lines.  Everything is in ``evidence`` as well.
+        """
+        if not self.sites:
+            return None
+        limit = max(1, self.top)
+        head = self.sites[0]
+        where = (
+            f"most at {head.location()} (+{format_size(head.size_diff_bytes)}, "
+            f"{head.count_diff:,} {'block' if head.count_diff == 1 else 'blocks'})"
+        )
+        if self.traced_growth_bytes > 0:
+            summary = f"{subject}: {format_size(self.traced_growth_bytes)} retained, {where}"
+        else:
+            summary = f"{subject}: no net growth of traced memory, but {where}"
+        if self.iterations:
+            grown = (
+                self.traced_growth_bytes if self.traced_growth_bytes > 0 else head.size_diff_bytes
+            )
+            per = grown / self.iterations
+            summary += f"; ≈ {format_size(per)} per iteration over {self.iterations}"
+        type_slots = min(len(self.types), max(limit - len(self.sites), limit // 3))
+        site_slots = min(len(self.sites), limit - type_slots)
+        details = [s.describe() for s in self.sites[:site_slots]]
+        details += [f"+{t.count_diff:,} {t.type_name}" for t in self.types[:type_slots]]
+        return Finding(
+            check=CHECK,
+            severity=Severity.WARNING,
+            summary=summary,
+            evidence=self.to_dict(),
+            recommendation=_recommendation(head, self.types),
+            details=tuple(details),
+        )
+
+
+def _recommendation(head: SiteGrowth, types: Sequence[TypeGrowth]) -> str:
+    source = head.source_line()
+    what = f"{head.location()} (`{source}`)" if source else head.location()
+    text = (
+        f"Look at what keeps the objects allocated at {what}: they retained "
+        f"+{format_size(head.size_diff_bytes)} in {head.count_diff:,} blocks between the "
+        "two points. If it fills a cache, list or dict that only grows, bound it "
+        "(a maxlen, an LRU, a trim policy) or clear it when the step ends; if the objects "
+        "should have died, find who still refers to them (gc.get_referrers)."
+    )
+    if types:
+        text += f" The type that grew most: {types[0].type_name} (+{types[0].count_diff:,})."
+    return text
+
+
+# -- the tracer ----------------------------------------------------------------
+
+
+class _Traced:
+    """One point's traced memory, grouped by site key (plain str/int only)."""
+
+    __slots__ = ("counts", "sizes", "total")
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+        self.total = 0
+
+
+def _raw_traces(snapshot: tracemalloc.Snapshot) -> Iterable[tuple[Any, ...]]:
+    """``(domain, size, frames innermost first, total_nframe)`` per trace.
+
+    The snapshot's own list of raw traces where it has one (CPython 3.9–3.13:
+    no wrapper objects to create per trace); else rebuilt from the public
+    ``Trace`` objects.
+    """
+    raw = getattr(snapshot.traces, "_traces", None)
+    if isinstance(raw, (tuple, list)) and (not raw or len(raw[0]) >= 3):
+        return raw
+    return [
+        (trace.domain, trace.size, tuple((f.filename, f.lineno) for f in reversed(trace.traceback)))
+        for trace in snapshot.traces
+    ]
+
+
+def _type_counts() -> dict[str, int]:
+    """Live GC-tracked objects per type name; the object list is dropped at once.
+
+    Counted by appending to one list per type, not with ``+= 1`` or
+    ``Counter``: this runs under tracing, where every new int (a count above
+    256) is a traced allocation — 20× slower on a pytest process's few
+    hundred thousand objects; and ``Counter``'s ``isinstance(…, Mapping)``
+    fills ABC caches the first time, which would show as type growth.
+    """
+    by_type: defaultdict[type, list[None]] = defaultdict(list)
+    objects = gc.get_objects()
+    try:
+        for kind in map(type, objects):
+            by_type[kind].append(None)
+    finally:
+        del objects
+    counts: dict[str, int] = {}
+    for kind, marks in by_type.items():
+        name = f"{getattr(kind, '__module__', None) or '?'}.{kind.__qualname__}"
+        counts[name] = counts.get(name, 0) + len(marks)
+    return counts
+
+
+class AllocationTracer:
+    """Traced allocations and live object types at two points: ``start()`` … ``stop()``.
+
+    ``start()`` starts tracemalloc with ``frames`` frames if it is not
+    already tracing, collects garbage and records the baseline; ``stop()``
+    collects garbage, records the second point, stops tracemalloc again if
+    ``start()`` started it, and returns an :class:`Attribution`.  If the
+    user was already tracing, tracemalloc is left running with its own frame
+    limit (it cannot change while tracing); ``Attribution.frames`` gives the
+    limit used and ``Attribution.tracing_was_on`` says so.
+
+    ``exclude`` replaces :data:`DEFAULT_EXCLUDE`; to add to it, pass
+    ``(*DEFAULT_EXCLUDE, "/my/helpers/")``.  Sites below ``min_site_bytes``
+    and types that grew by fewer than ``min_type_count`` objects are not
+    reported.  As a context manager, the result is on ``.attribution``
+    (None if the block raised; tracing is stopped either way).
+    """
+
+    def __init__(
+        self,
+        *,
+        frames: int = 10,
+        group_by: str = "lineno",
+        top: int = 10,
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        count_types: bool = True,
+        min_site_bytes: int = NOISE_FLOOR_BYTES,
+        min_type_count: int = 1,
+    ) -> None:
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"AllocationTracer: frames must be an int >= 1, got {frames!r}")
+        if group_by not in GROUP_BY:
+            raise ValueError(
+                f"AllocationTracer: group_by must be one of {GROUP_BY}, got {group_by!r}"
+            )
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ValueError(f"AllocationTracer: top must be an int >= 1, got {top!r}")
+        if isinstance(exclude, str):
+            raise TypeError("AllocationTracer: exclude must be a sequence of patterns, not a str")
+        self.frames = frames
+        self.group_by = group_by
+        self.top = top
+        self.exclude = tuple(exclude)
+        self.count_types = count_types
+        self.min_site_bytes = max(1, min_site_bytes)
+        self.min_type_count = max(1, min_type_count)
+        self.attribution: Attribution | None = None
+        self._classify = _Classifier(self.exclude)
+        self._started_tracing = False
+        self._tracing_was_on = False
+        self._tracing = False
+        self._before: _Traced | None = None
+        self._types_before: dict[str, int] = {}
+
+    # -- the two points -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start tracing if needed, collect garbage and take the baseline."""
+        self._begin_tracing()
+        try:
+            self._take_baseline()
+        except BaseException:
+            self._end_tracing()
+            raise
+
+    def stop(self) -> Attribution:
+        """Collect garbage, take the second point, stop tracing if we started it."""
+        if self._before is None:
+            raise RuntimeError("AllocationTracer.stop() called before start()")
+        before, self._before = self._before, None
+        types_before, self._types_before = self._types_before, {}
+        try:
+            gc.collect()
+            types_after = _type_counts() if self.count_types else {}
+            after = self._take()
+            frames = tracemalloc.get_traceback_limit()
+        finally:
+            self._end_tracing()
+        self.attribution = self._attribution(before, after, types_before, types_after, frames)
+        return self.attribution
+
+    def close(self) -> None:
+        """Stop tracing if we started it, without a result (after an error)."""
+        self._before = None
+        self._types_before = {}
+        self._end_tracing()
+
+    def __enter__(self) -> AllocationTracer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.stop()
+        else:
+            self.close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _begin_tracing(self) -> None:
+        if self._tracing:
+            raise RuntimeError("AllocationTracer is already running")
+        self._tracing = True
+        self._tracing_was_on = tracemalloc.is_tracing()
+        if not self._tracing_was_on:
+            tracemalloc.start(self.frames)
+            self._started_tracing = True
+
+    def _end_tracing(self) -> None:
+        self._tracing = False
+        if self._started_tracing:
+            self._started_tracing = False
+            tracemalloc.stop()
+
+    def _take_baseline(self) -> None:
+        gc.collect()
+        self._before = self._take()
+        # After the snapshot is reduced and dropped, so its tuples are not counted.
+        self._types_before = _type_counts() if self.count_types else {}
+
+    def _take(self) -> _Traced:
+        if not tracemalloc.is_tracing():
+            raise RuntimeError("tracemalloc was stopped while an AllocationTracer was running")
+        return self._reduce(_raw_traces(tracemalloc.take_snapshot()))
+
+    def _reduce(self, traces: Iterable[tuple[Any, ...]]) -> _Traced:
+        """Group one snapshot's traces by site key.
+
+        This runs while tracemalloc traces, so it allocates as little per
+        trace as it can (every allocation here costs a traceback): sizes are
+        first gathered per traceback tuple — a dict lookup that creates no
+        object, where ``id()`` or a running ``+=`` would create an int per
+        trace — then summed in C, once per distinct traceback.
+        """
+        by_traceback: defaultdict[tuple[tuple[str, int], ...], list[int]] = defaultdict(list)
+        for trace in traces:
+            by_traceback[trace[2]].append(trace[1])
+        point = _Traced()
+        sizes, counts = point.sizes, point.counts
+        total = 0
+        for frames, trace_sizes in by_traceback.items():
+            key = self._key(frames)
+            if key is None:
+                continue
+            size = sum(trace_sizes)
+            total += size
+            sizes[key] = sizes.get(key, 0) + size
+            counts[key] = counts.get(key, 0) + len(trace_sizes)
+        point.total = total
+        return point
+
+    def _key(self, frames: Sequence[tuple[str, int]]) -> str | None:
+        """The site key of a raw traceback (innermost frame first).
+
+        None when every frame is excluded, or when the tracer's own code made
+        the allocation — this file is reached before any user frame, directly
+        or through the standard library (``os.path`` while classifying
+        filenames): its snapshots, baselines and caches are not the caller's.
+        """
+        classify = self._classify
+        innermost: tuple[str, int] | None = None
+        site: tuple[str, int] | None = None
+        kept: list[tuple[str, int]] = []
+        for frame in frames:
+            kind = classify(frame[0])
+            if kind == _OWN and site is None:
+                return None  # the tracer's own bookkeeping, whoever called the tracer
+            if kind <= _EXCLUDED:
+                continue
+            if innermost is None:
+                innermost = frame
+            if kind == _USER and site is None:
+                site = frame
+                if self.group_by == "lineno":
+                    break
+            kept.append(frame)
+        if innermost is None:
+            return None
+        site = site or innermost
+        parts = [f"{site[1]}{_FIELD}{site[0]}"]
+        if self.group_by == "traceback":
+            parts.extend(f"{lineno}{_FIELD}{filename}" for filename, lineno in kept)
+        return _FRAME.join(parts)
+
+    def _attribution(
+        self,
+        before: _Traced,
+        after: _Traced,
+        types_before: dict[str, int],
+        types_after: dict[str, int],
+        frames: int,
+    ) -> Attribution:
+        grown = []
+        for key, size in after.sizes.items():
+            diff = size - before.sizes.get(key, 0)
+            if diff >= self.min_site_bytes:
+                grown.append((diff, after.counts[key] - before.counts.get(key, 0), key))
+        grown.sort(key=lambda g: (-g[0], g[2]))
+        sites = tuple(_site(diff, count, key) for diff, count, key in grown[: self.top])
+        types = [
+            TypeGrowth(name, types_before.get(name, 0), count)
+            for name, count in types_after.items()
+            if count - types_before.get(name, 0) >= self.min_type_count
+        ]
+        types.sort(key=lambda t: (-t.count_diff, t.type_name))
+        return Attribution(
+            sites=sites,
+            total_sites=len(grown),
+            traced_growth_bytes=after.total - before.total,
+            types=tuple(types[: self.top]),
+            frames=frames,
+            group_by=self.group_by,
+            min_site_bytes=self.min_site_bytes,
+            tracing_was_on=self._tracing_was_on,
+            top=self.top,
+        )
+
+
+def _site(size_diff: int, count_diff: int, key: str) -> SiteGrowth:
+    frames = [part.split(_FIELD, 1) for part in key.split(_FRAME)]
+    lineno, filename = frames[0]
+    traceback = tuple(f"{name}:{line}" for line, name in reversed(frames[1:]))
+    return SiteGrowth(filename, int(lineno), size_diff, count_diff, traceback)
+
+
+def attribute_iterations(
+    step: Callable[[int], object],
+    *,
+    start_step: int,
+    iterations: int = 5,
+    warmup: int = 1,
+    **tracer_kwargs: Any,
+) -> Attribution:
+    """Run ``warmup + iterations`` steps under tracing; attribute what the iterations retained.
+
+    Steps ``start_step``, ``start_step + 1``, … are run.  The ``warmup``
+    steps run under tracing before the baseline, so one-time costs (lazily
+    created caches, interned strings, import-time objects, and a container
+    created before tracing whose first traced resize would look like a new
+    block of its whole size) land before the first point.  Then the baseline
+    (after ``gc.collect()``), ``iterations`` steps, ``gc.collect()`` and the
+    second point.  The sites are what those iterations retained.
+
+    ``tracer_kwargs`` go to :class:`AllocationTracer`; ``min_type_count``
+    defaults to ``iterations`` (a type counts as growing when it gained at
+    least one object per iteration).  Tracing is stopped if a step raises.
+    """
+    for name, value in (("iterations", iterations), ("warmup", warmup)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"attribute_iterations: {name} must be an int >= 0, got {value!r}")
+    if iterations < 1:
+        raise ValueError(f"attribute_iterations: iterations must be >= 1, got {iterations}")
+    tracer_kwargs.setdefault("min_type_count", iterations)
+    tracer = AllocationTracer(**tracer_kwargs)
+    tracer._begin_tracing()
+    try:
+        number = start_step
+        for _ in range(warmup):
+            step(number)
+            number += 1
+        tracer._take_baseline()
+        for _ in range(iterations):
+            step(number)
+            number += 1
+        attribution = tracer.stop()
+    except BaseException:
+        tracer.close()
+        raise
+    return replace(attribution, iterations=iterations)
