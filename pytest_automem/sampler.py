@@ -184,7 +184,9 @@ def run(ring: Ring, read_rss: Callable[[], int], interval_ns: int, parent_pid: i
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="automem-sampler", description=__doc__)
-    parser.add_argument("--ring", required=True, help="path of the shared ring file")
+    parser.add_argument(
+        "--ring", required=True, help="the shared ring: a file path, or fd:N for an inherited one"
+    )
     parser.add_argument("--target-pid", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--reader", choices=("procfs", "psutil"), default="procfs")
@@ -199,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     if not _parent_alive(args.parent_pid):
         return 0
     reader = _procfs_reader if args.reader == "procfs" else _psutil_reader
-    with open(args.ring, "r+b") as handle:
-        buffer = mmap.mmap(handle.fileno(), 0)
+    if args.ring.startswith("fd:"):  # inherited descriptor (POSIX)
+        buffer = mmap.mmap(int(args.ring[3:]), 0)
+    else:
+        with open(args.ring, "r+b") as handle:
+            buffer = mmap.mmap(handle.fileno(), 0)
     ring = Ring(buffer)
     interval_ns = COUNT_FIELD.unpack_from(buffer, OFFSET_INTERVAL)[0]
     try:

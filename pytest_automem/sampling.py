@@ -73,7 +73,16 @@ class SamplerProcess:
         interval_ns: int,
         capacity: int,
         reader: str,
+        wait: bool = True,
     ) -> None:
+        """Start the child.  ``wait=False`` returns before its first sample.
+
+        Starting a Python child takes ~35 ms; a pytest session need not wait
+        for it (its first windows simply hold fewer samples), an API user who
+        measures at once should.  On POSIX the child inherits the ring's
+        descriptor and the file is unlinked at once; elsewhere it opens the
+        file by path, so we wait for it before unlinking.
+        """
         import mmap
 
         self.target_pid = target_pid
@@ -81,32 +90,37 @@ class SamplerProcess:
         self.capacity = capacity
         self.reader = reader
         fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
+        inherit = os.name == "posix"
         try:
             os.ftruncate(fd, ring_layout.ring_size_bytes(capacity))
             self._buffer = mmap.mmap(fd, 0)
-        finally:
-            os.close(fd)
-        ring_layout.HEADER.pack_into(
-            self._buffer, 0, ring_layout.MAGIC, capacity, interval_ns, 0,
-            ring_layout.STATUS_STARTING, 0, 0, target_pid,
-        )  # fmt: skip
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
-        try:
+            ring_layout.HEADER.pack_into(
+                self._buffer, 0, ring_layout.MAGIC, capacity, interval_ns, 0,
+                ring_layout.STATUS_STARTING, 0, 0, target_pid,
+            )  # fmt: skip
+            if inherit:
+                os.unlink(ring_path)  # both sides hold it open; leave nothing behind
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
             self._process = subprocess.Popen(
-                self._command(ring_path),
+                self._command(f"fd:{fd}" if inherit else ring_path),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
                 close_fds=True,
+                pass_fds=(fd,) if inherit else (),
             )
-            self._wait_until_running()
+            self._started_s = time.monotonic()
+            if wait or not inherit:
+                self._wait_until_running()
         finally:
-            os.unlink(ring_path)  # both sides hold the mapping; leave nothing behind
+            os.close(fd)
+            if not inherit:
+                os.unlink(ring_path)
 
-    def _command(self, ring_path: str) -> list[str]:
+    def _command(self, ring: str) -> list[str]:
         return [
             sys.executable, "-I", ring_layout.__file__,
-            "--ring", ring_path,
+            "--ring", ring,
             "--target-pid", str(self.target_pid),
             "--parent-pid", str(os.getpid()),
             "--reader", self.reader,
@@ -147,9 +161,17 @@ class SamplerProcess:
             time.sleep(0.001)
 
     def check_alive(self) -> None:
-        """Raise :class:`SamplerDiedError` with the child's own last words if it is gone."""
+        """Raise :class:`SamplerDiedError` if the child is gone or never started sampling.
+
+        The message carries the child's own last words from its stderr.
+        """
         code = self._process.poll()
         if code is None:
+            if self.write_count() == 0 and time.monotonic() - self._started_s > _START_TIMEOUT_S:
+                raise SamplerDiedError(
+                    f"automem sampler (pid {self.pid}) published no sample within "
+                    f"{_START_TIMEOUT_S:.0f} s"
+                )
             return
         raise SamplerDiedError(
             f"automem sampler process (pid {self.pid}) is gone "
@@ -205,10 +227,17 @@ class SamplerProcess:
         return head + tail
 
     def close(self) -> None:
-        """Ask the child to stop, wait briefly, kill it if it does not."""
+        """Stop the child now and reap it.
+
+        It holds nothing to flush (it only writes shared memory), so it is
+        terminated rather than asked and polled for: ``Popen.wait`` polls with
+        growing sleeps, which cost a pytest session 15-30 ms.
+        """
         if self._buffer.closed:
             return
         ring_layout.COUNT_FIELD.pack_into(self._buffer, ring_layout.OFFSET_STOP, 1)
+        if self._process.poll() is None:
+            self._process.terminate()
         try:
             self._process.wait(timeout=_STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:

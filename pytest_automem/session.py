@@ -29,7 +29,6 @@ import pytest
 
 from .budget import BudgetError, MemoryBudget, Verdict, judge
 from .collect import GcMode
-from .investigator import investigate
 from .pressure import PressureThresholds
 from .results import REQUIRED_TEST_KEYS
 from .units import format_size
@@ -66,6 +65,7 @@ class ItemState:
     failed_on_memory: bool = False
     report_text: str | None = None
     findings: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any] | None = None
 
 
 ITEM_STATE = pytest.StashKey[ItemState]()
@@ -112,11 +112,11 @@ class AutomemSession:
 
     @property
     def monitor(self) -> MemoryMonitor:
-        """The session's monitor, started on first use."""
+        """The session's monitor, started on first use (without waiting for a sample)."""
         if self._monitor is None:
             from .monitor import MemoryMonitor
 
-            self._monitor = MemoryMonitor(interval_ms=self.interval_ms).start()
+            self._monitor = MemoryMonitor(interval_ms=self.interval_ms).start(wait=False)
         return self._monitor
 
     def close(self) -> None:
@@ -149,6 +149,17 @@ class AutomemSession:
                 except BudgetError as exc:
                     raise pytest.UsageError(str(exc)) from None
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Start the sampler now if anything will be monitored: it warms up meanwhile."""
+        if not self.is_worker_or_runner(session):
+            return
+        if any(self._state(item) is not None for item in session.items):
+            _ = self.monitor
+
+    def is_worker_or_runner(self, session: pytest.Session) -> bool:
+        """False on an xdist controller, which runs no tests itself."""
+        return getattr(session.config.option, "dist", "no") == "no" or self.is_worker
+
     def _prepare(self, item: pytest.Item) -> None:
         budget = parse_budget(item)
         fixtures = set(getattr(item, "fixturenames", ()))
@@ -168,9 +179,13 @@ class AutomemSession:
         value = getattr(item, "funcargs", {}).get("pressure_thresholds")
         return value if isinstance(value, PressureThresholds) else self.thresholds
 
-    def _open(self, item: pytest.Item, state: ItemState) -> MeasurementWindow:
+    def _open(self, item: pytest.Item, state: ItemState, *, collect: bool) -> MeasurementWindow:
+        """Open a phase's window.  Only the call phase collects garbage at its ends:
+        setup and teardown report peaks and raw growth, which keeps a short
+        test's measurement cheap (see docs/pytest-plugin.md, "Cost")."""
         state.window = self.monitor.window(
-            thresholds=self._thresholds_for(item), collect_garbage=self.gc_mode
+            thresholds=self._thresholds_for(item),
+            collect_garbage=self.gc_mode if collect else "off",
         )
         return state.window
 
@@ -186,7 +201,7 @@ class AutomemSession:
         state = self._state(item)
         if state is None:
             return (yield)
-        self._open(item, state)
+        self._open(item, state, collect=False)
         try:
             return (yield)
         finally:
@@ -201,7 +216,7 @@ class AutomemSession:
         state = self._state(item)
         if state is None:
             return (yield)
-        self._open(item, state)
+        self._open(item, state, collect=True)
         try:
             outcome = yield
         except BaseException:
@@ -215,9 +230,14 @@ class AutomemSession:
     def _finish_call(self, state: ItemState) -> None:
         window = self._close(state, "call")
         state.verdict = judge(state.budget, window, state.scenarios)
-        investigation = investigate(window=window, scenarios=state.scenarios, phases=state.phases)
-        state.report_text = investigation.render_text()
-        state.findings = [f.to_dict() for f in investigation.findings]
+        if _worth_investigating(state, window):
+            from .investigator import investigate
+
+            investigation = investigate(
+                window=window, scenarios=state.scenarios, phases=state.phases
+            )
+            state.report_text = investigation.render_text()
+            state.findings = [f.to_dict() for f in investigation.findings]
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(
@@ -236,7 +256,8 @@ class AutomemSession:
         if call.when == "call" and state.verdict is not None:
             self._annotate_call_report(item, state, report, call)
         elif call.when == "teardown" and "call" in state.phases:
-            report.automem = self._record(item, state)  # type: ignore[attr-defined]
+            report.automem = self._record(state)  # type: ignore[attr-defined]
+            item.stash[ITEM_STATE] = ItemState(budget=state.budget, monitored=True)  # free it
         return report
 
     def _annotate_call_report(
@@ -259,8 +280,8 @@ class AutomemSession:
             report.sections.append(
                 ("automem: memory budget exceeded too", self._verdict_text(state))
             )
-        if self.junit_properties:
-            record = self._record(item, state)
+        if self.junit_properties and getattr(self.config.option, "xmlpath", None):
+            record = self._record(state)
             item.user_properties.extend(
                 (f"automem.{key}", _property_value(record[key])) for key in REQUIRED_TEST_KEYS
             )
@@ -270,22 +291,27 @@ class AutomemSession:
         lines = [f"- {v}" for v in state.verdict.violations]
         return "\n".join([*lines, "", state.report_text or ""]).rstrip()
 
-    def _record(self, item: pytest.Item, state: ItemState) -> dict[str, Any]:
-        """The results-file entry for one test: plain values only."""
-        call = state.phases["call"]
-        verdict = state.verdict or Verdict()
-        return {
-            **call.to_dict(),
-            "verdict": verdict.name,
-            "violations": list(verdict.violations),
-            "message": None if verdict.passed else verdict.headline(),
-            "failed_on_memory": state.failed_on_memory,
-            "report": None if verdict.passed else self._verdict_text(state),
-            "budget": state.budget.to_dict() if state.budget else None,
-            "phases": {name: result.to_dict() for name, result in state.phases.items()},
-            "scenarios": [_scenario_summary(s) for s in state.scenarios],
-            "findings": list(state.findings),
-        }
+    def _record(self, state: ItemState) -> dict[str, Any]:
+        """The results-file entry for one test: plain values only.
+
+        Built once per test (the call phase's part at the call report, the
+        phases added at teardown): a thousand short tests must not pay twice.
+        """
+        if state.record is None:
+            verdict = state.verdict or Verdict()
+            state.record = {
+                **state.phases["call"].to_dict(),
+                "verdict": verdict.name,
+                "violations": list(verdict.violations),
+                "message": None if verdict.passed else verdict.headline(),
+                "failed_on_memory": state.failed_on_memory,
+                "report": None if verdict.passed else self._verdict_text(state),
+                "budget": state.budget.to_dict() if state.budget else None,
+                "scenarios": [_scenario_summary(s) for s in state.scenarios],
+                "findings": list(state.findings),
+            }
+        state.record["phases"] = {name: _phase_summary(r) for name, r in state.phases.items()}
+        return state.record
 
     # -- results -------------------------------------------------------------
 
@@ -395,6 +421,25 @@ def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: in
             for nodeid, record in ranked
         )
     return lines
+
+
+def _worth_investigating(state: ItemState, window: WindowResult) -> bool:
+    """The investigator runs where it can say something: a failure, a long
+    window (growth-rate findings need 0.5 s), or scenario results."""
+    failed = state.verdict is not None and not state.verdict.passed
+    return failed or bool(state.scenarios) or window.duration_s >= 0.5
+
+
+def _phase_summary(result: WindowResult) -> dict[str, Any]:
+    """A phase in brief: the full figures of the call phase are the record's own."""
+    return {
+        "peak_bytes": result.peak_bytes,
+        "growth_bytes": result.growth_bytes,
+        "duration_s": result.duration_s,
+        "samples": result.samples,
+        "peak_source": result.peak_source,
+        "gc_mode": result.gc_mode,
+    }
 
 
 def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:
