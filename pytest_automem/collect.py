@@ -29,8 +29,6 @@ from __future__ import annotations
 import enum
 import gc
 
-from ._platform import release_free_memory
-
 __all__ = ["Collector", "GcMode"]
 
 
@@ -105,5 +103,7 @@ class Collector:
         else:
             gc.collect(1)
             self.young_collections += 1
+        from ._platform import release_free_memory  # ctypes: only once measuring
+
         self.trims_allocator = release_free_memory()
         self._older_seen = _older_collections()

@@ -36,9 +36,10 @@ from .pressure import (
 )
 from .sampling import SampleBlock, SamplerDiedError, SamplerProcess
 from .stats import differences, least_squares_slope, percentile
-from .units import format_size, parse_duration_s
+from .units import format_size, parse_interval_ms
 
 __all__ = [
+    "BriefResult",
     "MeasurementWindow",
     "MemoryMonitor",
     "SamplerDiedError",
@@ -133,6 +134,28 @@ class WindowResult:
             f"peak {format_size(self.peak_bytes)}, growth {format_size(self.growth_bytes)}, "
             f"max pressure {self.max_pressure.name} ({self.how_measured()})"
         )
+
+
+@dataclass(frozen=True)
+class BriefResult:
+    """A window's headline figures, for phases reported in brief (setup, teardown)."""
+
+    peak_bytes: int
+    growth_bytes: int
+    duration_s: float
+    samples: int
+    peak_source: str
+    gc_mode: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peak_bytes": self.peak_bytes,
+            "growth_bytes": self.growth_bytes,
+            "duration_s": self.duration_s,
+            "samples": self.samples,
+            "peak_source": self.peak_source,
+            "gc_mode": self.gc_mode,
+        }
 
 
 def _measured(rss_bytes: int, baseline_bytes: int, basis: MeasurementBasis) -> int:
@@ -259,6 +282,38 @@ class MeasurementWindow:
             end_rss = block.rss_bytes[-1] if len(block) else self.baseline_bytes
         self.result = self._build_result(block, kernel_peak, end_rss, end_ns)
         return self.result
+
+    def stop_brief(self) -> BriefResult:
+        """Close the window with its headline figures only (peak, growth, samples).
+
+        No samples are copied and no statistics computed: a test's setup and
+        teardown are measured thousands of times a session and only these
+        figures are reported for them.  Garbage is collected per the
+        window's mode, as in :meth:`stop`.
+        """
+        monitor = self._monitor
+        end_count = monitor._sampler.write_count()
+        end_ns = time.monotonic_ns()
+        monitor._forget(self)
+        monitor._check()
+        kernel_peak = monitor._process.peak_rss_bytes()
+        self._collector.collect()
+        end_rss = monitor._process.rss_bytes()
+        if kernel_peak is None:  # no kernel mark: the sampled maximum it is
+            kernel_peak = max(
+                monitor._sampler.read(self._start_count, end_count).rss_bytes, default=0
+            )
+        else:
+            self._fold_kernel_peak(kernel_peak)
+        peak_rss = max(kernel_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
+        return BriefResult(
+            peak_bytes=peak_rss - self.baseline_bytes,
+            growth_bytes=end_rss - self.baseline_bytes,
+            duration_s=(end_ns - self._start_ns) / 1e9,
+            samples=end_count - self._start_count,
+            peak_source=monitor._process.peak_source or "sampled",
+            gc_mode=self._collector.mode.value,
+        )
 
     def _build_result(
         self, block: SampleBlock, kernel_peak: int | None, end_rss: int, end_ns: int
@@ -473,16 +528,3 @@ class MemoryMonitor:
     def _forget(self, window: MeasurementWindow) -> None:
         with contextlib.suppress(ValueError):
             self._open_windows.remove(window)
-
-
-def parse_interval_ms(value: float | str) -> float:
-    """Interval in ms from a number of ms or duration text; must be positive."""
-    try:
-        milliseconds = parse_duration_s(value) * 1e3 if isinstance(value, str) else float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid sampling interval {value!r}: {exc}") from None
-    if not math.isfinite(milliseconds) or milliseconds <= 0:
-        raise ValueError(f"invalid sampling interval {value!r}: must be a positive duration")
-    if milliseconds < 0.05:
-        raise ValueError(f"invalid sampling interval {value!r}: the minimum is 0.05 ms")
-    return milliseconds

@@ -94,8 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "(sizes like '64MB', rates like '1MB/s', pressure a level name) — pytest-automem",
     )
     from .collect import GcMode
-    from .monitor import parse_interval_ms
     from .session import AutomemSession
+    from .units import parse_interval_ms
 
     try:
         thresholds = PressureThresholds.parse(_setting(config, None, "automem_thresholds"))

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .atomic import atomic_write_text
+from .atomic import atomic_writer
 
 __all__ = [
     "REQUIRED_TEST_KEYS",
@@ -63,8 +63,26 @@ def build_results(
 
 
 def write_results(path: str | os.PathLike[str], document: Mapping[str, Any]) -> None:
-    """Write the document atomically (temp file, fsync, rename)."""
-    atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    """Write the document atomically (temp file, fsync, rename).
+
+    One test per line: readable and diffable, and each line is encoded by
+    json's C encoder (``indent=`` would switch to the pure-Python one, about
+    4x slower on a thousand tests).
+    """
+    with atomic_writer(path) as handle:
+        handle.write("{\n")
+        for key, value in document.items():
+            if key == "tests":
+                continue
+            handle.write(f"{_dump(key)}: {_dump(value)},\n")
+        handle.write('"tests": {')
+        for index, (nodeid, record) in enumerate(document.get("tests", {}).items()):
+            handle.write(f"{',' if index else ''}\n  {_dump(nodeid)}: {_dump(record)}")
+        handle.write("\n}}\n")
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(", ", ": "))
 
 
 def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:

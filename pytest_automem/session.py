@@ -34,7 +34,7 @@ from .results import REQUIRED_TEST_KEYS
 from .units import format_size
 
 if TYPE_CHECKING:
-    from .monitor import MeasurementWindow, MemoryMonitor, WindowResult
+    from .monitor import BriefResult, MeasurementWindow, MemoryMonitor, WindowResult
     from .report.junit import JunitAttachment
     from .scenario import ScenarioResult
 
@@ -45,6 +45,8 @@ MARKER = "memory_budget"
 MONITORING_FIXTURES = frozenset(
     {"memory_monitor", "run_scenario", "automaton", "optimized_automaton"}
 )
+#: What the results file keeps of each phase (a BriefResult's figures).
+PHASE_KEYS = ("peak_bytes", "growth_bytes", "duration_s", "samples", "peak_source", "gc_mode")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -59,7 +61,7 @@ class ItemState:
     budget: MemoryBudget | None
     monitored: bool
     window: MeasurementWindow | None = None
-    phases: dict[str, WindowResult] = field(default_factory=dict)
+    phases: dict[str, WindowResult | BriefResult] = field(default_factory=dict)
     scenarios: list[ScenarioResult] = field(default_factory=list)
     verdict: Verdict | None = None
     failed_on_memory: bool = False
@@ -196,6 +198,11 @@ class AutomemSession:
         state.window = None
         return result
 
+    def _close_brief(self, state: ItemState, phase: str) -> None:
+        assert state.window is not None
+        state.phases[phase] = state.window.stop_brief()
+        state.window = None
+
     def _measure_phase(self, item: pytest.Item, phase: str) -> Generator[None, None, None]:
         """Run one phase (setup or teardown) inside a window of its own."""
         state = self._state(item)
@@ -205,7 +212,7 @@ class AutomemSession:
         try:
             return (yield)
         finally:
-            self._close(state, phase)
+            self._close_brief(state, phase)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -310,7 +317,9 @@ class AutomemSession:
                 "scenarios": [_scenario_summary(s) for s in state.scenarios],
                 "findings": list(state.findings),
             }
-        state.record["phases"] = {name: _phase_summary(r) for name, r in state.phases.items()}
+        state.record["phases"] = {
+            name: _phase_summary(result) for name, result in state.phases.items()
+        }
         return state.record
 
     # -- results -------------------------------------------------------------
@@ -345,19 +354,20 @@ class AutomemSession:
         self.close()
         if self.is_worker:
             return
-        from .report.junit import attach_to_junit
-        from .results import build_results, write_results
-
         options = self.config.option
         failures = self.memory_failures()
         report_files: dict[str, Path] = {}
         if options.automem_report_dir and failures:
             report_files = write_report_files(Path(options.automem_report_dir), failures)
         if options.automem_json:
+            from .results import build_results, write_results
+
             write_results(options.automem_json, build_results(self.records, self._session_info()))
             self.written.append(("results", str(options.automem_json)))
         xml_path = getattr(options, "xmlpath", None)
         if xml_path and failures and Path(xml_path).exists():
+            from .report.junit import attach_to_junit
+
             attach_to_junit(
                 xml_path,
                 [
@@ -430,16 +440,10 @@ def _worth_investigating(state: ItemState, window: WindowResult) -> bool:
     return failed or bool(state.scenarios) or window.duration_s >= 0.5
 
 
-def _phase_summary(result: WindowResult) -> dict[str, Any]:
+def _phase_summary(result: WindowResult | BriefResult) -> dict[str, Any]:
     """A phase in brief: the full figures of the call phase are the record's own."""
-    return {
-        "peak_bytes": result.peak_bytes,
-        "growth_bytes": result.growth_bytes,
-        "duration_s": result.duration_s,
-        "samples": result.samples,
-        "peak_source": result.peak_source,
-        "gc_mode": result.gc_mode,
-    }
+    full = result.to_dict()
+    return {key: full[key] for key in PHASE_KEYS}
 
 
 def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:

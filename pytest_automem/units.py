@@ -13,10 +13,12 @@ import math
 import re
 
 __all__ = [
+    "MIN_INTERVAL_MS",
     "format_duration",
     "format_rate",
     "format_size",
     "parse_duration_s",
+    "parse_interval_ms",
     "parse_rate_bytes_per_s",
     "parse_size_bytes",
 ]
@@ -152,3 +154,24 @@ def format_duration(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.2f} s"
+
+
+MIN_INTERVAL_MS = 0.05
+
+
+def parse_interval_ms(value: float | str) -> float:
+    """A sampling interval in ms, from a number of ms or duration text (``"1ms"``).
+
+    Must be at least :data:`MIN_INTERVAL_MS`: a sampler cannot usefully wake more often.
+    """
+    try:
+        milliseconds = parse_duration_s(value) * 1e3 if isinstance(value, str) else float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid sampling interval {value!r}: {exc}") from None
+    if not math.isfinite(milliseconds) or milliseconds <= 0:
+        raise ValueError(f"invalid sampling interval {value!r}: must be a positive duration")
+    if milliseconds < MIN_INTERVAL_MS:
+        raise ValueError(
+            f"invalid sampling interval {value!r}: the minimum is {MIN_INTERVAL_MS} ms"
+        )
+    return milliseconds

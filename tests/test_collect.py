@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pytest_automem import collect as collect_module
+from pytest_automem import _platform
 from pytest_automem.collect import Collector, GcMode
 
 Calls = list[tuple[int, ...]]
@@ -102,7 +102,7 @@ def trims(monkeypatch: pytest.MonkeyPatch) -> list[None]:
         done.append(None)
         return True
 
-    monkeypatch.setattr(collect_module, "release_free_memory", release)
+    monkeypatch.setattr(_platform, "release_free_memory", release)
     return done
 
 

@@ -28,11 +28,18 @@ from typing import Any
 
 from .._platform import MemoryReadError, ProcessGoneError
 from ..atomic import atomic_write_text
-from ..monitor import MeasurementWindow, MemoryMonitor, WindowResult, parse_interval_ms
+from ..monitor import MeasurementWindow, MemoryMonitor, WindowResult
 from ..pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from ..sampling import SamplerDiedError
 from ..snapshots import DEFAULT_KEEP, write_snapshot
-from ..units import format_duration, format_rate, format_size, parse_duration_s, parse_size_bytes
+from ..units import (
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration_s,
+    parse_interval_ms,
+    parse_size_bytes,
+)
 from .common import EXIT_FINDING, EXIT_OK, InputError, typed
 
 #: ``ru_maxrss`` is KiB on Linux and bytes on macOS.
