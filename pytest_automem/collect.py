@@ -103,7 +103,13 @@ class Collector:
         else:
             gc.collect(1)
             self.young_collections += 1
+        self._older_seen = _older_collections()
+
+    def release_allocator_memory(self) -> bool:
+        """Hand glibc's cached free memory back to the OS (not in mode OFF)."""
+        if self.mode is GcMode.OFF:
+            return False
         from ._platform import release_free_memory  # ctypes: only once measuring
 
-        self.trims_allocator = release_free_memory()
-        self._older_seen = _older_collections()
+        self.trims_allocator = release_free_memory() or self.trims_allocator
+        return self.trims_allocator

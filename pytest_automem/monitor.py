@@ -51,6 +51,8 @@ DEFAULT_INTERVAL_MS = 1.0
 DEFAULT_CAPACITY = 1 << 18
 #: Least-squares slopes over more points than this use an even subsample.
 _MAX_SLOPE_POINTS = 20_000
+#: RSS growth at a window's end above which the allocator's free memory is returned first.
+_TRIM_TRIGGER_BYTES = 256 * 1024
 #: How often (at most) windows ask the OS whether the sampler still lives.
 _LIVENESS_CHECK_S = 0.05
 #: Windows with fewer samples than this give no growth rate: a rate over a
@@ -193,6 +195,7 @@ class MeasurementWindow:
         thresholds: PressureThresholds,
         basis: MeasurementBasis,
         gc_mode: GcMode,
+        exact_growth: bool = True,
     ) -> None:
         self._monitor = monitor
         self.thresholds = thresholds
@@ -202,8 +205,10 @@ class MeasurementWindow:
         self.result: WindowResult | None = None
         monitor._check()
         self._collector.collect()
+        if exact_growth:
+            self._collector.release_allocator_memory()
         self.baseline_bytes = monitor._process.rss_bytes()
-        monitor._reset_peak_for(self)
+        monitor._reset_peak_for(self, self.baseline_bytes)
         self._start_count = monitor._sampler.write_count()
         self._start_ns = time.monotonic_ns()
 
@@ -274,7 +279,7 @@ class MeasurementWindow:
             monitor._check()
             kernel_peak = monitor._process.peak_rss_bytes()
             self._collector.collect()
-            end_rss: int | None = monitor._process.rss_bytes()
+            end_rss: int | None = self._end_rss()
         except _platform.ProcessGoneError:
             kernel_peak, end_rss = exit_peak_rss_bytes, None
         block = monitor._sampler.read(self._start_count, end_count)
@@ -282,6 +287,25 @@ class MeasurementWindow:
             end_rss = block.rss_bytes[-1] if len(block) else self.baseline_bytes
         self.result = self._build_result(block, kernel_peak, end_rss, end_ns)
         return self.result
+
+    def _end_rss(self) -> int:
+        """RSS at the end, after handing back freed memory the allocator kept.
+
+        glibc keeps freed memory mapped for reuse, so a test that allocated
+        and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
+        µs) is only done when RSS is up by more than
+        :data:`_TRIM_TRIGGER_BYTES`.  A window opened with ``exact_growth``
+        trimmed at its start too, so both ends are measured alike; one
+        without may also hand back memory cached before it opened, so its
+        growth errs low, never high.
+        """
+        process = self._monitor._process
+        end = process.rss_bytes()
+        if end - self.baseline_bytes > _TRIM_TRIGGER_BYTES and (
+            self._collector.release_allocator_memory()
+        ):
+            end = process.rss_bytes()
+        return end
 
     def stop_brief(self) -> BriefResult:
         """Close the window with its headline figures only (peak, growth, samples).
@@ -481,6 +505,7 @@ class MemoryMonitor:
         thresholds: PressureThresholds | None = None,
         basis: MeasurementBasis = MeasurementBasis.RELATIVE,
         collect_garbage: GcMode | str | bool | None = None,
+        exact_growth: bool = True,
     ) -> MeasurementWindow:
         """Open a measurement window now.
 
@@ -488,6 +513,11 @@ class MemoryMonitor:
         the baseline and the end are collected.  It defaults to ``auto``
         when watching this process (see :mod:`pytest_automem.collect`) and to
         ``off`` for another process, whose garbage we cannot collect.
+
+        ``exact_growth`` also returns the C allocator's cached free memory at
+        the start (a few µs), so that growth is not understated by memory
+        the allocator had cached before.  The plugin turns it off for tests
+        without a growth budget, where only a gross error would matter.
         """
         if collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
@@ -498,6 +528,7 @@ class MemoryMonitor:
             thresholds=thresholds or PressureThresholds(),
             basis=basis,
             gc_mode=mode,
+            exact_growth=exact_growth,
         )
         self._open_windows.append(window)
         return window
@@ -516,14 +547,14 @@ class MemoryMonitor:
         latest = self._sampler.latest()
         return None if latest is None else latest[1]
 
-    def _reset_peak_for(self, window: MeasurementWindow) -> None:
+    def _reset_peak_for(self, window: MeasurementWindow, rss_bytes: int) -> None:
         """Reset the kernel peak for a new window without robbing open ones."""
         if self._open_windows:
             current_peak = self._process.peak_rss_bytes()
             if current_peak is not None:
                 for other in self._open_windows:
                     other._fold_kernel_peak(current_peak)
-        self._process.reset_peak()
+        self._process.reset_peak(rss_bytes)
 
     def _forget(self, window: MeasurementWindow) -> None:
         with contextlib.suppress(ValueError):

@@ -19,6 +19,7 @@ serialises like the rest of the report.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class ItemState:
 
     budget: MemoryBudget | None
     monitored: bool
+    #: Without fixtures (autouse ones included) setup and teardown do no
+    #: work of the test's: they are not measured, saving two windows a test.
+    has_fixtures: bool = True
     window: MeasurementWindow | None = None
     phases: dict[str, WindowResult | BriefResult] = field(default_factory=dict)
     scenarios: list[ScenarioResult] = field(default_factory=list)
@@ -166,10 +170,16 @@ class AutomemSession:
         budget = parse_budget(item)
         fixtures = set(getattr(item, "fixturenames", ()))
         monitored = self.monitor_all or budget is not None or bool(fixtures & MONITORING_FIXTURES)
-        item.stash[ITEM_STATE] = ItemState(budget=budget, monitored=monitored)
+        item.stash[ITEM_STATE] = ItemState(
+            budget=budget, monitored=monitored, has_fixtures=bool(fixtures)
+        )
         names = getattr(item, "fixturenames", None)
-        if monitored and isinstance(names, list) and "pressure_thresholds" not in names:
-            names.append("pressure_thresholds")  # so a conftest override applies
+        if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
+            # A test with a budget is judged on its directory's thresholds, so a
+            # conftest override must apply.  Requesting the fixture costs ~60 µs
+            # a test, which blanket --automem monitoring does not pay: there the
+            # ini thresholds apply unless the test asks for the fixture itself.
+            names.append("pressure_thresholds")
 
     # -- running -------------------------------------------------------------
 
@@ -185,9 +195,11 @@ class AutomemSession:
         """Open a phase's window.  Only the call phase collects garbage at its ends:
         setup and teardown report peaks and raw growth, which keeps a short
         test's measurement cheap (see docs/pytest-plugin.md, "Cost")."""
+        budget = state.budget
         state.window = self.monitor.window(
             thresholds=self._thresholds_for(item),
             collect_garbage=self.gc_mode if collect else "off",
+            exact_growth=collect and budget is not None and budget.growth_bytes is not None,
         )
         return state.window
 
@@ -206,7 +218,7 @@ class AutomemSession:
     def _measure_phase(self, item: pytest.Item, phase: str) -> Generator[None, None, None]:
         """Run one phase (setup or teardown) inside a window of its own."""
         state = self._state(item)
-        if state is None:
+        if state is None or not state.has_fixtures:
             return (yield)
         self._open(item, state, collect=False)
         try:
@@ -264,7 +276,9 @@ class AutomemSession:
             self._annotate_call_report(item, state, report, call)
         elif call.when == "teardown" and "call" in state.phases:
             report.automem = self._record(state)  # type: ignore[attr-defined]
-            item.stash[ITEM_STATE] = ItemState(budget=state.budget, monitored=True)  # free it
+            item.stash[ITEM_STATE] = ItemState(  # the next run of this item starts afresh
+                budget=state.budget, monitored=True, has_fixtures=state.has_fixtures
+            )
         return report
 
     def _annotate_call_report(
@@ -318,7 +332,10 @@ class AutomemSession:
                 "findings": list(state.findings),
             }
         state.record["phases"] = {
-            name: _phase_summary(result) for name, result in state.phases.items()
+            name: {key: state.record[key] for key in PHASE_KEYS}
+            if name == "call"
+            else result.to_dict()
+            for name, result in state.phases.items()
         }
         return state.record
 
@@ -416,15 +433,12 @@ def _attachment(nodeid: str, record: dict[str, Any], report_file: Path | None) -
 
 def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: int = 5) -> list[str]:
     """The terminal summary: memory failures always, the largest tests unless -q."""
-    lines = [
-        f"MEMORY FAIL {nodeid}: {record['message']}"
-        for nodeid, record in sorted(records.items())
-        if record["verdict"] == "fail"
-    ]
+    failed = sorted(nodeid for nodeid, record in records.items() if record["verdict"] == "fail")
+    lines = [f"MEMORY FAIL {nodeid}: {records[nodeid]['message']}" for nodeid in failed]
     if verbosity < 0:
         return lines
     for key, label in (("peak_bytes", "peak"), ("growth_bytes", "growth")):
-        ranked = sorted(records.items(), key=lambda kv: kv[1][key], reverse=True)[:top]
+        ranked = heapq.nlargest(top, records.items(), key=lambda kv: kv[1][key])
         lines.append(f"highest {label} ({len(records)} monitored tests):")
         lines.extend(
             f"  {format_size(record[key]):>10}  {record['max_pressure']:<8}  {nodeid}"
@@ -438,12 +452,6 @@ def _worth_investigating(state: ItemState, window: WindowResult) -> bool:
     window (growth-rate findings need 0.5 s), or scenario results."""
     failed = state.verdict is not None and not state.verdict.passed
     return failed or bool(state.scenarios) or window.duration_s >= 0.5
-
-
-def _phase_summary(result: WindowResult | BriefResult) -> dict[str, Any]:
-    """A phase in brief: the full figures of the call phase are the record's own."""
-    full = result.to_dict()
-    return {key: full[key] for key in PHASE_KEYS}
 
 
 def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:

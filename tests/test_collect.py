@@ -114,7 +114,9 @@ def test_auto_does_young_collections_normally(gc_calls: Calls, trims: list[None]
     collector.collect()
     assert gc_calls == [(1,), (1,), (1,)]
     assert (collector.young_collections, collector.full_collections) == (3, 0)
-    assert len(trims) == 3
+    assert trims == []  # trimming is asked for separately
+    assert collector.release_allocator_memory() is True
+    assert len(trims) == 1
     assert collector.trims_allocator is True
 
 
@@ -164,7 +166,9 @@ def test_full_always_collects_everything(
     collector.collect()
     assert gc_calls == [(), (), ()]
     assert (collector.young_collections, collector.full_collections) == (0, 3)
-    assert len(trims) == 3
+    assert trims == []
+    assert collector.release_allocator_memory() is True
+    assert len(trims) == 1
 
 
 @pytest.mark.parametrize("mode", [GcMode.OFF, "off", False])
@@ -175,6 +179,7 @@ def test_off_never_collects_nor_trims(
     collector.collect()
     someone_else_collects()
     collector.collect()
+    assert collector.release_allocator_memory() is False
     assert gc_calls == []
     assert trims == []
     assert (collector.young_collections, collector.full_collections) == (0, 0)

@@ -27,8 +27,12 @@ class ProcessMemory(Protocol):
         """Current resident set size in bytes."""
         ...
 
-    def reset_peak(self) -> bool:
-        """Reset the kernel's peak to the current RSS; False where unsupported."""
+    def reset_peak(self, rss_bytes: int | None = None) -> bool:
+        """Reset the kernel's peak to the current RSS; False where unsupported.
+
+        ``rss_bytes``: the RSS the caller has just read, if any (saves a read
+        when checking that the reset took).
+        """
         ...
 
     def peak_rss_bytes(self) -> int | None:

@@ -60,14 +60,15 @@ class LinuxProcessMemory:
             raise ProcessGoneError(f"process {self.pid} has exited")
         return rss_pages * _PAGE_SIZE
 
-    def reset_peak(self) -> bool:
+    def reset_peak(self, rss_bytes: int | None = None) -> bool:
         if self._clear_refs is None:
             return False
         try:
             os.write(self._clear_refs, _CLEAR_REFS_RESET_PEAK)
         except OSError as exc:
             raise _translate(exc, self.pid, "clear_refs") from None
-        if self._own and self._usage_peak() > self.rss_bytes() + _USAGE_SLACK_BYTES:
+        current = self.rss_bytes() if rss_bytes is None and self._own else rss_bytes or 0
+        if self._own and self._usage_peak() > current + _USAGE_SLACK_BYTES:
             # getrusage also reports peaks clear_refs cannot reset (the
             # signal struct's maxrss, fed by exited threads): from now on,
             # read the mark itself from /proc/<pid>/status.

@@ -30,7 +30,7 @@ class PsutilProcessMemory:
         except (psutil.AccessDenied, OSError) as exc:
             raise MemoryReadError(f"cannot read memory of process {self.pid}: {exc}") from None
 
-    def reset_peak(self) -> bool:
+    def reset_peak(self, rss_bytes: int | None = None) -> bool:
         return False
 
     def peak_rss_bytes(self) -> int | None:
