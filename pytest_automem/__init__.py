@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "PressureThresholds": "pressure",
     "SamplerDiedError": "sampling",
     "WindowResult": "monitor",
+    "investigate": "investigator",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BudgetError", "MemoryBudget", "Verdict", "judge"]
 
-_ARGUMENTS = ("peak", "growth", "rate", "pressure", "leak_per_iteration")
+_LIMITS = ("peak", "growth", "rate", "pressure", "leak_per_iteration")
+#: Not limits: how the test is examined.
+_OPTIONS = ("trace",)
+_ARGUMENTS = _LIMITS + _OPTIONS
 
 
 class BudgetError(ValueError):
@@ -41,6 +44,9 @@ class MemoryBudget:
     rate_bytes_per_s: float | None = None
     pressure: PressureLevel | None = None
     leak_bytes_per_iteration: int | None = None
+    #: Trace allocations during the call (tracemalloc) to name the lines that
+    #: retained memory; costs 12-80x on allocation-heavy code.
+    trace: bool = False
 
     @classmethod
     def from_marker(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> MemoryBudget:
@@ -55,7 +61,7 @@ class MemoryBudget:
                 f"unknown argument {unknown[0]}=: expected one of {', '.join(_ARGUMENTS)}"
             )
         if not kwargs:
-            raise BudgetError(f"needs at least one limit: {', '.join(_ARGUMENTS)}")
+            raise BudgetError(f"needs at least one limit: {', '.join(_LIMITS)}")
         parsed: dict[str, Any] = {}
         for name, value in kwargs.items():
             try:
@@ -68,6 +74,7 @@ class MemoryBudget:
             rate_bytes_per_s=parsed.get("rate"),
             pressure=parsed.get("pressure"),
             leak_bytes_per_iteration=parsed.get("leak_per_iteration"),
+            trace=bool(parsed.get("trace", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +85,7 @@ class MemoryBudget:
             "rate_bytes_per_s": self.rate_bytes_per_s,
             "pressure": self.pressure.name if self.pressure is not None else None,
             "leak_bytes_per_iteration": self.leak_bytes_per_iteration,
+            "trace": self.trace,
         }
 
 
@@ -87,7 +95,14 @@ _PARSERS = {
     "rate": parse_rate_bytes_per_s,
     "pressure": PressureLevel.parse,
     "leak_per_iteration": parse_size_bytes,
+    "trace": lambda value: _parse_flag(value),
 }
+
+
+def _parse_flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected True or False, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write every monitored test's memory results to this JSON file",
     )
     group.addoption(
+        "--automem-trace",
+        action="store_true",
+        default=False,
+        help="trace allocations of monitored tests (tracemalloc, 12-80x slower) to name "
+        "the lines that retained memory",
+    )
+    group.addoption(
         "--automem-report-dir",
         default=None,
         metavar="DIR",
@@ -120,6 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
         thresholds=thresholds,
         gc_mode=gc_mode,
         junit_properties=bool(config.getini("automem_junit_properties")),
+        trace_all=bool(config.getoption("automem_trace")),
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
@@ -195,22 +203,35 @@ def memory_monitor(request: pytest.FixtureRequest) -> LiveMemory:
 
 @pytest.fixture
 def run_scenario(
-    request: pytest.FixtureRequest, pressure_thresholds: PressureThresholds
+    request: pytest.FixtureRequest, pressure_thresholds: PressureThresholds, tmp_path: Path
 ) -> Callable[..., ScenarioResult]:
     """``run_scenario(scenario, iterations=100, warmup=10, config=None, automaton=None)``.
 
     Runs under the session's monitor and this test's thresholds; the result
-    is judged against the test's ``leak_per_iteration`` budget.
+    is judged against the test's ``leak_per_iteration`` budget, and one over
+    it is attributed to the lines that retained memory.  Without
+    ``automaton=``, each call runs on a fresh automaton in ``tmp_path``
+    (optimized when ``config=`` is given).
     """
+    from .automaton import Automaton
+    from .policies import MemoryOptimizedAutomaton
     from .scenario import run_scenario as run
 
     session = _session(request)
+    counter = itertools.count()
 
     def bound(scenario: Scenario, **options: Any) -> ScenarioResult:
         options.setdefault("monitor", session.monitor)
         options.setdefault("thresholds", pressure_thresholds)
+        if options.get("automaton") is None:
+            path = tmp_path / f"scenario-{next(counter)}" / "automaton.jsonl"
+            path.parent.mkdir()
+            config = options.pop("config", None)
+            options["automaton"] = (
+                MemoryOptimizedAutomaton(path, config) if config else Automaton(path)
+            )
         result = run(scenario, **options)
-        session.record_scenario(request.node, result)
+        session.record_scenario(request.node, scenario, options["automaton"], result)
         return result
 
     return bound

@@ -35,9 +35,11 @@ from .results import REQUIRED_TEST_KEYS
 from .units import format_size
 
 if TYPE_CHECKING:
+    from .automaton import Automaton
+    from .investigator.attribution import AllocationTracer, Attribution
     from .monitor import BriefResult, MeasurementWindow, MemoryMonitor, WindowResult
     from .report.junit import JunitAttachment
-    from .scenario import ScenarioResult
+    from .scenario import Scenario, ScenarioResult
 
 __all__ = ["ITEM_STATE", "AutomemSession", "ItemState", "MemoryBudgetExceeded"]
 
@@ -46,6 +48,8 @@ MARKER = "memory_budget"
 MONITORING_FIXTURES = frozenset(
     {"memory_monitor", "run_scenario", "automaton", "optimized_automaton"}
 )
+#: A test's call must add this many objects of a type for the type to be reported.
+_MIN_TYPE_GROWTH = 10
 #: What the results file keeps of each phase (a BriefResult's figures).
 PHASE_KEYS = ("peak_bytes", "growth_bytes", "duration_s", "samples", "peak_source", "gc_mode")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -72,6 +76,8 @@ class ItemState:
     report_text: str | None = None
     findings: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] | None = None
+    tracer: AllocationTracer | None = None
+    attributions: list[tuple[str, Attribution]] = field(default_factory=list)
 
 
 ITEM_STATE = pytest.StashKey[ItemState]()
@@ -103,6 +109,7 @@ class AutomemSession:
         thresholds: PressureThresholds,
         gc_mode: GcMode,
         junit_properties: bool,
+        trace_all: bool = False,
     ) -> None:
         self.config = config
         self.monitor_all = monitor_all
@@ -110,6 +117,7 @@ class AutomemSession:
         self.thresholds = thresholds
         self.gc_mode = gc_mode
         self.junit_properties = junit_properties
+        self.trace_all = trace_all
         self.records: dict[str, dict[str, Any]] = {}
         self.written: list[tuple[str, str]] = []
         self._monitor: MemoryMonitor | None = None
@@ -235,6 +243,11 @@ class AutomemSession:
         state = self._state(item)
         if state is None:
             return (yield)
+        if self.trace_all or (state.budget is not None and state.budget.trace):
+            from .investigator.attribution import AllocationTracer
+
+            state.tracer = AllocationTracer(min_type_count=_MIN_TYPE_GROWTH)
+            state.tracer.start()
         self._open(item, state, collect=True)
         try:
             outcome = yield
@@ -247,13 +260,22 @@ class AutomemSession:
         return outcome
 
     def _finish_call(self, state: ItemState) -> None:
+        if state.tracer is not None:
+            # Before the window closes: what the window's own closing allocates
+            # is not the test's.  Tracing's own memory is in the window's
+            # figures either way (docs/investigator.md, "Cost").
+            state.attributions.append(("the test's call", state.tracer.stop()))
+            state.tracer = None
         window = self._close(state, "call")
         state.verdict = judge(state.budget, window, state.scenarios)
         if _worth_investigating(state, window):
             from .investigator import investigate
 
             investigation = investigate(
-                window=window, scenarios=state.scenarios, phases=state.phases
+                window=window,
+                scenarios=state.scenarios,
+                phases=state.phases,
+                attributions=state.attributions,
             )
             state.report_text = investigation.render_text()
             state.findings = [f.to_dict() for f in investigation.findings]
@@ -346,11 +368,27 @@ class AutomemSession:
         if report.when == "teardown" and isinstance(record, dict):
             self.records[report.nodeid] = record
 
-    def record_scenario(self, item: pytest.Item, result: ScenarioResult) -> None:
-        """Called by the ``run_scenario`` fixture: judged with the test's budget."""
+    def record_scenario(
+        self, item: pytest.Item, scenario: Scenario, automaton: Automaton, result: ScenarioResult
+    ) -> None:
+        """Called by the ``run_scenario`` fixture: judged with the test's budget.
+
+        A result over its ``leak_per_iteration`` budget is attributed at once:
+        the scenario runs a few more steps on the same automaton under
+        tracing (the cost is paid only where a verdict needs it).
+        """
         state = item.stash.get(ITEM_STATE, None)
-        if state is not None:
-            state.scenarios.append(result)
+        if state is None:
+            return
+        state.scenarios.append(result)
+        limit = state.budget.leak_bytes_per_iteration if state.budget else None
+        if limit is not None and result.leak_bytes_per_iteration > limit:
+            from .investigator.leaks import attribute_scenario
+
+            attribution = attribute_scenario(
+                scenario, automaton, start_step=result.warmup + result.iterations
+            )
+            state.attributions.append((f"scenario {result.name}", attribution))
 
     def current_window(self, item: pytest.Item) -> MeasurementWindow | None:
         state = item.stash.get(ITEM_STATE, None)
@@ -451,7 +489,8 @@ def _worth_investigating(state: ItemState, window: WindowResult) -> bool:
     """The investigator runs where it can say something: a failure, a long
     window (growth-rate findings need 0.5 s), or scenario results."""
     failed = state.verdict is not None and not state.verdict.passed
-    return failed or bool(state.scenarios) or window.duration_s >= 0.5
+    interesting = bool(state.scenarios or state.attributions)
+    return failed or interesting or window.duration_s >= 0.5
 
 
 def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:

@@ -111,7 +111,19 @@ def test_budget_to_dict_is_plain() -> None:
         "rate_bytes_per_s": None,
         "pressure": "HIGH",
         "leak_bytes_per_iteration": None,
+        "trace": False,
     }
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_trace_is_a_flag(value: bool) -> None:
+    assert MemoryBudget.from_marker((), {"peak": "1MB", "trace": value}).trace is value
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None.__class__])
+def test_trace_must_be_a_bool(value: object) -> None:
+    with pytest.raises(BudgetError, match="trace="):
+        MemoryBudget.from_marker((), {"trace": value})
 
 
 # -- MemoryBudget.from_marker: invalid arguments -------------------------------

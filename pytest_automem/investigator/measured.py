@@ -15,10 +15,10 @@ from ..units import format_rate, format_size
 from .findings import Finding, Investigation, Severity
 
 if TYPE_CHECKING:
-    from ..monitor import WindowResult
+    from ..monitor import BriefResult, WindowResult
     from ..scenario import ScenarioResult
 
-__all__ = ["investigate"]
+__all__ = ["investigate_measured"]
 
 MB = 1 << 20
 RATE_TARGET_BYTES_PER_S = 1 * MB
@@ -34,11 +34,11 @@ _PHASE_GROWTH_WORTH_SHOWING = 256 * 1024
 _MIN_RATE_WINDOW_S = 0.5
 
 
-def investigate(
+def investigate_measured(
     *,
     window: WindowResult | None = None,
     scenarios: Sequence[ScenarioResult] = (),
-    phases: dict[str, WindowResult] | None = None,
+    phases: dict[str, WindowResult | BriefResult] | None = None,
 ) -> Investigation:
     """Diagnose one measured run: a test's window, its phases, its scenarios."""
     findings: list[Finding] = []

@@ -1,0 +1,122 @@
+"""``investigate(...)``: every check that applies to what is known about a run.
+
+What is known varies: a test has a monitor window (and maybe scenario
+results and a tracing attribution), ``automem investigate`` has a file, a
+scenario run in a test has all of them.  This module runs the checks each
+piece allows and merges their findings, most severe first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..units import format_size
+from .file_checks import (
+    check_duplicate_ids,
+    check_execution_history,
+    check_large_arrays,
+    check_snapshots,
+    investigate_file,
+)
+from .findings import Finding, Investigation, Severity
+from .measured import investigate_measured
+
+if TYPE_CHECKING:
+    from ..automaton import Automaton
+    from ..monitor import BriefResult, WindowResult
+    from ..scenario import ScenarioResult
+    from .attribution import Attribution
+
+__all__ = ["investigate"]
+
+#: Traced (Python heap) growth below this share of RSS growth: the growth is
+#: mostly outside the objects tracemalloc can see.
+_UNTRACED_SHARE = 0.25
+#: RSS growth below this is too small to compare with the traced heap.
+_MIN_GROWTH_TO_COMPARE = 1 << 20
+
+
+def investigate(
+    *,
+    automaton: Automaton | str | os.PathLike[str] | None = None,
+    window: WindowResult | None = None,
+    scenarios: Sequence[ScenarioResult] = (),
+    phases: dict[str, WindowResult | BriefResult] | None = None,
+    attributions: Sequence[tuple[str, Attribution]] = (),
+    snapshots: str | os.PathLike[str] | None = None,
+    strict: bool = False,
+) -> Investigation:
+    """Diagnose a run from whatever is known about it.
+
+    ``automaton``: a path (the file checks, as ``automem investigate`` runs
+    them) or a loaded :class:`Automaton` (the same checks on its objects and
+    its execution history).  ``window``/``phases``/``scenarios``: what the
+    monitor measured.  ``attributions``: ``(subject, Attribution)`` pairs
+    from tracing, which name the lines that allocated what was retained.
+    """
+    parts = []
+    if window is not None or scenarios or phases:
+        parts.append(investigate_measured(window=window, scenarios=scenarios, phases=phases))
+    if isinstance(automaton, (str, os.PathLike)):
+        parts.append(investigate_file(automaton, snapshots=snapshots, strict=strict))
+    else:
+        if automaton is not None:
+            parts.append(_investigate_object(automaton))
+        if snapshots is not None:
+            parts.append(Investigation(tuple(check_snapshots(snapshots)), {}))
+    parts.append(_attribution_part(window, attributions))
+    merged = Investigation((), {})
+    for part in parts:
+        merged = merged.merged(part)
+    return merged
+
+
+def _investigate_object(automaton: Automaton) -> Investigation:
+    config = getattr(automaton, "config", None)
+    limit = config.max_execution_history if config is not None else 500
+    findings = [
+        *check_duplicate_ids(automaton),
+        *check_large_arrays(automaton),
+        *check_execution_history(automaton, limit=max(limit, 1)),
+    ]
+    figures = {
+        "automaton objects": len(automaton.objects),
+        "automaton history": len(automaton.execution_history),
+    }
+    return Investigation(tuple(findings), figures)
+
+
+def _attribution_part(
+    window: WindowResult | None, attributions: Sequence[tuple[str, Attribution]]
+) -> Investigation:
+    findings: list[Finding] = []
+    for subject, attribution in attributions:
+        finding = attribution.finding(subject=subject)
+        if finding is not None:
+            findings.append(finding)
+        untraced = _growth_outside_traced_heap(window, attribution)
+        if untraced is not None:
+            findings.append(untraced)
+    return Investigation(tuple(findings), {})
+
+
+def _growth_outside_traced_heap(
+    window: WindowResult | None, attribution: Attribution
+) -> Finding | None:
+    """RSS grew while the traced Python heap did not: growth outside Python objects."""
+    if window is None or window.growth_bytes < _MIN_GROWTH_TO_COMPARE:
+        return None
+    traced = attribution.traced_growth_bytes
+    if traced >= _UNTRACED_SHARE * window.growth_bytes:
+        return None
+    return Finding(
+        check="growth-without-object-growth",
+        severity=Severity.WARNING,
+        summary=f"memory grew {format_size(window.growth_bytes)} but the traced Python heap "
+        f"only {format_size(traced)}: the growth is outside Python objects",
+        evidence={"growth_bytes": window.growth_bytes, "traced_growth_bytes": traced},
+        recommendation="look at C extensions and native buffers (their own malloc/mmap), "
+        "which tracemalloc cannot see; allocator fragmentation can look the same",
+    )
