@@ -198,7 +198,6 @@ class Automaton:
         self._objects: list[JsonObject] = []
         self._lines = array("q")
         self._history: list[HistoryEntry] = []
-        self._duplicates: dict[str, list[int]] = {}
         self._ids: set[str] | None = set() if strict else None
         if self._path.exists():
             self._load()
@@ -239,12 +238,16 @@ class Automaton:
         return iter(self._objects)
 
     def duplicate_ids(self) -> dict[str, list[int]]:
-        """Ids that occurred more than once in the file as loaded.
+        """Ids that occur more than once among the objects (as loaded, or since).
 
-        Maps each such id to all its line numbers, in file order; the first
-        entry is where the id first appeared.
+        Maps each such id to the line of every copy, oldest first; the first
+        entry is where the id first appeared.  A copy added since the last
+        load or save has line 0.
         """
-        return {object_id: list(lines) for object_id, lines in self._duplicates.items()}
+        positions: dict[str, list[int]] = {}
+        for obj, line in zip(self._objects, self._lines, strict=True):
+            positions.setdefault(obj["id"], []).append(line)
+        return {object_id: lines for object_id, lines in positions.items() if len(lines) > 1}
 
     def add(self, obj: JsonObject) -> None:
         """Append ``obj`` as the newest object.
@@ -307,7 +310,7 @@ class Automaton:
                 duplicates.setdefault(object_id, [first]).append(line_no)
             objects.append(obj)
             lines.append(line_no)
-        self._objects, self._lines, self._duplicates = objects, lines, duplicates
+        self._objects, self._lines = objects, lines
         if self._ids is not None:
             self._ids = set(first_line)
         self._record("load", objects=len(objects), duplicate_ids=len(duplicates))

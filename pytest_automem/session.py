@@ -36,7 +36,8 @@ from .units import format_size
 
 if TYPE_CHECKING:
     from .automaton import Automaton
-    from .investigator.attribution import AllocationTracer, Attribution
+    from .investigator.attribution import AllocationTracer
+    from .investigator.overall import Attributed
     from .monitor import BriefResult, MeasurementWindow, MemoryMonitor, WindowResult
     from .report.junit import JunitAttachment
     from .scenario import Scenario, ScenarioResult
@@ -77,7 +78,7 @@ class ItemState:
     findings: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] | None = None
     tracer: AllocationTracer | None = None
-    attributions: list[tuple[str, Attribution]] = field(default_factory=list)
+    attributions: list[Attributed] = field(default_factory=list)
 
 
 ITEM_STATE = pytest.StashKey[ItemState]()
@@ -252,26 +253,34 @@ class AutomemSession:
         try:
             outcome = yield
         except BaseException:
-            self._finish_call(state)
+            self._finish_call(item, state)
             raise
-        self._finish_call(state)
+        self._finish_call(item, state)
         if state.verdict is not None and not state.verdict.passed:
             raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
         return outcome
 
-    def _finish_call(self, state: ItemState) -> None:
+    def _finish_call(self, item: pytest.Item, state: ItemState) -> None:
+        attribution = None
         if state.tracer is not None:
             # Before the window closes: what the window's own closing allocates
             # is not the test's.  Tracing's own memory is in the window's
             # figures either way (docs/investigator.md, "Cost").
-            state.attributions.append(("the test's call", state.tracer.stop()))
+            attribution = state.tracer.stop()
             state.tracer = None
         window = self._close(state, "call")
+        if attribution is not None:
+            from .investigator.overall import Attributed
+
+            state.attributions.append(
+                Attributed("the test's call", attribution, max(window.growth_bytes, 0))
+            )
         state.verdict = judge(state.budget, window, state.scenarios)
         if _worth_investigating(state, window):
             from .investigator import investigate
 
             investigation = investigate(
+                automaton=_automaton_of(item),
                 window=window,
                 scenarios=state.scenarios,
                 phases=state.phases,
@@ -384,11 +393,13 @@ class AutomemSession:
         limit = state.budget.leak_bytes_per_iteration if state.budget else None
         if limit is not None and result.leak_bytes_per_iteration > limit:
             from .investigator.leaks import attribute_scenario
+            from .investigator.overall import Attributed
 
             attribution = attribute_scenario(
                 scenario, automaton, start_step=result.warmup + result.iterations
             )
-            state.attributions.append((f"scenario {result.name}", attribution))
+            measured = round(result.leak_bytes_per_iteration * attribution.iterations)
+            state.attributions.append(Attributed(f"scenario {result.name}", attribution, measured))
 
     def current_window(self, item: pytest.Item) -> MeasurementWindow | None:
         state = item.stash.get(ITEM_STATE, None)
@@ -483,6 +494,16 @@ def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: in
             for nodeid, record in ranked
         )
     return lines
+
+
+def _automaton_of(item: pytest.Item) -> Automaton | None:
+    """The automaton the test got from the ``automaton`` fixture, if any.
+
+    Its objects and history are checked too (duplicate IDs, large arrays,
+    an unbounded history): that is often *why* the test grew.
+    """
+    value = getattr(item, "funcargs", {}).get("automaton")
+    return value if hasattr(value, "execution_history") else None
 
 
 def _worth_investigating(state: ItemState, window: WindowResult) -> bool:

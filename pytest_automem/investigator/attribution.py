@@ -558,12 +558,14 @@ class AllocationTracer:
         classify = self._classify
         innermost: tuple[str, int] | None = None
         site: tuple[str, int] | None = None
+        saw_excluded = False
         kept: list[tuple[str, int]] = []
         for frame in frames:
             kind = classify(frame[0])
             if kind == _OWN and site is None:
                 return None  # the tracer's own bookkeeping, whoever called the tracer
             if kind <= _EXCLUDED:
+                saw_excluded = True
                 continue
             if innermost is None:
                 innermost = frame
@@ -572,7 +574,9 @@ class AllocationTracer:
                 if self.group_by == "lineno":
                     break
             kept.append(frame)
-        if innermost is None:
+        if innermost is None or (site is None and saw_excluded):
+            # Only the standard library under our or pytest's frames: the
+            # allocation is the harness's (e.g. ctypes loading for a trim).
             return None
         site = site or innermost
         parts = [f"{site[1]}{_FIELD}{site[0]}"]

@@ -121,7 +121,7 @@ def check_duplicate_ids(automaton: Automaton) -> list[Finding]:
     extra = sum(len(lines) - 1 for _, lines in ranked)
     details = []
     for object_id, lines in ranked:
-        shown = ", ".join(str(line) for line in lines[:_LINES_SHOWN])
+        shown = ", ".join(str(line) if line else "added" for line in lines[:_LINES_SHOWN])
         more = f" … ({len(lines)} in all)" if len(lines) > _LINES_SHOWN else ""
         details.append(f"id {_quote(object_id)}: lines {shown}{more}")
     ids_occur = f"{len(ranked)} ids occur" if len(ranked) != 1 else "1 id occurs"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..units import format_size
+from .attribution import Attribution
 from .file_checks import (
     check_duplicate_ids,
     check_execution_history,
@@ -27,9 +29,8 @@ if TYPE_CHECKING:
     from ..automaton import Automaton
     from ..monitor import BriefResult, WindowResult
     from ..scenario import ScenarioResult
-    from .attribution import Attribution
 
-__all__ = ["investigate"]
+__all__ = ["Attributed", "investigate"]
 
 #: Traced (Python heap) growth below this share of RSS growth: the growth is
 #: mostly outside the objects tracemalloc can see.
@@ -38,13 +39,27 @@ _UNTRACED_SHARE = 0.25
 _MIN_GROWTH_TO_COMPARE = 1 << 20
 
 
+@dataclass(frozen=True)
+class Attributed:
+    """An attribution with what it explains.
+
+    ``measured_growth_bytes`` is the growth the monitor measured over the
+    same stretch (RSS), when known: traced growth far below it means the
+    growth is outside Python objects.
+    """
+
+    subject: str
+    attribution: Attribution
+    measured_growth_bytes: int | None = None
+
+
 def investigate(
     *,
     automaton: Automaton | str | os.PathLike[str] | None = None,
     window: WindowResult | None = None,
     scenarios: Sequence[ScenarioResult] = (),
     phases: dict[str, WindowResult | BriefResult] | None = None,
-    attributions: Sequence[tuple[str, Attribution]] = (),
+    attributions: Sequence[Attributed] = (),
     snapshots: str | os.PathLike[str] | None = None,
     strict: bool = False,
 ) -> Investigation:
@@ -53,8 +68,8 @@ def investigate(
     ``automaton``: a path (the file checks, as ``automem investigate`` runs
     them) or a loaded :class:`Automaton` (the same checks on its objects and
     its execution history).  ``window``/``phases``/``scenarios``: what the
-    monitor measured.  ``attributions``: ``(subject, Attribution)`` pairs
-    from tracing, which name the lines that allocated what was retained.
+    monitor measured.  ``attributions``: results of tracing, which name the
+    lines that allocated what was retained.
     """
     parts = []
     if window is not None or scenarios or phases:
@@ -66,7 +81,7 @@ def investigate(
             parts.append(_investigate_object(automaton))
         if snapshots is not None:
             parts.append(Investigation(tuple(check_snapshots(snapshots)), {}))
-    parts.append(_attribution_part(window, attributions))
+    parts.append(_attribution_part(attributions))
     merged = Investigation((), {})
     for part in parts:
         merged = merged.merged(part)
@@ -88,35 +103,32 @@ def _investigate_object(automaton: Automaton) -> Investigation:
     return Investigation(tuple(findings), figures)
 
 
-def _attribution_part(
-    window: WindowResult | None, attributions: Sequence[tuple[str, Attribution]]
-) -> Investigation:
+def _attribution_part(attributions: Sequence[Attributed]) -> Investigation:
     findings: list[Finding] = []
-    for subject, attribution in attributions:
-        finding = attribution.finding(subject=subject)
+    for item in attributions:
+        finding = item.attribution.finding(subject=item.subject)
         if finding is not None:
             findings.append(finding)
-        untraced = _growth_outside_traced_heap(window, attribution)
+        untraced = _growth_outside_traced_heap(item)
         if untraced is not None:
             findings.append(untraced)
     return Investigation(tuple(findings), {})
 
 
-def _growth_outside_traced_heap(
-    window: WindowResult | None, attribution: Attribution
-) -> Finding | None:
+def _growth_outside_traced_heap(item: Attributed) -> Finding | None:
     """RSS grew while the traced Python heap did not: growth outside Python objects."""
-    if window is None or window.growth_bytes < _MIN_GROWTH_TO_COMPARE:
+    measured = item.measured_growth_bytes
+    if measured is None or measured < _MIN_GROWTH_TO_COMPARE:
         return None
-    traced = attribution.traced_growth_bytes
-    if traced >= _UNTRACED_SHARE * window.growth_bytes:
+    traced = item.attribution.traced_growth_bytes
+    if traced >= _UNTRACED_SHARE * measured:
         return None
     return Finding(
         check="growth-without-object-growth",
         severity=Severity.WARNING,
-        summary=f"memory grew {format_size(window.growth_bytes)} but the traced Python heap "
-        f"only {format_size(traced)}: the growth is outside Python objects",
-        evidence={"growth_bytes": window.growth_bytes, "traced_growth_bytes": traced},
+        summary=f"{item.subject}: memory grew {format_size(measured)} but the traced Python "
+        f"heap only {format_size(traced)}: the growth is outside Python objects",
+        evidence={"growth_bytes": measured, "traced_growth_bytes": traced},
         recommendation="look at C extensions and native buffers (their own malloc/mmap), "
         "which tracemalloc cannot see; allocator fragmentation can look the same",
     )
