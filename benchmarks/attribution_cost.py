@@ -12,7 +12,11 @@ in one run:
 * the cost of one attribution point with about ``--traces`` live traces:
   ``AllocationTracer.stop()`` (``gc.collect()``, type counts, snapshot,
   grouping by site, diff), its parts, and the standard library's own
-  ``take_snapshot`` + ``compare_to("lineno")`` for comparison.
+  ``take_snapshot`` + ``compare_to("lineno")`` for comparison;
+* what a verdict pays: the bundled leaking example (``examples/event_log.py``,
+  100 iterations after 10 warm-up) measured by ``run_scenario`` without
+  tracing, then attributed by ``attribute_scenario`` (5 traced steps after 1
+  warm-up), which is what a test over its ``leak_per_iteration`` budget adds.
 """
 
 from __future__ import annotations
@@ -163,7 +167,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Python {sys.version.split()[0]} on {sys.platform}")
     per_step_table(args.steps, args.rounds, args.depth)
     point_cost(args.traces, args.repeat)
+    verdict_cost(args.rounds)
     return 0
+
+
+def verdict_cost(rounds: int) -> None:
+    """The leaking example: measuring it vs attributing its leak once it failed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import tempfile
+
+    from event_log import record_events
+
+    from pytest_automem import Automaton, MemoryMonitor, run_scenario
+    from pytest_automem.investigator import attribute_scenario
+
+    measure_s, attribute_s, located = [], [], ""
+    with MemoryMonitor() as monitor, tempfile.TemporaryDirectory() as folder:
+        for number in range(rounds):
+            automaton = Automaton(Path(folder) / f"a{number}.jsonl")
+            started = time.perf_counter()
+            result = run_scenario(record_events, automaton=automaton, monitor=monitor)
+            measure_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            attribution = attribute_scenario(record_events, automaton, start_step=110)
+            attribute_s.append(time.perf_counter() - started)
+            located = attribution.sites[0].location() if attribution.sites else "(none)"
+    measured, attributed = statistics.median(measure_s), statistics.median(attribute_s)
+    print(f"\nleaking example, median of {rounds}: leak {result.describe()}")
+    print(f"  run_scenario, 110 steps, no tracing      {measured * 1e3:8.1f} ms")
+    print(
+        f"  attribute_scenario, 6 traced steps       {attributed * 1e3:8.1f} ms "
+        f"({attributed / measured:.2f}x the measurement)"
+    )
+    print(f"  top site: {located}")
 
 
 if __name__ == "__main__":
