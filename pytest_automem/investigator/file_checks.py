@@ -578,7 +578,6 @@ def investigate_file(
         "file size": format_size(file_bytes),
         "objects per MB": round(len(automaton) / (file_bytes / MB), 1) if file_bytes else "n/a",
         "duplicate ids": len(automaton.duplicate_ids()),
-        "execution history": len(automaton.execution_history),
         "longest history field": longest,
     }
     if snapshots is not None:

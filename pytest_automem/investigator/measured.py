@@ -29,7 +29,7 @@ _OUTSIDE_HEAP_SHARE = 0.25
 #: Scenario slopes below this are allocator noise, not a leak worth a finding.
 LEAK_FINDING_BYTES_PER_ITERATION = 256
 #: Setup/teardown growth below this is allocator noise, not worth a line.
-_PHASE_GROWTH_WORTH_SHOWING = 256 * 1024
+_PHASE_GROWTH_WORTH_SHOWING = 1 << 20
 #: Windows shorter than this give no growth-rate finding (too short for a trend).
 _MIN_RATE_WINDOW_S = 0.5
 
