@@ -2,10 +2,11 @@
 
 Registered by :mod:`pytest_automem.plugin` at configure time (by name, so
 other plugins and tests can find it) and unregistered at unconfigure.  It
-owns the session's one :class:`MemoryMonitor`, started lazily by the first
-monitored test: a session that monitors nothing starts no sampler.
+owns the session's one :class:`MemoryMonitor`, started when collection
+finds a test to monitor: a session that monitors nothing starts no sampler.
 
-Each monitored test gets one window per phase (setup, call, teardown).  The
+Each monitored test gets one window per phase (setup and teardown only when
+it has fixtures).  The
 budget is judged on the call phase, inside the ``pytest_runtest_call``
 wrapper: a violation is raised there as :class:`MemoryBudgetExceeded`, so
 pytest treats it like any failure of the test (``xfail`` included).  A test
@@ -19,8 +20,6 @@ serialises like the rest of the report.
 
 from __future__ import annotations
 
-import heapq
-import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +30,18 @@ import pytest
 from .budget import BudgetError, MemoryBudget, Verdict, judge
 from .collect import GcMode
 from .pressure import PressureThresholds
+from .report.session_outputs import (
+    junit_attachment,
+    summary_lines,
+    write_report_files,
+)
 from .results import REQUIRED_TEST_KEYS
-from .units import format_size
 
 if TYPE_CHECKING:
     from .automaton import Automaton
     from .investigator.attribution import AllocationTracer
     from .investigator.overall import Attributed
     from .monitor import BriefResult, MeasurementWindow, MemoryMonitor, WindowResult
-    from .report.junit import JunitAttachment
     from .scenario import Scenario, ScenarioResult
 
 __all__ = ["ITEM_STATE", "AutomemSession", "ItemState", "MemoryBudgetExceeded"]
@@ -53,7 +55,6 @@ MONITORING_FIXTURES = frozenset(
 _MIN_TYPE_GROWTH = 10
 #: What the results file keeps of each phase (a BriefResult's figures).
 PHASE_KEYS = ("peak_bytes", "growth_bytes", "duration_s", "samples", "peak_source", "gc_mode")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class MemoryBudgetExceeded(AssertionError):
@@ -437,7 +438,7 @@ class AutomemSession:
             attach_to_junit(
                 xml_path,
                 [
-                    _attachment(nodeid, record, report_files.get(nodeid))
+                    junit_attachment(nodeid, record, report_files.get(nodeid))
                     for nodeid, record in failures.items()
                 ],
                 prefix=getattr(options, "junitprefix", None) or None,
@@ -465,35 +466,6 @@ class AutomemSession:
         if self.config.get_verbosity() >= 0:
             for what, path in self.written:
                 terminalreporter.line(f"automem {what} written to {path}")
-
-
-def _attachment(nodeid: str, record: dict[str, Any], report_file: Path | None) -> JunitAttachment:
-    from .report.junit import JunitAttachment
-
-    return JunitAttachment(
-        nodeid=nodeid,
-        report_text=record["report"],
-        failure_message=f"memory budget exceeded: {record['message']}"
-        if record.get("failed_on_memory")
-        else None,
-        attachment_path=str(report_file.resolve()) if report_file else None,
-    )
-
-
-def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: int = 5) -> list[str]:
-    """The terminal summary: memory failures always, the largest tests unless -q."""
-    failed = sorted(nodeid for nodeid, record in records.items() if record["verdict"] == "fail")
-    lines = [f"MEMORY FAIL {nodeid}: {records[nodeid]['message']}" for nodeid in failed]
-    if verbosity < 0:
-        return lines
-    for key, label in (("peak_bytes", "peak"), ("growth_bytes", "growth")):
-        ranked = heapq.nlargest(top, records.items(), key=lambda kv: kv[1][key])
-        lines.append(f"highest {label} ({len(records)} monitored tests):")
-        lines.extend(
-            f"  {format_size(record[key]):>10}  {record['max_pressure']:<8}  {nodeid}"
-            for nodeid, record in ranked
-        )
-    return lines
 
 
 def _automaton_of(item: pytest.Item) -> Automaton | None:
@@ -526,21 +498,3 @@ def _property_value(value: object) -> str | int | float | bool:
     if value is None:
         return ""
     return value if isinstance(value, (str, int, float, bool)) else str(value)
-
-
-def report_file_name(nodeid: str) -> str:
-    """A file name for a test's report: readable, safe, unique enough."""
-    return (_SAFE_NAME.sub("_", nodeid).strip("_") or "test")[:150] + ".txt"
-
-
-def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict[str, Path]:
-    """Write each failed test's report to ``folder``; return nodeid -> path."""
-    from .atomic import atomic_write_text
-
-    written = {}
-    for nodeid, record in records.items():
-        if record.get("report"):
-            path = folder / report_file_name(nodeid)
-            atomic_write_text(path, f"{nodeid}\n{record['message']}\n\n{record['report']}\n")
-            written[nodeid] = path
-    return written

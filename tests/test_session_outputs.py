@@ -1,0 +1,74 @@
+"""The session's outputs for people: terminal summary lines and report files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pytest_automem.report.session_outputs import (
+    junit_attachment,
+    report_file_name,
+    summary_lines,
+    write_report_files,
+)
+
+MB = 1 << 20
+
+
+def _record(peak: int, growth: int, *, failed: bool = False) -> dict[str, Any]:
+    return {
+        "peak_bytes": peak,
+        "growth_bytes": growth,
+        "max_pressure": "LOW",
+        "verdict": "fail" if failed else "pass",
+        "message": "peak 9.0 MB > budget 1.0 MB (...)" if failed else None,
+        "report": "- peak 9.0 MB > budget 1.0 MB\n\nmemory report" if failed else None,
+        "failed_on_memory": failed,
+    }
+
+
+RECORDS = {
+    "t.py::small": _record(1 * MB, 0),
+    "t.py::big": _record(9 * MB, 2 * MB, failed=True),
+    "t.py::middle": _record(5 * MB, 4 * MB),
+}
+
+
+def test_summary_lists_failures_then_the_largest() -> None:
+    lines = summary_lines(RECORDS, verbosity=0, top=2)
+    assert lines[0] == "MEMORY FAIL t.py::big: peak 9.0 MB > budget 1.0 MB (...)"
+    peak_at = lines.index("highest peak (3 monitored tests):")
+    assert "t.py::big" in lines[peak_at + 1]
+    assert "t.py::middle" in lines[peak_at + 2]
+    growth_at = lines.index("highest growth (3 monitored tests):")
+    assert "t.py::middle" in lines[growth_at + 1]
+    assert len(lines) == 1 + 2 * (1 + 2)
+
+
+def test_quiet_summary_shows_only_failures() -> None:
+    assert summary_lines(RECORDS, verbosity=-1) == [
+        "MEMORY FAIL t.py::big: peak 9.0 MB > budget 1.0 MB (...)"
+    ]
+
+
+def test_report_files_only_for_failures(tmp_path: Path) -> None:
+    written = write_report_files(tmp_path / "reports", RECORDS)
+    assert list(written) == ["t.py::big"]
+    text = written["t.py::big"].read_text()
+    assert text.startswith("t.py::big\npeak 9.0 MB > budget 1.0 MB")
+    assert "memory report" in text
+
+
+def test_report_file_names_are_safe_and_bounded() -> None:
+    assert report_file_name("tests/a b.py::test[x/y]") == "tests_a_b.py_test_x_y.txt"
+    assert len(report_file_name("x" * 500)) <= 154
+    assert report_file_name("///") == "test.txt"
+
+
+def test_junit_attachment_sets_the_message_only_for_memory_failures(tmp_path: Path) -> None:
+    path = tmp_path / "r.txt"
+    attachment = junit_attachment("t.py::big", RECORDS["t.py::big"], path)
+    assert attachment.failure_message == "memory budget exceeded: peak 9.0 MB > budget 1.0 MB (...)"
+    assert attachment.attachment_path == str(path.resolve())
+    own = dict(RECORDS["t.py::big"], failed_on_memory=False)
+    assert junit_attachment("t.py::big", own, None).failure_message is None
