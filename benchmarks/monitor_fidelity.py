@@ -215,8 +215,8 @@ def measure_window_cost(monitor: MemoryMonitor, count: int) -> dict[str, float]:
     return {
         "open+close, no gc.collect (p50)": statistics.median(bare) / 1e3,
         "open+close, no gc.collect (p99)": percentile(sorted(bare), 0.99) / 1e3,
-        "open+close with 2x gc.collect (p50)": statistics.median(with_gc) / 1e3,
-        "2x gc.collect alone (p50)": statistics.median(gc_only) / 1e3,
+        "open+close, gc auto: young (p50)": statistics.median(with_gc) / 1e3,
+        "2x full gc.collect(), to compare": statistics.median(gc_only) / 1e3,
     }
 
 
