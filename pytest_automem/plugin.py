@@ -79,6 +79,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="auto",
     )
     parser.addini(
+        "automem_step_summary",
+        "append a Markdown memory summary to $GITHUB_STEP_SUMMARY when CI sets it",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
         "automem_junit_properties",
         "add automem.* properties to JUnit test cases (off for strict-schema readers)",
         type="bool",

@@ -20,6 +20,7 @@ serialises like the rest of the report.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,9 @@ from .budget import BudgetError, MemoryBudget, Verdict, judge
 from .collect import GcMode
 from .pressure import PressureThresholds
 from .report.session_outputs import (
+    append_step_summary,
     junit_attachment,
+    step_summary_markdown,
     summary_lines,
     write_report_files,
 )
@@ -443,6 +446,9 @@ class AutomemSession:
                 ],
                 prefix=getattr(options, "junitprefix", None) or None,
             )
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path and self.records and self.config.getini("automem_step_summary"):
+            append_step_summary(summary_path, step_summary_markdown(self.records))
 
     def _session_info(self) -> dict[str, Any]:
         sampler = next(iter(self.records.values()), {})

@@ -552,3 +552,27 @@ def test_junit_stays_valid_xml_whatever_the_report_holds(
         assert "\n" not in failure.get("message", "")
         assert "odd" in (case.findtext("system-out") or "")
     assert "🧠" in raw.decode("utf-8")
+
+
+def test_github_step_summary_is_appended_when_ci_sets_it(
+    pytester: pytest.Pytester, alloc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(
+        test_s="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_over():
+            spike(40 * MB)
+        """
+    )
+    _run(pytester).assert_outcomes(failed=1)
+    text = summary.read_text()
+    assert "## pytest-automem: memory" in text
+    assert "| `test_s.py::test_over` | peak " in text
+    summary.unlink()
+    _run(pytester, "-o", "automem_step_summary=false").assert_outcomes(failed=1)
+    assert not summary.exists()

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_automem.report.session_outputs import (
+    append_step_summary,
     junit_attachment,
     report_file_name,
+    step_summary_markdown,
     summary_lines,
     write_report_files,
 )
@@ -72,3 +74,21 @@ def test_junit_attachment_sets_the_message_only_for_memory_failures(tmp_path: Pa
     assert attachment.attachment_path == str(path.resolve())
     own = dict(RECORDS["t.py::big"], failed_on_memory=False)
     assert junit_attachment("t.py::big", own, None).failure_message is None
+
+
+def test_step_summary_has_failures_reports_and_peaks() -> None:
+    markdown = step_summary_markdown(RECORDS, top=2)
+    assert markdown.startswith("## pytest-automem: memory\n")
+    assert "**1 memory failure** among 3 monitored tests." in markdown
+    assert "| `t.py::big` | peak 9.0 MB > budget 1.0 MB (...) |" in markdown
+    assert "<details><summary>t.py::big: report</summary>" in markdown
+    assert markdown.index("t.py::big` | 9.0 MB") < markdown.index("t.py::middle` | 5.0 MB")
+    assert "t.py::small` | 1.0 MB" not in markdown  # top 2 only
+
+
+def test_step_summary_is_appended(tmp_path: Path) -> None:
+    target = tmp_path / "summary.md"
+    target.write_text("earlier step\n")
+    append_step_summary(target, step_summary_markdown(RECORDS))
+    text = target.read_text()
+    assert text.startswith("earlier step\n## pytest-automem: memory")

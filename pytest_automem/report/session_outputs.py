@@ -8,6 +8,7 @@ read, and are kept apart so each can be tested without a pytest session.
 from __future__ import annotations
 
 import heapq
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,21 @@ from ..units import format_size
 if TYPE_CHECKING:
     from .junit import JunitAttachment
 
-__all__ = ["junit_attachment", "report_file_name", "summary_lines", "write_report_files"]
+__all__ = [
+    "append_step_summary",
+    "junit_attachment",
+    "report_file_name",
+    "step_summary_markdown",
+    "summary_lines",
+    "write_report_files",
+]
 
+_PEAKS_TABLE_HEAD = [
+    "### Highest peaks",
+    "",
+    "| test | peak | growth | pressure |",
+    "|---|---|---|---|",
+]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -70,3 +84,56 @@ def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict
             atomic_write_text(path, f"{nodeid}\n{record['message']}\n\n{record['report']}\n")
             written[nodeid] = path
     return written
+
+
+def step_summary_markdown(records: dict[str, dict[str, Any]], *, top: int = 5) -> str:
+    """A CI step summary (GitHub's ``$GITHUB_STEP_SUMMARY``): failures, then the largest.
+
+    Each failure's full report sits in a collapsed ``<details>`` block, so the
+    summary stays short however many findings there are.
+    """
+    failed = sorted(nodeid for nodeid, record in records.items() if record["verdict"] == "fail")
+    lines = ["## pytest-automem: memory", ""]
+    count = f"{len(failed)} memory failure{'s' if len(failed) != 1 else ''}"
+    lines.append(f"**{count}** among {len(records)} monitored tests.")
+    lines.append("")
+    if failed:
+        lines.extend(["| test | reason |", "|---|---|"])
+        lines.extend(f"| `{_cell(n)}` | {_cell(records[n]['message'] or '')} |" for n in failed)
+        lines.append("")
+        for nodeid in failed:
+            lines.extend(
+                [
+                    f"<details><summary>{_html(nodeid)}: report</summary>",
+                    "",
+                    "```",
+                    (records[nodeid].get("report") or "").replace("```", "'''"),
+                    "```",
+                    "</details>",
+                    "",
+                ]
+            )
+    ranked = heapq.nlargest(top, records.items(), key=lambda kv: kv[1]["peak_bytes"])
+    lines.extend(
+        ["### Highest peaks", "", "| test | peak | growth | pressure |", "|---|---|---|---|"]
+    )
+    lines.extend(
+        f"| `{_cell(nodeid)}` | {format_size(record['peak_bytes'])} | "
+        f"{format_size(record['growth_bytes'])} | {record['max_pressure']} |"
+        for nodeid, record in ranked
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def append_step_summary(path: str | os.PathLike[str], markdown: str) -> None:
+    """Append to the CI's summary file, as GitHub's protocol asks (it owns the file)."""
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
+        handle.write(markdown)
