@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import mmap
+import subprocess
 from typing import Any
 
 from pytest_automem.monitor import WindowResult
@@ -61,3 +62,16 @@ def make_window(**overrides: Any) -> WindowResult:
     }
     fields.update(overrides)
     return WindowResult(**fields)
+
+
+def assert_input_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    """The CLI's input-error contract: exit 2, nothing on stdout, one stderr line
+    naming ``names``, no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    for name in names:
+        assert name in lines[0]
+    return lines[0]

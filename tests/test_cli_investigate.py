@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import assert_input_error
 from junitparser import Failure, JUnitXml
 
 from pytest_automem.investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK
@@ -37,17 +38,6 @@ def automem(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def write_jsonl(path: Path, objects: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(obj) + "\n" for obj in objects), encoding="utf-8")
     return path
-
-
-def assert_input_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for name in names:
-        assert name in lines[0]
-    return lines[0]
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import assert_input_error
 
 from pytest_automem.cli import main, monitor_command
 from pytest_automem.snapshots import list_snapshots, read_snapshot
@@ -55,18 +56,6 @@ def automem(*args: str) -> subprocess.CompletedProcess[str]:
 
 def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in result.stderr, result.stderr
-
-
-def assert_input_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
-    """Exit 2, nothing on stdout, exactly one line on stderr naming ``names``."""
-    assert_no_traceback(result)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for name in names:
-        assert name in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
