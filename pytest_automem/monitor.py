@@ -195,7 +195,7 @@ class MeasurementWindow:
         thresholds: PressureThresholds,
         basis: MeasurementBasis,
         gc_mode: GcMode,
-        exact_growth: bool = True,
+        fresh_allocator: bool = True,
     ) -> None:
         self._monitor = monitor
         self.thresholds = thresholds
@@ -205,7 +205,7 @@ class MeasurementWindow:
         self.result: WindowResult | None = None
         monitor._check()
         self._collector.collect()
-        if exact_growth:
+        if fresh_allocator:
             self._collector.release_allocator_memory()
         self.baseline_bytes = monitor._process.rss_bytes()
         monitor._reset_peak_for(self, self.baseline_bytes)
@@ -294,7 +294,7 @@ class MeasurementWindow:
         glibc keeps freed memory mapped for reuse, so a test that allocated
         and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
         µs) is only done when RSS is up by more than
-        :data:`_TRIM_TRIGGER_BYTES`.  A window opened with ``exact_growth``
+        :data:`_TRIM_TRIGGER_BYTES`.  A window opened with ``fresh_allocator``
         trimmed at its start too, so both ends are measured alike; one
         without may also hand back memory cached before it opened, so its
         growth errs low, never high.
@@ -505,7 +505,7 @@ class MemoryMonitor:
         thresholds: PressureThresholds | None = None,
         basis: MeasurementBasis = MeasurementBasis.RELATIVE,
         collect_garbage: GcMode | str | bool | None = None,
-        exact_growth: bool = True,
+        fresh_allocator: bool = True,
     ) -> MeasurementWindow:
         """Open a measurement window now.
 
@@ -514,10 +514,11 @@ class MemoryMonitor:
         when watching this process (see :mod:`pytest_automem.collect`) and to
         ``off`` for another process, whose garbage we cannot collect.
 
-        ``exact_growth`` also returns the C allocator's cached free memory at
-        the start (a few µs), so that growth is not understated by memory
-        the allocator had cached before.  The plugin turns it off for tests
-        without a growth budget, where only a gross error would matter.
+        ``fresh_allocator`` also returns the C allocator's cached free memory
+        at the start (a few µs).  Without it, memory freed earlier and kept
+        by glibc for reuse can absorb the window's allocations: growth and
+        even the peak would be understated.  The plugin turns it on for tests
+        with a budget, where the figures are judged.
         """
         if collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
@@ -528,7 +529,7 @@ class MemoryMonitor:
             thresholds=thresholds or PressureThresholds(),
             basis=basis,
             gc_mode=mode,
-            exact_growth=exact_growth,
+            fresh_allocator=fresh_allocator,
         )
         self._open_windows.append(window)
         return window

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 DEFAULT_THRESHOLDS_TEXT = "50MB,200MB,500MB"
 DEFAULT_INTERVAL_TEXT = "1ms"
 PLUGIN_NAME = "automem-session"
+FRESH_ALLOCATOR_CHOICES = ("budgeted", "always", "never")
 SESSION_KEY = pytest.StashKey["AutomemSession"]()
 
 
@@ -77,6 +78,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "automem_gc",
         "garbage collection at measurement points: auto (young unless needed), full, off",
         default="auto",
+    )
+    parser.addini(
+        "automem_fresh_allocator",
+        "hand the C allocator's cached memory back before each call so peaks cannot hide "
+        "in it: budgeted (tests with a memory_budget, default), always, never",
+        default="budgeted",
     )
     parser.addini(
         "automem_step_summary",
@@ -134,9 +141,20 @@ def pytest_configure(config: pytest.Config) -> None:
         gc_mode=gc_mode,
         junit_properties=bool(config.getini("automem_junit_properties")),
         trace_all=bool(config.getoption("automem_trace")),
+        fresh_allocator=_fresh_allocator_setting(config),
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
+
+
+def _fresh_allocator_setting(config: pytest.Config) -> str:
+    value = str(config.getini("automem_fresh_allocator")).strip().lower()
+    if value not in FRESH_ALLOCATOR_CHOICES:
+        choices = ", ".join(FRESH_ALLOCATOR_CHOICES)
+        raise pytest.UsageError(
+            f"ini option automem_fresh_allocator: invalid value {value!r}: expected {choices}"
+        )
+    return value
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -458,6 +458,7 @@ def test_thresholds_from_ini_and_conftest_override(pytester: pytest.Pytester, al
         (("--automem-interval=fast",), "--automem-interval"),
         (("-o", "automem_interval=0ms"), "ini automem_interval"),
         (("-o", "automem_gc=sometimes"), "automem_gc"),
+        (("-o", "automem_fresh_allocator=maybe"), "automem_fresh_allocator"),
     ],
 )
 def test_bad_settings_are_usage_errors(
