@@ -60,6 +60,9 @@ _MIN_TYPE_GROWTH = 10
 PHASE_KEYS = ("peak_bytes", "growth_bytes", "duration_s", "samples", "peak_source", "gc_mode")
 
 
+RUNTEST_PLUGIN_NAME = "automem-runtest"
+
+
 class MemoryBudgetExceeded(AssertionError):
     """A test went over its ``memory_budget``; the message is the one-line reason."""
 
@@ -141,6 +144,9 @@ class AutomemSession:
         return self._monitor
 
     def close(self) -> None:
+        hooks = self.config.pluginmanager.get_plugin(RUNTEST_PLUGIN_NAME)
+        if hooks is not None:
+            self.config.pluginmanager.unregister(hooks, RUNTEST_PLUGIN_NAME)
         if self._monitor is not None:
             self._monitor.close()
             self._monitor = None
@@ -171,10 +177,16 @@ class AutomemSession:
                     raise pytest.UsageError(str(exc)) from None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Start the sampler now if anything will be monitored: it warms up meanwhile."""
+        """If anything will be monitored: register the per-test hooks, start the sampler.
+
+        A session that monitors nothing thus pays for no per-test hook at
+        all.  The sampler starts now so that it warms up meanwhile.
+        """
         if not self.is_worker_or_runner(session):
             return
         if any(self._state(item) is not None for item in session.items):
+            if not self.config.pluginmanager.has_plugin(RUNTEST_PLUGIN_NAME):
+                self.config.pluginmanager.register(RuntestHooks(self), RUNTEST_PLUGIN_NAME)
             _ = self.monitor
 
     def is_worker_or_runner(self, session: pytest.Session) -> bool:
@@ -253,12 +265,10 @@ class AutomemSession:
         finally:
             self._close_brief(state, phase)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+    def runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         return (yield from self._measure_phase(item, "setup"))
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+    def runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         state = self._state(item)
         if state is None:
             return (yield)
@@ -307,14 +317,10 @@ class AutomemSession:
             state.report_text = investigation.render_text()
             state.findings = [f.to_dict() for f in investigation.findings]
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(
-        self, item: pytest.Item, nextitem: pytest.Item | None
-    ) -> Generator[None, None, None]:
+    def runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         return (yield from self._measure_phase(item, "teardown"))
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
+    def runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
@@ -518,3 +524,32 @@ def _property_value(value: object) -> str | int | float | bool:
     if value is None:
         return ""
     return value if isinstance(value, (str, int, float, bool)) else str(value)
+
+
+class RuntestHooks:
+    """The per-test hooks, registered only when collection found a test to monitor.
+
+    Each delegates to the session; kept apart so that pytest never calls
+    into the plugin per test in a session that monitors nothing.
+    """
+
+    def __init__(self, session: AutomemSession) -> None:
+        self._session = session
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        return (yield from self._session.runtest_setup(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        return (yield from self._session.runtest_call(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        return (yield from self._session.runtest_teardown(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        return (yield from self._session.runtest_makereport(item, call))
