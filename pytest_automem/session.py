@@ -86,6 +86,8 @@ class ItemState:
     record: dict[str, Any] | None = None
     tracer: AllocationTracer | None = None
     attributions: list[Attributed] = field(default_factory=list)
+    #: Scenario runs over their leak budget, attributed after the call's window.
+    to_attribute: list[tuple[Scenario, Automaton, ScenarioResult]] = field(default_factory=list)
 
 
 ITEM_STATE = pytest.StashKey[ItemState]()
@@ -297,6 +299,8 @@ class AutomemSession:
             attribution = state.tracer.stop()
             state.tracer = None
         window = self._close(state, "call")
+        if state.to_attribute:
+            self._attribute_leaks(state)
         if attribution is not None:
             from .investigator.overall import Attributed
 
@@ -406,9 +410,10 @@ class AutomemSession:
     ) -> None:
         """Called by the ``run_scenario`` fixture: judged with the test's budget.
 
-        A result over its ``leak_per_iteration`` budget is attributed at once:
-        the scenario runs a few more steps on the same automaton under
-        tracing (the cost is paid only where a verdict needs it).
+        A result over its ``leak_per_iteration`` budget is attributed once
+        the call's window has closed (tracing's own memory must not count
+        against the test): the scenario then runs a few more steps on the
+        same automaton under tracing, paid only where a verdict needs it.
         """
         state = item.stash.get(ITEM_STATE, None)
         if state is None:
@@ -416,14 +421,20 @@ class AutomemSession:
         state.scenarios.append(result)
         limit = state.budget.leak_bytes_per_iteration if state.budget else None
         if limit is not None and result.leak_bytes_per_iteration > limit:
-            from .investigator.leaks import attribute_scenario
-            from .investigator.overall import Attributed
+            state.to_attribute.append((scenario, automaton, result))
 
+    def _attribute_leaks(self, state: ItemState) -> None:
+        """Trace a few more steps of each scenario that went over its leak budget."""
+        from .investigator.leaks import attribute_scenario
+        from .investigator.overall import Attributed
+
+        for scenario, automaton, result in state.to_attribute:
             attribution = attribute_scenario(
                 scenario, automaton, start_step=result.warmup + result.iterations
             )
             measured = round(result.leak_bytes_per_iteration * attribution.iterations)
             state.attributions.append(Attributed(f"scenario {result.name}", attribution, measured))
+        state.to_attribute.clear()
 
     def current_window(self, item: pytest.Item) -> MeasurementWindow | None:
         state = item.stash.get(ITEM_STATE, None)
