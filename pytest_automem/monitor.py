@@ -543,11 +543,6 @@ class MemoryMonitor:
         finally:
             window.stop()
 
-    def latest_rss_bytes(self) -> int | None:
-        """The sampler's newest reading, or None before its first sample."""
-        latest = self._sampler.latest()
-        return None if latest is None else latest[1]
-
     def _reset_peak_for(self, window: MeasurementWindow, rss_bytes: int) -> None:
         """Reset the kernel peak for a new window without robbing open ones."""
         if self._open_windows:

@@ -186,15 +186,6 @@ class SamplerProcess:
             return ""
         return f": {lines[-1]}" if lines else ""
 
-    def latest(self) -> tuple[int, int] | None:
-        """The newest ``(t_ns, rss_bytes)`` sample, or None before the first."""
-        count = self.write_count()
-        if count == 0:
-            return None
-        offset = ring_layout.HEADER_SIZE + ((count - 1) % self.capacity) * ring_layout.ENTRY_SIZE
-        t_ns, rss = ring_layout.ENTRY.unpack_from(self._buffer, offset)
-        return t_ns, rss
-
     def read(self, start_count: int, end_count: int) -> SampleBlock:
         """Copy samples ``[start_count, end_count)`` out of the ring.
 

@@ -75,3 +75,24 @@ def assert_input_error(result: subprocess.CompletedProcess[str], *names: str) ->
     for name in names:
         assert name in lines[0]
     return lines[0]
+
+
+#: Source of an ``alloc`` module for inner pytest sessions (pytester): the same
+#: exact allocations, for tests that run a real session in a subprocess.
+INNER_ALLOC = """
+import mmap
+import time
+
+MB = 1 << 20
+
+
+def resident(size):
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    return block
+
+
+def spike(size):
+    (b"x" * size).count(b"y")
+"""

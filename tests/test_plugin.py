@@ -15,26 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import INNER_ALLOC
 
 pytest_plugins = ["pytester"]
-
-ALLOC = """
-import mmap
-import time
-
-MB = 1 << 20
-
-
-def resident(size):
-    block = mmap.mmap(-1, size)
-    for offset in range(0, size, mmap.PAGESIZE):
-        block[offset] = 1
-    return block
-
-
-def spike(size):
-    (b"x" * size).count(b"y")
-"""
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -58,7 +41,7 @@ def _properties(case: ET.Element) -> dict[str, str]:
 
 @pytest.fixture
 def alloc(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(alloc=ALLOC)
+    pytester.makepyfile(alloc=INNER_ALLOC)
 
 
 def test_each_kind_of_budget_fails_with_its_reason(pytester: pytest.Pytester, alloc: None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import resident_block
+from helpers import INNER_ALLOC, resident_block
 
 from pytest_automem.budget import MemoryBudget, judge
 from pytest_automem.investigator import investigate
@@ -248,21 +248,13 @@ def test_unknown_keys_are_allowed_for_forward_compatibility(
 
 def test_plugin_output_validates(validate: Validate, pytester: pytest.Pytester) -> None:
     """A real session's ``--automem-json``: every kind of item, pass and fail."""
+    pytester.makepyfile(alloc=INNER_ALLOC)
     pytester.makepyfile(
         test_inner="""
-        import mmap
         import unittest
 
         import pytest
-
-        MB = 1 << 20
-
-
-        def resident(size):
-            block = mmap.mmap(-1, size)
-            for offset in range(0, size, mmap.PAGESIZE):
-                block[offset] = 1
-            return block
+        from alloc import MB, resident
 
 
         @pytest.mark.memory_budget(peak="1MB")

@@ -16,7 +16,7 @@ from .attribution import Attribution, attribute_iterations
 
 if TYPE_CHECKING:
     from ..automaton import Automaton
-    from ..scenario import Scenario, ScenarioResult
+    from ..scenario import Scenario
 
 __all__ = ["ATTRIBUTION_ITERATIONS", "attribute_scenario"]
 
@@ -50,8 +50,3 @@ def attribute_scenario(
     return attribute_iterations(
         step, start_step=start_step, iterations=iterations, warmup=warmup, frames=frames
     )
-
-
-def next_step(result: ScenarioResult) -> int:
-    """The step number after a finished run."""
-    return result.warmup + result.iterations
