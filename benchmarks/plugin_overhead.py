@@ -239,7 +239,15 @@ def command(config: Config) -> list[str]:
 
 def clean_env() -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+    # PYTHONDONTWRITEBYTECODE would make every run recompile our modules and
+    # re-rewrite the test modules' asserts: a user's machine caches bytecode
+    # (pip compiles installed packages), so the warm-up run writes the caches.
+    for name in (
+        "PYTEST_ADDOPTS",
+        "PYTEST_PLUGINS",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
+        "PYTHONDONTWRITEBYTECODE",
+    ):
         env.pop(name, None)
     env["PYTHONHASHSEED"] = "0"
     return env
@@ -332,7 +340,7 @@ def plugin_source() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tests", type=int, default=1000, help="tests in the suite (1000)")
-    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds (5)")
+    parser.add_argument("--rounds", type=int, default=10, help="round-robin rounds (10)")
     parser.add_argument("--quick", action="store_true", help="200 tests, 3 rounds (smoke run)")
     args = parser.parse_args()
     tests, rounds = (200, 3) if args.quick else (args.tests, args.rounds)
@@ -373,12 +381,13 @@ def main() -> int:
 
     base_wall = statistics.median(configs[0].wall_s)
     base_session = statistics.median(configs[0].session_s)
+    base_min = min(configs[0].wall_s)
     print(
         f"\nwall = whole subprocess; session = pytest's own 'passed in'; "
         f"ratio and per-test extra against A (medians of {rounds} rounds)"
     )
     header = (
-        f"{'':2}{'configuration':30}{'wall med s':>11}{'wall min s':>11}{'ratio':>8}"
+        f"{'':2}{'configuration':30}{'wall med s':>11}{'ratio':>8}{'wall min s':>11}{'ratio':>8}"
         f"{'extra ms/test':>15}{'session med s':>15}{'ratio':>8}"
     )
     print(header)
@@ -387,20 +396,23 @@ def main() -> int:
             print(f"{config.key:2}{config.label:30}  pytest-memray not available")
             continue
         wall, session = statistics.median(config.wall_s), statistics.median(config.session_s)
+        fastest = min(config.wall_s)
         print(
-            f"{config.key:2}{config.label:30}{wall:11.3f}{min(config.wall_s):11.3f}"
-            f"{wall / base_wall:7.3f}x{(wall - base_wall) / tests * 1e3:15.3f}"
+            f"{config.key:2}{config.label:30}{wall:11.3f}{wall / base_wall:7.3f}x"
+            f"{fastest:11.3f}{fastest / base_min:7.3f}x{(wall - base_wall) / tests * 1e3:15.3f}"
             f"{session:15.3f}{session / base_session:7.3f}x"
         )
     by_key = {c.key: c for c in configs}
     c_wall = statistics.median(by_key["C"].wall_s)
     c_session = statistics.median(by_key["C"].session_s)
+    c_min = min(by_key["C"].wall_s)
     print(
         f"\nC per-test overhead: {(c_wall - base_wall) / tests * 1e3:.3f} ms (wall), "
-        f"{(c_session - base_session) / tests * 1e3:.3f} ms (session); "
-        f"target C <= 1.05x A: {'met' if c_wall <= 1.05 * base_wall else 'NOT met'} "
-        f"({c_wall / base_wall:.3f}x)"
+        f"{(c_session - base_session) / tests * 1e3:.3f} ms (session)"
     )
+    for what, ratio in (("medians", c_wall / base_wall), ("minimums", c_min / base_min)):
+        verdict = "met" if ratio <= 1.05 else "NOT met"
+        print(f"target C <= 1.05x A on wall {what}: {verdict} ({ratio:.3f}x)")
     print("\ncommands (run in the generated suite folder; <tmp> is the temporary directory):")
     for config in configs:
         if config.available:

@@ -148,11 +148,14 @@ class BriefResult:
     samples: int
     peak_source: str
     gc_mode: str
+    #: Judged on the peak, on the window's thresholds and basis.
+    max_pressure: PressureLevel
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "peak_bytes": self.peak_bytes,
             "growth_bytes": self.growth_bytes,
+            "max_pressure": self.max_pressure.name,
             "duration_s": self.duration_s,
             "samples": self.samples,
             "peak_source": self.peak_source,
@@ -217,6 +220,10 @@ class MeasurementWindow:
     @property
     def closed(self) -> bool:
         return self.result is not None
+
+    def elapsed_s(self) -> float:
+        """Seconds since the window opened."""
+        return (time.monotonic_ns() - self._start_ns) / 1e9
 
     def current_rss_bytes(self) -> int:
         """The process's resident memory now (read directly, not sampled)."""
@@ -311,9 +318,10 @@ class MeasurementWindow:
         """Close the window with its headline figures only (peak, growth, samples).
 
         No samples are copied and no statistics computed: a test's setup and
-        teardown are measured thousands of times a session and only these
-        figures are reported for them.  Garbage is collected per the
-        window's mode, as in :meth:`stop`.
+        teardown, and the call of a test monitored only by ``--automem`` when
+        no output asks for more, are measured thousands of times a session
+        and only these figures are reported for them.  Garbage is collected
+        and the end measured per the window's mode, as in :meth:`stop`.
         """
         monitor = self._monitor
         end_count = monitor._sampler.write_count()
@@ -322,7 +330,7 @@ class MeasurementWindow:
         monitor._check()
         kernel_peak = monitor._process.peak_rss_bytes()
         self._collector.collect()
-        end_rss = monitor._process.rss_bytes()
+        end_rss = self._end_rss()
         if kernel_peak is None:  # no kernel mark: the sampled maximum it is
             kernel_peak = max(
                 monitor._sampler.read(self._start_count, end_count).rss_bytes, default=0
@@ -331,6 +339,9 @@ class MeasurementWindow:
             self._fold_kernel_peak(kernel_peak)
         peak_rss = max(kernel_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
         return BriefResult(
+            max_pressure=self.thresholds.classify(
+                _measured(peak_rss, self.baseline_bytes, self.basis)
+            ),
             peak_bytes=peak_rss - self.baseline_bytes,
             growth_bytes=end_rss - self.baseline_bytes,
             duration_s=(end_ns - self._start_ns) / 1e9,

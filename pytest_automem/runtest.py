@@ -1,0 +1,521 @@
+"""Per-test measurement: a window per phase, the verdict, the test's record.
+
+:class:`RuntestHooks` is registered by the session only when collection found
+a test to monitor, so a session that monitors nothing pays for no per-test
+hook.  Each monitored test gets:
+
+* a window around its call, with garbage collected at both ends;
+* brief windows (peak and raw growth) around setup and teardown, only when
+  the test has fixtures that do work (direct parametrization does none);
+* its verdict, judged inside the call wrapper: a violation is raised there as
+  :class:`MemoryBudgetExceeded`, so pytest treats it like any failure of the
+  test (``xfail`` included);
+* its record, a dict of plain values, stored at the end of teardown.
+
+Short tests are thousands a session, so their path is kept lean: a test
+monitored only because of ``--automem`` (no budget, no automem fixture),
+when no output needs every results key, closes its call in brief — no
+samples copied, no statistics — and its record holds what the summaries
+read.  :class:`ReportHooks`, which annotates reports, is registered only
+when some test can have a verdict or the records must travel with reports
+(xdist) or feed JUnit properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .budget import BudgetError, MemoryBudget, Verdict, judge
+from .collect import GcMode
+from .pressure import PressureThresholds
+from .results import REQUIRED_TEST_KEYS
+
+if TYPE_CHECKING:
+    from .automaton import Automaton
+    from .investigator.attribution import AllocationTracer
+    from .investigator.overall import Attributed
+    from .monitor import BriefResult, MeasurementWindow, MemoryMonitor, WindowResult
+    from .scenario import Scenario, ScenarioResult
+
+__all__ = [
+    "ITEM_PLAN",
+    "ITEM_STATE",
+    "ItemPlan",
+    "ItemState",
+    "MemoryBudgetExceeded",
+    "ReportHooks",
+    "RunSettings",
+    "RuntestHooks",
+    "plan_item",
+]
+
+MARKER = "memory_budget"
+#: Fixtures whose use makes a test monitored without ``--automem``.
+MONITORING_FIXTURES = frozenset(
+    {"memory_monitor", "run_scenario", "automaton", "optimized_automaton"}
+)
+#: A test's call must add this many objects of a type for the type to be reported.
+_MIN_TYPE_GROWTH = 10
+#: What the results file keeps of each phase (a BriefResult's figures).
+PHASE_KEYS = (
+    "peak_bytes",
+    "growth_bytes",
+    "max_pressure",
+    "duration_s",
+    "samples",
+    "peak_source",
+    "gc_mode",
+)
+#: What the terminal and step summaries read of a record.
+SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
+#: A call this long is measured in full whatever the outputs: its growth rate
+#: can be judged (the investigator's growth-rate findings need 0.5 s).
+_FULL_CALL_AFTER_S = 0.5
+
+
+class MemoryBudgetExceeded(AssertionError):
+    """A test went over its ``memory_budget``; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class ItemPlan:
+    """What collection decided about one test."""
+
+    budget: MemoryBudget | None
+    monitored: bool
+    #: Setup and teardown run fixtures that do work (autouse ones included).
+    #: Without any they do no work of the test's and are not measured.
+    measure_phases: bool
+    #: Monitored only because of ``--automem``: no budget to judge and no
+    #: automem fixture whose results the investigator reads.
+    blanket: bool
+
+
+@dataclass
+class ItemState:
+    """One run of a monitored test (made afresh when its setup starts)."""
+
+    plan: ItemPlan
+    window: MeasurementWindow | None = None
+    phases: dict[str, WindowResult | BriefResult] = field(default_factory=dict)
+    #: The call was closed in brief (see :attr:`RunSettings.full_records`).
+    call_in_brief: bool = False
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    verdict: Verdict | None = None
+    failed_on_memory: bool = False
+    report_text: str | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any] | None = None
+    tracer: AllocationTracer | None = None
+    attributions: list[Attributed] = field(default_factory=list)
+    #: Scenario runs over their leak budget, attributed after the call's window.
+    to_attribute: list[tuple[Scenario, Automaton, ScenarioResult]] = field(default_factory=list)
+
+    @property
+    def budget(self) -> MemoryBudget | None:
+        return self.plan.budget
+
+
+ITEM_PLAN = pytest.StashKey[ItemPlan]()
+ITEM_STATE = pytest.StashKey[ItemState]()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The session's settings that per-test measurement reads."""
+
+    thresholds: PressureThresholds
+    gc_mode: GcMode
+    #: ``budgeted``, ``always`` or ``never`` (ini ``automem_fresh_allocator``).
+    fresh_allocator: str
+    trace_all: bool
+    junit_properties: bool
+    #: JUnit is written (``--junitxml``): properties go on the test cases.
+    junit: bool
+    #: Records travel with the teardown report (an xdist worker).
+    is_worker: bool
+    #: Every record needs all the results keys: the results file, JUnit
+    #: properties and xdist (the controller may write either) read them.
+    full_records: bool
+
+
+# -- collection -------------------------------------------------------------
+
+
+def parse_budget(item: pytest.Item) -> MemoryBudget | None:
+    """The closest ``memory_budget`` marker as a budget (None without one).
+
+    Raises BudgetError whose message names the test and the argument.
+    """
+    marker = item.get_closest_marker(MARKER)
+    if marker is None:
+        return None
+    try:
+        return MemoryBudget.from_marker(marker.args, marker.kwargs)
+    except BudgetError as exc:
+        raise BudgetError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
+
+
+def plan_item(item: pytest.Item, *, monitor_all: bool) -> ItemPlan:
+    """Decide how ``item`` is measured and store it on the item (raises BudgetError)."""
+    budget = parse_budget(item)
+    names = getattr(item, "fixturenames", None) or ()
+    uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
+    plan = ItemPlan(
+        budget=budget,
+        monitored=monitor_all or uses_automem,
+        measure_phases=_has_fixture_work(item, names),
+        blanket=not uses_automem,
+    )
+    item.stash[ITEM_PLAN] = plan
+    if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
+        # A test with a budget is judged on its directory's thresholds, so a
+        # conftest override must apply.  Requesting the fixture costs ~60 µs
+        # a test, which blanket --automem monitoring does not pay: there the
+        # ini thresholds apply unless the test asks for the fixture itself.
+        names.append("pressure_thresholds")
+    return plan
+
+
+def _direct_parameter_function() -> object:
+    """The function behind pytest's pseudo-fixtures for direct parametrization."""
+    try:
+        from _pytest.python import get_direct_param_fixture_func
+    except ImportError:  # another pytest: every fixture then counts as work
+        return None
+    return get_direct_param_fixture_func
+
+
+_DIRECT_PARAMETER = _direct_parameter_function()
+
+
+def _has_fixture_work(item: pytest.Item, names: Any) -> bool:
+    """Whether the test's setup and teardown run fixtures.
+
+    Arguments of ``@pytest.mark.parametrize`` are pseudo-fixtures that only
+    hand over a value; a test whose fixtures are all of those has nothing
+    to measure in setup and teardown.  Where pytest's fixture details cannot
+    be read, every name counts as a fixture.
+    """
+    if not names:
+        return False
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = getattr(info, "name2fixturedefs", None)
+    if definitions is None or _DIRECT_PARAMETER is None:
+        return True
+    for name in names:
+        defs = definitions.get(name)
+        if not defs or getattr(defs[-1], "func", None) is not _DIRECT_PARAMETER:
+            return True
+    return False
+
+
+# -- running ----------------------------------------------------------------
+
+
+class RuntestHooks:
+    """Windows around each phase of a monitored test; the verdict; the record."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        monitor: Callable[[], MemoryMonitor],
+        records: dict[str, dict[str, Any]],
+    ) -> None:
+        self.settings = settings
+        self._monitor = monitor
+        self._records = records
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        plan = item.stash.get(ITEM_PLAN, None)
+        if plan is None or not plan.monitored:
+            return (yield)
+        state = item.stash[ITEM_STATE] = ItemState(plan)
+        if not plan.measure_phases:
+            return (yield)
+        self._open(item, state, collect=False)
+        try:
+            return (yield)
+        finally:
+            self._close_brief(state, "setup")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.stash.get(ITEM_STATE, None)
+        if state is None:
+            return (yield)
+        budget = state.plan.budget
+        if self.settings.trace_all or (budget is not None and budget.trace):
+            from .investigator.attribution import AllocationTracer
+
+            state.tracer = AllocationTracer(min_type_count=_MIN_TYPE_GROWTH)
+            state.tracer.start()
+        self._open(item, state, collect=True)
+        try:
+            outcome = yield
+        finally:
+            self._finish_call(item, state)
+        if state.verdict is not None and not state.verdict.passed:
+            raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
+        return outcome
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.stash.get(ITEM_STATE, None)
+        if state is None:
+            return (yield)
+        try:
+            if not state.plan.measure_phases:
+                return (yield)
+            self._open(item, state, collect=False)
+            try:
+                return (yield)
+            finally:
+                self._close_brief(state, "teardown")
+        finally:
+            self._finish_test(item, state)
+
+    # -- windows -------------------------------------------------------------
+
+    def _open(self, item: pytest.Item, state: ItemState, *, collect: bool) -> None:
+        """Open a phase's window.  Only the call phase collects garbage and
+        hands the allocator's cached memory back first (so a peak cannot hide
+        in memory an earlier test freed): setup and teardown report peaks
+        and raw growth, which keeps a short test cheap (docs/pytest-plugin.md)."""
+        state.window = self._monitor().window(
+            thresholds=_thresholds_for(item, self.settings.thresholds),
+            collect_garbage=self.settings.gc_mode if collect else GcMode.OFF,
+            fresh_allocator=collect and self._fresh_allocator_for(state),
+        )
+
+    def _fresh_allocator_for(self, state: ItemState) -> bool:
+        """Whether the call starts by handing back the allocator's cached memory.
+
+        Without it a peak can hide in memory an earlier test freed and glibc
+        kept; with it each test pays ~30 µs (``malloc_trim`` walks the heap).
+        ``automem_fresh_allocator``: ``budgeted`` (tests whose figures are
+        judged), ``always`` or ``never``.
+        """
+        mode = self.settings.fresh_allocator
+        if mode == "budgeted":
+            return state.plan.budget is not None
+        return mode == "always"
+
+    @staticmethod
+    def _close_brief(state: ItemState, phase: str) -> None:
+        assert state.window is not None
+        state.phases[phase] = state.window.stop_brief()
+        state.window = None
+
+    def _closes_in_brief(self, state: ItemState) -> bool:
+        window = state.window
+        return (
+            state.plan.blanket
+            and state.tracer is None
+            and not self.settings.full_records
+            and window is not None
+            and window.elapsed_s() < _FULL_CALL_AFTER_S
+        )
+
+    # -- the call's verdict --------------------------------------------------
+
+    def _finish_call(self, item: pytest.Item, state: ItemState) -> None:
+        if self._closes_in_brief(state):
+            self._close_brief(state, "call")
+            state.call_in_brief = True
+            return
+        attribution = None
+        if state.tracer is not None:
+            # Before the window closes: what the window's own closing allocates
+            # is not the test's.  Tracing's own memory is in the window's
+            # figures either way (docs/investigator.md, "Cost").
+            attribution = state.tracer.stop()
+            state.tracer = None
+        assert state.window is not None
+        window = state.window.stop()
+        state.phases["call"] = window
+        state.window = None
+        if state.to_attribute:
+            _attribute_leaks(state)
+        if attribution is not None:
+            from .investigator.overall import Attributed
+
+            state.attributions.append(
+                Attributed("the test's call", attribution, max(window.growth_bytes, 0))
+            )
+        state.verdict = judge(state.plan.budget, window, state.scenarios)
+        if _worth_investigating(state, window):
+            from .investigator import investigate
+
+            investigation = investigate(
+                automaton=_automaton_of(item),
+                window=window,
+                scenarios=state.scenarios,
+                phases=state.phases,
+                attributions=state.attributions,
+            )
+            state.report_text = investigation.render_text()
+            state.findings = [f.to_dict() for f in investigation.findings]
+
+    # -- the record ----------------------------------------------------------
+
+    def _finish_test(self, item: pytest.Item, state: ItemState) -> None:
+        """Complete the record once teardown is measured; keep it (or, on an
+        xdist worker, leave it for :class:`ReportHooks` to send)."""
+        if "call" not in state.phases:  # setup failed or skipped: nothing ran
+            return
+        state.record = record_of(state)
+        if not self.settings.is_worker:
+            self._records[item.nodeid] = state.record
+            del item.stash[ITEM_STATE]  # a big suite must not keep every test's windows
+
+
+def record_of(state: ItemState) -> dict[str, Any]:
+    """The results-file entry for one test: plain values only.
+
+    Built at most twice per test (at the call report when JUnit properties
+    need it, then with the phases at teardown).  A call closed in brief
+    gives only what the summaries read.
+    """
+    call = state.phases["call"]
+    if state.call_in_brief:
+        return {
+            "peak_bytes": call.peak_bytes,
+            "growth_bytes": call.growth_bytes,
+            "max_pressure": call.max_pressure.name,
+            "verdict": "pass",
+            "message": None,
+        }
+    record = state.record
+    if record is None:
+        verdict = state.verdict or Verdict()
+        record = {
+            **call.to_dict(),
+            "verdict": verdict.name,
+            "violations": list(verdict.violations),
+            "message": None if verdict.passed else verdict.headline(),
+            "failed_on_memory": state.failed_on_memory,
+            "report": None if verdict.passed else verdict_text(state),
+            "budget": state.plan.budget.to_dict() if state.plan.budget else None,
+            "scenarios": [_scenario_summary(s) for s in state.scenarios],
+            "findings": list(state.findings),
+        }
+    record["phases"] = {
+        name: {key: record[key] for key in PHASE_KEYS} if name == "call" else result.to_dict()
+        for name, result in state.phases.items()
+    }
+    return record
+
+
+def verdict_text(state: ItemState) -> str:
+    """The violations, then the investigator's report."""
+    assert state.verdict is not None
+    lines = [f"- {v}" for v in state.verdict.violations]
+    return "\n".join([*lines, "", state.report_text or ""]).rstrip()
+
+
+class ReportHooks:
+    """Puts the verdict on the call's report and, on xdist workers, the record
+    on the teardown report (xdist serialises it like the rest of the report)."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        state = item.stash.get(ITEM_STATE, None)
+        if state is None:
+            return report
+        if call.when == "call" and state.verdict is not None:
+            self._annotate_call_report(item, state, report, call)
+        elif call.when == "teardown" and self.settings.is_worker:
+            if state.record is not None:
+                report.automem = state.record  # type: ignore[attr-defined]
+            del item.stash[ITEM_STATE]
+        return report
+
+    def _annotate_call_report(
+        self,
+        item: pytest.Item,
+        state: ItemState,
+        report: pytest.TestReport,
+        call: pytest.CallInfo[None],
+    ) -> None:
+        assert state.verdict is not None
+        failed_on_memory = call.excinfo is not None and call.excinfo.errisinstance(
+            MemoryBudgetExceeded
+        )
+        state.failed_on_memory = bool(failed_on_memory)
+        if report.failed and failed_on_memory:
+            report.longrepr = (
+                f"memory budget exceeded: {state.verdict.headline()}\n\n{verdict_text(state)}"
+            )
+        elif not state.verdict.passed:
+            report.sections.append(("automem: memory budget exceeded too", verdict_text(state)))
+        if self.settings.junit_properties and self.settings.junit:
+            state.record = record_of(state)
+            item.user_properties.extend(
+                (f"automem.{key}", _property_value(state.record[key])) for key in REQUIRED_TEST_KEYS
+            )
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def _thresholds_for(item: pytest.Item, default: PressureThresholds) -> PressureThresholds:
+    value = getattr(item, "funcargs", {}).get("pressure_thresholds")
+    return value if isinstance(value, PressureThresholds) else default
+
+
+def _attribute_leaks(state: ItemState) -> None:
+    """Trace a few more steps of each scenario that went over its leak budget."""
+    from .investigator.leaks import attribute_scenario
+    from .investigator.overall import Attributed
+
+    for scenario, automaton, result in state.to_attribute:
+        attribution = attribute_scenario(
+            scenario, automaton, start_step=result.warmup + result.iterations
+        )
+        measured = round(result.leak_bytes_per_iteration * attribution.iterations)
+        state.attributions.append(Attributed(f"scenario {result.name}", attribution, measured))
+    state.to_attribute.clear()
+
+
+def _automaton_of(item: pytest.Item) -> Automaton | None:
+    """The automaton the test got from the ``automaton`` fixture, if any.
+
+    Its objects and history are checked too (duplicate IDs, large arrays,
+    an unbounded history): that is often *why* the test grew.
+    """
+    value = getattr(item, "funcargs", {}).get("automaton")
+    return value if hasattr(value, "execution_history") else None
+
+
+def _worth_investigating(state: ItemState, window: WindowResult) -> bool:
+    """The investigator runs where it can say something: a failure, a long
+    window (growth-rate findings need 0.5 s), or scenario results."""
+    failed = state.verdict is not None and not state.verdict.passed
+    interesting = bool(state.scenarios or state.attributions)
+    return failed or interesting or window.duration_s >= _FULL_CALL_AFTER_S
+
+
+def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:
+    data = result.to_dict()
+    data.pop("measurement", None)
+    return data
+
+
+def _property_value(value: object) -> str | int | float | bool:
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
