@@ -203,15 +203,15 @@ class MeasurementWindow:
         self._monitor = monitor
         self.thresholds = thresholds
         self.basis = basis
-        self._collector = Collector(gc_mode)
+        self._collector = collector = Collector(gc_mode)
         self._kernel_peak_so_far = 0
         self.result: WindowResult | None = None
         monitor._check()
-        self._collector.collect()
+        collector.collect()
         if fresh_allocator:
-            self._collector.release_allocator_memory()
-        self.baseline_bytes = monitor._process.rss_bytes()
-        monitor._reset_peak_for(self, self.baseline_bytes)
+            collector.release_allocator_memory()
+        self.baseline_bytes = baseline = monitor._process.rss_bytes()
+        monitor._reset_peak_for(self, baseline)
         self._start_count = monitor._sampler.write_count()
         self._start_ns = time.monotonic_ns()
 
@@ -415,6 +415,8 @@ class MemoryMonitor:
         portable: bool = False,
     ) -> None:
         self.pid = os.getpid() if pid is None else pid
+        #: A process watching itself cannot find itself gone.
+        self._watches_itself = self.pid == os.getpid()
         self.interval_ms = parse_interval_ms(interval_ms)
         if capacity < 16:
             raise ValueError(f"invalid sampler capacity {capacity}: need at least 16 samples")
@@ -501,7 +503,7 @@ class MemoryMonitor:
         question is asked at most every :data:`_LIVENESS_CHECK_S`.
         """
         sampler = self._sampler
-        if sampler.target_gone():
+        if not self._watches_itself and sampler.target_gone():
             raise _platform.ProcessGoneError(f"process {self.pid} has exited")
         now = time.monotonic()
         if now - self._checked_at >= _LIVENESS_CHECK_S:
@@ -564,5 +566,5 @@ class MemoryMonitor:
         self._process.reset_peak(rss_bytes)
 
     def _forget(self, window: MeasurementWindow) -> None:
-        with contextlib.suppress(ValueError):
+        if window in self._open_windows:  # not when closed twice
             self._open_windows.remove(window)

@@ -24,18 +24,17 @@ when some test can have a verdict or the records must travel with reports
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .budget import BudgetError, MemoryBudget, Verdict, judge
 from .collect import GcMode
 from .pressure import PressureThresholds
-from .results import REQUIRED_TEST_KEYS
 
 if TYPE_CHECKING:
     from .automaton import Automaton
+    from .budget import MemoryBudget, Verdict
     from .investigator.attribution import AllocationTracer
     from .investigator.overall import Attributed
     from .monitor import BriefResult, MeasurementWindow, MemoryMonitor, WindowResult
@@ -46,6 +45,7 @@ __all__ = [
     "ITEM_STATE",
     "ItemPlan",
     "ItemState",
+    "MarkerError",
     "MemoryBudgetExceeded",
     "ReportHooks",
     "RunSettings",
@@ -81,6 +81,10 @@ class MemoryBudgetExceeded(AssertionError):
     """A test went over its ``memory_budget``; the message is the one-line reason."""
 
 
+class MarkerError(ValueError):
+    """A ``memory_budget`` marker that cannot be parsed; names the test and the argument."""
+
+
 @dataclass(frozen=True)
 class ItemPlan:
     """What collection decided about one test."""
@@ -95,25 +99,46 @@ class ItemPlan:
     blanket: bool
 
 
-@dataclass
 class ItemState:
-    """One run of a monitored test (made afresh when its setup starts)."""
+    """One run of a monitored test (made afresh when its setup starts).
 
-    plan: ItemPlan
-    window: MeasurementWindow | None = None
-    phases: dict[str, WindowResult | BriefResult] = field(default_factory=dict)
-    #: The call was closed in brief (see :attr:`RunSettings.full_records`).
-    call_in_brief: bool = False
-    scenarios: list[ScenarioResult] = field(default_factory=list)
-    verdict: Verdict | None = None
-    failed_on_memory: bool = False
-    report_text: str | None = None
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    record: dict[str, Any] | None = None
-    tracer: AllocationTracer | None = None
-    attributions: list[Attributed] = field(default_factory=list)
-    #: Scenario runs over their leak budget, attributed after the call's window.
-    to_attribute: list[tuple[Scenario, Automaton, ScenarioResult]] = field(default_factory=list)
+    A plain class with slots, not a dataclass: it is mutable state made
+    once per test, and defining a dataclass costs a pytest session ~0.5 ms
+    of import time for nothing here.
+    """
+
+    __slots__ = (
+        "attributions",
+        "call_in_brief",
+        "failed_on_memory",
+        "findings",
+        "phases",
+        "plan",
+        "record",
+        "report_text",
+        "scenarios",
+        "to_attribute",
+        "tracer",
+        "verdict",
+        "window",
+    )
+
+    def __init__(self, plan: ItemPlan) -> None:
+        self.plan = plan
+        self.window: MeasurementWindow | None = None
+        self.phases: dict[str, WindowResult | BriefResult] = {}
+        #: The call was closed in brief (see :attr:`RunSettings.full_records`).
+        self.call_in_brief = False
+        self.scenarios: list[ScenarioResult] = []
+        self.verdict: Verdict | None = None
+        self.failed_on_memory = False
+        self.report_text: str | None = None
+        self.findings: list[dict[str, Any]] = []
+        self.record: dict[str, Any] | None = None
+        self.tracer: AllocationTracer | None = None
+        self.attributions: list[Attributed] = []
+        #: Scenario runs over their leak budget, attributed after the call's window.
+        self.to_attribute: list[tuple[Scenario, Automaton, ScenarioResult]] = []
 
     @property
     def budget(self) -> MemoryBudget | None:
@@ -149,19 +174,21 @@ class RunSettings:
 def parse_budget(item: pytest.Item) -> MemoryBudget | None:
     """The closest ``memory_budget`` marker as a budget (None without one).
 
-    Raises BudgetError whose message names the test and the argument.
+    Raises MarkerError whose message names the test and the argument.
     """
     marker = item.get_closest_marker(MARKER)
     if marker is None:
         return None
+    from .budget import BudgetError, MemoryBudget  # only once a test has a budget
+
     try:
         return MemoryBudget.from_marker(marker.args, marker.kwargs)
     except BudgetError as exc:
-        raise BudgetError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
+        raise MarkerError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
 
 
 def plan_item(item: pytest.Item, *, monitor_all: bool) -> ItemPlan:
-    """Decide how ``item`` is measured and store it on the item (raises BudgetError)."""
+    """Decide how ``item`` is measured and store it on the item (raises MarkerError)."""
     budget = parse_budget(item)
     names = getattr(item, "fixturenames", None) or ()
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
@@ -348,6 +375,8 @@ class RuntestHooks:
             state.attributions.append(
                 Attributed("the test's call", attribution, max(window.growth_bytes, 0))
             )
+        from .budget import judge
+
         state.verdict = judge(state.plan.budget, window, state.scenarios)
         if _worth_investigating(state, window):
             from .investigator import investigate
@@ -393,6 +422,8 @@ def record_of(state: ItemState) -> dict[str, Any]:
         }
     record = state.record
     if record is None:
+        from .budget import Verdict
+
         verdict = state.verdict or Verdict()
         record = {
             **call.to_dict(),
@@ -461,6 +492,8 @@ class ReportHooks:
         elif not state.verdict.passed:
             report.sections.append(("automem: memory budget exceeded too", verdict_text(state)))
         if self.settings.junit_properties and self.settings.junit:
+            from .results import REQUIRED_TEST_KEYS
+
             state.record = record_of(state)
             item.user_properties.extend(
                 (f"automem.{key}", _property_value(state.record[key])) for key in REQUIRED_TEST_KEYS

@@ -22,6 +22,7 @@ from ._platform import ProcessGoneError
 __all__ = ["SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
 _START_TIMEOUT_S = 10.0
+_unpack_count = ring_layout.COUNT_FIELD.unpack_from
 _STOP_TIMEOUT_S = 2.0
 _STATUS_TEXT = {
     ring_layout.STATUS_STARTING: "starting",
@@ -134,8 +135,8 @@ class SamplerProcess:
         return ring_layout.COUNT_FIELD.unpack_from(self._buffer, offset)[0]
 
     def write_count(self) -> int:
-        """Samples published so far (monotonic)."""
-        return self._field(ring_layout.OFFSET_WRITE_COUNT)
+        """Samples published so far (monotonic); read at every window's ends."""
+        return _unpack_count(self._buffer, ring_layout.OFFSET_WRITE_COUNT)[0]
 
     def target_gone(self) -> bool:
         """True once the sampler saw the measured process exit."""

@@ -22,21 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .budget import BudgetError
-from .collect import GcMode
-from .pressure import PressureThresholds
-from .report.session_outputs import (
-    append_step_summary,
-    junit_attachment,
-    step_summary_markdown,
-    summary_lines,
-    write_report_files,
+from .runtest import (
+    ITEM_PLAN,
+    ITEM_STATE,
+    MarkerError,
+    ReportHooks,
+    RunSettings,
+    RuntestHooks,
+    plan_item,
 )
-from .runtest import ITEM_PLAN, ITEM_STATE, ReportHooks, RunSettings, RuntestHooks, plan_item
 
 if TYPE_CHECKING:
     from .automaton import Automaton
+    from .collect import GcMode
     from .monitor import MeasurementWindow, MemoryMonitor
+    from .pressure import PressureThresholds
     from .scenario import Scenario, ScenarioResult
 
 __all__ = ["AutomemSession"]
@@ -105,7 +105,7 @@ class AutomemSession:
             if isinstance(item, pytest.Function):
                 try:
                     plan_item(item, monitor_all=self.monitor_all)
-                except BudgetError as exc:
+                except MarkerError as exc:
                     raise collector.CollectError(str(exc)) from None
         return result
 
@@ -114,7 +114,7 @@ class AutomemSession:
             if ITEM_PLAN not in item.stash:
                 try:  # unittest methods and other non-Python items
                     plan_item(item, monitor_all=self.monitor_all)
-                except BudgetError as exc:
+                except MarkerError as exc:
                     raise pytest.UsageError(str(exc)) from None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -203,8 +203,15 @@ class AutomemSession:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the outputs once pytest's own (JUnit included) are written."""
         self.close()
-        if self.is_worker:
+        if self.is_worker or not (self.records or self.config.option.automem_json):
             return
+        from .report.session_outputs import (
+            append_step_summary,
+            junit_attachment,
+            step_summary_markdown,
+            write_report_files,
+        )
+
         options = self.config.option
         failures = self.memory_failures()
         report_files: dict[str, Path] = {}
@@ -246,6 +253,8 @@ class AutomemSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.records:
             return
+        from .report.session_outputs import summary_lines
+
         lines = summary_lines(self.records, verbosity=self.config.get_verbosity())
         terminalreporter.section("automem: memory")
         for line in lines:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 
 from .common import MemoryReadError, ProcessGoneError, ProcessMemory
-from .heap import heap_bytes, release_free_memory
 
 __all__ = [
     "PLATFORM_KIND",
@@ -47,3 +46,17 @@ def open_process(pid: int, *, portable: bool = False) -> ProcessMemory:
 
         return _open_portable(pid)
     return _open_native(pid)
+
+
+def heap_bytes() -> int | None:
+    """Bytes the allocators hold for live objects (see :mod:`.heap`)."""
+    from .heap import heap_bytes as read  # ctypes: only once a caller needs the heap
+
+    return read()
+
+
+def release_free_memory() -> bool:
+    """Hand the C allocator's cached free memory back to the OS (see :mod:`.heap`)."""
+    from .heap import release_free_memory as release
+
+    return release()
