@@ -94,6 +94,8 @@ class WindowResult:
     sample_rss_bytes: array.array = field(repr=False, compare=False)
     #: How garbage was collected at both ends (``auto``, ``full`` or ``off``).
     gc_mode: str = "auto"
+    #: False when garbage was collected at the end only (see ``MemoryMonitor.window``).
+    baseline_collected: bool = True
 
     def how_measured(self) -> str:
         """One phrase for messages: ``kernel high-water mark, 1 ms sampler, 842 samples``."""
@@ -128,6 +130,7 @@ class WindowResult:
             "peak_source": self.peak_source,
             "allocator_trimmed": self.allocator_trimmed,
             "gc_mode": self.gc_mode,
+            "baseline_collected": self.baseline_collected,
         }
 
     def describe(self) -> str:
@@ -199,15 +202,18 @@ class MeasurementWindow:
         basis: MeasurementBasis,
         gc_mode: GcMode,
         fresh_allocator: bool = True,
+        collect_at_start: bool = True,
     ) -> None:
         self._monitor = monitor
         self.thresholds = thresholds
         self.basis = basis
         self._collector = collector = Collector(gc_mode)
         self._kernel_peak_so_far = 0
+        self._baseline_collected = collect_at_start and collector.mode is not GcMode.OFF
         self.result: WindowResult | None = None
         monitor._check()
-        collector.collect()
+        if collect_at_start:
+            collector.collect()
         if fresh_allocator:
             collector.release_allocator_memory()
         self.baseline_bytes = baseline = monitor._process.rss_bytes()
@@ -285,7 +291,6 @@ class MeasurementWindow:
         try:
             monitor._check()
             kernel_peak = monitor._process.peak_rss_bytes()
-            self._collector.collect()
             end_rss: int | None = self._end_rss()
         except _platform.ProcessGoneError:
             kernel_peak, end_rss = exit_peak_rss_bytes, None
@@ -296,8 +301,11 @@ class MeasurementWindow:
         return self.result
 
     def _end_rss(self) -> int:
-        """RSS at the end, after handing back freed memory the allocator kept.
+        """RSS at the end, after collecting garbage and handing back freed
+        memory the allocator kept.
 
+        A window without a collected baseline collects only when RSS grew:
+        when it did not, collecting could only lower the growth further.
         glibc keeps freed memory mapped for reuse, so a test that allocated
         and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
         µs) is only done when RSS is up by more than
@@ -307,7 +315,17 @@ class MeasurementWindow:
         growth errs low, never high.
         """
         process = self._monitor._process
-        end = process.rss_bytes()
+        collector = self._collector
+        if collector.mode is GcMode.OFF:
+            end = process.rss_bytes()
+        elif self._baseline_collected:
+            collector.collect()
+            end = process.rss_bytes()
+        else:
+            end = process.rss_bytes()
+            if end > self.baseline_bytes:
+                collector.collect()
+                end = process.rss_bytes()
         if end - self.baseline_bytes > _TRIM_TRIGGER_BYTES and (
             self._collector.release_allocator_memory()
         ):
@@ -329,7 +347,6 @@ class MeasurementWindow:
         monitor._forget(self)
         monitor._check()
         kernel_peak = monitor._process.peak_rss_bytes()
-        self._collector.collect()
         end_rss = self._end_rss()
         if kernel_peak is None:  # no kernel mark: the sampled maximum it is
             kernel_peak = max(
@@ -387,6 +404,7 @@ class MeasurementWindow:
             peak_source="kernel-hwm" if kernel_peak is not None else "sampled",
             allocator_trimmed=self._collector.trims_allocator,
             gc_mode=self._collector.mode.value,
+            baseline_collected=self._baseline_collected,
             sample_times_ns=block.times_ns,
             sample_rss_bytes=block.rss_bytes,
         )
@@ -519,6 +537,7 @@ class MemoryMonitor:
         basis: MeasurementBasis = MeasurementBasis.RELATIVE,
         collect_garbage: GcMode | str | bool | None = None,
         fresh_allocator: bool = True,
+        collect_at_start: bool = True,
     ) -> MeasurementWindow:
         """Open a measurement window now.
 
@@ -532,6 +551,14 @@ class MemoryMonitor:
         by glibc for reuse can absorb the window's allocations: growth and
         even the peak would be understated.  The plugin turns it on for tests
         with a budget, where the figures are judged.
+
+        ``collect_at_start=False`` collects garbage at the end only, and
+        only if RSS grew.  A young collection walks every object made since
+        the last one: in a pytest session, everything pytest made since the
+        previous test (~12 µs, the largest cost of a short monitored test).
+        Skipping it can only make growth look smaller (the interpreter may
+        free older garbage during the window), never raise a false alarm.
+        The plugin does so for tests without a budget or automem fixture.
         """
         if collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
@@ -543,6 +570,7 @@ class MemoryMonitor:
             basis=basis,
             gc_mode=mode,
             fresh_allocator=fresh_allocator,
+            collect_at_start=collect_at_start,
         )
         self._open_windows.append(window)
         return window

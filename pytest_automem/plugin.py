@@ -145,6 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
+    session.start()
 
 
 def _fresh_allocator_setting(config: pytest.Config) -> str:

@@ -310,7 +310,8 @@ class RuntestHooks:
     # -- windows -------------------------------------------------------------
 
     def _open(self, item: pytest.Item, state: ItemState, *, collect: bool) -> None:
-        """Open a phase's window.  Only the call phase collects garbage and
+        """Open a phase's window.  Only the call phase collects garbage (at
+        its start too for tests with a budget or an automem fixture) and
         hands the allocator's cached memory back first (so a peak cannot hide
         in memory an earlier test freed): setup and teardown report peaks
         and raw growth, which keeps a short test cheap (docs/pytest-plugin.md)."""
@@ -318,6 +319,7 @@ class RuntestHooks:
             thresholds=_thresholds_for(item, self.settings.thresholds),
             collect_garbage=self.settings.gc_mode if collect else GcMode.OFF,
             fresh_allocator=collect and self._fresh_allocator_for(state),
+            collect_at_start=collect and not state.plan.blanket,
         )
 
     def _fresh_allocator_for(self, state: ItemState) -> bool:

@@ -43,6 +43,19 @@ __all__ = ["AutomemSession"]
 
 RUNTEST_PLUGIN_NAME = "automem-runtest"
 REPORT_PLUGIN_NAME = "automem-reports"
+WORKER_RECORDS_PLUGIN_NAME = "automem-worker-records"
+
+
+class RecordsFromWorkers:
+    """On an xdist controller: collects the records workers send on teardown reports."""
+
+    def __init__(self, records: dict[str, dict[str, Any]]) -> None:
+        self._records = records
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "automem", None)
+        if report.when == "teardown" and isinstance(record, dict):
+            self._records[report.nodeid] = record
 
 
 class AutomemSession:
@@ -83,8 +96,18 @@ class AutomemSession:
             self._monitor = MemoryMonitor(interval_ms=self.interval_ms).start(wait=False)
         return self._monitor
 
+    def start(self) -> None:
+        """Called at configure: an xdist controller listens for the workers' records.
+
+        Only there: every other session would pay for a hook call per report.
+        """
+        if getattr(self.config.option, "dist", "no") != "no" and not self.is_worker:
+            self.config.pluginmanager.register(
+                RecordsFromWorkers(self.records), WORKER_RECORDS_PLUGIN_NAME
+            )
+
     def close(self) -> None:
-        for name in (RUNTEST_PLUGIN_NAME, REPORT_PLUGIN_NAME):
+        for name in (RUNTEST_PLUGIN_NAME, REPORT_PLUGIN_NAME, WORKER_RECORDS_PLUGIN_NAME):
             hooks = self.config.pluginmanager.get_plugin(name)
             if hooks is not None:
                 self.config.pluginmanager.unregister(hooks, name)
@@ -161,12 +184,6 @@ class AutomemSession:
         return getattr(session.config.option, "dist", "no") == "no" or self.is_worker
 
     # -- results -------------------------------------------------------------
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """On an xdist controller: collect the records the workers sent."""
-        record = getattr(report, "automem", None)
-        if report.when == "teardown" and isinstance(record, dict):
-            self.records[report.nodeid] = record
 
     def record_scenario(
         self, item: pytest.Item, scenario: Scenario, automaton: Automaton, result: ScenarioResult
