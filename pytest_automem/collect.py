@@ -87,7 +87,7 @@ class Collector:
 
     def __init__(self, mode: GcMode | str | bool = GcMode.AUTO) -> None:
         self.mode = GcMode.parse(mode)
-        self._older_seen = _older_collections()
+        self._older_seen = 0 if self.mode is GcMode.OFF else _older_collections()
         self.full_collections = 0
         self.young_collections = 0
         #: True once a collection also returned the C allocator's free memory.

@@ -59,6 +59,8 @@ _LIVENESS_CHECK_S = 0.05
 #: few milliseconds is an allocation burst, not the sustained growth (MB/s)
 #: that rate budgets and the original's targets are about.
 _MIN_RATE_SAMPLES = 100
+#: Windows that collect no garbage share one collector: it never changes.
+_NO_COLLECTION = Collector(GcMode.OFF)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,9 @@ class MeasurementWindow:
         self._monitor = monitor
         self.thresholds = thresholds
         self.basis = basis
-        self._collector = collector = Collector(gc_mode)
+        self._collector = collector = (
+            _NO_COLLECTION if gc_mode is GcMode.OFF else Collector(gc_mode)
+        )
         self._kernel_peak_so_far = 0
         self._baseline_collected = collect_at_start and collector.mode is not GcMode.OFF
         self.result: WindowResult | None = None

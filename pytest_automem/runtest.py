@@ -23,7 +23,7 @@ when some test can have a verdict or the records must travel with reports
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +145,12 @@ class ItemState:
         return self.plan.budget
 
 
+_PLANS = {
+    (monitored, phases, blanket): ItemPlan(None, monitored, phases, blanket)
+    for monitored in (False, True)
+    for phases in (False, True)
+    for blanket in (False, True)
+}
 ITEM_PLAN = pytest.StashKey[ItemPlan]()
 ITEM_STATE = pytest.StashKey[ItemState]()
 
@@ -192,12 +198,12 @@ def plan_item(item: pytest.Item, *, monitor_all: bool) -> ItemPlan:
     budget = parse_budget(item)
     names = getattr(item, "fixturenames", None) or ()
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
-    plan = ItemPlan(
-        budget=budget,
-        monitored=monitor_all or uses_automem,
-        measure_phases=_has_fixture_work(item, names),
-        blanket=not uses_automem,
-    )
+    monitored = monitor_all or uses_automem
+    measure_phases = monitored and _has_fixture_work(item, names)
+    if budget is None:  # one shared plan per kind: thousands of tests, four kinds
+        plan = _PLANS[monitored, measure_phases, not uses_automem]
+    else:
+        plan = ItemPlan(budget, monitored, measure_phases, blanket=False)
     item.stash[ITEM_PLAN] = plan
     if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
         # A test with a budget is judged on its directory's thresholds, so a
@@ -250,7 +256,7 @@ class RuntestHooks:
     def __init__(
         self,
         settings: RunSettings,
-        monitor: Callable[[], MemoryMonitor],
+        monitor: MemoryMonitor,
         records: dict[str, dict[str, Any]],
     ) -> None:
         self.settings = settings
@@ -260,11 +266,9 @@ class RuntestHooks:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         plan = item.stash.get(ITEM_PLAN, None)
-        if plan is None or not plan.monitored:
+        if plan is None or not plan.measure_phases:  # the call makes the state
             return (yield)
         state = item.stash[ITEM_STATE] = ItemState(plan)
-        if not plan.measure_phases:
-            return (yield)
         self._open(item, state, collect=False)
         try:
             return (yield)
@@ -275,7 +279,10 @@ class RuntestHooks:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         state = item.stash.get(ITEM_STATE, None)
         if state is None:
-            return (yield)
+            plan = item.stash.get(ITEM_PLAN, None)
+            if plan is None or not plan.monitored:
+                return (yield)
+            state = item.stash[ITEM_STATE] = ItemState(plan)
         budget = state.plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
             from .investigator.attribution import AllocationTracer
@@ -315,7 +322,7 @@ class RuntestHooks:
         hands the allocator's cached memory back first (so a peak cannot hide
         in memory an earlier test freed): setup and teardown report peaks
         and raw growth, which keeps a short test cheap (docs/pytest-plugin.md)."""
-        state.window = self._monitor().window(
+        state.window = self._monitor.window(
             thresholds=_thresholds_for(item, self.settings.thresholds),
             collect_garbage=self.settings.gc_mode if collect else GcMode.OFF,
             fresh_allocator=collect and self._fresh_allocator_for(state),
@@ -398,11 +405,11 @@ class RuntestHooks:
     def _finish_test(self, item: pytest.Item, state: ItemState) -> None:
         """Complete the record once teardown is measured; keep it (or, on an
         xdist worker, leave it for :class:`ReportHooks` to send)."""
-        if "call" not in state.phases:  # setup failed or skipped: nothing ran
-            return
-        state.record = record_of(state)
+        if "call" in state.phases:  # else setup failed or skipped: nothing ran
+            state.record = record_of(state)
+            if not self.settings.is_worker:
+                self._records[item.nodeid] = state.record
         if not self.settings.is_worker:
-            self._records[item.nodeid] = state.record
             del item.stash[ITEM_STATE]  # a big suite must not keep every test's windows
 
 

@@ -146,8 +146,8 @@ class AutomemSession:
         A session that monitors nothing thus pays for no per-test hook at
         all.  The report hook is added only where a report can need it: some
         test can get a verdict, or records must travel with reports (xdist)
-        or become JUnit properties.  The sampler starts now so that it
-        warms up meanwhile.
+        or become JUnit properties.  The sampler starts now, without waiting
+        for its first sample: it warms up while the first tests run.
         """
         if not self.is_worker_or_runner(session):
             return
@@ -158,12 +158,11 @@ class AutomemSession:
         settings = self.run_settings()
         manager = self.config.pluginmanager
         if not manager.has_plugin(RUNTEST_PLUGIN_NAME):
-            hooks = RuntestHooks(settings, lambda: self.monitor, self.records)
+            hooks = RuntestHooks(settings, self.monitor, self.records)
             manager.register(hooks, RUNTEST_PLUGIN_NAME)
         reports_needed = settings.full_records or not all(plan.blanket for plan in monitored)
         if reports_needed and not manager.has_plugin(REPORT_PLUGIN_NAME):
             manager.register(ReportHooks(settings), REPORT_PLUGIN_NAME)
-        _ = self.monitor
 
     def run_settings(self) -> RunSettings:
         options = self.config.option
