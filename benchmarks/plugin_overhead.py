@@ -302,6 +302,42 @@ def run_once(config: Config, suite: Path, work: Path, tests: int, env: dict[str,
     config.session_s.append(float(match.group(2)))
 
 
+COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def count_instructions(config: Config, suite: Path, env: dict[str, str]) -> int:
+    """User-space instructions of one run of ``config`` under callgrind.
+
+    Unlike time, the count repeats to within ~1 % whatever else the machine
+    is doing (the sampler's timing moves it a little).  It leaves out the
+    kernel's time (our per-test system calls) and the sampler process, which
+    runs on another core.
+    """
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command(config)],
+        cwd=suite,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    match = COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or not match:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
+        raise RunFailed(f"{config.key} under callgrind: exit code {proc.returncode}\n{tail}")
+    return int(match.group(1))
+
+
+def instruction_lines(configs: list[Config], suite: Path, env: dict[str, str]) -> list[str]:
+    """Instruction counts of A, B and C (one run each), the steady figure on a noisy machine."""
+    by_key = {c.key: c for c in configs}
+    counts = {key: count_instructions(by_key[key], suite, env) for key in "ABC"}
+    lines = ["", "instructions under callgrind (one run each; user space of the pytest process):"]
+    for key in "ABC":
+        ratio = counts[key] / counts["A"]
+        lines.append(f"{key:2}{by_key[key].label:30}{counts[key] / 1e6:12.1f} M{ratio:8.3f}x")
+    return lines
+
+
 def load_average() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -348,6 +384,11 @@ def main() -> int:
         "--memray-rounds", type=int, default=3, help="rounds with the pytest-memray row (3)"
     )
     parser.add_argument("--quick", action="store_true", help="200 tests, 3 rounds (smoke run)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions of A, B and C under valgrind's callgrind (~4 min)",
+    )
     args = parser.parse_args()
     tests, rounds = (200, 3) if args.quick else (args.tests, args.rounds)
     if tests < MODULES or rounds < 1 or args.memray_rounds < 1:
@@ -384,6 +425,7 @@ def main() -> int:
                 shift = r % len(current)
                 for config in current[shift:] + current[:shift]:
                     run_once(config, suite, work, tests, env)
+            counted = instruction_lines(configs, suite, env) if args.instructions else []
         except RunFailed as exc:
             print(f"\nFAILED: {exc}", file=sys.stderr)
             return 1
@@ -422,6 +464,8 @@ def main() -> int:
     for what, ratio in (("medians", c_wall / base_wall), ("minimums", c_min / base_min)):
         verdict = "met" if ratio <= 1.05 else "NOT met"
         print(f"target C <= 1.05x A on wall {what}: {verdict} ({ratio:.3f}x)")
+    for line in counted:
+        print(line)
     print("\ncommands (run in the generated suite folder; <tmp> is the temporary directory):")
     for config in configs:
         if config.available:
