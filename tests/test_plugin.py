@@ -368,6 +368,39 @@ def test_phases_unittest_and_fixtures_are_monitored(pytester: pytest.Pytester, a
     assert phases["teardown"]["peak_bytes"] >= 59 << 20
     assert tests["test_kinds.py::test_param[2]"]["peak_bytes"] >= 79 << 20
     assert tests["test_kinds.py::TestCaseStyle::test_unittest_method"]["peak_bytes"] >= 39 << 20
+    # parametrize arguments are pseudo-fixtures with no work: no setup/teardown windows
+    assert set(tests["test_kinds.py::test_param[1]"]["phases"]) == {"call"}
+    # monitored only by --automem: garbage collected at the call's end only
+    assert all(record["baseline_collected"] is False for record in tests.values())
+
+
+def test_budgeted_tests_collect_at_both_ends_and_blanket_summary_is_brief(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makepyfile(
+        test_mixed="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.memory_budget(peak="500MB")
+        def test_budgeted():
+            spike(30 * MB)
+
+        def test_blanket_spike():
+            spike(70 * MB)
+
+        def test_blanket_small():
+            pass
+        """
+    )
+    _run(pytester, "--automem", "--automem-json=results.json").assert_outcomes(passed=3)
+    tests = _results(pytester)["tests"]
+    assert tests["test_mixed.py::test_budgeted"]["baseline_collected"] is True
+    assert tests["test_mixed.py::test_blanket_small"]["baseline_collected"] is False
+    # Without outputs the blanket calls close in brief; the summary still ranks them.
+    result = _run(pytester, "--automem")
+    result.assert_outcomes(passed=3)
+    result.stdout.re_match_lines([r"highest peak \(3 monitored tests\):", r".*test_blanket_spike$"])
 
 
 def test_unmonitored_run_writes_nothing_and_starts_no_sampler(pytester: pytest.Pytester) -> None:
