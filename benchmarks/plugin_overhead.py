@@ -39,6 +39,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -313,6 +314,8 @@ def count_instructions(config: Config, suite: Path, env: dict[str, str]) -> int:
     kernel's time (our per-test system calls) and the sampler process, which
     runs on another core.
     """
+    if shutil.which("valgrind") is None:
+        raise RunFailed("--instructions needs valgrind (Debian package valgrind)")
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command(config)],
         cwd=suite,
@@ -435,7 +438,8 @@ def main() -> int:
     base_min = min(configs[0].wall_s)
     print(
         f"\nwall = whole subprocess; session = pytest's own 'passed in'; "
-        f"ratio and per-test extra against A (medians of {rounds} rounds)"
+        f"ratios against A; extra per test from medians ({rounds} rounds, "
+        f"{min(rounds, args.memray_rounds)} for pytest-memray)"
     )
     header = (
         f"{'':2}{'configuration':30}{'wall med s':>11}{'ratio':>8}{'wall min s':>11}{'ratio':>8}"

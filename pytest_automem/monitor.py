@@ -320,18 +320,15 @@ class MeasurementWindow:
         """
         process = self._monitor._process
         collector = self._collector
-        if collector.mode is GcMode.OFF:
-            end = process.rss_bytes()
-        elif self._baseline_collected:
+        if self._baseline_collected:
+            collector.collect()
+        end = process.rss_bytes()
+        lazy = not self._baseline_collected and collector.mode is not GcMode.OFF
+        if lazy and end > self.baseline_bytes:  # else collecting could only lower growth
             collector.collect()
             end = process.rss_bytes()
-        else:
-            end = process.rss_bytes()
-            if end > self.baseline_bytes:
-                collector.collect()
-                end = process.rss_bytes()
         if end - self.baseline_bytes > _TRIM_TRIGGER_BYTES and (
-            self._collector.release_allocator_memory()
+            collector.release_allocator_memory()
         ):
             end = process.rss_bytes()
         return end

@@ -100,7 +100,8 @@ class ItemPlan:
 
 
 class ItemState:
-    """One run of a monitored test (made afresh when its setup starts).
+    """One run of a monitored test: made when its setup starts (if setup is
+    measured) or else when its call starts, dropped once its record is kept.
 
     A plain class with slots, not a dataclass: it is mutable state made
     once per test, and defining a dataclass costs a pytest session ~0.5 ms

@@ -22,8 +22,8 @@ from ._platform import ProcessGoneError
 __all__ = ["SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
 _START_TIMEOUT_S = 10.0
-_unpack_count = ring_layout.COUNT_FIELD.unpack_from
 _STOP_TIMEOUT_S = 2.0
+_unpack_count = ring_layout.COUNT_FIELD.unpack_from
 _STATUS_TEXT = {
     ring_layout.STATUS_STARTING: "starting",
     ring_layout.STATUS_RUNNING: "running",
@@ -132,7 +132,7 @@ class SamplerProcess:
         return self._process.pid
 
     def _field(self, offset: int) -> int:
-        return ring_layout.COUNT_FIELD.unpack_from(self._buffer, offset)[0]
+        return _unpack_count(self._buffer, offset)[0]
 
     def write_count(self) -> int:
         """Samples published so far (monotonic); read at every window's ends."""

@@ -101,7 +101,7 @@ class AutomemSession:
 
         Only there: every other session would pay for a hook call per report.
         """
-        if getattr(self.config.option, "dist", "no") != "no" and not self.is_worker:
+        if self.is_xdist_controller:
             self.config.pluginmanager.register(
                 RecordsFromWorkers(self.records), WORKER_RECORDS_PLUGIN_NAME
             )
@@ -149,7 +149,7 @@ class AutomemSession:
         or become JUnit properties.  The sampler starts now, without waiting
         for its first sample: it warms up while the first tests run.
         """
-        if not self.is_worker_or_runner(session):
+        if self.is_xdist_controller:  # it runs no tests itself
             return
         plans = [item.stash.get(ITEM_PLAN, None) for item in session.items]
         monitored = [plan for plan in plans if plan is not None and plan.monitored]
@@ -177,10 +177,6 @@ class AutomemSession:
             is_worker=self.is_worker,
             full_records=bool(options.automem_json) or junit or self.is_worker,
         )
-
-    def is_worker_or_runner(self, session: pytest.Session) -> bool:
-        """False on an xdist controller, which runs no tests itself."""
-        return getattr(session.config.option, "dist", "no") == "no" or self.is_worker
 
     # -- results -------------------------------------------------------------
 
@@ -214,6 +210,11 @@ class AutomemSession:
     @property
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
+
+    @property
+    def is_xdist_controller(self) -> bool:
+        """The xdist process that hands tests to workers and runs none itself."""
+        return getattr(self.config.option, "dist", "no") != "no" and not self.is_worker
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
