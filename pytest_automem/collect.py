@@ -86,7 +86,8 @@ class Collector:
     """Collects at measurement points; remembers what the interpreter did between them."""
 
     def __init__(self, mode: GcMode | str | bool = GcMode.AUTO) -> None:
-        self.mode = GcMode.parse(mode)
+        # Made for every measurement window, so a mode is not re-parsed.
+        self.mode = mode if mode.__class__ is GcMode else GcMode.parse(mode)
         self._older_seen = 0 if self.mode is GcMode.OFF else _older_collections()
         self.full_collections = 0
         self.young_collections = 0

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _platform
 from .collect import Collector, GcMode
@@ -53,6 +53,9 @@ DEFAULT_CAPACITY = 1 << 18
 _MAX_SLOPE_POINTS = 20_000
 #: RSS growth at a window's end above which the allocator's free memory is returned first.
 _TRIM_TRIGGER_BYTES = 256 * 1024
+#: RSS growth at a window's end above which a window that did not collect
+#: garbage at its start collects before the end is read (see ``_end_rss``).
+_LAZY_COLLECT_BYTES = 64 * 1024
 #: How often (at most) windows ask the OS whether the sampler still lives.
 _LIVENESS_CHECK_S = 0.05
 #: Windows with fewer samples than this give no growth rate: a rate over a
@@ -143,9 +146,13 @@ class WindowResult:
         )
 
 
-@dataclass(frozen=True)
-class BriefResult:
-    """A window's headline figures, for phases reported in brief (setup, teardown)."""
+class BriefResult(NamedTuple):
+    """A window's headline figures, for phases and calls reported in brief.
+
+    A named tuple rather than a frozen dataclass, though it is one in
+    spirit: one is made for every short test's call (and its setup and
+    teardown), and a named tuple is built in a quarter of the time.
+    """
 
     peak_bytes: int
     growth_bytes: int
@@ -196,6 +203,21 @@ class MeasurementWindow:
     far) — that is what the ``memory_monitor`` fixture hands a test.
     """
 
+    __slots__ = (
+        "_baseline_collected",
+        "_collector",
+        "_kernel_peak_so_far",
+        "_monitor",
+        "_process",
+        "_sampler",
+        "_start_count",
+        "_start_ns",
+        "baseline_bytes",
+        "basis",
+        "result",
+        "thresholds",
+    )
+
     def __init__(
         self,
         monitor: MemoryMonitor,
@@ -206,7 +228,18 @@ class MeasurementWindow:
         fresh_allocator: bool = True,
         collect_at_start: bool = True,
     ) -> None:
+        # Opened thousands of times a session (every short test): slots, the
+        # monitor's handles looked up once, its checks only when due.
+        if (
+            monitor._sampler_handle is None
+            or not monitor._watches_itself
+            or time.monotonic() - monitor._checked_at >= _LIVENESS_CHECK_S
+        ):
+            monitor._check()
         self._monitor = monitor
+        self._process = process = monitor._process_handle
+        self._sampler = sampler = monitor._sampler_handle
+        assert process is not None and sampler is not None  # checked: the monitor runs
         self.thresholds = thresholds
         self.basis = basis
         self._collector = collector = (
@@ -215,14 +248,15 @@ class MeasurementWindow:
         self._kernel_peak_so_far = 0
         self._baseline_collected = collect_at_start and collector.mode is not GcMode.OFF
         self.result: WindowResult | None = None
-        monitor._check()
         if collect_at_start:
             collector.collect()
         if fresh_allocator:
             collector.release_allocator_memory()
-        self.baseline_bytes = baseline = monitor._process.rss_bytes()
-        monitor._reset_peak_for(self, baseline)
-        self._start_count = monitor._sampler.write_count()
+        self.baseline_bytes = baseline = process.rss_bytes()
+        if monitor._open_windows:
+            monitor._fold_peak_into_open_windows()
+        process.reset_peak(baseline)
+        self._start_count = sampler.write_count()
         self._start_ns = time.monotonic_ns()
 
     # -- live view -----------------------------------------------------------
@@ -308,8 +342,12 @@ class MeasurementWindow:
         """RSS at the end, after collecting garbage and handing back freed
         memory the allocator kept.
 
-        A window without a collected baseline collects only when RSS grew:
-        when it did not, collecting could only lower the growth further.
+        A window without a collected baseline collects only when RSS grew by
+        more than :data:`_LAZY_COLLECT_BYTES`: a collection lowers RSS only
+        by freeing whole pymalloc arenas (1 MiB) or blocks large enough for
+        the allocator to hand back, so below that it would cost ~25 µs to
+        change nothing of the window's own (what it could free is older
+        garbage, which would only make the growth look smaller).
         glibc keeps freed memory mapped for reuse, so a test that allocated
         and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
         µs) is only done when RSS is up by more than
@@ -318,18 +356,18 @@ class MeasurementWindow:
         without may also hand back memory cached before it opened, so its
         growth errs low, never high.
         """
-        process = self._monitor._process
+        process = self._process
         collector = self._collector
+        baseline = self.baseline_bytes
         if self._baseline_collected:
             collector.collect()
-        end = process.rss_bytes()
-        lazy = not self._baseline_collected and collector.mode is not GcMode.OFF
-        if lazy and end > self.baseline_bytes:  # else collecting could only lower growth
-            collector.collect()
             end = process.rss_bytes()
-        if end - self.baseline_bytes > _TRIM_TRIGGER_BYTES and (
-            collector.release_allocator_memory()
-        ):
+        else:
+            end = process.rss_bytes()
+            if end - baseline > _LAZY_COLLECT_BYTES and collector is not _NO_COLLECTION:
+                collector.collect()
+                end = process.rss_bytes()
+        if end - baseline > _TRIM_TRIGGER_BYTES and collector.release_allocator_memory():
             end = process.rss_bytes()
         return end
 
@@ -340,32 +378,34 @@ class MeasurementWindow:
         teardown, and the call of a test monitored only by ``--automem`` when
         no output asks for more, are measured thousands of times a session
         and only these figures are reported for them.  Garbage is collected
-        and the end measured per the window's mode, as in :meth:`stop`.
+        and the end measured per the window's mode, as in :meth:`stop`.  The
+        sampler's liveness was checked when the window opened: no sample is
+        read here unless the platform has no kernel peak.
         """
         monitor = self._monitor
-        end_count = monitor._sampler.write_count()
+        end_count = self._sampler.write_count()
         end_ns = time.monotonic_ns()
-        monitor._forget(self)
-        monitor._check()
-        kernel_peak = monitor._process.peak_rss_bytes()
+        open_windows = monitor._open_windows
+        if self in open_windows:  # not when closed twice
+            open_windows.remove(self)
+        process = self._process
+        kernel_peak = process.peak_rss_bytes()
         end_rss = self._end_rss()
         if kernel_peak is None:  # no kernel mark: the sampled maximum it is
-            kernel_peak = max(
-                monitor._sampler.read(self._start_count, end_count).rss_bytes, default=0
-            )
-        else:
-            self._fold_kernel_peak(kernel_peak)
-        peak_rss = max(kernel_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
+            kernel_peak = max(self._sampler.read(self._start_count, end_count).rss_bytes, default=0)
+        baseline = self.baseline_bytes
+        peak_rss = max(kernel_peak, self._kernel_peak_so_far, baseline, end_rss)
+        self._kernel_peak_so_far = peak_rss
         return BriefResult(
-            max_pressure=self.thresholds.classify(
-                _measured(peak_rss, self.baseline_bytes, self.basis)
-            ),
-            peak_bytes=peak_rss - self.baseline_bytes,
-            growth_bytes=end_rss - self.baseline_bytes,
+            peak_bytes=peak_rss - baseline,
+            growth_bytes=end_rss - baseline,
             duration_s=(end_ns - self._start_ns) / 1e9,
             samples=end_count - self._start_count,
-            peak_source=monitor._process.peak_source or "sampled",
-            gc_mode=self._collector.mode.value,
+            peak_source=process.peak_source or "sampled",
+            gc_mode=self._collector.mode._value_,  # not .value: a property call
+            max_pressure=self.thresholds.classify(
+                peak_rss - baseline if self.basis is MeasurementBasis.RELATIVE else peak_rss
+            ),
         )
 
     def _build_result(
@@ -521,7 +561,9 @@ class MemoryMonitor:
         open and close thousands of times a second in a test suite, so that
         question is asked at most every :data:`_LIVENESS_CHECK_S`.
         """
-        sampler = self._sampler
+        sampler = self._sampler_handle
+        if sampler is None:
+            raise RuntimeError("MemoryMonitor is not started: call start() or use it as a context")
         if not self._watches_itself and sampler.target_gone():
             raise _platform.ProcessGoneError(f"process {self.pid} has exited")
         now = time.monotonic()
@@ -561,7 +603,9 @@ class MemoryMonitor:
         free older garbage during the window), never raise a false alarm.
         The plugin does so for tests without a budget or automem fixture.
         """
-        if collect_garbage is None:
+        if collect_garbage.__class__ is GcMode:  # the plugin's case, thousands of times
+            mode = collect_garbage
+        elif collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
         else:
             mode = GcMode.parse(collect_garbage)
@@ -585,14 +629,12 @@ class MemoryMonitor:
         finally:
             window.stop()
 
-    def _reset_peak_for(self, window: MeasurementWindow, rss_bytes: int) -> None:
-        """Reset the kernel peak for a new window without robbing open ones."""
-        if self._open_windows:
-            current_peak = self._process.peak_rss_bytes()
-            if current_peak is not None:
-                for other in self._open_windows:
-                    other._fold_kernel_peak(current_peak)
-        self._process.reset_peak(rss_bytes)
+    def _fold_peak_into_open_windows(self) -> None:
+        """Before a new window resets the kernel peak: keep it in the open ones."""
+        current_peak = self._process.peak_rss_bytes()
+        if current_peak is not None:
+            for other in self._open_windows:
+                other._fold_kernel_peak(current_peak)
 
     def _forget(self, window: MeasurementWindow) -> None:
         if window in self._open_windows:  # not when closed twice

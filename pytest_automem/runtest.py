@@ -41,12 +41,11 @@ if TYPE_CHECKING:
     from .scenario import Scenario, ScenarioResult
 
 __all__ = [
-    "ITEM_PLAN",
-    "ITEM_STATE",
     "ItemPlan",
     "ItemState",
     "MarkerError",
     "MemoryBudgetExceeded",
+    "Plans",
     "ReportHooks",
     "RunSettings",
     "RuntestHooks",
@@ -152,8 +151,11 @@ _PLANS = {
     for phases in (False, True)
     for blanket in (False, True)
 }
-ITEM_PLAN = pytest.StashKey[ItemPlan]()
-ITEM_STATE = pytest.StashKey[ItemState]()
+#: The session's plans: ``id(item)`` to the item and its plan.  Keyed by id
+#: (a C call), not by the item (``Node.__hash__`` is Python code) nor in its
+#: stash (three Python calls a lookup): it is read once per test.  Holding
+#: the item keeps its id from being reused.
+Plans = dict[int, tuple[pytest.Item, ItemPlan]]
 
 
 @dataclass(frozen=True)
@@ -178,12 +180,28 @@ class RunSettings:
 # -- collection -------------------------------------------------------------
 
 
+def closest_marker(item: pytest.Item) -> pytest.Mark | None:
+    """The ``memory_budget`` marker closest to the test (its own, its class's, its module's...).
+
+    What ``item.get_closest_marker`` returns, found by a plain walk up the
+    tree: this runs for every collected test, and pytest's three nested
+    generators cost a large test suite a measurable part of its collection.
+    """
+    node: pytest.Item | pytest.Collector | None = item
+    while node is not None:
+        for mark in node.own_markers:
+            if mark.name == MARKER:
+                return mark
+        node = node.parent
+    return None
+
+
 def parse_budget(item: pytest.Item) -> MemoryBudget | None:
     """The closest ``memory_budget`` marker as a budget (None without one).
 
     Raises MarkerError whose message names the test and the argument.
     """
-    marker = item.get_closest_marker(MARKER)
+    marker = closest_marker(item)
     if marker is None:
         return None
     from .budget import BudgetError, MemoryBudget  # only once a test has a budget
@@ -195,7 +213,7 @@ def parse_budget(item: pytest.Item) -> MemoryBudget | None:
 
 
 def plan_item(item: pytest.Item, *, monitor_all: bool) -> ItemPlan:
-    """Decide how ``item`` is measured and store it on the item (raises MarkerError)."""
+    """Decide how ``item`` is measured (raises MarkerError)."""
     budget = parse_budget(item)
     names = getattr(item, "fixturenames", None) or ()
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
@@ -205,7 +223,6 @@ def plan_item(item: pytest.Item, *, monitor_all: bool) -> ItemPlan:
         plan = _PLANS[monitored, measure_phases, not uses_automem]
     else:
         plan = ItemPlan(budget, monitored, measure_phases, blanket=False)
-    item.stash[ITEM_PLAN] = plan
     if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
         # A test with a budget is judged on its directory's thresholds, so a
         # conftest override must apply.  Requesting the fixture costs ~60 µs
@@ -252,24 +269,50 @@ def _has_fixture_work(item: pytest.Item, names: Any) -> bool:
 
 
 class RuntestHooks:
-    """Windows around each phase of a monitored test; the verdict; the record."""
+    """Windows around each phase of a monitored test; the verdict; the record.
+
+    Tests run one at a time in a process, so the running test's plan and
+    state live here (``_item``, ``_plan``, ``_state``) rather than in the
+    item's stash: a short test then pays for one lookup of its plan, at setup.
+    The state of the last test stays until the next one starts, so the
+    report hooks (which run after each phase) can still read it.
+    """
 
     def __init__(
         self,
         settings: RunSettings,
         monitor: MemoryMonitor,
+        plans: Plans,
         records: dict[str, dict[str, Any]],
     ) -> None:
         self.settings = settings
         self._monitor = monitor
+        self._plans = plans
         self._records = records
+        #: The monitored test now running (None between tests or when it is not monitored).
+        self._item: pytest.Item | None = None
+        self._plan: ItemPlan = _PLANS[False, False, False]
+        self._state: ItemState | None = None
+        #: Whether a blanket test's call may close in brief (see _blanket_call).
+        self._blanket_in_brief = not (settings.full_records or settings.trace_all)
+
+    def state_of(self, item: pytest.Item) -> ItemState | None:
+        """The state of ``item`` while it runs (and until the next test starts)."""
+        return self._state if item is self._item else None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        plan = item.stash.get(ITEM_PLAN, None)
-        if plan is None or not plan.measure_phases:  # the call makes the state
+        entry = self._plans.get(id(item))
+        self._state = None
+        if entry is None or entry[0] is not item or not entry[1].monitored:
+            self._item = None
             return (yield)
-        state = item.stash[ITEM_STATE] = ItemState(plan)
+        plan = entry[1]
+        self._item = item
+        self._plan = plan
+        if not plan.measure_phases:  # the call makes the state, if it needs one
+            return (yield)
+        state = self._state = ItemState(plan)
         self._open(item, state, collect=False)
         try:
             return (yield)
@@ -278,12 +321,14 @@ class RuntestHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        state = item.stash.get(ITEM_STATE, None)
+        if item is not self._item:
+            return (yield)
+        state = self._state
         if state is None:
-            plan = item.stash.get(ITEM_PLAN, None)
-            if plan is None or not plan.monitored:
-                return (yield)
-            state = item.stash[ITEM_STATE] = ItemState(plan)
+            plan = self._plan
+            if plan.blanket and self._blanket_in_brief:
+                return (yield from self._blanket_call(item, plan))
+            state = self._state = ItemState(plan)
         budget = state.plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
             from .investigator.attribution import AllocationTracer
@@ -299,10 +344,33 @@ class RuntestHooks:
             raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
         return outcome
 
+    def _blanket_call(self, item: pytest.Item, plan: ItemPlan) -> Generator[None, None, None]:
+        """The call of a test monitored only by ``--automem``, with no phases
+        to measure and no output that needs every key: the lean path of
+        thousands of short tests.  It makes no state; a call under
+        :data:`_FULL_CALL_AFTER_S` is closed in brief and its summary record
+        kept at once, a longer one is measured in full like any other."""
+        window = self._monitor.window(
+            thresholds=_thresholds_for(item, self.settings.thresholds),
+            collect_garbage=self.settings.gc_mode,
+            fresh_allocator=self.settings.fresh_allocator == "always",
+            collect_at_start=False,
+        )
+        try:
+            return (yield)
+        finally:
+            if window.elapsed_s() < _FULL_CALL_AFTER_S:
+                self._records[item.nodeid] = brief_record(window.stop_brief())
+                self._item = None  # nothing left to measure at teardown
+            else:
+                state = self._state = ItemState(plan)
+                state.window = window
+                self._finish_call(item, state)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        state = item.stash.get(ITEM_STATE, None)
-        if state is None:
+        state = self._state
+        if state is None or item is not self._item:
             return (yield)
         try:
             if not state.plan.measure_phases:
@@ -410,8 +478,6 @@ class RuntestHooks:
             state.record = record_of(state)
             if not self.settings.is_worker:
                 self._records[item.nodeid] = state.record
-        if not self.settings.is_worker:
-            del item.stash[ITEM_STATE]  # a big suite must not keep every test's windows
 
 
 def record_of(state: ItemState) -> dict[str, Any]:
@@ -423,13 +489,7 @@ def record_of(state: ItemState) -> dict[str, Any]:
     """
     call = state.phases["call"]
     if state.call_in_brief:
-        return {
-            "peak_bytes": call.peak_bytes,
-            "growth_bytes": call.growth_bytes,
-            "max_pressure": call.max_pressure.name,
-            "verdict": "pass",
-            "message": None,
-        }
+        return brief_record(call)
     record = state.record
     if record is None:
         from .budget import Verdict
@@ -453,6 +513,17 @@ def record_of(state: ItemState) -> dict[str, Any]:
     return record
 
 
+def brief_record(call: BriefResult) -> dict[str, Any]:
+    """The record of a call closed in brief: what the summaries read (no verdict to judge)."""
+    return {
+        "peak_bytes": call.peak_bytes,
+        "growth_bytes": call.growth_bytes,
+        "max_pressure": call.max_pressure.name,
+        "verdict": "pass",
+        "message": None,
+    }
+
+
 def verdict_text(state: ItemState) -> str:
     """The violations, then the investigator's report."""
     assert state.verdict is not None
@@ -464,23 +535,22 @@ class ReportHooks:
     """Puts the verdict on the call's report and, on xdist workers, the record
     on the teardown report (xdist serialises it like the rest of the report)."""
 
-    def __init__(self, settings: RunSettings) -> None:
+    def __init__(self, settings: RunSettings, runtest: RuntestHooks) -> None:
         self.settings = settings
+        self._runtest = runtest
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        state = item.stash.get(ITEM_STATE, None)
+        state = self._runtest.state_of(item)
         if state is None:
             return report
         if call.when == "call" and state.verdict is not None:
             self._annotate_call_report(item, state, report, call)
-        elif call.when == "teardown" and self.settings.is_worker:
-            if state.record is not None:
-                report.automem = state.record  # type: ignore[attr-defined]
-            del item.stash[ITEM_STATE]
+        elif call.when == "teardown" and self.settings.is_worker and state.record is not None:
+            report.automem = state.record  # type: ignore[attr-defined]
         return report
 
     def _annotate_call_report(

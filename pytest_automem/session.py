@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .runtest import (
-    ITEM_PLAN,
-    ITEM_STATE,
+    ItemState,
     MarkerError,
+    Plans,
     ReportHooks,
     RunSettings,
     RuntestHooks,
@@ -82,8 +82,11 @@ class AutomemSession:
         self.trace_all = trace_all
         self.fresh_allocator = fresh_allocator
         self.records: dict[str, dict[str, Any]] = {}
+        #: Every collected test's plan, made as it is collected.
+        self.plans: Plans = {}
         self.written: list[tuple[str, str]] = []
         self._monitor: MemoryMonitor | None = None
+        self._runtest: RuntestHooks | None = None
 
     # -- the sampler ---------------------------------------------------------
 
@@ -111,6 +114,7 @@ class AutomemSession:
             hooks = self.config.pluginmanager.get_plugin(name)
             if hooks is not None:
                 self.config.pluginmanager.unregister(hooks, name)
+        self._runtest = None
         if self._monitor is not None:
             self._monitor.close()
             self._monitor = None
@@ -127,16 +131,17 @@ class AutomemSession:
         for item in items:
             if isinstance(item, pytest.Function):
                 try:
-                    plan_item(item, monitor_all=self.monitor_all)
+                    self.plans[id(item)] = (item, plan_item(item, monitor_all=self.monitor_all))
                 except MarkerError as exc:
                     raise collector.CollectError(str(exc)) from None
         return result
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        plans = self.plans
         for item in items:
-            if ITEM_PLAN not in item.stash:
+            if id(item) not in plans:
                 try:  # unittest methods and other non-Python items
-                    plan_item(item, monitor_all=self.monitor_all)
+                    plans[id(item)] = (item, plan_item(item, monitor_all=self.monitor_all))
                 except MarkerError as exc:
                     raise pytest.UsageError(str(exc)) from None
 
@@ -151,18 +156,18 @@ class AutomemSession:
         """
         if self.is_xdist_controller:  # it runs no tests itself
             return
-        plans = [item.stash.get(ITEM_PLAN, None) for item in session.items]
-        monitored = [plan for plan in plans if plan is not None and plan.monitored]
+        plans = [self.plans.get(id(item)) for item in session.items]
+        monitored = [entry[1] for entry in plans if entry is not None and entry[1].monitored]
         if not monitored:
             return
         settings = self.run_settings()
         manager = self.config.pluginmanager
-        if not manager.has_plugin(RUNTEST_PLUGIN_NAME):
-            hooks = RuntestHooks(settings, self.monitor, self.records)
-            manager.register(hooks, RUNTEST_PLUGIN_NAME)
+        if self._runtest is None:
+            self._runtest = RuntestHooks(settings, self.monitor, self.plans, self.records)
+            manager.register(self._runtest, RUNTEST_PLUGIN_NAME)
         reports_needed = settings.full_records or not all(plan.blanket for plan in monitored)
         if reports_needed and not manager.has_plugin(REPORT_PLUGIN_NAME):
-            manager.register(ReportHooks(settings), REPORT_PLUGIN_NAME)
+            manager.register(ReportHooks(settings, self._runtest), REPORT_PLUGIN_NAME)
 
     def run_settings(self) -> RunSettings:
         options = self.config.option
@@ -190,7 +195,7 @@ class AutomemSession:
         against the test): the scenario then runs a few more steps on the
         same automaton under tracing, paid only where a verdict needs it.
         """
-        state = item.stash.get(ITEM_STATE, None)
+        state = self._state_of(item)
         if state is None:
             return
         state.scenarios.append(result)
@@ -199,8 +204,11 @@ class AutomemSession:
             state.to_attribute.append((scenario, automaton, result))
 
     def current_window(self, item: pytest.Item) -> MeasurementWindow | None:
-        state = item.stash.get(ITEM_STATE, None)
+        state = self._state_of(item)
         return state.window if state is not None else None
+
+    def _state_of(self, item: pytest.Item) -> ItemState | None:
+        return self._runtest.state_of(item) if self._runtest is not None else None
 
     def memory_failures(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.records.items() if v["verdict"] == "fail"}

@@ -12,6 +12,9 @@ from .common import MemoryReadError, ProcessGoneError
 PLATFORM_KIND = "linux-procfs"
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+#: getrusage's scope for our own mark (used only where it exists: see ``_own``).
+_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+_getrusage = resource.getrusage
 _GONE_ERRNOS = {errno.ESRCH, errno.ENOENT}
 _CLEAR_REFS_RESET_PEAK = b"5"
 #: getrusage's peak may exceed RSS right after a reset by the kernel's
@@ -54,38 +57,47 @@ class LinuxProcessMemory:
             data = os.pread(self._statm, 128, 0)
         except OSError as exc:
             raise _translate(exc, self.pid, "statm") from None
-        fields = data.split()
+        fields = data.split(None, 2)  # size, resident, the rest
         rss_pages = int(fields[1]) if len(fields) >= 2 else 0
         if rss_pages == 0:  # empty or all-zero statm: a zombie, no memory left
             raise ProcessGoneError(f"process {self.pid} has exited")
         return rss_pages * _PAGE_SIZE
 
     def reset_peak(self, rss_bytes: int | None = None) -> bool:
+        """Start a new high-water mark at the current RSS (``rss_bytes`` if
+        the caller just read it).
+
+        Reading our own mark costs one ``getrusage``; when it already equals
+        the current RSS (memory has not fallen since the mark was last
+        reset, the usual case in a test session) a reset would change
+        nothing, so the write to ``clear_refs`` is skipped.
+        """
         if self._clear_refs is None:
             return False
+        own = self._own
+        if own and rss_bytes is not None and _getrusage(_THREAD).ru_maxrss * 1024 <= rss_bytes:
+            return True
         try:
             os.write(self._clear_refs, _CLEAR_REFS_RESET_PEAK)
         except OSError as exc:
             raise _translate(exc, self.pid, "clear_refs") from None
-        current = self.rss_bytes() if rss_bytes is None and self._own else rss_bytes or 0
-        if self._own and self._usage_peak() > current + _USAGE_SLACK_BYTES:
+        if not own:
+            return True
+        current = self.rss_bytes() if rss_bytes is None else rss_bytes
+        if _getrusage(_THREAD).ru_maxrss * 1024 > current + _USAGE_SLACK_BYTES:
             # getrusage also reports peaks clear_refs cannot reset (the
             # signal struct's maxrss, fed by exited threads): from now on,
             # read the mark itself from /proc/<pid>/status.
             self._own = False
         return True
 
-    @staticmethod
-    def _usage_peak() -> int:
-        return resource.getrusage(resource.RUSAGE_THREAD).ru_maxrss * 1024
-
     def peak_rss_bytes(self) -> int | None:
         if self._clear_refs is None:
             return None
         if self._own:
-            # The same high-water mark, 20x cheaper than parsing /proc/self/status,
-            # as long as reset_peak has seen it follow the reset.
-            return self._usage_peak()
+            # Our own mark, 20x cheaper than parsing /proc/self/status (valid
+            # while reset_peak sees it follow the reset).
+            return _getrusage(_THREAD).ru_maxrss * 1024
         try:
             data = os.pread(self._status, 4096, 0)
         except OSError as exc:
