@@ -45,6 +45,7 @@ __all__ = [
     "ItemState",
     "MarkerError",
     "MemoryBudgetExceeded",
+    "PhasedRuntestHooks",
     "Plans",
     "ReportHooks",
     "RunSettings",
@@ -212,13 +213,22 @@ def parse_budget(item: pytest.Item) -> MemoryBudget | None:
         raise MarkerError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
 
 
-def plan_item(item: pytest.Item, *, monitor_all: bool) -> ItemPlan:
-    """Decide how ``item`` is measured (raises MarkerError)."""
+def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> ItemPlan:
+    """Decide how ``item`` is measured (raises MarkerError).
+
+    ``blanket_phases``: measure the setup and teardown of tests monitored
+    only by ``--automem`` too.  Only the results file, JUnit properties and
+    xdist records report those phases; without them nothing would read the
+    figures, and measuring them would cost every such test two hook
+    wrappers and two windows.
+    """
     budget = parse_budget(item)
     names = getattr(item, "fixturenames", None) or ()
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
     monitored = monitor_all or uses_automem
-    measure_phases = monitored and _has_fixture_work(item, names)
+    measure_phases = (
+        monitored and (uses_automem or blanket_phases) and _has_fixture_work(item, names)
+    )
     if budget is None:  # one shared plan per kind: thousands of tests, four kinds
         plan = _PLANS[monitored, measure_phases, not uses_automem]
     else:
@@ -269,13 +279,15 @@ def _has_fixture_work(item: pytest.Item, names: Any) -> bool:
 
 
 class RuntestHooks:
-    """Windows around each phase of a monitored test; the verdict; the record.
+    """The window around each monitored test's call; the verdict; the record.
 
-    Tests run one at a time in a process, so the running test's plan and
-    state live here (``_item``, ``_plan``, ``_state``) rather than in the
-    item's stash: a short test then pays for one lookup of its plan, at setup.
-    The state of the last test stays until the next one starts, so the
-    report hooks (which run after each phase) can still read it.
+    Registered when no monitored test measures its setup and teardown (see
+    :class:`PhasedRuntestHooks`): then a test costs one hook wrapper, not
+    three.  Tests run one at a time in a process, so the running test's
+    plan and state live here (``_item``, ``_plan``, ``_state``) rather than
+    in the item's stash: a short test pays for one lookup of its plan.  The
+    state of the last test stays until the next one starts, so the report
+    hooks (which run after each phase) can still read it.
     """
 
     def __init__(
@@ -293,43 +305,43 @@ class RuntestHooks:
         self._item: pytest.Item | None = None
         self._plan: ItemPlan = _PLANS[False, False, False]
         self._state: ItemState | None = None
-        #: Whether a blanket test's call may close in brief (see _blanket_call).
+        #: Whether a blanket test's call may close in brief (see _close_blanket_call).
         self._blanket_in_brief = not (settings.full_records or settings.trace_all)
 
     def state_of(self, item: pytest.Item) -> ItemState | None:
         """The state of ``item`` while it runs (and until the next test starts)."""
         return self._state if item is self._item else None
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+    def _begin(self, item: pytest.Item) -> ItemPlan | None:
+        """Start a test: its plan if it is monitored, else None."""
         entry = self._plans.get(id(item))
         self._state = None
         if entry is None or entry[0] is not item or not entry[1].monitored:
             self._item = None
-            return (yield)
-        plan = entry[1]
+            return None
         self._item = item
-        self._plan = plan
-        if not plan.measure_phases:  # the call makes the state, if it needs one
-            return (yield)
-        state = self._state = ItemState(plan)
-        self._open(item, state, collect=False)
-        try:
-            return (yield)
-        finally:
-            self._close_brief(state, "setup")
+        self._plan = plan = entry[1]
+        return plan
+
+    def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
+        """The plan of the test whose call starts (None if it is not monitored)."""
+        return self._begin(item)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        if item is not self._item:
+        plan = self._plan_at_call(item)
+        if plan is None:
             return (yield)
         state = self._state
         if state is None:
-            plan = self._plan
             if plan.blanket and self._blanket_in_brief:
-                return (yield from self._blanket_call(item, plan))
+                window = self._open_blanket_call(item)
+                try:
+                    return (yield)
+                finally:
+                    self._close_blanket_call(item, plan, window)
             state = self._state = ItemState(plan)
-        budget = state.plan.budget
+        budget = plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
             from .investigator.attribution import AllocationTracer
 
@@ -340,48 +352,37 @@ class RuntestHooks:
             outcome = yield
         finally:
             self._finish_call(item, state)
+            if not plan.measure_phases:  # nothing left to measure at teardown
+                self._finish_test(item, state)
         if state.verdict is not None and not state.verdict.passed:
             raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
         return outcome
 
-    def _blanket_call(self, item: pytest.Item, plan: ItemPlan) -> Generator[None, None, None]:
-        """The call of a test monitored only by ``--automem``, with no phases
-        to measure and no output that needs every key: the lean path of
-        thousands of short tests.  It makes no state; a call under
-        :data:`_FULL_CALL_AFTER_S` is closed in brief and its summary record
-        kept at once, a longer one is measured in full like any other."""
-        window = self._monitor.window(
+    # -- the lean path of short blanket tests ---------------------------------
+
+    def _open_blanket_call(self, item: pytest.Item) -> MeasurementWindow:
+        """The call of a test monitored only by ``--automem`` with no phases
+        to measure, when no output needs every key: thousands of short
+        tests take this path, which makes no state."""
+        return self._monitor.window(
             thresholds=_thresholds_for(item, self.settings.thresholds),
             collect_garbage=self.settings.gc_mode,
             fresh_allocator=self.settings.fresh_allocator == "always",
             collect_at_start=False,
         )
-        try:
-            return (yield)
-        finally:
-            if window.elapsed_s() < _FULL_CALL_AFTER_S:
-                self._records[item.nodeid] = brief_record(window.stop_brief())
-                self._item = None  # nothing left to measure at teardown
-            else:
-                state = self._state = ItemState(plan)
-                state.window = window
-                self._finish_call(item, state)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        state = self._state
-        if state is None or item is not self._item:
-            return (yield)
-        try:
-            if not state.plan.measure_phases:
-                return (yield)
-            self._open(item, state, collect=False)
-            try:
-                return (yield)
-            finally:
-                self._close_brief(state, "teardown")
-        finally:
-            self._finish_test(item, state)
+    def _close_blanket_call(
+        self, item: pytest.Item, plan: ItemPlan, window: MeasurementWindow
+    ) -> None:
+        """A call under :data:`_FULL_CALL_AFTER_S` is closed in brief and its
+        summary record kept; a longer one is measured in full like any other."""
+        if window.elapsed_s() < _FULL_CALL_AFTER_S:
+            self._records[item.nodeid] = brief_record(window.stop_brief())
+            return
+        state = self._state = ItemState(plan)
+        state.window = window
+        self._finish_call(item, state)
+        self._finish_test(item, state)
 
     # -- windows -------------------------------------------------------------
 
@@ -480,6 +481,42 @@ class RuntestHooks:
                 self._records[item.nodeid] = state.record
 
 
+class PhasedRuntestHooks(RuntestHooks):
+    """:class:`RuntestHooks` that also measure setup and teardown.
+
+    Registered when some monitored test has setup or teardown work to
+    measure (see :func:`plan_item`).  Setup starts the test, so the
+    ``memory_monitor`` fixture can read the setup window.
+    """
+
+    def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
+        return self._plan if item is self._item else None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        plan = self._begin(item)
+        if plan is None or not plan.measure_phases:  # the call makes the state, if needed
+            return (yield)
+        state = self._state = ItemState(plan)
+        self._open(item, state, collect=False)
+        try:
+            return (yield)
+        finally:
+            self._close_brief(state, "setup")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = self._state
+        if state is None or item is not self._item or not state.plan.measure_phases:
+            return (yield)
+        self._open(item, state, collect=False)
+        try:
+            return (yield)
+        finally:
+            self._close_brief(state, "teardown")
+            self._finish_test(item, state)
+
+
 def record_of(state: ItemState) -> dict[str, Any]:
     """The results-file entry for one test: plain values only.
 
@@ -565,6 +602,8 @@ class ReportHooks:
             MemoryBudgetExceeded
         )
         state.failed_on_memory = bool(failed_on_memory)
+        if state.record is not None:  # kept at the call's end (a test without phases)
+            state.record["failed_on_memory"] = state.failed_on_memory
         if report.failed and failed_on_memory:
             report.longrepr = (
                 f"memory budget exceeded: {state.verdict.headline()}\n\n{verdict_text(state)}"

@@ -16,15 +16,17 @@ the summary.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .runtest import (
+    ItemPlan,
     ItemState,
     MarkerError,
+    PhasedRuntestHooks,
     Plans,
     ReportHooks,
     RunSettings,
@@ -122,28 +124,25 @@ class AutomemSession:
     # -- collection ----------------------------------------------------------
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_pycollect_makeitem(
-        self, collector: pytest.Collector, name: str, obj: object
-    ) -> Generator[None, Any, Any]:
-        """Parse budgets as test functions are made: a bad one is a collection error."""
-        result = yield
-        items = result if isinstance(result, list) else [result]
-        for item in items:
-            if isinstance(item, pytest.Function):
-                try:
-                    self.plans[id(item)] = (item, plan_item(item, monitor_all=self.monitor_all))
-                except MarkerError as exc:
-                    raise collector.CollectError(str(exc)) from None
-        return result
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        """Plan tests as their collector (a module, a class) reports them.
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        plans = self.plans
-        for item in items:
-            if id(item) not in plans:
-                try:  # unittest methods and other non-Python items
-                    plans[id(item)] = (item, plan_item(item, monitor_all=self.monitor_all))
-                except MarkerError as exc:
-                    raise pytest.UsageError(str(exc)) from None
+        A bad budget then fails that collector like any collection error,
+        naming the test and the argument.  Once per collector, not once per
+        name in a module (as ``pytest_pycollect_makeitem`` would be).
+        """
+        report = yield
+        if report.passed:
+            plans, options = self.plans, self._plan_options()
+            try:
+                for node in report.result:
+                    if isinstance(node, pytest.Item):
+                        plans[id(node)] = (node, plan_item(node, **options))
+            except MarkerError as exc:
+                return pytest.CollectReport(report.nodeid, "failed", str(exc), [])
+        return report
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """If anything will be monitored: register the per-test hooks, start the sampler.
@@ -156,18 +155,39 @@ class AutomemSession:
         """
         if self.is_xdist_controller:  # it runs no tests itself
             return
-        plans = [self.plans.get(id(item)) for item in session.items]
-        monitored = [entry[1] for entry in plans if entry is not None and entry[1].monitored]
+        monitored = [plan for plan in self._plans_of(session.items) if plan.monitored]
         if not monitored:
             return
         settings = self.run_settings()
         manager = self.config.pluginmanager
         if self._runtest is None:
-            self._runtest = RuntestHooks(settings, self.monitor, self.plans, self.records)
+            hooks = PhasedRuntestHooks if any(p.measure_phases for p in monitored) else RuntestHooks
+            self._runtest = hooks(settings, self.monitor, self.plans, self.records)
             manager.register(self._runtest, RUNTEST_PLUGIN_NAME)
         reports_needed = settings.full_records or not all(plan.blanket for plan in monitored)
         if reports_needed and not manager.has_plugin(REPORT_PLUGIN_NAME):
             manager.register(ReportHooks(settings, self._runtest), REPORT_PLUGIN_NAME)
+
+    def _plans_of(self, items: list[pytest.Item]) -> Iterator[ItemPlan]:
+        """The items' plans, planning any no collector reported (added by a plugin)."""
+        plans, options = self.plans, self._plan_options()
+        for item in items:
+            entry = plans.get(id(item))
+            if entry is None or entry[0] is not item:
+                try:
+                    entry = plans[id(item)] = (item, plan_item(item, **options))
+                except MarkerError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+            yield entry[1]
+
+    def _plan_options(self) -> dict[str, bool]:
+        return {"monitor_all": self.monitor_all, "blanket_phases": self.full_records}
+
+    @property
+    def full_records(self) -> bool:
+        """Records need every results key: an output reads them all (see RunSettings)."""
+        options = self.config.option
+        return bool(options.automem_json or getattr(options, "xmlpath", None)) or self.is_worker
 
     def run_settings(self) -> RunSettings:
         options = self.config.option
@@ -180,7 +200,7 @@ class AutomemSession:
             junit_properties=self.junit_properties,
             junit=junit,
             is_worker=self.is_worker,
-            full_records=bool(options.automem_json) or junit or self.is_worker,
+            full_records=self.full_records,
         )
 
     # -- results -------------------------------------------------------------
