@@ -46,6 +46,11 @@ class PressureLevel(enum.IntEnum):
         raise ValueError(f"invalid pressure level {value!r}: expected one of {names}")
 
 
+#: Enum members read through their class cost a descriptor call each
+#: (~50 ns in Python 3.11); the per-test paths read these instead.
+_LOW, _MEDIUM, _HIGH, _CRITICAL = PressureLevel
+
+
 class MeasurementBasis(enum.Enum):
     """What a pressure level is measured on.
 
@@ -102,14 +107,18 @@ class PressureThresholds:
             raise ValueError(f"invalid pressure thresholds {text!r}: {exc}") from None
 
     def classify(self, measured_bytes: float) -> PressureLevel:
-        """The highest level whose boundary ``measured_bytes`` reaches."""
-        if measured_bytes >= self.critical:
-            return PressureLevel.CRITICAL
-        if measured_bytes >= self.high:
-            return PressureLevel.HIGH
-        if measured_bytes >= self.medium:
-            return PressureLevel.MEDIUM
-        return PressureLevel.LOW
+        """The highest level whose boundary ``measured_bytes`` reaches.
+
+        Called for every measured test: the usual answer (LOW) comes first,
+        and levels are module constants (see ``_LOW``).
+        """
+        if measured_bytes < self.medium:
+            return _LOW
+        if measured_bytes < self.high:
+            return _MEDIUM
+        if measured_bytes < self.critical:
+            return _HIGH
+        return _CRITICAL
 
     def describe(self) -> str:
         """The thresholds as the text form the ini setting accepts."""

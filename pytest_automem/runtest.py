@@ -23,6 +23,7 @@ when some test can have a verdict or the records must travel with reports
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,7 @@ SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "messag
 #: A call this long is measured in full whatever the outputs: its growth rate
 #: can be judged (the investigator's growth-rate findings need 0.5 s).
 _FULL_CALL_AFTER_S = 0.5
+_FULL_CALL_AFTER_NS = int(_FULL_CALL_AFTER_S * 1e9)
 
 
 class MemoryBudgetExceeded(AssertionError):
@@ -376,7 +378,7 @@ class RuntestHooks:
     ) -> None:
         """A call under :data:`_FULL_CALL_AFTER_S` is closed in brief and its
         summary record kept; a longer one is measured in full like any other."""
-        if window.elapsed_s() < _FULL_CALL_AFTER_S:
+        if time.monotonic_ns() - window.opened_ns < _FULL_CALL_AFTER_NS:
             self._records[item.nodeid] = brief_record(window.stop_brief())
             return
         state = self._state = ItemState(plan)
@@ -555,7 +557,7 @@ def brief_record(call: BriefResult) -> dict[str, Any]:
     return {
         "peak_bytes": call.peak_bytes,
         "growth_bytes": call.growth_bytes,
-        "max_pressure": call.max_pressure.name,
+        "max_pressure": call.max_pressure._name_,  # not .name: a property call
         "verdict": "pass",
         "message": None,
     }

@@ -29,8 +29,6 @@ The sampler writes an entry, then publishes it by bumping ``write_count``.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import mmap
 import os
 import signal
@@ -72,8 +70,12 @@ def _linux_prctl_setup() -> None:
     """Die with the parent (SIGKILL on its death) and sleep with 1 ns slack.
 
     The default 50 µs timer slack lets the kernel batch our wake-ups; at a
-    1 ms interval that is 5 % jitter for nothing.
+    1 ms interval that is 5 % jitter for nothing.  ctypes is imported here,
+    in the child only: the parent imports this module for the ring layout.
     """
+    import ctypes
+    import ctypes.util
+
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
         return
