@@ -90,10 +90,16 @@ def _older_collections() -> int:
 class Collector:
     """Collects at measurement points; remembers what the interpreter did between them."""
 
+    __slots__ = ("_older_seen", "full_collections", "mode", "trims_allocator", "young_collections")
+
     def __init__(self, mode: GcMode | str | bool = GcMode.AUTO) -> None:
-        # Made for every measurement window, so a mode is not re-parsed.
+        # Made for every measurement window: slots, no re-parsing of a mode.
         self.mode = mode if mode.__class__ is GcMode else GcMode.parse(mode)
-        self._older_seen = 0 if self.mode is _OFF else _older_collections()
+        if self.mode is _OFF:
+            self._older_seen = 0
+        else:
+            counter = _counter
+            self._older_seen = counter.count if counter is not None else _older_collections()
         self.full_collections = 0
         self.young_collections = 0
         #: True once a collection also returned the C allocator's free memory.

@@ -224,7 +224,6 @@ class MeasurementWindow:
     def __init__(
         self,
         monitor: MemoryMonitor,
-        *,
         thresholds: PressureThresholds,
         basis: MeasurementBasis,
         gc_mode: GcMode,
@@ -232,7 +231,9 @@ class MeasurementWindow:
         collect_at_start: bool = True,
     ) -> None:
         # Opened thousands of times a session (every short test): slots, the
-        # monitor's handles looked up once, its checks only when due.
+        # monitor's handles looked up once, its checks only when due, and
+        # made with positional arguments (a class called with keywords
+        # builds a dict for them).
         if (
             monitor._sampler_handle is None
             or not monitor._watches_itself
@@ -398,16 +399,15 @@ class MeasurementWindow:
         baseline = self.baseline_bytes
         peak_rss = max(kernel_peak, self._kernel_peak_so_far, baseline, end_rss)
         self._kernel_peak_so_far = peak_rss
+        # Positional: a class called with keywords builds a dict for them.
         return BriefResult(
-            peak_bytes=peak_rss - baseline,
-            growth_bytes=end_rss - baseline,
-            duration_s=(end_ns - self.opened_ns) / 1e9,
-            samples=end_count - self._start_count,
-            peak_source=process.peak_source or "sampled",
-            gc_mode=self._collector.mode._value_,  # not .value: a property call
-            max_pressure=self.thresholds.classify(
-                peak_rss - baseline if self.basis is _RELATIVE else peak_rss
-            ),
+            peak_rss - baseline,  # peak_bytes
+            end_rss - baseline,  # growth_bytes
+            (end_ns - self.opened_ns) / 1e9,  # duration_s
+            end_count - self._start_count,  # samples
+            process.peak_source or "sampled",  # peak_source
+            self._collector.mode._value_,  # gc_mode (not .value: a property call)
+            self.thresholds.classify(peak_rss - baseline if self.basis is _RELATIVE else peak_rss),
         )
 
     def _build_result(
@@ -612,12 +612,7 @@ class MemoryMonitor:
         else:
             mode = GcMode.parse(collect_garbage)
         window = MeasurementWindow(
-            self,
-            thresholds=thresholds or PressureThresholds(),
-            basis=basis,
-            gc_mode=mode,
-            fresh_allocator=fresh_allocator,
-            collect_at_start=collect_at_start,
+            self, thresholds or PressureThresholds(), basis, mode, fresh_allocator, collect_at_start
         )
         self._open_windows.append(window)
         return window

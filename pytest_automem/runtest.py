@@ -307,8 +307,9 @@ class RuntestHooks:
         self._item: pytest.Item | None = None
         self._plan: ItemPlan = _PLANS[False, False, False]
         self._state: ItemState | None = None
-        #: Whether a blanket test's call may close in brief (see _close_blanket_call).
+        #: Whether a blanket test's call may close in brief (pytest_runtest_call).
         self._blanket_in_brief = not (settings.full_records or settings.trace_all)
+        self._blanket_fresh_allocator = settings.fresh_allocator == "always"
 
     def state_of(self, item: pytest.Item) -> ItemState | None:
         """The state of ``item`` while it runs (and until the next test starts)."""
@@ -325,9 +326,9 @@ class RuntestHooks:
         self._plan = plan = entry[1]
         return plan
 
-    def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
-        """The plan of the test whose call starts (None if it is not monitored)."""
-        return self._begin(item)
+    #: The plan of the test whose call starts (None if it is not monitored):
+    #: here the call starts the test; with phases measured, setup does.
+    _plan_at_call = _begin
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -337,11 +338,21 @@ class RuntestHooks:
         state = self._state
         if state is None:
             if plan.blanket and self._blanket_in_brief:
-                window = self._open_blanket_call(item)
+                # The lean path of thousands of short tests: monitored only
+                # by --automem, no phases, no output that needs every key.
+                window = self._monitor.window(
+                    thresholds=_thresholds_for(item, self.settings.thresholds),
+                    collect_garbage=self.settings.gc_mode,
+                    fresh_allocator=self._blanket_fresh_allocator,
+                    collect_at_start=False,
+                )
                 try:
                     return (yield)
                 finally:
-                    self._close_blanket_call(item, plan, window)
+                    if time.monotonic_ns() - window.opened_ns < _FULL_CALL_AFTER_NS:
+                        self._records[item.nodeid] = brief_record(window.stop_brief())
+                    else:
+                        self._finish_long_blanket_call(item, plan, window)
             state = self._state = ItemState(plan)
         budget = plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
@@ -360,27 +371,11 @@ class RuntestHooks:
             raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
         return outcome
 
-    # -- the lean path of short blanket tests ---------------------------------
-
-    def _open_blanket_call(self, item: pytest.Item) -> MeasurementWindow:
-        """The call of a test monitored only by ``--automem`` with no phases
-        to measure, when no output needs every key: thousands of short
-        tests take this path, which makes no state."""
-        return self._monitor.window(
-            thresholds=_thresholds_for(item, self.settings.thresholds),
-            collect_garbage=self.settings.gc_mode,
-            fresh_allocator=self.settings.fresh_allocator == "always",
-            collect_at_start=False,
-        )
-
-    def _close_blanket_call(
+    def _finish_long_blanket_call(
         self, item: pytest.Item, plan: ItemPlan, window: MeasurementWindow
     ) -> None:
-        """A call under :data:`_FULL_CALL_AFTER_S` is closed in brief and its
-        summary record kept; a longer one is measured in full like any other."""
-        if time.monotonic_ns() - window.opened_ns < _FULL_CALL_AFTER_NS:
-            self._records[item.nodeid] = brief_record(window.stop_brief())
-            return
+        """A lean call that lasted :data:`_FULL_CALL_AFTER_S` or more is
+        measured in full: its growth rate can be judged."""
         state = self._state = ItemState(plan)
         state.window = window
         self._finish_call(item, state)
