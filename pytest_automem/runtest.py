@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .collect import GcMode
+from .plan import ItemPlan, Plans
 from .pressure import PressureThresholds
 
 if TYPE_CHECKING:
@@ -42,23 +43,14 @@ if TYPE_CHECKING:
     from .scenario import Scenario, ScenarioResult
 
 __all__ = [
-    "ItemPlan",
     "ItemState",
-    "MarkerError",
     "MemoryBudgetExceeded",
     "PhasedRuntestHooks",
-    "Plans",
     "ReportHooks",
     "RunSettings",
     "RuntestHooks",
-    "plan_item",
 ]
 
-MARKER = "memory_budget"
-#: Fixtures whose use makes a test monitored without ``--automem``.
-MONITORING_FIXTURES = frozenset(
-    {"memory_monitor", "run_scenario", "automaton", "optimized_automaton"}
-)
 #: A test's call must add this many objects of a type for the type to be reported.
 _MIN_TYPE_GROWTH = 10
 #: What the results file keeps of each phase (a BriefResult's figures).
@@ -81,24 +73,6 @@ _FULL_CALL_AFTER_NS = int(_FULL_CALL_AFTER_S * 1e9)
 
 class MemoryBudgetExceeded(AssertionError):
     """A test went over its ``memory_budget``; the message is the one-line reason."""
-
-
-class MarkerError(ValueError):
-    """A ``memory_budget`` marker that cannot be parsed; names the test and the argument."""
-
-
-@dataclass(frozen=True)
-class ItemPlan:
-    """What collection decided about one test."""
-
-    budget: MemoryBudget | None
-    monitored: bool
-    #: Setup and teardown run fixtures that do work (autouse ones included).
-    #: Without any they do no work of the test's and are not measured.
-    measure_phases: bool
-    #: Monitored only because of ``--automem``: no budget to judge and no
-    #: automem fixture whose results the investigator reads.
-    blanket: bool
 
 
 class ItemState:
@@ -148,19 +122,6 @@ class ItemState:
         return self.plan.budget
 
 
-_PLANS = {
-    (monitored, phases, blanket): ItemPlan(None, monitored, phases, blanket)
-    for monitored in (False, True)
-    for phases in (False, True)
-    for blanket in (False, True)
-}
-#: The session's plans: ``id(item)`` to the item and its plan.  Keyed by id
-#: (a C call), not by the item (``Node.__hash__`` is Python code) nor in its
-#: stash (three Python calls a lookup): it is read once per test.  Holding
-#: the item keeps its id from being reused.
-Plans = dict[int, tuple[pytest.Item, ItemPlan]]
-
-
 @dataclass(frozen=True)
 class RunSettings:
     """The session's settings that per-test measurement reads."""
@@ -178,103 +139,6 @@ class RunSettings:
     #: Every record needs all the results keys: the results file, JUnit
     #: properties and xdist (the controller may write either) read them.
     full_records: bool
-
-
-# -- collection -------------------------------------------------------------
-
-
-def closest_marker(item: pytest.Item) -> pytest.Mark | None:
-    """The ``memory_budget`` marker closest to the test (its own, its class's, its module's...).
-
-    What ``item.get_closest_marker`` returns, found by a plain walk up the
-    tree: this runs for every collected test, and pytest's three nested
-    generators cost a large test suite a measurable part of its collection.
-    """
-    node: pytest.Item | pytest.Collector | None = item
-    while node is not None:
-        for mark in node.own_markers:
-            if mark.name == MARKER:
-                return mark
-        node = node.parent
-    return None
-
-
-def parse_budget(item: pytest.Item) -> MemoryBudget | None:
-    """The closest ``memory_budget`` marker as a budget (None without one).
-
-    Raises MarkerError whose message names the test and the argument.
-    """
-    marker = closest_marker(item)
-    if marker is None:
-        return None
-    from .budget import BudgetError, MemoryBudget  # only once a test has a budget
-
-    try:
-        return MemoryBudget.from_marker(marker.args, marker.kwargs)
-    except BudgetError as exc:
-        raise MarkerError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
-
-
-def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> ItemPlan:
-    """Decide how ``item`` is measured (raises MarkerError).
-
-    ``blanket_phases``: measure the setup and teardown of tests monitored
-    only by ``--automem`` too.  Only the results file, JUnit properties and
-    xdist records report those phases; without them nothing would read the
-    figures, and measuring them would cost every such test two hook
-    wrappers and two windows.
-    """
-    budget = parse_budget(item)
-    names = getattr(item, "fixturenames", None) or ()
-    uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
-    monitored = monitor_all or uses_automem
-    measure_phases = (
-        monitored and (uses_automem or blanket_phases) and _has_fixture_work(item, names)
-    )
-    if budget is None:  # one shared plan per kind: thousands of tests, four kinds
-        plan = _PLANS[monitored, measure_phases, not uses_automem]
-    else:
-        plan = ItemPlan(budget, monitored, measure_phases, blanket=False)
-    if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
-        # A test with a budget is judged on its directory's thresholds, so a
-        # conftest override must apply.  Requesting the fixture costs ~60 µs
-        # a test, which blanket --automem monitoring does not pay: there the
-        # ini thresholds apply unless the test asks for the fixture itself.
-        names.append("pressure_thresholds")
-    return plan
-
-
-def _direct_parameter_function() -> object:
-    """The function behind pytest's pseudo-fixtures for direct parametrization."""
-    try:
-        from _pytest.python import get_direct_param_fixture_func
-    except ImportError:  # another pytest: every fixture then counts as work
-        return None
-    return get_direct_param_fixture_func
-
-
-_DIRECT_PARAMETER = _direct_parameter_function()
-
-
-def _has_fixture_work(item: pytest.Item, names: Any) -> bool:
-    """Whether the test's setup and teardown run fixtures.
-
-    Arguments of ``@pytest.mark.parametrize`` are pseudo-fixtures that only
-    hand over a value; a test whose fixtures are all of those has nothing
-    to measure in setup and teardown.  Where pytest's fixture details cannot
-    be read, every name counts as a fixture.
-    """
-    if not names:
-        return False
-    info = getattr(item, "_fixtureinfo", None)
-    definitions = getattr(info, "name2fixturedefs", None)
-    if definitions is None or _DIRECT_PARAMETER is None:
-        return True
-    for name in names:
-        defs = definitions.get(name)
-        if not defs or getattr(defs[-1], "func", None) is not _DIRECT_PARAMETER:
-            return True
-    return False
 
 
 # -- running ----------------------------------------------------------------
@@ -305,7 +169,7 @@ class RuntestHooks:
         self._records = records
         #: The monitored test now running (None between tests or when it is not monitored).
         self._item: pytest.Item | None = None
-        self._plan: ItemPlan = _PLANS[False, False, False]
+        self._plan: ItemPlan | None = None
         self._state: ItemState | None = None
         #: Whether a blanket test's call may close in brief (pytest_runtest_call).
         self._blanket_in_brief = not (settings.full_records or settings.trace_all)

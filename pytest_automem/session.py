@@ -4,8 +4,9 @@ Registered by :mod:`pytest_automem.plugin` at configure time (by name, so
 other plugins and tests can find it) and unregistered at unconfigure.  It
 owns the session's one :class:`MemoryMonitor`, started when collection
 finds a test to monitor: a session that monitors nothing starts no sampler
-and registers no per-test hook.  What happens per test is in
-:mod:`pytest_automem.runtest`.
+and registers no per-test hook.  What each test gets is decided at collection
+(:mod:`pytest_automem.plan`); what happens as it runs is in
+:mod:`pytest_automem.runtest`, imported only when something is monitored.
 
 Records reach this object directly, or on an xdist controller as a plain
 dict on each teardown report (``report.automem``).  At the end of the
@@ -22,23 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .runtest import (
-    ItemPlan,
-    ItemState,
-    MarkerError,
-    PhasedRuntestHooks,
-    Plans,
-    ReportHooks,
-    RunSettings,
-    RuntestHooks,
-    plan_item,
-)
+from .plan import ItemPlan, MarkerError, Plans, plan_item
 
 if TYPE_CHECKING:
     from .automaton import Automaton
     from .collect import GcMode
     from .monitor import MeasurementWindow, MemoryMonitor
     from .pressure import PressureThresholds
+    from .runtest import ItemState, RunSettings, RuntestHooks
     from .scenario import Scenario, ScenarioResult
 
 __all__ = ["AutomemSession"]
@@ -86,6 +78,7 @@ class AutomemSession:
         self.records: dict[str, dict[str, Any]] = {}
         #: Every collected test's plan, made as it is collected.
         self.plans: Plans = {}
+        self._is_item_class: dict[type, bool] = {}
         self.written: list[tuple[str, str]] = []
         self._monitor: MemoryMonitor | None = None
         self._runtest: RuntestHooks | None = None
@@ -135,10 +128,14 @@ class AutomemSession:
         """
         report = yield
         if report.passed:
-            plans, options = self.plans, self._plan_options()
+            plans, options, is_item = self.plans, self._plan_options(), self._is_item_class
             try:
                 for node in report.result:
-                    if isinstance(node, pytest.Item):
+                    kind = node.__class__
+                    item = is_item.get(kind)
+                    if item is None:  # pytest.Item is an ABC: isinstance runs Python code
+                        item = is_item[kind] = isinstance(node, pytest.Item)
+                    if item:
                         plans[id(node)] = (node, plan_item(node, **options))
             except MarkerError as exc:
                 return pytest.CollectReport(report.nodeid, "failed", str(exc), [])
@@ -158,6 +155,8 @@ class AutomemSession:
         monitored = [plan for plan in self._plans_of(session.items) if plan.monitored]
         if not monitored:
             return
+        from .runtest import PhasedRuntestHooks, ReportHooks, RuntestHooks  # only when monitoring
+
         settings = self.run_settings()
         manager = self.config.pluginmanager
         if self._runtest is None:
@@ -190,6 +189,8 @@ class AutomemSession:
         return bool(options.automem_json or getattr(options, "xmlpath", None)) or self.is_worker
 
     def run_settings(self) -> RunSettings:
+        from .runtest import RunSettings
+
         options = self.config.option
         junit = bool(getattr(options, "xmlpath", None))
         return RunSettings(
