@@ -17,7 +17,7 @@ the summary.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +128,8 @@ class AutomemSession:
         """
         report = yield
         if report.passed:
-            plans, options, is_item = self.plans, self._plan_options(), self._is_item_class
+            plans, is_item = self.plans, self._is_item_class
+            monitor_all, blanket_phases = self.monitor_all, self.full_records
             try:
                 for node in report.result:
                     kind = node.__class__
@@ -136,7 +137,10 @@ class AutomemSession:
                     if item is None:  # pytest.Item is an ABC: isinstance runs Python code
                         item = is_item[kind] = isinstance(node, pytest.Item)
                     if item:
-                        plans[id(node)] = (node, plan_item(node, **options))
+                        plan = plan_item(
+                            node, monitor_all=monitor_all, blanket_phases=blanket_phases
+                        )
+                        plans[id(node)] = (node, plan)
             except MarkerError as exc:
                 return pytest.CollectReport(report.nodeid, "failed", str(exc), [])
         return report
@@ -152,7 +156,7 @@ class AutomemSession:
         """
         if self.is_xdist_controller:  # it runs no tests itself
             return
-        monitored = [plan for plan in self._plans_of(session.items) if plan.monitored]
+        monitored = self._monitored_plans(session.items)
         if not monitored:
             return
         from .runtest import PhasedRuntestHooks, ReportHooks, RuntestHooks  # only when monitoring
@@ -167,20 +171,24 @@ class AutomemSession:
         if reports_needed and not manager.has_plugin(REPORT_PLUGIN_NAME):
             manager.register(ReportHooks(settings, self._runtest), REPORT_PLUGIN_NAME)
 
-    def _plans_of(self, items: list[pytest.Item]) -> Iterator[ItemPlan]:
-        """The items' plans, planning any no collector reported (added by a plugin)."""
-        plans, options = self.plans, self._plan_options()
+    def _monitored_plans(self, items: list[pytest.Item]) -> list[ItemPlan]:
+        """The plans of the monitored items, planning any item no collector
+        reported (one a plugin added)."""
+        plans = self.plans
+        monitored = []
         for item in items:
             entry = plans.get(id(item))
             if entry is None or entry[0] is not item:
                 try:
-                    entry = plans[id(item)] = (item, plan_item(item, **options))
+                    plan = plan_item(
+                        item, monitor_all=self.monitor_all, blanket_phases=self.full_records
+                    )
                 except MarkerError as exc:
                     raise pytest.UsageError(str(exc)) from None
-            yield entry[1]
-
-    def _plan_options(self) -> dict[str, bool]:
-        return {"monitor_all": self.monitor_all, "blanket_phases": self.full_records}
+                entry = plans[id(item)] = (item, plan)
+            if entry[1].monitored:
+                monitored.append(entry[1])
+        return monitored
 
     @property
     def full_records(self) -> bool:
