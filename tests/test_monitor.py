@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from helpers import resident_block
@@ -208,3 +210,82 @@ def test_fresh_allocator_keeps_a_peak_from_hiding_in_cached_memory(
     if _peak_of_20mb_after_caching(monitor, fresh=False) >= 19 * MB:
         pytest.skip("this allocator did not reuse the cached chunk: nothing to hide")
     assert _peak_of_20mb_after_caching(monitor, fresh=True) >= 19 * MB
+
+
+class _Cycle:
+    """Cyclic garbage: only the collector frees it."""
+
+    def __init__(self, payload: int) -> None:
+        self.me = self
+        self.payload = bytearray(payload)
+
+
+def _collections_during(action: Any) -> int:
+    seen: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        action()
+    finally:
+        gc.callbacks.remove(count)
+    return len(seen)
+
+
+def test_end_only_window_collects_when_growth_is_worth_it(monitor: MemoryMonitor) -> None:
+    end_only = {"collect_garbage": "auto", "fresh_allocator": False, "collect_at_start": False}
+    gc.disable()  # only the window's own collections are counted
+    try:
+        quiet = monitor.window(**end_only)
+        small = _Cycle(1024)
+        assert _collections_during(quiet.stop_brief) == 0  # well under 64 KiB of growth
+
+        big = monitor.window(**end_only)
+        for _ in range(64):
+            _Cycle(256 * 1024)  # 16 MB of garbage no reference count frees
+        assert _collections_during(lambda: setattr(big, "result", big.stop())) >= 1
+        assert big.result is not None
+        assert big.result.baseline_collected is False
+        assert big.result.growth_bytes < 4 * MB  # the garbage was collected before the end
+    finally:
+        gc.enable()
+        del small
+
+
+@pytest.mark.skipif(not LINUX, reason="clear_refs is Linux-only")
+def test_kernel_mark_reset_is_skipped_only_when_it_changes_nothing(
+    monitor: MemoryMonitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from pytest_automem._platform import linux
+
+    process = monitor._process
+    if not getattr(process, "_own", False):
+        pytest.skip("the mark is not read through getrusage here")
+    writes: list[bytes] = []
+
+    class CountingOs:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd: int, data: bytes) -> int:
+            writes.append(data)
+            return os.write(fd, data)
+
+    monkeypatch.setattr(linux, "os", CountingOs())
+    spike_inside_one_c_call(64 * MB)  # the mark is now far above the current RSS
+    rss = process.rss_bytes()
+    assert process.reset_peak(rss)
+    assert writes == [b"5"]  # it had to be reset
+    mark = process.peak_rss_bytes()
+    assert mark is not None and mark < rss + 2 * MB
+    assert process.reset_peak(process.rss_bytes())
+    assert writes == [b"5"]  # already at the current RSS: no second write
+    window = monitor.window(collect_garbage=False, fresh_allocator=False)
+    spike_inside_one_c_call(32 * MB)
+    assert window.stop_brief().peak_bytes >= 31 * MB
