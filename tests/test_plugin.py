@@ -595,3 +595,89 @@ def test_github_step_summary_is_appended_when_ci_sets_it(
     summary.unlink()
     _run(pytester, "-o", "automem_step_summary=false").assert_outcomes(failed=1)
     assert not summary.exists()
+
+
+_HOOKS_CONFTEST = """
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    hooks = session.config.pluginmanager.get_plugin("automem-runtest")
+    print("runtest hooks:", type(hooks).__name__)
+"""
+
+
+def test_blanket_setup_and_teardown_are_measured_only_for_an_output(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makeconftest(_HOOKS_CONFTEST)
+    pytester.makepyfile(
+        test_fixture="""
+        import pytest
+        from alloc import MB, resident
+
+        @pytest.fixture
+        def block():
+            block = resident(40 * MB)
+            yield block
+            block.close()
+
+        def test_uses_block(block):
+            pass
+        """
+    )
+    # Nothing reads setup and teardown figures of blanket tests: one call wrapper.
+    result = _run(pytester, "--automem", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["runtest hooks: RuntestHooks", "*automem: memory*"])
+    # The results file reports them: setup and teardown are measured.
+    result = _run(pytester, "--automem", "-s", "--automem-json=results.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["runtest hooks: PhasedRuntestHooks"])
+    phases = _results(pytester)["tests"]["test_fixture.py::test_uses_block"]["phases"]
+    assert set(phases) == {"setup", "call", "teardown"}
+    assert phases["setup"]["growth_bytes"] >= 39 << 20
+
+
+def test_an_item_a_plugin_adds_after_collection_is_monitored(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        from alloc import MB, spike
+
+        class LateItem(pytest.Item):
+            def runtest(self):
+                spike(40 * MB)
+
+        def pytest_collection_modifyitems(session, items):
+            items.append(LateItem.from_parent(session, name="late"))
+        """
+    )
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    _run(pytester, "--automem", "--automem-json=results.json").assert_outcomes(passed=2)
+    tests = _results(pytester)["tests"]
+    assert set(tests) == {"test_one.py::test_one", "::late"}
+    assert tests["::late"]["peak_bytes"] >= 39 << 20
+
+
+def test_a_bad_budget_on_a_late_item_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        class LateItem(pytest.Item):
+            def runtest(self):
+                pass
+
+        def pytest_collection_modifyitems(session, items):
+            late = LateItem.from_parent(session, name="late")
+            late.add_marker(pytest.mark.memory_budget(peak="lots"))
+            items.append(late)
+        """
+    )
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = _run(pytester, "--automem")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*::late*memory_budget*peak='lots'*"])
