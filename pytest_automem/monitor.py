@@ -493,7 +493,7 @@ class MemoryMonitor:
     def start(self, *, wait: bool = True) -> MemoryMonitor:
         """Start the sampler process (idempotent); returns self for chaining.
 
-        ``wait=False`` returns before the sampler's first sample (~35 ms
+        ``wait=False`` returns before the sampler's first sample (~16 ms
         sooner); the first windows then hold fewer samples.  The target is
         checked either way: a process that has exited raises ProcessGoneError.
         """

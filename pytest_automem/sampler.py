@@ -28,7 +28,6 @@ The sampler writes an entry, then publishes it by bumping ``write_count``.
 
 from __future__ import annotations
 
-import argparse
 import mmap
 import os
 import signal
@@ -71,17 +70,19 @@ def _linux_prctl_setup() -> None:
 
     The default 50 µs timer slack lets the kernel batch our wake-ups; at a
     1 ms interval that is 5 % jitter for nothing.  ctypes is imported here,
-    in the child only: the parent imports this module for the ring layout.
+    in the child only (the parent imports this module for the ring layout),
+    and libc is reached through the process's own symbols: ``find_library``
+    would run ``ldconfig``, ~10 ms of a start that should take ~15.
     """
     import ctypes
-    import ctypes.util
 
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
         return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    libc.prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
 
 
 def _procfs_reader(pid: int) -> Callable[[], int]:
@@ -184,20 +185,64 @@ def run(ring: Ring, read_rss: Callable[[], int], interval_ns: int, parent_pid: i
             deadline = now
 
 
-def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="automem-sampler", description=__doc__)
-    parser.add_argument(
-        "--ring", required=True, help="the shared ring: a file path, or fd:N for an inherited one"
-    )
-    parser.add_argument("--target-pid", type=int, required=True)
-    parser.add_argument("--parent-pid", type=int, required=True)
-    parser.add_argument("--reader", choices=("procfs", "psutil"), default="procfs")
-    return parser.parse_args(argv)
+class UsageError(ValueError):
+    """A bad command line; the message names the option."""
+
+
+class Options:
+    """The child's command line (written by the parent, see ``SamplerProcess``).
+
+    A plain class: a dataclass would import ``dataclasses`` (and ``inspect``)
+    into a child whose start is meant to take ~15 ms.
+    """
+
+    __slots__ = ("parent_pid", "reader", "ring", "target_pid")
+
+    def __init__(self, ring: str, target_pid: int, parent_pid: int, reader: str) -> None:
+        self.ring = ring
+        self.target_pid = target_pid
+        self.parent_pid = parent_pid
+        self.reader = reader
+
+
+_USAGE = (
+    "usage: sampler.py --ring PATH|fd:N --target-pid PID --parent-pid PID [--reader procfs|psutil]"
+)
+
+
+def parse_args(argv: list[str]) -> Options:
+    """Parse ``--name value`` pairs by hand: argparse would cost every
+    session's child ~5 ms to import, for four options only the parent writes."""
+    if len(argv) % 2:
+        raise UsageError(f"{_USAGE}\nautomem sampler: option {argv[-1]} needs a value")
+    given = dict(zip(argv[0::2], argv[1::2], strict=True))
+    unknown = sorted(set(given) - {"--ring", "--target-pid", "--parent-pid", "--reader"})
+    if unknown:
+        raise UsageError(f"{_USAGE}\nautomem sampler: unknown option {unknown[0]}")
+    for name in ("--ring", "--target-pid", "--parent-pid"):
+        if name not in given:
+            raise UsageError(f"{_USAGE}\nautomem sampler: {name} is required")
+    reader = given.get("--reader", "procfs")
+    if reader not in ("procfs", "psutil"):
+        raise UsageError(f"automem sampler: --reader {reader!r}: expected procfs or psutil")
+    pids = {}
+    for name in ("--target-pid", "--parent-pid"):
+        try:
+            pids[name] = int(given[name])
+        except ValueError:
+            raise UsageError(
+                f"automem sampler: {name} {given[name]!r}: expected a process id"
+            ) from None
+    return Options(given["--ring"], pids["--target-pid"], pids["--parent-pid"], reader)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the sampler child; returns its exit status."""
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if sys.platform.startswith("linux"):
         _linux_prctl_setup()
     if not _parent_alive(args.parent_pid):

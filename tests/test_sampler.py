@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import mmap
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,3 +153,28 @@ def test_sampler_stops_when_the_target_exits() -> None:
             monitor.window()
     finally:
         monitor.close()
+
+
+def test_child_command_line_is_parsed() -> None:
+    options = sampler.parse_args(["--ring", "fd:7", "--target-pid", "12", "--parent-pid", "3"])
+    assert (options.ring, options.target_pid, options.parent_pid) == ("fd:7", 12, 3)
+    assert options.reader == "procfs"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--ring", "x", "--target-pid", "1"], "--parent-pid is required"),
+        (["--ring", "x", "--target-pid", "one", "--parent-pid", "2"], "--target-pid 'one'"),
+        (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--colour", "red"], "--colour"),
+        (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--reader", "s"], "--reader"),
+        (["--ring"], "option --ring needs a value"),
+    ],
+)
+def test_bad_child_command_line_is_a_one_line_error(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(sampler.UsageError, match=re.escape(words)):
+        sampler.parse_args(argv)
+    assert sampler.main(argv) == 2
+    assert words in capsys.readouterr().err.splitlines()[-1]
