@@ -69,14 +69,14 @@ _PLANS = {
 Plans = dict[int, tuple[pytest.Item, ItemPlan]]
 
 
-def closest_marker(item: pytest.Item) -> pytest.Mark | None:
-    """The ``memory_budget`` marker closest to the test (its own, its class's, its module's...).
+def closest_marker(node: pytest.Item | pytest.Collector | None) -> pytest.Mark | None:
+    """The ``memory_budget`` marker closest to ``node``: its own, else its
+    class's, its module's, and so on up the tree (None without one).
 
-    What ``item.get_closest_marker`` returns, found by a plain walk up the
-    tree: this runs for every collected test, and pytest's three nested
-    generators cost a large test suite a measurable part of its collection.
+    What ``node.get_closest_marker`` returns, found by a plain walk: it runs
+    for every collected test, and pytest's three nested generators cost a
+    large test suite a measurable part of its collection.
     """
-    node: pytest.Item | pytest.Collector | None = item
     while node is not None:
         for mark in node.own_markers:
             if mark.name == MARKER:
@@ -85,12 +85,11 @@ def closest_marker(item: pytest.Item) -> pytest.Mark | None:
     return None
 
 
-def parse_budget(item: pytest.Item) -> MemoryBudget | None:
-    """The closest ``memory_budget`` marker as a budget (None without one).
+def parse_budget(item: pytest.Item, marker: pytest.Mark | None) -> MemoryBudget | None:
+    """``marker`` (the test's closest ``memory_budget``) as a budget; None without one.
 
     Raises MarkerError whose message names the test and the argument.
     """
-    marker = closest_marker(item)
     if marker is None:
         return None
     from .budget import BudgetError, MemoryBudget  # only once a test has a budget
@@ -101,16 +100,29 @@ def parse_budget(item: pytest.Item) -> MemoryBudget | None:
         raise MarkerError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
 
 
-def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> ItemPlan:
+def plan_item(
+    item: pytest.Item,
+    *,
+    monitor_all: bool,
+    blanket_phases: bool,
+    parent_marker: pytest.Mark | None,
+) -> ItemPlan:
     """Decide how ``item`` is measured (raises MarkerError).
 
     ``blanket_phases``: measure the setup and teardown of tests monitored
     only by ``--automem`` too.  Only the results file, JUnit properties and
     xdist records report those phases; without them nothing would read the
     figures, and measuring them would cost every such test two hook
-    wrappers and two windows.
+    wrappers and two windows.  ``parent_marker``: ``closest_marker`` of the
+    test's parent, which the caller finds once for all the tests a
+    collector reports.
     """
-    budget = parse_budget(item)
+    for marker in item.own_markers:
+        if marker.name == MARKER:
+            break
+    else:
+        marker = parent_marker
+    budget = parse_budget(item, marker) if marker is not None else None
     names = getattr(item, "fixturenames", None) or ()
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
     monitored = monitor_all or uses_automem

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .plan import ItemPlan, MarkerError, Plans, plan_item
+from .plan import ItemPlan, MarkerError, Plans, closest_marker, plan_item
 
 if TYPE_CHECKING:
     from .automaton import Automaton
@@ -130,6 +130,7 @@ class AutomemSession:
         if report.passed:
             plans, is_item = self.plans, self._is_item_class
             monitor_all, blanket_phases = self.monitor_all, self.full_records
+            above = closest_marker(collector)  # the same for every test it reports
             try:
                 for node in report.result:
                     kind = node.__class__
@@ -138,7 +139,12 @@ class AutomemSession:
                         item = is_item[kind] = isinstance(node, pytest.Item)
                     if item:
                         plan = plan_item(
-                            node, monitor_all=monitor_all, blanket_phases=blanket_phases
+                            node,
+                            monitor_all=monitor_all,
+                            blanket_phases=blanket_phases,
+                            parent_marker=(
+                                above if node.parent is collector else closest_marker(node.parent)
+                            ),
                         )
                         plans[id(node)] = (node, plan)
             except MarkerError as exc:
@@ -181,7 +187,10 @@ class AutomemSession:
             if entry is None or entry[0] is not item:
                 try:
                     plan = plan_item(
-                        item, monitor_all=self.monitor_all, blanket_phases=self.full_records
+                        item,
+                        monitor_all=self.monitor_all,
+                        blanket_phases=self.full_records,
+                        parent_marker=closest_marker(item.parent),
                     )
                 except MarkerError as exc:
                     raise pytest.UsageError(str(exc)) from None
