@@ -47,10 +47,13 @@ def test_summary_lists_failures_then_the_largest() -> None:
     assert len(lines) == 1 + 2 * (1 + 2)
 
 
-def test_quiet_summary_shows_only_failures() -> None:
+def test_quiet_summary_shows_failures_and_a_count() -> None:
     assert summary_lines(RECORDS, verbosity=-1) == [
-        "MEMORY FAIL t.py::big: peak 9.0 MB > budget 1.0 MB (...)"
+        "MEMORY FAIL t.py::big: peak 9.0 MB > budget 1.0 MB (...)",
+        "3 tests monitored, 1 memory failure",
     ]
+    one = {"t.py::small": RECORDS["t.py::small"]}
+    assert summary_lines(one, verbosity=-1) == ["1 test monitored, 0 memory failures"]
 
 
 def test_report_files_only_for_failures(tmp_path: Path) -> None:

@@ -55,11 +55,13 @@ def junit_attachment(
 
 
 def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: int = 5) -> list[str]:
-    """The terminal summary: memory failures always, the largest tests unless -q."""
+    """The terminal summary: memory failures always, then the largest tests
+    (with -q, one line counting what was monitored instead)."""
     failed = sorted(nodeid for nodeid, record in records.items() if record["verdict"] == "fail")
     lines = [f"MEMORY FAIL {nodeid}: {records[nodeid]['message']}" for nodeid in failed]
     if verbosity < 0:
-        return lines
+        tests, failures = _plural(len(records), "test"), _plural(len(failed), "memory failure")
+        return [*lines, f"{tests} monitored, {failures}"]
     for key, label in (("peak_bytes", "peak"), ("growth_bytes", "growth")):
         ranked = heapq.nlargest(top, records.items(), key=lambda kv: kv[1][key])
         lines.append(f"highest {label} ({len(records)} monitored tests):")
@@ -68,6 +70,10 @@ def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: in
             for nodeid, record in ranked
         )
     return lines
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def report_file_name(nodeid: str) -> str:
