@@ -1,24 +1,29 @@
 """Per-test measurement: a window per phase, the verdict, the test's record.
 
-:class:`RuntestHooks` is registered by the session only when collection found
-a test to monitor, so a session that monitors nothing pays for no per-test
-hook.  Each monitored test gets:
+Imported and registered by the session only when collection found a test to
+monitor (what each test gets is decided in :mod:`pytest_automem.plan`), so
+a session that monitors nothing pays for no per-test hook.  Each monitored
+test gets:
 
 * a window around its call, with garbage collected at both ends;
-* brief windows (peak and raw growth) around setup and teardown, only when
-  the test has fixtures that do work (direct parametrization does none);
+* brief windows (peak and raw growth) around setup and teardown, when the
+  test has fixtures that do work (direct parametrization does none) and
+  something reports those phases (see ``plan_item``);
 * its verdict, judged inside the call wrapper: a violation is raised there as
   :class:`MemoryBudgetExceeded`, so pytest treats it like any failure of the
   test (``xfail`` included);
-* its record, a dict of plain values, stored at the end of teardown.
+* its record, a dict of plain values, kept once its last measured phase
+  ends.
 
 Short tests are thousands a session, so their path is kept lean: a test
 monitored only because of ``--automem`` (no budget, no automem fixture),
-when no output needs every results key, closes its call in brief — no
-samples copied, no statistics — and its record holds what the summaries
-read.  :class:`ReportHooks`, which annotates reports, is registered only
-when some test can have a verdict or the records must travel with reports
-(xdist) or feed JUnit properties.
+with no phases measured and no output that needs every results key, costs
+one hook wrapper, one window closed in brief (no samples copied, no
+statistics) and a record of what the summaries read.
+:class:`PhasedRuntestHooks` (setup and teardown too) is registered only when
+some test measures them, and :class:`ReportHooks`, which annotates reports,
+only when some test can have a verdict or the records must travel with
+reports (xdist) or feed JUnit properties.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class MemoryBudgetExceeded(AssertionError):
 
 class ItemState:
     """One run of a monitored test: made when its setup starts (if setup is
-    measured) or else when its call starts, dropped once its record is kept.
+    measured) or else when its call starts, kept until the next test starts.
+    The lean call of a blanket test needs none.
 
     A plain class with slots, not a dataclass: it is mutable state made
     once per test, and defining a dataclass costs a pytest session ~0.5 ms
