@@ -432,7 +432,7 @@ def main() -> int:
     parser.add_argument(
         "--instructions",
         action="store_true",
-        help="also count instructions of A, B and C under valgrind's callgrind (~4 min)",
+        help="also count instructions of A, B and C under valgrind's callgrind (~1-4 min)",
     )
     args = parser.parse_args()
     tests, rounds = (200, 3) if args.quick else (args.tests, args.rounds)
