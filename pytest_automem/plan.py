@@ -85,13 +85,11 @@ def closest_marker(node: pytest.Item | pytest.Collector | None) -> pytest.Mark |
     return None
 
 
-def parse_budget(item: pytest.Item, marker: pytest.Mark | None) -> MemoryBudget | None:
-    """``marker`` (the test's closest ``memory_budget``) as a budget; None without one.
+def parse_budget(item: pytest.Item, marker: pytest.Mark) -> MemoryBudget:
+    """``marker`` (the test's closest ``memory_budget``) as a budget.
 
     Raises MarkerError whose message names the test and the argument.
     """
-    if marker is None:
-        return None
     from .budget import BudgetError, MemoryBudget  # only once a test has a budget
 
     try:
@@ -129,7 +127,7 @@ def plan_item(
     measure_phases = (
         monitored and (uses_automem or blanket_phases) and _has_fixture_work(item, names)
     )
-    if budget is None:  # one shared plan per kind: thousands of tests, four kinds
+    if budget is None:  # one shared plan per kind: thousands of tests, a few kinds
         plan = _PLANS[monitored, measure_phases, not uses_automem]
     else:
         plan = ItemPlan(budget, monitored, measure_phases, blanket=False)

@@ -92,7 +92,6 @@ class ItemState:
 
     __slots__ = (
         "attributions",
-        "call_in_brief",
         "failed_on_memory",
         "findings",
         "phases",
@@ -110,8 +109,6 @@ class ItemState:
         self.plan = plan
         self.window: MeasurementWindow | None = None
         self.phases: dict[str, WindowResult | BriefResult] = {}
-        #: The call was closed in brief (see :attr:`RunSettings.full_records`).
-        self.call_in_brief = False
         self.scenarios: list[ScenarioResult] = []
         self.verdict: Verdict | None = None
         self.failed_on_memory = False
@@ -285,23 +282,9 @@ class RuntestHooks:
         state.phases[phase] = state.window.stop_brief()
         state.window = None
 
-    def _closes_in_brief(self, state: ItemState) -> bool:
-        window = state.window
-        return (
-            state.plan.blanket
-            and state.tracer is None
-            and not self.settings.full_records
-            and window is not None
-            and window.elapsed_s() < _FULL_CALL_AFTER_S
-        )
-
     # -- the call's verdict --------------------------------------------------
 
     def _finish_call(self, item: pytest.Item, state: ItemState) -> None:
-        if self._closes_in_brief(state):
-            self._close_brief(state, "call")
-            state.call_in_brief = True
-            return
         attribution = None
         if state.tracer is not None:
             # Before the window closes: what the window's own closing allocates
@@ -389,11 +372,9 @@ def record_of(state: ItemState) -> dict[str, Any]:
 
     Built at most twice per test (at the call report when JUnit properties
     need it, then with the phases at teardown).  A call closed in brief
-    gives only what the summaries read.
+    never gets here: see :func:`brief_record`.
     """
     call = state.phases["call"]
-    if state.call_in_brief:
-        return brief_record(call)
     record = state.record
     if record is None:
         from .budget import Verdict

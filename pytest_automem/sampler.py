@@ -71,8 +71,9 @@ def _linux_prctl_setup() -> None:
     The default 50 µs timer slack lets the kernel batch our wake-ups; at a
     1 ms interval that is 5 % jitter for nothing.  ctypes is imported here,
     in the child only (the parent imports this module for the ring layout),
-    and libc is reached through the process's own symbols: ``find_library``
-    would run ``ldconfig``, ~10 ms of a start that should take ~15.
+    and libc is reached through the process's own symbols: ``ctypes.util``,
+    for ``find_library``, imports ~14 ms of modules into a start that
+    should take ~16.
     """
     import ctypes
 
@@ -212,7 +213,7 @@ _USAGE = (
 
 def parse_args(argv: list[str]) -> Options:
     """Parse ``--name value`` pairs by hand: argparse would cost every
-    session's child ~5 ms to import, for four options only the parent writes."""
+    session's child ~6 ms to import, for four options only the parent writes."""
     if len(argv) % 2:
         raise UsageError(f"{_USAGE}\nautomem sampler: option {argv[-1]} needs a value")
     given = dict(zip(argv[0::2], argv[1::2], strict=True))
