@@ -39,6 +39,7 @@ from .stats import differences, least_squares_slope, percentile
 from .units import format_size, parse_interval_ms
 
 __all__ = [
+    "BriefProbe",
     "BriefResult",
     "MeasurementWindow",
     "MemoryMonitor",
@@ -200,6 +201,42 @@ def _growth_rate(times_ns: array.array, rss_bytes: array.array) -> float | None:
     return None if slope_per_ns is None else slope_per_ns * 1e9
 
 
+def _end_rss(
+    process: _platform.ProcessMemory,
+    collector: Collector,
+    baseline: int,
+    baseline_collected: bool,
+) -> int:
+    """A window's RSS at its end, after collecting garbage and handing back
+    freed memory the allocator kept.
+
+    A window without a collected baseline collects only when RSS grew by
+    more than :data:`_LAZY_COLLECT_BYTES`: a collection lowers RSS only
+    by freeing whole pymalloc arenas (1 MiB) or blocks large enough for
+    the allocator to hand back, so below that it would cost ~25 µs to
+    change nothing of the window's own (what it could free is older
+    garbage, which would only make the growth look smaller).
+    glibc keeps freed memory mapped for reuse, so a test that allocated
+    and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
+    µs) is only done when RSS is up by more than
+    :data:`_TRIM_TRIGGER_BYTES`.  A window opened with ``fresh_allocator``
+    trimmed at its start too, so both ends are measured alike; one
+    without may also hand back memory cached before it opened, so its
+    growth errs low, never high.
+    """
+    if baseline_collected:
+        collector.collect()
+        end = process.rss_bytes()
+    else:
+        end = process.rss_bytes()
+        if end - baseline > _LAZY_COLLECT_BYTES and collector is not _NO_COLLECTION:
+            collector.collect()
+            end = process.rss_bytes()
+    if end - baseline > _TRIM_TRIGGER_BYTES and collector.release_allocator_memory():
+        end = process.rss_bytes()
+    return end
+
+
 class MeasurementWindow:
     """An open window over the monitor's samples; :meth:`stop` closes it.
 
@@ -231,8 +268,8 @@ class MeasurementWindow:
         fresh_allocator: bool = True,
         collect_at_start: bool = True,
     ) -> None:
-        # Opened thousands of times a session (every short test): slots, the
-        # monitor's handles looked up once, its checks only when due, and
+        # Opened thousands of times a session (with phases measured): slots,
+        # the monitor's handles looked up once, its checks only when due, and
         # made with positional arguments (a class called with keywords
         # builds a dict for them).
         if (
@@ -241,27 +278,74 @@ class MeasurementWindow:
             or time.monotonic() - monitor._checked_at >= _LIVENESS_CHECK_S
         ):
             monitor._check()
-        self._monitor = monitor
-        self._process = process = monitor._process_handle
-        self._sampler = sampler = monitor._sampler_handle
+        process = monitor._process_handle
+        sampler = monitor._sampler_handle
         assert process is not None and sampler is not None  # checked: the monitor runs
-        self.thresholds = thresholds
-        self.basis = basis
-        self._collector = collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
-        self._kernel_peak_so_far = 0
-        self._baseline_collected = collect_at_start and collector.mode is not _GC_OFF
-        self.result: WindowResult | None = None
+        collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
         if collect_at_start:
             collector.collect()
         if fresh_allocator:
             collector.release_allocator_memory()
-        self.baseline_bytes = baseline = process.rss_bytes()
+        baseline = process.rss_bytes()
         if monitor._open_windows:
             monitor._fold_peak_into_open_windows()
         process.reset_peak(baseline)
-        self._start_count = sampler.write_count()
+        self._set(
+            monitor,
+            thresholds,
+            basis,
+            collector,
+            baseline,
+            sampler.write_count(),
+            time.monotonic_ns(),
+            collect_at_start and collector.mode is not _GC_OFF,
+            0,
+        )
+
+    @classmethod
+    def _continuing(
+        cls, probe: BriefProbe, thresholds: PressureThresholds, basis: MeasurementBasis
+    ) -> MeasurementWindow:
+        """The span ``probe`` has open, as a window: same baseline, mark and samples."""
+        window = cls.__new__(cls)
+        window._set(
+            probe._monitor,
+            thresholds,
+            basis,
+            probe._collector,
+            probe.baseline_bytes,
+            probe._start_count,
+            probe.opened_ns,
+            False,
+            probe._kernel_peak_so_far,
+        )
+        return window
+
+    def _set(
+        self,
+        monitor: MemoryMonitor,
+        thresholds: PressureThresholds,
+        basis: MeasurementBasis,
+        collector: Collector,
+        baseline_bytes: int,
+        start_count: int,
+        opened_ns: int,
+        baseline_collected: bool,
+        kernel_peak_so_far: int,
+    ) -> None:
+        self._monitor = monitor
+        self._process = monitor._process_handle
+        self._sampler = monitor._sampler_handle
+        self.thresholds = thresholds
+        self.basis = basis
+        self._collector = collector
+        self.baseline_bytes = baseline_bytes
+        self._start_count = start_count
         #: ``time.monotonic_ns()`` when the window opened.
-        self.opened_ns = time.monotonic_ns()
+        self.opened_ns = opened_ns
+        self._baseline_collected = baseline_collected
+        self._kernel_peak_so_far = kernel_peak_so_far
+        self.result: WindowResult | None = None
 
     # -- live view -----------------------------------------------------------
 
@@ -329,7 +413,9 @@ class MeasurementWindow:
         try:
             monitor._check()
             kernel_peak = monitor._process.peak_rss_bytes()
-            end_rss: int | None = self._end_rss()
+            end_rss: int | None = _end_rss(
+                self._process, self._collector, self.baseline_bytes, self._baseline_collected
+            )
         except _platform.ProcessGoneError:
             kernel_peak, end_rss = exit_peak_rss_bytes, None
         block = monitor._sampler.read(self._start_count, end_count)
@@ -337,39 +423,6 @@ class MeasurementWindow:
             end_rss = block.rss_bytes[-1] if len(block) else self.baseline_bytes
         self.result = self._build_result(block, kernel_peak, end_rss, end_ns)
         return self.result
-
-    def _end_rss(self) -> int:
-        """RSS at the end, after collecting garbage and handing back freed
-        memory the allocator kept.
-
-        A window without a collected baseline collects only when RSS grew by
-        more than :data:`_LAZY_COLLECT_BYTES`: a collection lowers RSS only
-        by freeing whole pymalloc arenas (1 MiB) or blocks large enough for
-        the allocator to hand back, so below that it would cost ~25 µs to
-        change nothing of the window's own (what it could free is older
-        garbage, which would only make the growth look smaller).
-        glibc keeps freed memory mapped for reuse, so a test that allocated
-        and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
-        µs) is only done when RSS is up by more than
-        :data:`_TRIM_TRIGGER_BYTES`.  A window opened with ``fresh_allocator``
-        trimmed at its start too, so both ends are measured alike; one
-        without may also hand back memory cached before it opened, so its
-        growth errs low, never high.
-        """
-        process = self._process
-        collector = self._collector
-        baseline = self.baseline_bytes
-        if self._baseline_collected:
-            collector.collect()
-            end = process.rss_bytes()
-        else:
-            end = process.rss_bytes()
-            if end - baseline > _LAZY_COLLECT_BYTES and collector is not _NO_COLLECTION:
-                collector.collect()
-                end = process.rss_bytes()
-        if end - baseline > _TRIM_TRIGGER_BYTES and collector.release_allocator_memory():
-            end = process.rss_bytes()
-        return end
 
     def stop_brief(self) -> BriefResult:
         """Close the window with its headline figures only (peak, growth, samples).
@@ -388,7 +441,7 @@ class MeasurementWindow:
         monitor._forget(self)
         process = self._process
         kernel_peak = process.peak_rss_bytes()
-        end_rss = self._end_rss()
+        end_rss = _end_rss(process, self._collector, self.baseline_bytes, self._baseline_collected)
         if kernel_peak is None:  # no kernel mark: the sampled maximum it is
             kernel_peak = max(self._sampler.read(self._start_count, end_count).rss_bytes, default=0)
         baseline = self.baseline_bytes
@@ -454,6 +507,92 @@ class MeasurementWindow:
         self.stop()
 
 
+class BriefProbe:
+    """Peak and growth of one span at a time: the monitor's cheapest measurement.
+
+    Made for thousands of short spans a session, the calls of tests that
+    ``--automem`` alone monitors.  One probe serves every span in turn, and
+    a span costs its kernel reads (RSS and the mark at each end; the mark is
+    reset only when it is above RSS) and little else: no object is made,
+    no sample read, no statistic computed.  A window opened and closed in
+    brief cost a short test ~12 µs more in a pytest session
+    (docs/benchmarks.md).
+
+    The figures are a window's: the kernel mark is reset when a span opens
+    and read when it closes (the sampled maximum where there is no mark),
+    and the end is measured as :meth:`MeasurementWindow.stop_brief` does.
+    An open span takes part in nesting like a window.  A span that turns
+    out to need more (a long call, whose growth rate can be judged) goes on
+    as a full window: :meth:`to_window`.
+    """
+
+    __slots__ = (
+        "_collector",
+        "_fresh_allocator",
+        "_kernel_peak_so_far",
+        "_monitor",
+        "_process",
+        "_sampler",
+        "_start_count",
+        "baseline_bytes",
+        "opened_ns",
+    )
+
+    def __init__(self, monitor: MemoryMonitor, gc_mode: GcMode, fresh_allocator: bool) -> None:
+        monitor._check()
+        self._monitor = monitor
+        self._process = monitor._process_handle
+        self._sampler = monitor._sampler_handle
+        self._collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
+        self._fresh_allocator = fresh_allocator
+        self._kernel_peak_so_far = 0
+        self._start_count = 0
+        self.baseline_bytes = 0
+        #: ``time.monotonic_ns()`` when the span opened.
+        self.opened_ns = 0
+
+    def open(self) -> None:
+        """Start a span (the previous one must be closed or continued)."""
+        if self._fresh_allocator:
+            self._collector.release_allocator_memory()
+        process = self._process
+        self.baseline_bytes = baseline = process.rss_bytes()
+        open_windows = self._monitor._open_windows
+        if open_windows:
+            self._monitor._fold_peak_into_open_windows()
+        process.reset_peak(baseline)
+        self._kernel_peak_so_far = 0
+        open_windows.append(self)
+        self._start_count = self._sampler.write_count()
+        self.opened_ns = time.monotonic_ns()
+
+    def close(self) -> tuple[int, int]:
+        """End the span: its ``(peak_bytes, growth_bytes)`` above the baseline."""
+        self._monitor._open_windows.remove(self)
+        process = self._process
+        peak = process.peak_rss_bytes()
+        baseline = self.baseline_bytes
+        end = _end_rss(process, self._collector, baseline, False)
+        if peak is None:  # no kernel mark: the sampled maximum it is
+            sampler = self._sampler
+            peak = max(sampler.read(self._start_count, sampler.write_count()).rss_bytes, default=0)
+        peak = max(peak, self._kernel_peak_so_far, baseline, end)
+        return peak - baseline, end - baseline
+
+    def to_window(
+        self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE
+    ) -> MeasurementWindow:
+        """The open span as a window (stop that instead of closing the probe)."""
+        open_windows = self._monitor._open_windows
+        open_windows.remove(self)
+        window = MeasurementWindow._continuing(self, thresholds, basis)
+        open_windows.append(window)
+        return window
+
+    def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
+        self._kernel_peak_so_far = max(self._kernel_peak_so_far, peak_rss_bytes)
+
+
 class MemoryMonitor:
     """One sampler process watching one process (by default, this one).
 
@@ -480,7 +619,7 @@ class MemoryMonitor:
         self.portable = portable or not sys.platform.startswith("linux")
         self._sampler_handle: SamplerProcess | None = None
         self._process_handle: _platform.ProcessMemory | None = None
-        self._open_windows: list[MeasurementWindow] = []
+        self._open_windows: list[MeasurementWindow | BriefProbe] = []
         self._checked_at = -math.inf
 
     # -- lifecycle -----------------------------------------------------------
@@ -612,6 +751,15 @@ class MemoryMonitor:
         self._open_windows.append(window)
         return window
 
+    def probe(self, *, gc_mode: GcMode = GcMode.AUTO, fresh_allocator: bool = False) -> BriefProbe:
+        """A :class:`BriefProbe`: the cheapest way to measure many short spans.
+
+        ``gc_mode`` says how garbage is collected at a span's end (only when
+        RSS grew, as for a window opened with ``collect_at_start=False``);
+        ``fresh_allocator`` hands the allocator's cache back at each open.
+        """
+        return BriefProbe(self, gc_mode, fresh_allocator)
+
     @contextlib.contextmanager
     def measure(self, **kwargs: Any) -> Iterator[MeasurementWindow]:
         """``with monitor.measure() as w: ...`` then read ``w.result``."""
@@ -628,6 +776,6 @@ class MemoryMonitor:
             for other in self._open_windows:
                 other._fold_kernel_peak(current_peak)
 
-    def _forget(self, window: MeasurementWindow) -> None:
+    def _forget(self, window: MeasurementWindow | BriefProbe) -> None:
         if window in self._open_windows:  # not when closed twice
             self._open_windows.remove(window)

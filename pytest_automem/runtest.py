@@ -18,8 +18,9 @@ test gets:
 Short tests are thousands a session, so their path is kept lean: a test
 monitored only because of ``--automem`` (no budget, no automem fixture),
 with no phases measured and no output that needs every results key, costs
-one hook wrapper, one window closed in brief (no samples copied, no
-statistics) and a record of what the summaries read.
+one hook wrapper, one span of the session's
+:class:`~pytest_automem.monitor.BriefProbe` (kernel reads, no samples, no
+statistics, no object made) and a record of :data:`SUMMARY_KEYS`.
 :class:`PhasedRuntestHooks` (setup and teardown too) is registered only when
 some test measures them, and :class:`ReportHooks`, which annotates reports,
 only when some test can have a verdict or the records must travel with
@@ -174,9 +175,15 @@ class RuntestHooks:
         self._item: pytest.Item | None = None
         self._plan: ItemPlan | None = None
         self._state: ItemState | None = None
-        #: Whether a blanket test's call may close in brief (pytest_runtest_call).
-        self._blanket_in_brief = not (settings.full_records or settings.trace_all)
-        self._blanket_fresh_allocator = settings.fresh_allocator == "always"
+        #: Measures blanket tests' calls in brief, unless an output needs
+        #: every results key or every test is traced.
+        self._probe = (
+            None
+            if settings.full_records or settings.trace_all
+            else monitor.probe(
+                gc_mode=settings.gc_mode, fresh_allocator=settings.fresh_allocator == "always"
+            )
+        )
 
     def state_of(self, item: pytest.Item) -> ItemState | None:
         """The state of ``item`` while it runs (and until the next test starts)."""
@@ -204,22 +211,27 @@ class RuntestHooks:
             return (yield)
         state = self._state
         if state is None:
-            if plan.blanket and self._blanket_in_brief:
+            probe = self._probe
+            if plan.blanket and probe is not None:
                 # The lean path of thousands of short tests: monitored only
                 # by --automem, no phases, no output that needs every key.
-                window = self._monitor.window(
-                    thresholds=_thresholds_for(item, self.settings.thresholds),
-                    collect_garbage=self.settings.gc_mode,
-                    fresh_allocator=self._blanket_fresh_allocator,
-                    collect_at_start=False,
-                )
+                probe.open()
                 try:
                     return (yield)
                 finally:
-                    if time.monotonic_ns() - window.opened_ns < _FULL_CALL_AFTER_NS:
-                        self._records[item.nodeid] = brief_record(window.stop_brief())
+                    thresholds = _thresholds_for(item, self.settings.thresholds)
+                    if time.monotonic_ns() - probe.opened_ns < _FULL_CALL_AFTER_NS:
+                        peak, growth = probe.close()
+                        self._records[item.nodeid] = {
+                            "peak_bytes": peak,
+                            "growth_bytes": growth,
+                            # not .name: a property call
+                            "max_pressure": thresholds.classify(peak)._name_,
+                            "verdict": "pass",
+                            "message": None,
+                        }
                     else:
-                        self._finish_long_blanket_call(item, plan, window)
+                        self._finish_long_blanket_call(item, plan, probe.to_window(thresholds))
             state = self._state = ItemState(plan)
         budget = plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
@@ -371,8 +383,8 @@ def record_of(state: ItemState) -> dict[str, Any]:
     """The results-file entry for one test: plain values only.
 
     Built at most twice per test (at the call report when JUnit properties
-    need it, then with the phases at teardown).  A call closed in brief
-    never gets here: see :func:`brief_record`.
+    need it, then with the phases at teardown).  A call measured by the
+    lean path never gets here: its record has only :data:`SUMMARY_KEYS`.
     """
     call = state.phases["call"]
     record = state.record
@@ -396,17 +408,6 @@ def record_of(state: ItemState) -> dict[str, Any]:
         for name, result in state.phases.items()
     }
     return record
-
-
-def brief_record(call: BriefResult) -> dict[str, Any]:
-    """The record of a call closed in brief: what the summaries read (no verdict to judge)."""
-    return {
-        "peak_bytes": call.peak_bytes,
-        "growth_bytes": call.growth_bytes,
-        "max_pressure": call.max_pressure._name_,  # not .name: a property call
-        "verdict": "pass",
-        "message": None,
-    }
 
 
 def verdict_text(state: ItemState) -> str:

@@ -1,4 +1,4 @@
-"""Measurement windows: growth, exact peaks, nesting, live view, bad input."""
+"""Measurement windows and the brief probe: growth, exact peaks, nesting, live view, bad input."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from helpers import resident_block
 
+from pytest_automem.collect import GcMode
 from pytest_automem.monitor import MemoryMonitor
 from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from pytest_automem.results import REQUIRED_TEST_KEYS
@@ -297,3 +298,65 @@ def test_kernel_mark_reset_is_skipped_only_when_it_changes_nothing(
     window = monitor.window(collect_garbage=False, fresh_allocator=False)
     spike_inside_one_c_call(32 * MB)
     assert window.stop_brief().peak_bytes >= 31 * MB
+
+
+# -- the brief probe -----------------------------------------------------------
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel high-water mark is Linux-only")
+def test_probe_spans_are_exact_and_independent(monitor: MemoryMonitor) -> None:
+    probe = monitor.probe(gc_mode=GcMode.OFF)
+    probe.open()
+    spike_inside_one_c_call(100 * MB)
+    peak, growth = probe.close()
+    assert 99 * MB <= peak <= 104 * MB
+    assert abs(growth) < 2 * MB
+    # The next span starts a new mark: the first span's spike is not its peak.
+    probe.open()
+    kept = resident_block(24 * MB)
+    peak, growth = probe.close()
+    assert 23 * MB <= growth <= 26 * MB
+    assert growth <= peak < 40 * MB
+    kept.close()
+
+
+@pytest.mark.skipif(not LINUX, reason="kernel high-water mark is Linux-only")
+def test_probe_nests_with_windows_both_ways(monitor: MemoryMonitor) -> None:
+    probe = monitor.probe(gc_mode=GcMode.OFF)
+    outer = monitor.window()
+    spike_inside_one_c_call(80 * MB)
+    probe.open()  # resets the mark: the window keeps its peak
+    spike_inside_one_c_call(20 * MB)
+    inner = monitor.window()  # resets it again: the span keeps its own
+    inner.stop()
+    peak, _ = probe.close()
+    assert 19 * MB <= peak < 40 * MB
+    assert outer.stop().peak_bytes >= 79 * MB
+
+
+def test_probe_span_goes_on_as_a_window(monitor: MemoryMonitor) -> None:
+    probe = monitor.probe(gc_mode=GcMode.OFF)
+    probe.open()
+    spike_inside_one_c_call(60 * MB)
+    time.sleep(0.02)
+    window = probe.to_window(PressureThresholds.parse("10MB,200MB,500MB"))
+    kept = resident_block(16 * MB)
+    result = window.stop()
+    assert result.baseline_bytes == probe.baseline_bytes
+    assert result.peak_bytes >= (59 * MB if LINUX else 15 * MB)
+    assert 15 * MB <= result.growth_bytes <= 18 * MB
+    assert result.samples >= 5  # the samples since the span opened
+    assert result.max_pressure is PressureLevel.MEDIUM
+    assert monitor._open_windows == []
+    kept.close()
+
+
+def test_probe_without_a_kernel_mark_reports_the_sampled_peak() -> None:
+    with MemoryMonitor(portable=True) as fallback:
+        probe = fallback.probe(gc_mode=GcMode.OFF)
+        probe.open()
+        kept = resident_block(30 * MB)
+        time.sleep(0.03)
+        peak, growth = probe.close()
+    assert peak >= growth >= 29 * MB
+    kept.close()

@@ -10,6 +10,7 @@ so RSS moves by exactly what the test allocates.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -681,3 +682,38 @@ def test_a_bad_budget_on_a_late_item_is_a_usage_error(pytester: pytest.Pytester)
     result = _run(pytester, "--automem")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*::late*memory_budget*peak='lots'*"])
+
+
+def test_a_long_blanket_call_is_measured_in_full(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_sessionfinish(session):
+            records = session.config.pluginmanager.get_plugin("automem-session").records
+            for nodeid, record in sorted(records.items()):
+                print("record", nodeid, sorted(record), record.get("samples"))
+        """
+    )
+    pytester.makepyfile(
+        test_spans="""
+        import time
+
+        def test_short():
+            pass
+
+        def test_long():
+            time.sleep(0.6)
+        """
+    )
+    result = _run(pytester, "--automem", "-s")
+    result.assert_outcomes(passed=2)
+    records = {
+        match[1]: (match[2], match[3])
+        for match in re.finditer(r"record (\S+) (\[[^]]*\]) (\S+)", result.stdout.str())
+    }
+    # A short call keeps what the summaries read; a long one is a full
+    # window over the same span: its samples and growth rate.
+    summary_keys = "['growth_bytes', 'max_pressure', 'message', 'peak_bytes', 'verdict']"
+    assert records["test_spans.py::test_short"] == (summary_keys, "None")
+    keys, samples = records["test_spans.py::test_long"]
+    assert "'rate_bytes_per_s'" in keys
+    assert int(samples) >= 300
