@@ -158,12 +158,13 @@ class AutomemSession:
         all.  The report hook is added only where a report can need it: some
         test can get a verdict, or records must travel with reports (xdist)
         or become JUnit properties.  The sampler starts now, without waiting
-        for its first sample: it warms up while the first tests run.
+        for its first sample: it warms up while the first tests run.  With
+        ``--collect-only`` nothing starts (budgets are still checked).
         """
         if self.is_xdist_controller:  # it runs no tests itself
             return
         monitored = self._monitored_plans(session.items)
-        if not monitored:
+        if not monitored or self.config.option.collectonly:  # --co still checks budgets
             return
         from .runtest import PhasedRuntestHooks, ReportHooks, RuntestHooks  # only when monitoring
 

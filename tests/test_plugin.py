@@ -717,3 +717,24 @@ def test_a_long_blanket_call_is_measured_in_full(pytester: pytest.Pytester) -> N
     keys, samples = records["test_spans.py::test_long"]
     assert "'rate_bytes_per_s'" in keys
     assert int(samples) >= 300
+
+
+def test_collect_only_checks_budgets_but_starts_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(_HOOKS_CONFTEST)
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = _run(pytester, "--automem", "--collect-only", "-s")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["runtest hooks: NoneType"])
+    assert "automem: memory" not in result.stdout.str()
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.memory_budget(peak="lots")
+        def test_bad():
+            pass
+        """
+    )
+    result = _run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_bad.py::test_bad*memory_budget*peak*"])
