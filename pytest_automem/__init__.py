@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "PressureLevel": "pressure",
     "PressureThresholds": "pressure",
     "SamplerDiedError": "sampling",
-    "WindowResult": "monitor",
+    "WindowResult": "window_result",
     "investigate": "investigator",
 }
 

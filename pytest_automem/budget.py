@@ -20,8 +20,8 @@ from .pressure import PressureLevel
 from .units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
 
 if TYPE_CHECKING:
-    from .monitor import WindowResult
     from .scenario import ScenarioResult
+    from .window_result import WindowResult
 
 __all__ = ["BudgetError", "MemoryBudget", "Verdict", "judge"]
 

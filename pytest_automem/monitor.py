@@ -2,7 +2,8 @@
 
 :class:`MemoryMonitor` owns one sampler process for its whole life (a pytest
 session, or one monitored child).  Each test or scenario opens a
-:class:`MeasurementWindow`; closing it gives a frozen :class:`WindowResult`:
+:class:`MeasurementWindow`; closing it gives a frozen
+:class:`~pytest_automem.window_result.WindowResult`:
 baseline and end (both after ``gc.collect()``), the exact peak, growth, growth
 rate, pressure, and how all of it was measured.
 
@@ -12,19 +13,21 @@ sampling interval ("kernel-hwm").  Windows may nest (a scenario inside a
 test); before a nested window resets the mark, the mark so far is folded into
 every window already open, so the outer one keeps its peak.  Elsewhere the
 peak is the sampler's maximum ("sampled").
+
+:class:`BriefProbe` measures many short spans one after the other (the
+calls of tests ``--automem`` alone monitors) with the same exact peak and
+growth, and nothing else: no object per span, no samples, no statistics.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import math
 import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _platform
 from .collect import Collector, GcMode
@@ -33,10 +36,13 @@ from .pressure import (
     PressureLevel,
     PressureThresholds,
     distribution_of_values,
+    measured_bytes,
 )
 from .sampling import SampleBlock, SamplerDiedError, SamplerProcess
-from .stats import differences, least_squares_slope, percentile
-from .units import format_size, parse_interval_ms
+from .units import parse_interval_ms
+
+if TYPE_CHECKING:
+    from .window_result import WindowResult
 
 __all__ = [
     "BriefProbe",
@@ -44,110 +50,24 @@ __all__ = [
     "MeasurementWindow",
     "MemoryMonitor",
     "SamplerDiedError",
-    "WindowResult",
 ]
 
 DEFAULT_INTERVAL_MS = 1.0
 #: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
 DEFAULT_CAPACITY = 1 << 18
-#: Least-squares slopes over more points than this use an even subsample.
-_MAX_SLOPE_POINTS = 20_000
-#: RSS growth at a window's end above which the allocator's free memory is returned first.
+#: RSS growth at a window's end above which the allocator's free memory is
+#: returned first.  Not below ``_LAZY_COLLECT_BYTES`` (``BriefProbe.close``).
 _TRIM_TRIGGER_BYTES = 256 * 1024
 #: RSS growth at a window's end above which a window that did not collect
 #: garbage at its start collects before the end is read (see ``_end_rss``).
 _LAZY_COLLECT_BYTES = 64 * 1024
 #: How often (at most) windows ask the OS whether the sampler still lives.
 _LIVENESS_CHECK_S = 0.05
-#: Windows with fewer samples than this give no growth rate: a rate over a
-#: few milliseconds is an allocation burst, not the sustained growth (MB/s)
-#: that rate budgets and the original's targets are about.
-_MIN_RATE_SAMPLES = 100
 #: Windows that collect no garbage share one collector: it never changes.
 _NO_COLLECTION = Collector(GcMode.OFF)
 #: Enum members read through their class cost a descriptor call each (~50 ns
 #: in Python 3.11); windows, opened for every test, read these instead.
 _GC_OFF, _RELATIVE = GcMode.OFF, MeasurementBasis.RELATIVE
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    """What one measurement window saw.  Sizes in bytes, times in ms or s.
-
-    ``peak_bytes`` and ``growth_bytes`` are relative to ``baseline_bytes``;
-    ``*_rss_bytes`` fields are the process's whole resident memory.
-    """
-
-    pid: int
-    duration_s: float
-    baseline_bytes: int
-    end_rss_bytes: int
-    peak_rss_bytes: int
-    peak_bytes: int
-    growth_bytes: int
-    rate_bytes_per_s: float | None
-    max_pressure: PressureLevel
-    pressure_distribution: dict[str, float]
-    thresholds: PressureThresholds
-    basis: MeasurementBasis
-    samples: int
-    samples_dropped: int
-    interval_target_ms: float
-    interval_p50_ms: float | None
-    interval_p99_ms: float | None
-    interval_max_ms: float | None
-    sampler_kind: str
-    peak_source: str
-    allocator_trimmed: bool
-    sample_times_ns: array.array = field(repr=False, compare=False)
-    sample_rss_bytes: array.array = field(repr=False, compare=False)
-    #: How garbage was collected at both ends (``auto``, ``full`` or ``off``).
-    gc_mode: str = "auto"
-    #: False when garbage was collected at the end only (see ``MemoryMonitor.window``).
-    baseline_collected: bool = True
-
-    def how_measured(self) -> str:
-        """One phrase for messages: ``kernel high-water mark, 1 ms sampler, 842 samples``."""
-        source = "kernel high-water mark" if self.peak_source == "kernel-hwm" else "sampled peak"
-        interval = f"{self.interval_target_ms:g} ms"
-        return f"{source}, {interval} sampler, {self.samples} samples"
-
-    def level_of(self, rss_bytes: int) -> PressureLevel:
-        """Pressure level of one RSS reading on this window's basis."""
-        return self.thresholds.classify(_measured(rss_bytes, self.baseline_bytes, self.basis))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values only (str/int/float/bool/None), safe for JSON and xdist."""
-        return {
-            "peak_bytes": self.peak_bytes,
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "baseline_bytes": self.baseline_bytes,
-            "end_rss_bytes": self.end_rss_bytes,
-            "growth_bytes": self.growth_bytes,
-            "rate_bytes_per_s": self.rate_bytes_per_s,
-            "max_pressure": self.max_pressure.name,
-            "pressure_distribution": dict(self.pressure_distribution),
-            "pressure_basis": self.basis.value,
-            "duration_s": self.duration_s,
-            "samples": self.samples,
-            "samples_dropped": self.samples_dropped,
-            "interval_target_ms": self.interval_target_ms,
-            "interval_p50_ms": self.interval_p50_ms,
-            "interval_p99_ms": self.interval_p99_ms,
-            "interval_max_ms": self.interval_max_ms,
-            "sampler_kind": self.sampler_kind,
-            "peak_source": self.peak_source,
-            "allocator_trimmed": self.allocator_trimmed,
-            "gc_mode": self.gc_mode,
-            "baseline_collected": self.baseline_collected,
-        }
-
-    def describe(self) -> str:
-        """A short human summary of the window."""
-        return (
-            f"peak {format_size(self.peak_bytes)}, growth {format_size(self.growth_bytes)}, "
-            f"max pressure {self.max_pressure.name} ({self.how_measured()})"
-        )
 
 
 class BriefResult(NamedTuple):
@@ -178,27 +98,6 @@ class BriefResult(NamedTuple):
             "peak_source": self.peak_source,
             "gc_mode": self.gc_mode,
         }
-
-
-def _measured(rss_bytes: int, baseline_bytes: int, basis: MeasurementBasis) -> int:
-    return rss_bytes - baseline_bytes if basis is _RELATIVE else rss_bytes
-
-
-def _interval_stats_ms(times_ns: array.array) -> tuple[float | None, float | None, float | None]:
-    """p50, p99 and max gap between consecutive samples, in ms."""
-    if len(times_ns) < 2:
-        return None, None, None
-    gaps = sorted(differences(times_ns))
-    return percentile(gaps, 0.50) / 1e6, percentile(gaps, 0.99) / 1e6, gaps[-1] / 1e6
-
-
-def _growth_rate(times_ns: array.array, rss_bytes: array.array) -> float | None:
-    """Least-squares slope of RSS over time in bytes/s, subsampled when huge."""
-    if len(times_ns) < _MIN_RATE_SAMPLES:
-        return None
-    step = max(1, math.ceil(len(times_ns) / _MAX_SLOPE_POINTS))
-    slope_per_ns = least_squares_slope(times_ns[::step], rss_bytes[::step])
-    return None if slope_per_ns is None else slope_per_ns * 1e9
 
 
 def _end_rss(
@@ -359,7 +258,7 @@ class MeasurementWindow:
 
     def current_bytes(self) -> int:
         """Memory now on this window's basis (above baseline when relative)."""
-        return _measured(self.current_rss_bytes(), self.baseline_bytes, self.basis)
+        return measured_bytes(self.current_rss_bytes(), self.baseline_bytes, self.basis)
 
     def samples(self) -> SampleBlock:
         """The samples taken since the window opened (a copy)."""
@@ -388,7 +287,7 @@ class MeasurementWindow:
     def max_pressure(self) -> PressureLevel:
         """Highest pressure level reached so far (judged on the peak)."""
         return self.thresholds.classify(
-            _measured(self.peak_rss_bytes(), self.baseline_bytes, self.basis)
+            measured_bytes(self.peak_rss_bytes(), self.baseline_bytes, self.basis)
         )
 
     def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
@@ -455,7 +354,8 @@ class MeasurementWindow:
             end_count - self._start_count,  # samples
             process.peak_source or "sampled",  # peak_source
             self._collector.mode._value_,  # gc_mode (not .value: a property call)
-            self.thresholds.classify(_measured(peak_rss, baseline, self.basis)),  # max_pressure
+            # max_pressure
+            self.thresholds.classify(measured_bytes(peak_rss, baseline, self.basis)),
         )
 
     def _build_result(
@@ -465,7 +365,9 @@ class MeasurementWindow:
         if kernel_peak is not None:
             self._fold_kernel_peak(kernel_peak)
         peak_rss = max(sampled_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
-        p50, p99, gap_max = _interval_stats_ms(block.times_ns)
+        from .window_result import WindowResult, growth_rate, interval_stats_ms
+
+        p50, p99, gap_max = interval_stats_ms(block.times_ns)
         offset = self.baseline_bytes if self.basis is MeasurementBasis.RELATIVE else 0
         measured = sorted(block.rss_bytes)
         if offset:
@@ -478,9 +380,9 @@ class MeasurementWindow:
             peak_rss_bytes=peak_rss,
             peak_bytes=peak_rss - self.baseline_bytes,
             growth_bytes=end_rss - self.baseline_bytes,
-            rate_bytes_per_s=_growth_rate(block.times_ns, block.rss_bytes),
+            rate_bytes_per_s=growth_rate(block.times_ns, block.rss_bytes),
             max_pressure=self.thresholds.classify(
-                _measured(peak_rss, self.baseline_bytes, self.basis)
+                measured_bytes(peak_rss, self.baseline_bytes, self.basis)
             ),
             pressure_distribution=distribution_of_values(measured, self.thresholds),
             thresholds=self.thresholds,
@@ -572,7 +474,9 @@ class BriefProbe:
         process = self._process
         peak = process.peak_rss_bytes()
         baseline = self.baseline_bytes
-        end = _end_rss(process, self._collector, baseline, False)
+        end = process.rss_bytes()
+        if end - baseline > _LAZY_COLLECT_BYTES:  # below, _end_rss would only read again
+            end = _end_rss(process, self._collector, baseline, False)
         if peak is None:  # no kernel mark: the sampled maximum it is
             sampler = self._sampler
             peak = max(sampler.read(self._start_count, sampler.write_count()).rss_bytes, default=0)

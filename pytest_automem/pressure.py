@@ -21,6 +21,7 @@ __all__ = [
     "PressureLevel",
     "PressureThresholds",
     "distribution_of_values",
+    "measured_bytes",
     "pressure_distribution",
 ]
 
@@ -61,6 +62,14 @@ class MeasurementBasis(enum.Enum):
 
     RELATIVE = "relative"
     ABSOLUTE = "absolute"
+
+
+_RELATIVE = MeasurementBasis.RELATIVE
+
+
+def measured_bytes(rss_bytes: int, baseline_bytes: int, basis: MeasurementBasis) -> int:
+    """An RSS reading as a level judges it: above the baseline when relative."""
+    return rss_bytes - baseline_bytes if basis is _RELATIVE else rss_bytes
 
 
 @dataclass(frozen=True)

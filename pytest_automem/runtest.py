@@ -45,8 +45,9 @@ if TYPE_CHECKING:
     from .budget import MemoryBudget, Verdict
     from .investigator.attribution import AllocationTracer
     from .investigator.overall import Attributed
-    from .monitor import BriefResult, MeasurementWindow, MemoryMonitor, WindowResult
+    from .monitor import BriefResult, MeasurementWindow, MemoryMonitor
     from .scenario import Scenario, ScenarioResult
+    from .window_result import WindowResult
 
 __all__ = [
     "ItemState",

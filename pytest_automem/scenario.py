@@ -36,11 +36,12 @@ from typing import Any
 
 from ._platform import heap_bytes
 from .automaton import Automaton
-from .monitor import MemoryMonitor, WindowResult
+from .monitor import MemoryMonitor
 from .policies import MemoryOptimizedAutomaton, OptimizationConfig
 from .pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from .stats import theil_sen_slope
 from .units import format_size
+from .window_result import WindowResult
 
 __all__ = [
     "Scenario",

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_writer
-from .monitor import WindowResult
 from .pressure import MeasurementBasis, PressureLevel
+from .window_result import WindowResult
 
 __all__ = [
     "DEFAULT_KEEP",

@@ -12,8 +12,8 @@ import mmap
 import subprocess
 from typing import Any
 
-from pytest_automem.monitor import WindowResult
 from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from pytest_automem.window_result import WindowResult
 
 PAGE = mmap.PAGESIZE
 MB = 1 << 20

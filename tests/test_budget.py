@@ -12,9 +12,9 @@ import pytest
 from helpers import make_window
 
 from pytest_automem.budget import BudgetError, MemoryBudget, Verdict, judge
-from pytest_automem.monitor import WindowResult
 from pytest_automem.pressure import PressureLevel, PressureThresholds
 from pytest_automem.scenario import ScenarioResult
+from pytest_automem.window_result import WindowResult
 
 KB = 1 << 10
 MB = 1 << 20

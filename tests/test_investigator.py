@@ -13,9 +13,9 @@ import helpers
 import pytest
 
 from pytest_automem.investigator import Finding, Investigation, Severity, investigate
-from pytest_automem.monitor import WindowResult
 from pytest_automem.pressure import PressureLevel
 from pytest_automem.scenario import ScenarioResult
+from pytest_automem.window_result import WindowResult
 
 KB = 1 << 10
 MB = 1 << 20

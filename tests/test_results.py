@@ -19,7 +19,7 @@ from helpers import INNER_ALLOC, resident_block
 
 from pytest_automem.budget import MemoryBudget, judge
 from pytest_automem.investigator import investigate
-from pytest_automem.monitor import MemoryMonitor, WindowResult
+from pytest_automem.monitor import MemoryMonitor
 from pytest_automem.results import (
     REQUIRED_TEST_KEYS,
     RESULTS_VERSION,
@@ -27,6 +27,7 @@ from pytest_automem.results import (
     read_results,
     write_results,
 )
+from pytest_automem.window_result import WindowResult
 
 MB = 1 << 20
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ from typing import Any
 
 from .._platform import MemoryReadError, ProcessGoneError
 from ..atomic import atomic_write_text
-from ..monitor import MeasurementWindow, MemoryMonitor, WindowResult
+from ..monitor import MeasurementWindow, MemoryMonitor
 from ..pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from ..sampling import SamplerDiedError
 from ..snapshots import DEFAULT_KEEP, write_snapshot
@@ -40,6 +40,7 @@ from ..units import (
     parse_interval_ms,
     parse_size_bytes,
 )
+from ..window_result import WindowResult
 from .common import EXIT_FINDING, EXIT_OK, InputError, typed
 
 #: ``ru_maxrss`` is KiB on Linux and bytes on macOS.

@@ -15,8 +15,9 @@ from ..units import format_rate, format_size
 from .findings import Finding, Investigation, Severity
 
 if TYPE_CHECKING:
-    from ..monitor import BriefResult, WindowResult
+    from ..monitor import BriefResult
     from ..scenario import ScenarioResult
+    from ..window_result import WindowResult
 
 __all__ = ["investigate_measured"]
 

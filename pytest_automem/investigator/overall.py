@@ -27,8 +27,9 @@ from .measured import investigate_measured
 
 if TYPE_CHECKING:
     from ..automaton import Automaton
-    from ..monitor import BriefResult, WindowResult
+    from ..monitor import BriefResult
     from ..scenario import ScenarioResult
+    from ..window_result import WindowResult
 
 __all__ = ["Attributed", "investigate"]
 
