@@ -522,6 +522,8 @@ class MemoryMonitor:
         self.capacity = capacity
         self.portable = portable or not sys.platform.startswith("linux")
         self._sampler_handle: SamplerProcess | None = None
+        #: A sampler stopped by ``close(wait=False)``, to reap at the next close.
+        self._unreaped: SamplerProcess | None = None
         self._process_handle: _platform.ProcessMemory | None = None
         self._open_windows: list[MeasurementWindow | BriefProbe] = []
         self._checked_at = -math.inf
@@ -553,11 +555,17 @@ class MemoryMonitor:
             raise
         return self
 
-    def close(self) -> None:
-        """Stop the sampler and release descriptors (idempotent)."""
-        if self._sampler_handle is not None:
-            self._sampler_handle.close()
-            self._sampler_handle = None
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the sampler and release descriptors (idempotent).
+
+        ``wait=False`` does not wait for the sampler process to exit (see
+        :meth:`SamplerProcess.close`); a later ``close()`` reaps it.
+        """
+        sampler = self._sampler_handle or self._unreaped
+        if sampler is not None:
+            sampler.close(wait=wait)
+        self._sampler_handle = None
+        self._unreaped = None if wait else sampler
         if self._process_handle is not None:
             self._process_handle.close()
             self._process_handle = None

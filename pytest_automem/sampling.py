@@ -223,19 +223,22 @@ class SamplerProcess:
         tail = self._buffer[base : base + (end_slot - self.capacity) * size]
         return head + tail
 
-    def close(self) -> None:
-        """Stop the child now and reap it.
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the child now and reap it (``wait=False``: a later ``close()`` reaps it).
 
         It holds nothing to flush (it only writes shared memory), so it is
         killed rather than asked and polled for, and reaped with a blocking
         ``waitpid``: ``Popen.wait`` with a timeout polls with sleeps of
-        0.5 ms and more, which a session pays at its end.
+        0.5 ms and more, which a session pays at its end.  The wait itself
+        is ~0.9 ms (the kernel frees the child's memory first); a caller
+        with other work to do meanwhile (a pytest session prints its
+        summary) passes ``wait=False`` and finds the child dead later.
         """
-        if self._buffer.closed:
-            return
-        ring_layout.COUNT_FIELD.pack_into(self._buffer, ring_layout.OFFSET_STOP, 1)
-        if self._process.poll() is None:
-            self._process.kill()  # SIGKILL: it cannot linger, so the wait cannot hang
-        self._process.wait()
-        self._buffer.close()
-        self._stderr.close()
+        if not self._buffer.closed:
+            ring_layout.COUNT_FIELD.pack_into(self._buffer, ring_layout.OFFSET_STOP, 1)
+            if self._process.poll() is None:
+                self._process.kill()  # SIGKILL: it cannot linger, so the wait cannot hang
+            self._buffer.close()
+            self._stderr.close()
+        if wait:
+            self._process.wait()

@@ -104,15 +104,22 @@ class AutomemSession:
                 RecordsFromWorkers(self.records), WORKER_RECORDS_PLUGIN_NAME
             )
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Unregister the per-test hooks and stop the sampler.
+
+        At session finish the sampler is killed without waiting for it to
+        exit (``wait=False``); the close at unconfigure, after the summary,
+        reaps it.
+        """
         for name in (RUNTEST_PLUGIN_NAME, REPORT_PLUGIN_NAME, WORKER_RECORDS_PLUGIN_NAME):
             hooks = self.config.pluginmanager.get_plugin(name)
             if hooks is not None:
                 self.config.pluginmanager.unregister(hooks, name)
         self._runtest = None
         if self._monitor is not None:
-            self._monitor.close()
-            self._monitor = None
+            self._monitor.close(wait=wait)
+            if wait:
+                self._monitor = None
 
     # -- collection ----------------------------------------------------------
 
@@ -266,7 +273,7 @@ class AutomemSession:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the outputs once pytest's own (JUnit included) are written."""
-        self.close()
+        self.close(wait=False)
         if self.is_worker or not (self.records or self.config.option.automem_json):
             return
         from .report.session_outputs import (

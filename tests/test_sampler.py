@@ -93,6 +93,18 @@ def test_close_stops_the_sampler_and_leaves_no_ring_file() -> None:
     monitor.close()  # idempotent
 
 
+def test_close_without_waiting_kills_now_and_reaps_at_the_next_close() -> None:
+    monitor = MemoryMonitor().start()
+    child = monitor._sampler._process
+    monitor.close(wait=False)
+    assert not monitor.running
+    assert _wait_gone(child.pid)  # killed, not yet reaped: a zombie at most
+    assert child.returncode is None
+    monitor.close()
+    assert child.returncode == -signal.SIGKILL
+    monitor.close()  # idempotent
+
+
 def test_killed_sampler_is_a_clear_error_not_a_hang() -> None:
     monitor = MemoryMonitor().start()
     try:

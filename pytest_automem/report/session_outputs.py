@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import atomic_write_text
 from ..units import format_size
 
 if TYPE_CHECKING:
@@ -83,6 +82,8 @@ def report_file_name(nodeid: str) -> str:
 
 def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict[str, Path]:
     """Write each failed test's report to ``folder``; return nodeid -> path."""
+    from ..atomic import atomic_write_text  # only a session with failures writes files
+
     written = {}
     for nodeid, record in records.items():
         if record.get("report"):
