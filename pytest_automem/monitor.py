@@ -136,15 +136,15 @@ def _end_rss(
     return end
 
 
-class MeasurementWindow:
-    """An open window over the monitor's samples; :meth:`stop` closes it.
+class _Span:
+    """What a window and a probe's span share: the monitor's handles, the
+    baseline, where the samples start, and the mark nested windows fold in.
 
-    While open it answers live questions (current, peak so far, pressure so
-    far) — that is what the ``memory_monitor`` fixture hands a test.
+    Before a window resets the kernel's mark, the mark so far is folded into
+    every open window and span (``MemoryMonitor._fold_peak_into_open_windows``).
     """
 
     __slots__ = (
-        "_baseline_collected",
         "_collector",
         "_kernel_peak_so_far",
         "_monitor",
@@ -152,11 +152,21 @@ class MeasurementWindow:
         "_sampler",
         "_start_count",
         "baseline_bytes",
-        "basis",
         "opened_ns",
-        "result",
-        "thresholds",
     )
+
+    def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
+        self._kernel_peak_so_far = max(self._kernel_peak_so_far, peak_rss_bytes)
+
+
+class MeasurementWindow(_Span):
+    """An open window over the monitor's samples; :meth:`stop` closes it.
+
+    While open it answers live questions (current, peak so far, pressure so
+    far) — that is what the ``memory_monitor`` fixture hands a test.
+    """
+
+    __slots__ = ("_baseline_collected", "basis", "result", "thresholds")
 
     def __init__(
         self,
@@ -290,9 +300,6 @@ class MeasurementWindow:
             measured_bytes(self.peak_rss_bytes(), self.baseline_bytes, self.basis)
         )
 
-    def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
-        self._kernel_peak_so_far = max(self._kernel_peak_so_far, peak_rss_bytes)
-
     # -- closing -------------------------------------------------------------
 
     def stop(self, *, exit_peak_rss_bytes: int | None = None) -> WindowResult:
@@ -409,7 +416,7 @@ class MeasurementWindow:
         self.stop()
 
 
-class BriefProbe:
+class BriefProbe(_Span):
     """Peak and growth of one span at a time: the monitor's cheapest measurement.
 
     Made for thousands of short spans a session, the calls of tests that
@@ -428,17 +435,7 @@ class BriefProbe:
     as a full window: :meth:`to_window`.
     """
 
-    __slots__ = (
-        "_collector",
-        "_fresh_allocator",
-        "_kernel_peak_so_far",
-        "_monitor",
-        "_process",
-        "_sampler",
-        "_start_count",
-        "baseline_bytes",
-        "opened_ns",
-    )
+    __slots__ = ("_fresh_allocator",)
 
     def __init__(self, monitor: MemoryMonitor, gc_mode: GcMode, fresh_allocator: bool) -> None:
         monitor._check()
@@ -493,9 +490,6 @@ class BriefProbe:
         open_windows.append(window)
         return window
 
-    def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
-        self._kernel_peak_so_far = max(self._kernel_peak_so_far, peak_rss_bytes)
-
 
 class MemoryMonitor:
     """One sampler process watching one process (by default, this one).
@@ -525,7 +519,7 @@ class MemoryMonitor:
         #: A sampler stopped by ``close(wait=False)``, to reap at the next close.
         self._unreaped: SamplerProcess | None = None
         self._process_handle: _platform.ProcessMemory | None = None
-        self._open_windows: list[MeasurementWindow | BriefProbe] = []
+        self._open_windows: list[_Span] = []
         self._checked_at = -math.inf
 
     # -- lifecycle -----------------------------------------------------------
@@ -688,6 +682,6 @@ class MemoryMonitor:
             for other in self._open_windows:
                 other._fold_kernel_peak(current_peak)
 
-    def _forget(self, window: MeasurementWindow | BriefProbe) -> None:
+    def _forget(self, window: _Span) -> None:
         if window in self._open_windows:  # not when closed twice
             self._open_windows.remove(window)
