@@ -424,8 +424,8 @@ class BriefProbe(_Span):
     a span costs its kernel reads (RSS and the mark at each end; the mark is
     reset only when it is above RSS) and little else: no object is made,
     no sample read, no statistic computed.  A window opened and closed in
-    brief cost a short test ~12 µs more in a pytest session
-    (docs/benchmarks.md).
+    brief cost ~2.4 µs more per span, measured with cold caches as a test
+    session leaves them (docs/benchmarks.md).
 
     The figures are a window's: the kernel mark is reset when a span opens
     and read when it closes (the sampled maximum where there is no mark),
