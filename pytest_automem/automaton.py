@@ -348,4 +348,8 @@ class Automaton:
             reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
         except UnicodeDecodeError as exc:
             reason = f"invalid UTF-8: {exc.reason} at byte {exc.start + 1}"
+        except ValueError as exc:  # an integer past Python's digit limit
+            reason = f"invalid JSON: {str(exc).partition(':')[0]}"
+        except RecursionError:
+            reason = "invalid JSON: nested too deeply"
         raise AutomatonFormatError(self._path, line_no, reason)

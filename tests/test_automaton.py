@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,19 @@ def test_save_of_unserialisable_object_names_it_and_keeps_file(jsonl: Path) -> N
         ('{"name": "b"}', 'object has no "id"'),
         ('{"id": 2}', '"id" must be a string, got number 2'),
         ('{"id": {"x": 1}}', '"id" must be a string, got object {"x": 1}'),
+        pytest.param(
+            '{"id": "b", "n": ' + "9" * 5000 + "}",
+            "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion",
+            marks=pytest.mark.skipif(
+                not hasattr(sys, "get_int_max_str_digits"), reason="no digit limit here"
+            ),
+            id="integer-past-the-digit-limit",
+        ),
+        pytest.param(
+            '{"id": "b", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "invalid JSON: nested too deeply",
+            id="nested-too-deeply",
+        ),
     ],
 )
 def test_malformed_line_names_file_line_and_problem(
