@@ -94,6 +94,10 @@ def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}:{exc.lineno}: not a results file: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a results file: not UTF-8 text ({exc.reason})") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise ValueError(f"{path}: not a results file: {str(exc).partition(':')[0]}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a results file: nested too deeply") from None
     version = document.get("version") if isinstance(document, dict) else None
     if type(version) is not int or version != RESULTS_VERSION:
         raise ValueError(f"{path}: not a version-{RESULTS_VERSION} automem results file")

@@ -171,6 +171,11 @@ def _parse_line(source: Path, number: int, line: str) -> dict[str, Any]:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise SnapshotFormatError(f"{source}:{number}: invalid JSON: {exc.msg}") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        reason = str(exc).partition(":")[0]
+        raise SnapshotFormatError(f"{source}:{number}: invalid JSON: {reason}") from None
+    except RecursionError:
+        raise SnapshotFormatError(f"{source}:{number}: invalid JSON: nested too deeply") from None
     if not isinstance(record, dict):
         raise SnapshotFormatError(f"{source}:{number}: expected a JSON object")
     return record

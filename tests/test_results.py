@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,29 @@ def test_read_rejects_non_json_naming_file_and_line(tmp_path: Path, text: str, l
     path = tmp_path / "broken.json"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=f"^{path}:{line}: not a results file"):
+        read_results(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        pytest.param(
+            '{"version": 1, "tests": {"t": ' + "9" * 5000 + "}}",
+            "Exceeds the limit",
+            marks=pytest.mark.skipif(
+                not hasattr(sys, "get_int_max_str_digits"), reason="no digit limit here"
+            ),
+            id="integer-past-the-digit-limit",
+        ),
+        pytest.param("[" * 100_000 + "]" * 100_000, "nested too deeply", id="nested-too-deeply"),
+    ],
+)
+def test_read_rejects_json_python_cannot_hold_naming_the_file(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=f"^{path}: not a results file: {why}"):
         read_results(path)
 
 

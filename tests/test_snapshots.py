@@ -71,6 +71,10 @@ def test_cleanup_keeps_newest(tmp_path: Path, monitor: MemoryMonitor) -> None:
         ('{"kind": "other"}\n', ":1: first line is not a snapshot header"),
         ('{"kind": "window"}\nnot json\n', ":2: invalid JSON"),
         ('{"kind": "window"}\n[1, 2]\n', ":2: expected a JSON object"),
+        (
+            '{"kind": "window"}\n' + "[" * 100_000 + "]" * 100_000 + "\n",
+            ":2: invalid JSON: nested too deeply",
+        ),
         ('{"kind": "window"}\n\n{"t_ms": 1}\n', ":3: bad sample"),
         ('{"kind": "window"}\n{"t_ms": 1, "rss_bytes": 5, "pressure": "HUGE"}\n', ":2: bad sample"),
     ],
