@@ -108,9 +108,9 @@ def plan_item(
     """Decide how ``item`` is measured (raises MarkerError).
 
     ``blanket_phases``: measure the setup and teardown of tests monitored
-    only by ``--automem`` too.  Only the results file, JUnit properties and
-    xdist records report those phases; without them nothing would read the
-    figures, and measuring them would cost every such test two hook
+    only by ``--automem`` too.  Only the results file and JUnit properties
+    report those phases (written by the controller under xdist); without
+    them nothing would read the figures, and measuring them would cost every such test two hook
     wrappers and two windows.  ``parent_marker``: ``closest_marker`` of the
     test's parent, which the caller finds once for all the tests a
     collector reports.

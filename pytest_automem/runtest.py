@@ -141,8 +141,8 @@ class RunSettings:
     junit: bool
     #: Records travel with the teardown report (an xdist worker).
     is_worker: bool
-    #: Every record needs all the results keys: the results file, JUnit
-    #: properties and xdist (the controller may write either) read them.
+    #: Every record needs all the results keys: the results file and JUnit
+    #: properties read them (on xdist, the controller writes them).
     full_records: bool
 
 
@@ -336,12 +336,14 @@ class RuntestHooks:
     # -- the record ----------------------------------------------------------
 
     def _finish_test(self, item: pytest.Item, state: ItemState) -> None:
-        """Complete the record once teardown is measured; keep it (or, on an
-        xdist worker, leave it for :class:`ReportHooks` to send)."""
+        """Complete the record once teardown is measured and keep it (on an
+        xdist worker, until :class:`ReportHooks` sends it)."""
         if "call" in state.phases:  # else setup failed or skipped: nothing ran
-            state.record = record_of(state)
-            if not self.settings.is_worker:
-                self._records[item.nodeid] = state.record
+            state.record = self._records[item.nodeid] = record_of(state)
+
+    def take_record(self, item: pytest.Item) -> dict[str, Any] | None:
+        """The finished record of ``item``, handed over (an xdist worker sends it)."""
+        return self._records.pop(item.nodeid, None)
 
 
 class PhasedRuntestHooks(RuntestHooks):
@@ -420,7 +422,8 @@ def verdict_text(state: ItemState) -> str:
 
 class ReportHooks:
     """Puts the verdict on the call's report and, on xdist workers, the record
-    on the teardown report (xdist serialises it like the rest of the report)."""
+    on the teardown report (xdist serialises it like the rest of the report):
+    a full record, or the summary keys of a blanket call measured in brief."""
 
     def __init__(self, settings: RunSettings, runtest: RuntestHooks) -> None:
         self.settings = settings
@@ -431,13 +434,14 @@ class ReportHooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        state = self._runtest.state_of(item)
-        if state is None:
-            return report
-        if call.when == "call" and state.verdict is not None:
-            self._annotate_call_report(item, state, report, call)
-        elif call.when == "teardown" and self.settings.is_worker and state.record is not None:
-            report.automem = state.record  # type: ignore[attr-defined]
+        if call.when == "call":
+            state = self._runtest.state_of(item)
+            if state is not None and state.verdict is not None:
+                self._annotate_call_report(item, state, report, call)
+        elif call.when == "teardown" and self.settings.is_worker:
+            record = self._runtest.take_record(item)  # complete once teardown is measured
+            if record is not None:
+                report.automem = record  # type: ignore[attr-defined]
         return report
 
     def _annotate_call_report(

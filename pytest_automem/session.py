@@ -181,7 +181,11 @@ class AutomemSession:
             hooks = PhasedRuntestHooks if any(p.measure_phases for p in monitored) else RuntestHooks
             self._runtest = hooks(settings, self.monitor, self.plans, self.records)
             manager.register(self._runtest, RUNTEST_PLUGIN_NAME)
-        reports_needed = settings.full_records or not all(plan.blanket for plan in monitored)
+        reports_needed = (
+            settings.full_records
+            or settings.is_worker
+            or not all(plan.blanket for plan in monitored)
+        )
         if reports_needed and not manager.has_plugin(REPORT_PLUGIN_NAME):
             manager.register(ReportHooks(settings, self._runtest), REPORT_PLUGIN_NAME)
 
@@ -209,9 +213,13 @@ class AutomemSession:
 
     @property
     def full_records(self) -> bool:
-        """Records need every results key: an output reads them all (see RunSettings)."""
+        """Records need every results key: an output reads them all (see RunSettings).
+
+        An xdist worker sees the same command line as its controller, so it
+        knows whether the controller will write one.
+        """
         options = self.config.option
-        return bool(options.automem_json or getattr(options, "xmlpath", None)) or self.is_worker
+        return bool(options.automem_json or getattr(options, "xmlpath", None))
 
     def run_settings(self) -> RunSettings:
         from .runtest import RunSettings

@@ -538,6 +538,51 @@ def test_xdist_gives_the_same_results_as_a_serial_run(
             assert "memory report (pytest-automem)" in (case.findtext("system-out") or "")
 
 
+def test_xdist_without_outputs_measures_blanket_tests_in_brief(
+    pytester: pytest.Pytester, alloc: None
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def block():
+            return bytearray(1024)
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_finish(session):
+            worker = getattr(session.config, "workerinput", None)
+            if worker is not None:
+                hooks = session.config.pluginmanager.get_plugin("automem-runtest")
+                path = session.config.rootpath / f"hooks-{worker['workerid']}.txt"
+                path.write_text(type(hooks).__name__)
+        """
+    )
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+        from alloc import MB, spike
+
+        def test_spike(block):
+            spike(60 * MB)
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_small(n, block):
+            pass
+        """
+    )
+    result = _run(pytester, "-n", "2", "--automem")
+    result.assert_outcomes(passed=5)
+    # Every worker's records reached the controller's summary...
+    lines = result.stdout.lines
+    top = lines.index("highest peak (5 monitored tests):") + 1
+    assert lines[top].endswith("test_x.py::test_spike")
+    # ...though no output needs setup, teardown or every key: one call wrapper.
+    hooks = [path.read_text() for path in pytester.path.glob("hooks-gw*.txt")]
+    assert hooks == ["RuntestHooks", "RuntestHooks"]
+
+
 def test_junit_stays_valid_xml_whatever_the_report_holds(
     pytester: pytest.Pytester, alloc: None
 ) -> None:
