@@ -1,6 +1,7 @@
 """Plugin overhead on a suite of short tests, measured side by side in one run.
 
     python benchmarks/plugin_overhead.py [--tests 1000] [--rounds 20] [--memray-rounds 3] [--quick]
+        [--instructions] [--xdist]
 
 Generates, in a temporary directory, a suite of N short tests over 20 modules
 (small computations, a few list/dict allocations, parametrized tests, tests
@@ -14,6 +15,8 @@ machine:
     C  ``--automem``: every test monitored            target: <= 1.05x B and A
     D  ``--automem`` + ``--automem-json`` + ``--junitxml`` (outputs on)
     E  pytest-memray's ``--memray`` (comparison; needs ``pytest-memray``)
+    F  with ``--xdist``: A under ``-n 2``
+    G  with ``--xdist``: C under ``-n 2``                compared with F
 
 Other installed third-party plugins (pytest-benchmark, hypothesis, xdist,
 memray where it is not the row under test) are disabled with ``-p no:NAME``
@@ -214,7 +217,7 @@ def installed_plugins() -> set[str]:
     return {ep.name for ep in importlib.metadata.entry_points(group="pytest11")}
 
 
-def configurations(work: Path, memray: bool) -> list[Config]:
+def configurations(work: Path, memray: bool, xdist: bool = False) -> list[Config]:
     plugins = installed_plugins()
     disabled = [n for n in NOISY_PLUGINS if n in plugins]
     common = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
@@ -242,6 +245,16 @@ def configurations(work: Path, memray: bool) -> list[Config]:
             "pytest-memray --memray",
             [*off("memray"), "-p", "no:automem", "--memray"],
             available=memray,
+        ),
+        *(
+            [
+                Config("F", "baseline, -n 2", [*off("xdist"), "-p", "no:automem", "-n", "2"]),
+                Config(
+                    "G", "--automem, -n 2", [*off("xdist"), "--automem", "-n", "2"], ("summary",)
+                ),
+            ]
+            if xdist
+            else []
         ),
     ]
 
@@ -405,11 +418,13 @@ def target_lines(by_key: dict[str, Config], counts: dict[str, int]) -> list[str]
         "",
         f"target: C <= {TARGET:.2f}x, judged on the 95 % interval of the paired-rounds median",
     ]
-    comparisons = (
+    comparisons = [
         ("C", "B", "C vs B, the same install without --automem"),
         ("C", "A", "C vs A, no plugin"),
         ("B", "A", "B vs A, installed but unused (target: no cost)"),
-    )
+    ]
+    if "G" in by_key:
+        comparisons.append(("G", "F", "G vs F, the same under pytest-xdist -n 2"))
     for top, bottom, what in comparisons:
         c, base = by_key[top], by_key[bottom]
         low, high = paired_interval(c, base)
@@ -472,6 +487,11 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="200 tests, 3 rounds (smoke run)")
     parser.add_argument(
+        "--xdist",
+        action="store_true",
+        help="also rows F and G: A and C under pytest-xdist -n 2 (needs pytest-xdist)",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="also count instructions of A, B and C under valgrind's callgrind (~1-4 min)",
@@ -497,7 +517,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="automem-overhead-") as tmp:
         work = Path(tmp)
         suite = generate_suite(work, tests)
-        configs = configurations(work, memray)
+        if args.xdist and importlib.util.find_spec("xdist") is None:
+            parser.error("--xdist needs pytest-xdist (pip install pytest-xdist)")
+        configs = configurations(work, memray, xdist=args.xdist)
         active = [c for c in configs if c.available]
         env = clean_env()
         try:
