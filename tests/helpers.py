@@ -10,10 +10,23 @@ from __future__ import annotations
 import array
 import mmap
 import subprocess
+import sys
 from typing import Any
+
+import pytest
 
 from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from pytest_automem.window_result import WindowResult
+
+#: JSON readers must turn Python's refusal of long integers (3.10.7 and later
+#: refuse more than 4300 digits) into their own error; older Pythons accept them.
+NEEDS_DIGIT_LIMIT = pytest.mark.skipif(
+    not hasattr(sys, "get_int_max_str_digits"), reason="this Python has no digit limit"
+)
+#: A JSON number Python refuses to convert (see NEEDS_DIGIT_LIMIT).
+TOO_MANY_DIGITS = "9" * 5000
+#: JSON nested deeper than the decoder's recursion limit.
+NESTED_TOO_DEEP = "[" * 100_000 + "]" * 100_000
 
 PAGE = mmap.PAGESIZE
 MB = 1 << 20

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import NEEDS_DIGIT_LIMIT, NESTED_TOO_DEEP, TOO_MANY_DIGITS
 
 from pytest_automem.automaton import (
     Automaton,
@@ -148,15 +148,13 @@ def test_save_of_unserialisable_object_names_it_and_keeps_file(jsonl: Path) -> N
         ('{"id": 2}', '"id" must be a string, got number 2'),
         ('{"id": {"x": 1}}', '"id" must be a string, got object {"x": 1}'),
         pytest.param(
-            '{"id": "b", "n": ' + "9" * 5000 + "}",
+            '{"id": "b", "n": ' + TOO_MANY_DIGITS + "}",
             "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion",
-            marks=pytest.mark.skipif(
-                not hasattr(sys, "get_int_max_str_digits"), reason="no digit limit here"
-            ),
+            marks=NEEDS_DIGIT_LIMIT,
             id="integer-past-the-digit-limit",
         ),
         pytest.param(
-            '{"id": "b", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            '{"id": "b", "x": ' + NESTED_TOO_DEEP + "}",
             "invalid JSON: nested too deeply",
             id="nested-too-deeply",
         ),

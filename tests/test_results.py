@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import INNER_ALLOC, resident_block
+from helpers import INNER_ALLOC, NEEDS_DIGIT_LIMIT, NESTED_TOO_DEEP, TOO_MANY_DIGITS, resident_block
 
 from pytest_automem.budget import MemoryBudget, judge
 from pytest_automem.investigator import investigate
@@ -359,14 +358,12 @@ def test_read_rejects_non_json_naming_file_and_line(tmp_path: Path, text: str, l
     ("text", "why"),
     [
         pytest.param(
-            '{"version": 1, "tests": {"t": ' + "9" * 5000 + "}}",
+            '{"version": 1, "tests": {"t": ' + TOO_MANY_DIGITS + "}}",
             "Exceeds the limit",
-            marks=pytest.mark.skipif(
-                not hasattr(sys, "get_int_max_str_digits"), reason="no digit limit here"
-            ),
+            marks=NEEDS_DIGIT_LIMIT,
             id="integer-past-the-digit-limit",
         ),
-        pytest.param("[" * 100_000 + "]" * 100_000, "nested too deeply", id="nested-too-deeply"),
+        pytest.param(NESTED_TOO_DEEP, "nested too deeply", id="nested-too-deeply"),
     ],
 )
 def test_read_rejects_json_python_cannot_hold_naming_the_file(

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import resident_block
+from helpers import NESTED_TOO_DEEP, resident_block
 
 from pytest_automem.monitor import MemoryMonitor
 from pytest_automem.pressure import PressureLevel, PressureThresholds
@@ -72,7 +72,7 @@ def test_cleanup_keeps_newest(tmp_path: Path, monitor: MemoryMonitor) -> None:
         ('{"kind": "window"}\nnot json\n', ":2: invalid JSON"),
         ('{"kind": "window"}\n[1, 2]\n', ":2: expected a JSON object"),
         (
-            '{"kind": "window"}\n' + "[" * 100_000 + "]" * 100_000 + "\n",
+            '{"kind": "window"}\n' + NESTED_TOO_DEEP + "\n",
             ":2: invalid JSON: nested too deeply",
         ),
         ('{"kind": "window"}\n\n{"t_ms": 1}\n', ":3: bad sample"),
