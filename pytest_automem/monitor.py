@@ -61,6 +61,7 @@ _TRIM_TRIGGER_BYTES = 256 * 1024
 #: RSS growth at a window's end above which a window that did not collect
 #: garbage at its start collects before the end is read (see ``_end_rss``).
 _LAZY_COLLECT_BYTES = 64 * 1024
+_NOT_STARTED = "MemoryMonitor is not started: call start() or use it as a context"
 #: How often (at most) windows ask the OS whether the sampler still lives.
 _LIVENESS_CHECK_S = 0.05
 #: Windows that collect no garbage share one collector: it never changes.
@@ -141,7 +142,7 @@ class _Span:
     baseline, where the samples start, and the mark nested windows fold in.
 
     Before a window resets the kernel's mark, the mark so far is folded into
-    every open window and span (``MemoryMonitor._fold_peak_into_open_windows``).
+    every open window and span (``MemoryMonitor._reset_peak``).
     """
 
     __slots__ = (
@@ -157,6 +158,10 @@ class _Span:
 
     def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
         self._kernel_peak_so_far = max(self._kernel_peak_so_far, peak_rss_bytes)
+
+    def _sampled_peak_rss(self, end_count: int) -> int:
+        """The highest sample since the span opened: the peak where there is no kernel mark."""
+        return max(self._sampler.read(self._start_count, end_count).rss_bytes, default=0)
 
 
 class MeasurementWindow(_Span):
@@ -196,9 +201,7 @@ class MeasurementWindow(_Span):
         if fresh_allocator:
             collector.release_allocator_memory()
         baseline = process.rss_bytes()
-        if monitor._open_windows:
-            monitor._fold_peak_into_open_windows()
-        process.reset_peak(baseline)
+        monitor._reset_peak(process, baseline)
         self._set(
             monitor,
             thresholds,
@@ -349,7 +352,7 @@ class MeasurementWindow(_Span):
         kernel_peak = process.peak_rss_bytes()
         end_rss = _end_rss(process, self._collector, self.baseline_bytes, self._baseline_collected)
         if kernel_peak is None:  # no kernel mark: the sampled maximum it is
-            kernel_peak = max(self._sampler.read(self._start_count, end_count).rss_bytes, default=0)
+            kernel_peak = self._sampled_peak_rss(end_count)
         baseline = self.baseline_bytes
         peak_rss = max(kernel_peak, self._kernel_peak_so_far, baseline, end_rss)
         self._kernel_peak_so_far = peak_rss
@@ -456,12 +459,10 @@ class BriefProbe(_Span):
             self._collector.release_allocator_memory()
         process = self._process
         self.baseline_bytes = baseline = process.rss_bytes()
-        open_windows = self._monitor._open_windows
-        if open_windows:
-            self._monitor._fold_peak_into_open_windows()
-        process.reset_peak(baseline)
+        monitor = self._monitor
+        monitor._reset_peak(process, baseline)
         self._kernel_peak_so_far = 0
-        open_windows.append(self)
+        monitor._open_windows.append(self)
         self._start_count = self._sampler.write_count()
         self.opened_ns = time.monotonic_ns()
 
@@ -475,8 +476,7 @@ class BriefProbe(_Span):
         if end - baseline > _LAZY_COLLECT_BYTES:  # below, _end_rss would only read again
             end = _end_rss(process, self._collector, baseline, False)
         if peak is None:  # no kernel mark: the sampled maximum it is
-            sampler = self._sampler
-            peak = max(sampler.read(self._start_count, sampler.write_count()).rss_bytes, default=0)
+            peak = self._sampled_peak_rss(self._sampler.write_count())
         peak = max(peak, self._kernel_peak_so_far, baseline, end)
         return peak - baseline, end - baseline
 
@@ -587,13 +587,13 @@ class MemoryMonitor:
     @property
     def _sampler(self) -> SamplerProcess:
         if self._sampler_handle is None:
-            raise RuntimeError("MemoryMonitor is not started: call start() or use it as a context")
+            raise RuntimeError(_NOT_STARTED)
         return self._sampler_handle
 
     @property
     def _process(self) -> _platform.ProcessMemory:
         if self._process_handle is None:
-            raise RuntimeError("MemoryMonitor is not started: call start() or use it as a context")
+            raise RuntimeError(_NOT_STARTED)
         return self._process_handle
 
     def _check(self) -> None:
@@ -605,7 +605,7 @@ class MemoryMonitor:
         """
         sampler = self._sampler_handle
         if sampler is None:
-            raise RuntimeError("MemoryMonitor is not started: call start() or use it as a context")
+            raise RuntimeError(_NOT_STARTED)
         if not self._watches_itself and sampler.target_gone():
             raise _platform.ProcessGoneError(f"process {self.pid} has exited")
         now = time.monotonic()
@@ -675,12 +675,15 @@ class MemoryMonitor:
         finally:
             window.stop()
 
-    def _fold_peak_into_open_windows(self) -> None:
-        """Before a new window resets the kernel peak: keep it in the open ones."""
-        current_peak = self._process.peak_rss_bytes()
-        if current_peak is not None:
-            for other in self._open_windows:
-                other._fold_kernel_peak(current_peak)
+    def _reset_peak(self, process: _platform.ProcessMemory, rss_bytes: int) -> None:
+        """Reset the kernel peak for a new window or span at ``rss_bytes``,
+        first folding the peak so far into the open ones (they keep it)."""
+        if self._open_windows:
+            current_peak = process.peak_rss_bytes()
+            if current_peak is not None:
+                for other in self._open_windows:
+                    other._fold_kernel_peak(current_peak)
+        process.reset_peak(rss_bytes)
 
     def _forget(self, window: _Span) -> None:
         if window in self._open_windows:  # not when closed twice

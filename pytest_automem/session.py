@@ -75,6 +75,11 @@ class AutomemSession:
         self.junit_properties = junit_properties
         self.trace_all = trace_all
         self.fresh_allocator = fresh_allocator
+        options = config.option
+        #: Records need every results key: an output reads them all (see
+        #: RunSettings).  An xdist worker sees its controller's command line,
+        #: so it knows whether the controller will write one.
+        self.full_records = bool(options.automem_json or getattr(options, "xmlpath", None))
         self.records: dict[str, dict[str, Any]] = {}
         #: Every collected test's plan, made as it is collected.
         self.plans: Plans = {}
@@ -135,8 +140,7 @@ class AutomemSession:
         """
         report = yield
         if report.passed:
-            plans, is_item = self.plans, self._is_item_class
-            monitor_all, blanket_phases = self.monitor_all, self.full_records
+            is_item = self._is_item_class
             above = closest_marker(collector)  # the same for every test it reports
             try:
                 for node in report.result:
@@ -145,15 +149,8 @@ class AutomemSession:
                     if item is None:  # pytest.Item is an ABC: isinstance runs Python code
                         item = is_item[kind] = isinstance(node, pytest.Item)
                     if item:
-                        plan = plan_item(
-                            node,
-                            monitor_all=monitor_all,
-                            blanket_phases=blanket_phases,
-                            parent_marker=(
-                                above if node.parent is collector else closest_marker(node.parent)
-                            ),
-                        )
-                        plans[id(node)] = (node, plan)
+                        parent = node.parent
+                        self._plan(node, above if parent is collector else closest_marker(parent))
             except MarkerError as exc:
                 return pytest.CollectReport(report.nodeid, "failed", str(exc), [])
         return report
@@ -198,28 +195,25 @@ class AutomemSession:
             entry = plans.get(id(item))
             if entry is None or entry[0] is not item:
                 try:
-                    plan = plan_item(
-                        item,
-                        monitor_all=self.monitor_all,
-                        blanket_phases=self.full_records,
-                        parent_marker=closest_marker(item.parent),
-                    )
+                    plan = self._plan(item, closest_marker(item.parent))
                 except MarkerError as exc:
                     raise pytest.UsageError(str(exc)) from None
-                entry = plans[id(item)] = (item, plan)
-            if entry[1].monitored:
-                monitored.append(entry[1])
+            else:
+                plan = entry[1]
+            if plan.monitored:
+                monitored.append(plan)
         return monitored
 
-    @property
-    def full_records(self) -> bool:
-        """Records need every results key: an output reads them all (see RunSettings).
-
-        An xdist worker sees the same command line as its controller, so it
-        knows whether the controller will write one.
-        """
-        options = self.config.option
-        return bool(options.automem_json or getattr(options, "xmlpath", None))
+    def _plan(self, item: pytest.Item, parent_marker: pytest.Mark | None) -> ItemPlan:
+        """Plan ``item`` with the session's settings and keep the plan (raises MarkerError)."""
+        plan = plan_item(
+            item,
+            monitor_all=self.monitor_all,
+            blanket_phases=self.full_records,
+            parent_marker=parent_marker,
+        )
+        self.plans[id(item)] = (item, plan)
+        return plan
 
     def run_settings(self) -> RunSettings:
         from .runtest import RunSettings
