@@ -27,6 +27,7 @@ __all__ = [
     "MarkerError",
     "Plans",
     "closest_marker",
+    "is_current",
     "parse_budget",
     "plan_item",
 ]
@@ -54,6 +55,10 @@ class ItemPlan:
     #: Monitored only because of ``--automem``: no budget to judge and no
     #: automem fixture whose results the investigator reads.
     blanket: bool
+    #: The ``memory_budget`` mark the plan was made from.  A conftest or a
+    #: fixture may add one later; the plan is remade when the test's closest
+    #: mark is no longer this one (see :func:`is_current`).
+    marker: pytest.Mark | None = None
 
 
 _PLANS = {
@@ -83,6 +88,16 @@ def closest_marker(node: pytest.Item | pytest.Collector | None) -> pytest.Mark |
                 return mark
         node = node.parent
     return None
+
+
+def is_current(plan: ItemPlan, item: pytest.Item) -> bool:
+    """Whether ``plan`` was made from the mark that now counts for ``item``.
+
+    The verdict rules say the marker on the item *when it runs* counts:
+    ``pytest_collection_modifyitems`` hooks and fixtures (``request.applymarker``)
+    add marks after the collector reported the test.
+    """
+    return closest_marker(item) is plan.marker
 
 
 def parse_budget(item: pytest.Item, marker: pytest.Mark) -> MemoryBudget:
@@ -130,7 +145,7 @@ def plan_item(
     if budget is None:  # one shared plan per kind: thousands of tests, a few kinds
         plan = _PLANS[monitored, measure_phases, not uses_automem]
     else:
-        plan = ItemPlan(budget, monitored, measure_phases, blanket=False)
+        plan = ItemPlan(budget, monitored, measure_phases, blanket=False, marker=marker)
     if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
         # A test with a budget is judged on its directory's thresholds, so a
         # conftest override must apply.  Requesting the fixture costs ~60 µs

@@ -30,14 +30,14 @@ reports (xdist) or feed JUnit properties.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .collect import GcMode
-from .plan import ItemPlan, Plans
+from .plan import ItemPlan
 from .pressure import PressureThresholds
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .budget import MemoryBudget, Verdict
     from .investigator.attribution import AllocationTracer
     from .investigator.overall import Attributed
-    from .monitor import BriefResult, MeasurementWindow, MemoryMonitor
+    from .monitor import BriefProbe, BriefResult, MeasurementWindow, MemoryMonitor
     from .scenario import Scenario, ScenarioResult
     from .window_result import WindowResult
 
@@ -76,6 +76,9 @@ SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "messag
 #: can be judged (the investigator's growth-rate findings need 0.5 s).
 _FULL_CALL_AFTER_S = 0.5
 _FULL_CALL_AFTER_NS = int(_FULL_CALL_AFTER_S * 1e9)
+#: What stops a test before it finishes (Ctrl-C, ``pytest.exit``): the verdict
+#: rules give such a test no verdict and no record.
+_UNFINISHED = (KeyboardInterrupt, pytest.exit.Exception)
 
 
 class MemoryBudgetExceeded(AssertionError):
@@ -161,16 +164,21 @@ class RuntestHooks:
     hooks (which run after each phase) can still read it.
     """
 
+    #: Whether these hooks measure setup and teardown (a plan made after
+    #: collection may ask for phases that no registered hook measures).
+    measures_phases = False
+
     def __init__(
         self,
         settings: RunSettings,
         monitor: MemoryMonitor,
-        plans: Plans,
+        plan_of: Callable[[pytest.Item], ItemPlan],
         records: dict[str, dict[str, Any]],
     ) -> None:
         self.settings = settings
         self._monitor = monitor
-        self._plans = plans
+        #: The test's plan for the budget mark it carries now (raises MarkerError).
+        self._plan_of = plan_of
         self._records = records
         #: The monitored test now running (None between tests or when it is not monitored).
         self._item: pytest.Item | None = None
@@ -191,14 +199,19 @@ class RuntestHooks:
         return self._state if item is self._item else None
 
     def _begin(self, item: pytest.Item) -> ItemPlan | None:
-        """Start a test: its plan if it is monitored, else None."""
-        entry = self._plans.get(id(item))
+        """Start a test: its plan if it is monitored, else None.
+
+        The plan is looked up for the mark the test carries now, so a
+        budget a fixture or hook added since collection counts; a bad one
+        raises MarkerError here, failing the test with its name and argument.
+        """
         self._state = None
-        if entry is None or entry[0] is not item or not entry[1].monitored:
-            self._item = None
+        self._item = None
+        plan = self._plan_of(item)
+        if not plan.monitored:
             return None
         self._item = item
-        self._plan = plan = entry[1]
+        self._plan = plan
         return plan
 
     #: The plan of the test whose call starts (None if it is not monitored):
@@ -217,22 +230,17 @@ class RuntestHooks:
                 # The lean path of thousands of short tests: monitored only
                 # by --automem, no phases, no output that needs every key.
                 probe.open()
+                unfinished = False
                 try:
                     return (yield)
+                except _UNFINISHED:
+                    unfinished = True
+                    raise
                 finally:
-                    thresholds = _thresholds_for(item, self.settings.thresholds)
-                    if time.monotonic_ns() - probe.opened_ns < _FULL_CALL_AFTER_NS:
-                        peak, growth = probe.close()
-                        self._records[item.nodeid] = {
-                            "peak_bytes": peak,
-                            "growth_bytes": growth,
-                            # not .name: a property call
-                            "max_pressure": thresholds.classify(peak)._name_,
-                            "verdict": "pass",
-                            "message": None,
-                        }
+                    if unfinished:
+                        probe.close()
                     else:
-                        self._finish_long_blanket_call(item, plan, probe.to_window(thresholds))
+                        self._finish_brief_call(item, plan, probe)
             state = self._state = ItemState(plan)
         budget = plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
@@ -241,15 +249,48 @@ class RuntestHooks:
             state.tracer = AllocationTracer(min_type_count=_MIN_TYPE_GROWTH)
             state.tracer.start()
         self._open(item, state, collect=True)
+        unfinished = False
         try:
             outcome = yield
+        except _UNFINISHED:
+            unfinished = True
+            raise
         finally:
-            self._finish_call(item, state)
-            if not plan.measure_phases:  # nothing left to measure at teardown
-                self._finish_test(item, state)
+            if unfinished:
+                self._abandon(state)
+            else:
+                self._finish_call(item, state)
+                if not (plan.measure_phases and self.measures_phases):  # nothing left at teardown
+                    self._finish_test(item, state)
         if state.verdict is not None and not state.verdict.passed:
             raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
         return outcome
+
+    def _finish_brief_call(self, item: pytest.Item, plan: ItemPlan, probe: BriefProbe) -> None:
+        """Record a lean call: its summary keys, or a full window if it was long."""
+        thresholds = _thresholds_for(item, self.settings.thresholds)
+        if time.monotonic_ns() - probe.opened_ns >= _FULL_CALL_AFTER_NS:
+            self._finish_long_blanket_call(item, plan, probe.to_window(thresholds))
+            return
+        peak, growth = probe.close()
+        self._records[item.nodeid] = {
+            "peak_bytes": peak,
+            "growth_bytes": growth,
+            "max_pressure": thresholds.classify(peak).name,
+            "verdict": "pass",
+            "message": None,
+        }
+
+    def _abandon(self, state: ItemState) -> None:
+        """Close a call that did not finish without judging or recording it."""
+        if state.tracer is not None:
+            state.tracer.stop()
+            state.tracer = None
+        if state.window is not None:
+            state.window.stop_brief()
+            state.window = None
+        self._state = None
+        self._item = None
 
     def _finish_long_blanket_call(
         self, item: pytest.Item, plan: ItemPlan, window: MeasurementWindow
@@ -354,8 +395,18 @@ class PhasedRuntestHooks(RuntestHooks):
     ``memory_monitor`` fixture can read the setup window.
     """
 
+    measures_phases = True
+
     def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
-        return self._plan if item is self._item else None
+        """The plan at the call: a fixture may have added a budget during setup."""
+        if item is not self._item:
+            return self._begin(item)
+        plan = self._plan_of(item)
+        if plan is not self._plan:
+            self._plan = plan
+            if self._state is not None:
+                self._state.plan = plan
+        return plan
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:

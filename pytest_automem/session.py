@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .plan import ItemPlan, MarkerError, Plans, closest_marker, plan_item
+from .plan import ItemPlan, MarkerError, Plans, closest_marker, is_current, plan_item
 
 if TYPE_CHECKING:
     from .automaton import Automaton
@@ -176,7 +176,7 @@ class AutomemSession:
         manager = self.config.pluginmanager
         if self._runtest is None:
             hooks = PhasedRuntestHooks if any(p.measure_phases for p in monitored) else RuntestHooks
-            self._runtest = hooks(settings, self.monitor, self.plans, self.records)
+            self._runtest = hooks(settings, self.monitor, self.current_plan, self.records)
             manager.register(self._runtest, RUNTEST_PLUGIN_NAME)
         reports_needed = (
             settings.full_records
@@ -187,22 +187,26 @@ class AutomemSession:
             manager.register(ReportHooks(settings, self._runtest), REPORT_PLUGIN_NAME)
 
     def _monitored_plans(self, items: list[pytest.Item]) -> list[ItemPlan]:
-        """The plans of the monitored items, planning any item no collector
-        reported (one a plugin added)."""
-        plans = self.plans
+        """The plans of the monitored items, planning again any item no
+        collector reported (one a plugin added) or whose budget mark changed
+        since (``pytest_collection_modifyitems`` added one)."""
         monitored = []
         for item in items:
-            entry = plans.get(id(item))
-            if entry is None or entry[0] is not item:
-                try:
-                    plan = self._plan(item, closest_marker(item.parent))
-                except MarkerError as exc:
-                    raise pytest.UsageError(str(exc)) from None
-            else:
-                plan = entry[1]
+            try:
+                plan = self.current_plan(item)
+            except MarkerError as exc:
+                raise pytest.UsageError(str(exc)) from None
             if plan.monitored:
                 monitored.append(plan)
         return monitored
+
+    def current_plan(self, item: pytest.Item) -> ItemPlan:
+        """``item``'s plan for the mark it carries now, made again if that
+        mark changed since it was planned (raises MarkerError)."""
+        entry = self.plans.get(id(item))
+        if entry is not None and entry[0] is item and is_current(entry[1], item):
+            return entry[1]
+        return self._plan(item, closest_marker(item.parent))
 
     def _plan(self, item: pytest.Item, parent_marker: pytest.Mark | None) -> ItemPlan:
         """Plan ``item`` with the session's settings and keep the plan (raises MarkerError)."""

@@ -1,0 +1,123 @@
+"""End-to-end: the verdict rules of DESIGN.md ("Verdict rules").
+
+The marker that counts is the one on the item when it runs; a test that did
+not finish gets no verdict; a verdict does not depend on the tests that ran
+before it in the same process or on memory the allocators keep.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=120
+    )
+
+
+def _results(pytester: pytest.Pytester, name: str = "results.json") -> dict[str, Any]:
+    return json.loads((pytester.path / name).read_text())["tests"]
+
+
+# -- markers added after collection -------------------------------------------
+
+_FOLDER_BUDGET_CONFTEST = """
+import pytest
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.memory_budget(peak={peak!r}))
+"""
+
+_BIG_ALLOCATION = """
+def test_big():
+    block = bytearray(40 * 1024 * 1024)
+    assert len(block)
+
+def test_small():
+    assert True
+"""
+
+
+def test_a_budget_added_in_modifyitems_counts(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(_FOLDER_BUDGET_CONFTEST.format(peak="20MB"))
+    pytester.makepyfile(test_folder=_BIG_ALLOCATION)
+    result = _run(pytester, "--automem-json=results.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_big*memory budget exceeded: peak*"])
+    tests = _results(pytester)
+    assert tests["test_folder.py::test_big"]["verdict"] == "fail"
+    assert tests["test_folder.py::test_small"]["verdict"] == "pass"
+    assert tests["test_folder.py::test_small"]["budget"]["peak_bytes"] == 20 << 20
+
+
+def test_a_bad_budget_added_in_modifyitems_names_the_test_and_argument(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(_FOLDER_BUDGET_CONFTEST.format(peak="lots"))
+    pytester.makepyfile(test_folder=_BIG_ALLOCATION)
+    result = _run(pytester)
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*test_folder.py::test_big*memory_budget*peak='lots'*"])
+
+
+def test_a_budget_added_while_the_test_runs_counts(pytester: pytest.Pytester) -> None:
+    """A marker applied by a fixture (``request.applymarker``) before the call."""
+    pytester.makepyfile(
+        test_late="""
+        import pytest
+
+        @pytest.fixture
+        def tight(request):
+            request.applymarker(pytest.mark.memory_budget(peak="20MB"))
+
+        def test_big(tight):
+            block = bytearray(40 * 1024 * 1024)
+            assert len(block)
+
+        @pytest.mark.memory_budget(peak="1GB")
+        def test_monitored_anyway():
+            pass
+        """
+    )
+    result = _run(pytester, "--automem-json=results.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_big*memory budget exceeded: peak*"])
+    assert _results(pytester)["test_late.py::test_big"]["verdict"] == "fail"
+
+
+# -- interrupted tests ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [["--automem-json=results.json"], ["--automem"]])
+def test_an_interrupted_test_gets_no_verdict(pytester: pytest.Pytester, options: list[str]) -> None:
+    pytester.makepyfile(
+        test_interrupt="""
+        import pytest
+
+        def test_first():
+            pass
+
+        @pytest.mark.memory_budget(peak="1GB")
+        def test_interrupted():
+            raise KeyboardInterrupt
+
+        def test_never_runs():
+            pass
+        """
+    )
+    args = ["--automem", *options]
+    result = _run(pytester, *args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*(1 monitored tests)*"])
+    if "--automem-json=results.json" in options:
+        tests = _results(pytester)
+        assert set(tests) == {"test_interrupt.py::test_first"}
+        assert not Path(pytester.path / "results.json.tmp").exists()
