@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _platform
+from .allocator import FreshHeap, HeapFigures
 from .collect import Collector, GcMode
 from .pressure import (
     MeasurementBasis,
@@ -147,6 +148,7 @@ class _Span:
 
     __slots__ = (
         "_collector",
+        "_fresh",
         "_kernel_peak_so_far",
         "_monitor",
         "_process",
@@ -158,6 +160,16 @@ class _Span:
 
     def _fold_kernel_peak(self, peak_rss_bytes: int) -> None:
         self._kernel_peak_so_far = max(self._kernel_peak_so_far, peak_rss_bytes)
+
+    def _finish_fresh(self, end_rss_bytes: int) -> HeapFigures | None:
+        """The allocator figures of a span opened with a fresh allocator (and release it)."""
+        fresh, self._fresh = self._fresh, None
+        return fresh.finish(self.baseline_bytes, end_rss_bytes) if fresh is not None else None
+
+    def _release_fresh(self) -> None:
+        if self._fresh is not None:
+            self._fresh.release()
+            self._fresh = None
 
     def _sampled_peak_rss(self, end_count: int) -> int:
         """The highest sample since the span opened: the peak where there is no kernel mark."""
@@ -181,6 +193,7 @@ class MeasurementWindow(_Span):
         gc_mode: GcMode,
         fresh_allocator: bool = True,
         collect_at_start: bool = True,
+        trace_peak_above_bytes: int | None = None,
     ) -> None:
         # Opened thousands of times a session (with phases measured): slots,
         # the monitor's handles looked up once, its checks only when due, and
@@ -198,8 +211,7 @@ class MeasurementWindow(_Span):
         collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
         if collect_at_start:
             collector.collect()
-        if fresh_allocator:
-            collector.release_allocator_memory()
+        fresh = _fresh_heap(monitor, collector, trace_peak_above_bytes) if fresh_allocator else None
         baseline = process.rss_bytes()
         monitor._reset_peak(process, baseline)
         self._set(
@@ -212,6 +224,7 @@ class MeasurementWindow(_Span):
             time.monotonic_ns(),
             collect_at_start and collector.mode is not _GC_OFF,
             0,
+            fresh,
         )
 
     @classmethod
@@ -230,7 +243,9 @@ class MeasurementWindow(_Span):
             probe.opened_ns,
             False,
             probe._kernel_peak_so_far,
+            probe._fresh,
         )
+        probe._fresh = None
         return window
 
     def _set(
@@ -244,6 +259,7 @@ class MeasurementWindow(_Span):
         opened_ns: int,
         baseline_collected: bool,
         kernel_peak_so_far: int,
+        fresh: FreshHeap | None,
     ) -> None:
         self._monitor = monitor
         self._process = monitor._process_handle
@@ -257,6 +273,7 @@ class MeasurementWindow(_Span):
         self.opened_ns = opened_ns
         self._baseline_collected = baseline_collected
         self._kernel_peak_so_far = kernel_peak_so_far
+        self._fresh = fresh
         self.result: WindowResult | None = None
 
     # -- live view -----------------------------------------------------------
@@ -328,9 +345,13 @@ class MeasurementWindow(_Span):
         except _platform.ProcessGoneError:
             kernel_peak, end_rss = exit_peak_rss_bytes, None
         block = monitor._sampler.read(self._start_count, end_count)
+        heap = None
         if end_rss is None:
+            self._release_fresh()
             end_rss = block.rss_bytes[-1] if len(block) else self.baseline_bytes
-        self.result = self._build_result(block, kernel_peak, end_rss, end_ns)
+        else:
+            heap = self._finish_fresh(end_rss)
+        self.result = self._build_result(block, kernel_peak, end_rss, end_ns, heap)
         return self.result
 
     def stop_brief(self) -> BriefResult:
@@ -351,25 +372,32 @@ class MeasurementWindow(_Span):
         process = self._process
         kernel_peak = process.peak_rss_bytes()
         end_rss = _end_rss(process, self._collector, self.baseline_bytes, self._baseline_collected)
+        heap = self._finish_fresh(end_rss)
         if kernel_peak is None:  # no kernel mark: the sampled maximum it is
             kernel_peak = self._sampled_peak_rss(end_count)
         baseline = self.baseline_bytes
         peak_rss = max(kernel_peak, self._kernel_peak_so_far, baseline, end_rss)
         self._kernel_peak_so_far = peak_rss
-        # Positional: a class called with keywords builds a dict for them.
+        peak, growth = _peak_and_growth(peak_rss, end_rss, baseline, heap)
         return BriefResult(
-            peak_rss - baseline,  # peak_bytes
-            end_rss - baseline,  # growth_bytes
-            (end_ns - self.opened_ns) / 1e9,  # duration_s
-            end_count - self._start_count,  # samples
-            process.peak_source or "sampled",  # peak_source
-            self._collector.mode._value_,  # gc_mode (not .value: a property call)
-            # max_pressure
-            self.thresholds.classify(measured_bytes(peak_rss, baseline, self.basis)),
+            peak_bytes=peak,
+            growth_bytes=growth,
+            duration_s=(end_ns - self.opened_ns) / 1e9,
+            samples=end_count - self._start_count,
+            peak_source=_peak_source(heap, process.peak_source or "sampled"),
+            gc_mode=self._collector.mode.value,
+            max_pressure=self.thresholds.classify(
+                measured_bytes(baseline + peak, baseline, self.basis)
+            ),
         )
 
     def _build_result(
-        self, block: SampleBlock, kernel_peak: int | None, end_rss: int, end_ns: int
+        self,
+        block: SampleBlock,
+        kernel_peak: int | None,
+        end_rss: int,
+        end_ns: int,
+        heap: HeapFigures | None,
     ) -> WindowResult:
         sampled_peak = max(block.rss_bytes, default=0)
         if kernel_peak is not None:
@@ -377,6 +405,7 @@ class MeasurementWindow(_Span):
         peak_rss = max(sampled_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
         from .window_result import WindowResult, growth_rate, interval_stats_ms
 
+        peak, growth = _peak_and_growth(peak_rss, end_rss, self.baseline_bytes, heap)
         p50, p99, gap_max = interval_stats_ms(block.times_ns)
         offset = self.baseline_bytes if self.basis is MeasurementBasis.RELATIVE else 0
         measured = sorted(block.rss_bytes)
@@ -388,11 +417,15 @@ class MeasurementWindow(_Span):
             baseline_bytes=self.baseline_bytes,
             end_rss_bytes=end_rss,
             peak_rss_bytes=peak_rss,
-            peak_bytes=peak_rss - self.baseline_bytes,
-            growth_bytes=end_rss - self.baseline_bytes,
+            peak_bytes=peak,
+            growth_bytes=growth,
+            rss_growth_bytes=end_rss - self.baseline_bytes,
+            growth_source="retained-heap" if heap else "rss",
+            allocator_cached_start_bytes=heap.cached_start_bytes if heap else None,
+            allocator_cached_end_bytes=heap.cached_end_bytes if heap else None,
             rate_bytes_per_s=growth_rate(block.times_ns, block.rss_bytes),
             max_pressure=self.thresholds.classify(
-                measured_bytes(peak_rss, self.baseline_bytes, self.basis)
+                measured_bytes(self.baseline_bytes + peak, self.baseline_bytes, self.basis)
             ),
             pressure_distribution=distribution_of_values(measured, self.thresholds),
             thresholds=self.thresholds,
@@ -404,7 +437,7 @@ class MeasurementWindow(_Span):
             interval_p99_ms=p99,
             interval_max_ms=gap_max,
             sampler_kind=self._monitor.sampler_kind,
-            peak_source="kernel-hwm" if kernel_peak is not None else "sampled",
+            peak_source=_peak_source(heap, "kernel-hwm" if kernel_peak is not None else "sampled"),
             allocator_trimmed=self._collector.trims_allocator,
             gc_mode=self._collector.mode.value,
             baseline_collected=self._baseline_collected,
@@ -441,6 +474,7 @@ class BriefProbe(_Span):
     __slots__ = ("_fresh_allocator",)
 
     def __init__(self, monitor: MemoryMonitor, gc_mode: GcMode, fresh_allocator: bool) -> None:
+        self._fresh = None
         monitor._check()
         self._monitor = monitor
         self._process = monitor._process_handle
@@ -456,7 +490,7 @@ class BriefProbe(_Span):
     def open(self) -> None:
         """Start a span (the previous one must be closed or continued)."""
         if self._fresh_allocator:
-            self._collector.release_allocator_memory()
+            self._fresh = _fresh_heap(self._monitor, self._collector, None)
         process = self._process
         self.baseline_bytes = baseline = process.rss_bytes()
         monitor = self._monitor
@@ -475,10 +509,11 @@ class BriefProbe(_Span):
         end = process.rss_bytes()
         if end - baseline > _LAZY_COLLECT_BYTES:  # below, _end_rss would only read again
             end = _end_rss(process, self._collector, baseline, False)
+        heap = self._finish_fresh(end)
         if peak is None:  # no kernel mark: the sampled maximum it is
             peak = self._sampled_peak_rss(self._sampler.write_count())
         peak = max(peak, self._kernel_peak_so_far, baseline, end)
-        return peak - baseline, end - baseline
+        return _peak_and_growth(peak, end, baseline, heap)
 
     def to_window(
         self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE
@@ -489,6 +524,42 @@ class BriefProbe(_Span):
         window = MeasurementWindow._continuing(self, thresholds, basis)
         open_windows.append(window)
         return window
+
+
+def _peak_and_growth(
+    peak_rss_bytes: int, end_rss_bytes: int, baseline_bytes: int, heap: HeapFigures | None
+) -> tuple[int, int]:
+    """A span's ``(peak_bytes, growth_bytes)`` above its baseline.
+
+    With the allocators read (:mod:`.allocator`), growth is what they
+    retained and a traced call's peak counts what cached memory absorbed.
+    What a span retained it held, so the peak is never below the growth,
+    whichever sources the two have.
+    """
+    if heap is None:
+        return max(peak_rss_bytes, end_rss_bytes) - baseline_bytes, end_rss_bytes - baseline_bytes
+    growth = heap.retained_bytes
+    return max(heap.peak_bytes(peak_rss_bytes - baseline_bytes), growth), growth
+
+
+def _peak_source(heap: HeapFigures | None, measured_by: str) -> str:
+    """``tracemalloc`` where a traced peak replaced the kernel's or the sampled one."""
+    return "tracemalloc" if heap is not None and heap.traced_peak_bytes is not None else measured_by
+
+
+def _fresh_heap(
+    monitor: MemoryMonitor, collector: Collector, trace_above_bytes: int | None
+) -> FreshHeap | None:
+    """Hand back glibc's free memory and read the allocators (see :mod:`.allocator`).
+
+    Only for a monitor watching its own process (another process's
+    allocators are out of reach) and a collector that may touch memory.
+    """
+    if collector.mode is _GC_OFF or not monitor._watches_itself:
+        return None
+    collector.release_allocator_memory()
+    fresh = FreshHeap(trace_above_bytes=trace_above_bytes)
+    return fresh if fresh.available else None
 
 
 class MemoryMonitor:
@@ -623,6 +694,7 @@ class MemoryMonitor:
         collect_garbage: GcMode | str | bool | None = None,
         fresh_allocator: bool = True,
         collect_at_start: bool = True,
+        trace_peak_above_bytes: int | None = None,
     ) -> MeasurementWindow:
         """Open a measurement window now.
 
@@ -631,11 +703,16 @@ class MemoryMonitor:
         when watching this process (see :mod:`pytest_automem.collect`) and to
         ``off`` for another process, whose garbage we cannot collect.
 
-        ``fresh_allocator`` also returns the C allocator's cached free memory
-        at the start (a few µs).  Without it, memory freed earlier and kept
-        by glibc for reuse can absorb the window's allocations: growth and
-        even the peak would be understated.  The plugin turns it on for tests
-        with a budget, where the figures are judged.
+        ``fresh_allocator`` takes the memory the allocators keep for reuse
+        out of the measurement (:mod:`pytest_automem.allocator`): glibc's is
+        handed back at the start, and growth is what the allocators' live
+        bytes gained.  Without it, memory freed earlier and kept for reuse
+        can absorb the window's allocations (the peak understated) and
+        memory a window freed but the allocators kept counts as growth.
+        ``trace_peak_above_bytes``: when more freed memory than this is
+        cached at the start, trace the window so its peak counts what the
+        cache absorbed.  The plugin does both for tests with a budget,
+        where the figures are judged.
 
         ``collect_at_start=False`` collects garbage at the end only, and
         only if RSS grew.  A young collection walks every object made since
@@ -652,7 +729,13 @@ class MemoryMonitor:
         else:
             mode = GcMode.parse(collect_garbage)
         window = MeasurementWindow(
-            self, thresholds or PressureThresholds(), basis, mode, fresh_allocator, collect_at_start
+            self,
+            thresholds or PressureThresholds(),
+            basis,
+            mode,
+            fresh_allocator,
+            collect_at_start,
+            trace_peak_above_bytes,
         )
         self._open_windows.append(window)
         return window

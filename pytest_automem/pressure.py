@@ -133,6 +133,10 @@ class PressureThresholds:
         """The thresholds as the text form the ini setting accepts."""
         return ",".join(format_size(v).replace(" ", "") for v in self.boundaries())
 
+    def boundary_above(self, level: PressureLevel) -> int | None:
+        """Where the level above ``level`` begins (None above CRITICAL)."""
+        return self.boundaries()[level] if level < PressureLevel.CRITICAL else None
+
     def boundaries(self) -> tuple[int, int, int]:
         """``(medium, high, critical)`` in bytes."""
         return (self.medium, self.high, self.critical)

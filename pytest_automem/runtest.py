@@ -76,6 +76,10 @@ SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "messag
 #: can be judged (the investigator's growth-rate findings need 0.5 s).
 _FULL_CALL_AFTER_S = 0.5
 _FULL_CALL_AFTER_NS = int(_FULL_CALL_AFTER_S * 1e9)
+#: Share of a peak limit that cached allocator memory may reach before the
+#: call is traced: below it, the verdict can only change for a peak within
+#: that share of its limit.
+_TRACE_PEAK_SHARE = 0.05
 #: What stops a test before it finishes (Ctrl-C, ``pytest.exit``): the verdict
 #: rules give such a test no verdict and no record.
 _UNFINISHED = (KeyboardInterrupt, pytest.exit.Exception)
@@ -310,11 +314,13 @@ class RuntestHooks:
         hands the allocator's cached memory back first (so a peak cannot hide
         in memory an earlier test freed): setup and teardown report peaks
         and raw growth, which keeps a short test cheap (docs/pytest-plugin.md)."""
+        thresholds = _thresholds_for(item, self.settings.thresholds)
         state.window = self._monitor.window(
-            thresholds=_thresholds_for(item, self.settings.thresholds),
+            thresholds=thresholds,
             collect_garbage=self.settings.gc_mode if collect else GcMode.OFF,
             fresh_allocator=collect and self._fresh_allocator_for(state),
             collect_at_start=collect and not state.plan.blanket,
+            trace_peak_above_bytes=_trace_peak_above_bytes(state.plan.budget, thresholds),
         )
 
     def _fresh_allocator_for(self, state: ItemState) -> bool:
@@ -525,6 +531,27 @@ class ReportHooks:
 
 
 # -- helpers ------------------------------------------------------------------
+
+
+def _trace_peak_above_bytes(
+    budget: MemoryBudget | None, thresholds: PressureThresholds
+) -> int | None:
+    """How much cached allocator memory makes a test's call traced, or None.
+
+    Only a peak can hide in memory the allocators cached (growth is read
+    from their live bytes): when more is cached than
+    :data:`_TRACE_PEAK_SHARE` of the smallest peak limit the budget sets
+    (its ``peak``, or the boundary its ``pressure`` allows up to), the
+    call is traced so that memory counts (:mod:`pytest_automem.allocator`).
+    """
+    if budget is None:
+        return None
+    limits = [budget.peak_bytes] if budget.peak_bytes is not None else []
+    if budget.pressure is not None:
+        above = thresholds.boundary_above(budget.pressure)
+        if above is not None:
+            limits.append(above)
+    return int(min(limits) * _TRACE_PEAK_SHARE) if limits else None
 
 
 def _thresholds_for(item: pytest.Item, default: PressureThresholds) -> PressureThresholds:

@@ -27,6 +27,12 @@ _MAX_SLOPE_POINTS = 20_000
 _MIN_RATE_SAMPLES = 100
 
 
+_PEAK_SOURCE_TEXT = {
+    "kernel-hwm": "kernel high-water mark",
+    "tracemalloc": "traced peak: the allocators had cached freed memory",
+}
+
+
 @dataclass(frozen=True)
 class WindowResult:
     """What one measurement window saw.  Sizes in bytes, times in ms or s.
@@ -62,10 +68,21 @@ class WindowResult:
     gc_mode: str = "auto"
     #: False when garbage was collected at the end only (see ``MemoryMonitor.window``).
     baseline_collected: bool = True
+    #: RSS at the end minus the baseline, whatever ``growth_bytes`` is based on.
+    rss_growth_bytes: int | None = None
+    #: ``retained-heap``: ``growth_bytes`` is what the allocators' live bytes
+    #: (and memory outside them) gained, memory the allocators keep for reuse
+    #: excluded (a window opened with ``fresh_allocator``); ``rss``: RSS growth.
+    growth_source: str = "rss"
+    #: Freed memory the allocators kept at the window's start and end (at
+    #: most; None where it was not measured): how far RSS figures could be
+    #: off without the fresh allocator.
+    allocator_cached_start_bytes: int | None = None
+    allocator_cached_end_bytes: int | None = None
 
     def how_measured(self) -> str:
         """One phrase for messages: ``kernel high-water mark, 1 ms sampler, 842 samples``."""
-        source = "kernel high-water mark" if self.peak_source == "kernel-hwm" else "sampled peak"
+        source = _PEAK_SOURCE_TEXT.get(self.peak_source, "sampled peak")
         interval = f"{self.interval_target_ms:g} ms"
         return f"{source}, {interval} sampler, {self.samples} samples"
 
@@ -97,6 +114,10 @@ class WindowResult:
             "allocator_trimmed": self.allocator_trimmed,
             "gc_mode": self.gc_mode,
             "baseline_collected": self.baseline_collected,
+            "rss_growth_bytes": self.rss_growth_bytes,
+            "growth_source": self.growth_source,
+            "allocator_cached_start_bytes": self.allocator_cached_start_bytes,
+            "allocator_cached_end_bytes": self.allocator_cached_end_bytes,
         }
 
     def describe(self) -> str:

@@ -121,3 +121,67 @@ def test_an_interrupted_test_gets_no_verdict(pytester: pytest.Pytester, options:
         tests = _results(pytester)
         assert set(tests) == {"test_interrupt.py::test_first"}
         assert not Path(pytester.path / "results.json.tmp").exists()
+
+
+# -- independent of order and of memory the allocators keep ---------------------
+
+_ORDER = """
+import pytest
+
+def test_frees_many_small_objects():
+    objects = [{"i": i} for i in range(600_000)]
+    test_frees_many_small_objects.survivors = objects[::500]  # pin their pools
+    del objects
+
+@pytest.mark.memory_budget(peak="20MB")
+def test_builds_small_objects():
+    built = [(i, str(i)) for i in range(300_000)]
+    assert len(built) == 300_000
+
+@pytest.mark.memory_budget(growth="1MB")
+def test_keeps_little_of_much():
+    dicts = [{"k": i} for i in range(300_000)]
+    test_keeps_little_of_much.kept = dicts[::1000]
+    del dicts
+
+@pytest.mark.memory_budget(growth="1MB")
+def test_keeps_a_lot():
+    test_keeps_a_lot.kept = [(i, str(i)) for i in range(40_000)]  # ~4 MB
+"""
+
+
+def _verdicts(pytester: pytest.Pytester, *args: str) -> dict[str, dict[str, Any]]:
+    _run(pytester, "--automem-json=results.json", *args)
+    return {nodeid.split("::")[1]: record for nodeid, record in _results(pytester).items()}
+
+
+def test_verdicts_do_not_depend_on_what_ran_before(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_order=_ORDER)
+    after = _verdicts(pytester)
+    first = {
+        name: _verdicts(pytester, f"test_order.py::{name}")[name]
+        for name in ("test_builds_small_objects", "test_keeps_little_of_much", "test_keeps_a_lot")
+    }
+    in_worker = _verdicts(pytester, "-n", "2", "--dist", "loadfile")
+    for name, alone in first.items():
+        verdicts = (alone["verdict"], after[name]["verdict"], in_worker[name]["verdict"])
+        assert len(set(verdicts)) == 1, (name, verdicts)
+    assert first["test_builds_small_objects"]["verdict"] == "fail"
+    assert first["test_keeps_little_of_much"]["verdict"] == "pass"
+    assert first["test_keeps_a_lot"]["verdict"] == "fail"
+    built_alone = first["test_builds_small_objects"]["peak_bytes"]
+    built_after = after["test_builds_small_objects"]["peak_bytes"]
+    assert abs(built_after - built_alone) < 0.1 * built_alone
+
+
+def test_results_say_what_the_allocators_kept(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_order=_ORDER)
+    records = _verdicts(pytester)
+    freed = records["test_keeps_little_of_much"]
+    assert freed["growth_source"] == "retained-heap"
+    assert freed["growth_bytes"] < 1 << 20
+    assert isinstance(freed["rss_growth_bytes"], int)
+    assert freed["allocator_cached_end_bytes"] > 1 << 20  # what RSS growth would have blamed
+    built = records["test_builds_small_objects"]
+    assert built["allocator_cached_start_bytes"] > 10 << 20  # the earlier test's freed objects
+    assert built["peak_source"] == "tracemalloc"  # so the cache cannot hide the peak
