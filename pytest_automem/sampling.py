@@ -8,6 +8,7 @@ publishes a count; the parent copies entries between two counts it has seen.
 from __future__ import annotations
 
 import array
+import mmap
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 from . import sampler as ring_layout
 from ._platform import ProcessGoneError
 
-__all__ = ["SampleBlock", "SamplerDiedError", "SamplerProcess"]
+__all__ = ["RingReader", "SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
 _START_TIMEOUT_S = 10.0
 _unpack_count = ring_layout.COUNT_FIELD.unpack_from
@@ -60,6 +61,57 @@ def _ring_folder() -> str:
     return tempfile.gettempdir()
 
 
+class RingReader:
+    """The parent's view of the shared mapping: it only reads.
+
+    Kept apart from the process that writes it so the read protocol can be
+    tested against a ring in plain memory, with a fake sampler writing into
+    it between the reader's steps.
+    """
+
+    def __init__(self, buffer: mmap.mmap | bytearray) -> None:
+        self.buffer = buffer
+        self.capacity = _unpack_count(buffer, ring_layout.OFFSET_CAPACITY)[0]
+
+    def field(self, offset: int) -> int:
+        return _unpack_count(self.buffer, offset)[0]
+
+    def write_count(self) -> int:
+        """Samples published so far (monotonic)."""
+        return _unpack_count(self.buffer, ring_layout.OFFSET_WRITE_COUNT)[0]
+
+    def read(self, start_count: int, end_count: int) -> SampleBlock:
+        """Copy samples ``[start_count, end_count)`` out of the ring.
+
+        Entries the sampler may have overwritten while we copied are dropped
+        (we re-read the count afterwards), so a block never mixes old and new.
+        """
+        first = max(start_count, end_count - self.capacity)
+        raw = self._copy(first, end_count)
+        overwritten_before = self.write_count() - self.capacity
+        skip = max(0, overwritten_before - first)
+        flat = array.array("q")
+        flat.frombytes(raw[skip * ring_layout.ENTRY_SIZE :])
+        return SampleBlock(
+            times_ns=flat[0::2],
+            rss_bytes=flat[1::2],
+            dropped=(first - start_count) + min(skip, end_count - first),
+        )
+
+    def _copy(self, first: int, end: int) -> bytes:
+        if end <= first:
+            return b""
+        begin_slot = first % self.capacity
+        end_slot = begin_slot + (end - first)
+        base = ring_layout.HEADER_SIZE
+        size = ring_layout.ENTRY_SIZE
+        if end_slot <= self.capacity:
+            return self.buffer[base + begin_slot * size : base + end_slot * size]
+        head = self.buffer[base + begin_slot * size : base + self.capacity * size]
+        tail = self.buffer[base : base + (end_slot - self.capacity) * size]
+        return head + tail
+
+
 class SamplerProcess:
     """A running sampler child and the ring it writes.
 
@@ -83,8 +135,6 @@ class SamplerProcess:
         descriptor and the file is unlinked at once; elsewhere it opens the
         file by path, so we wait for it before unlinking.
         """
-        import mmap
-
         self.target_pid = target_pid
         self.interval_ns = interval_ns
         self.capacity = capacity
@@ -98,6 +148,7 @@ class SamplerProcess:
                 self._buffer, 0, ring_layout.MAGIC, capacity, interval_ns, 0,
                 ring_layout.STATUS_STARTING, 0, 0, target_pid,
             )  # fmt: skip
+            self._ring = RingReader(self._buffer)
             if inherit:
                 os.unlink(ring_path)  # both sides hold it open; leave nothing behind
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
@@ -136,19 +187,16 @@ class SamplerProcess:
     def pid(self) -> int:
         return self._process.pid
 
-    def _field(self, offset: int) -> int:
-        return _unpack_count(self._buffer, offset)[0]
-
     def write_count(self) -> int:
         """Samples published so far (monotonic); read at every window's ends."""
-        return _unpack_count(self._buffer, ring_layout.OFFSET_WRITE_COUNT)[0]
+        return self._ring.write_count()
 
     def target_gone(self) -> bool:
         """True once the sampler saw the measured process exit."""
-        return self._field(ring_layout.OFFSET_STATUS) == ring_layout.STATUS_TARGET_GONE
+        return self._ring.field(ring_layout.OFFSET_STATUS) == ring_layout.STATUS_TARGET_GONE
 
     def status_text(self) -> str:
-        return _STATUS_TEXT.get(self._field(ring_layout.OFFSET_STATUS), "unknown")
+        return _STATUS_TEXT.get(self._ring.field(ring_layout.OFFSET_STATUS), "unknown")
 
     def _wait_until_running(self) -> None:
         """Block until the first sample is published; raise if the child dies."""
@@ -193,35 +241,8 @@ class SamplerProcess:
         return f": {lines[-1]}" if lines else ""
 
     def read(self, start_count: int, end_count: int) -> SampleBlock:
-        """Copy samples ``[start_count, end_count)`` out of the ring.
-
-        Entries the sampler may have overwritten while we copied are dropped
-        (we re-read the count afterwards), so a block never mixes old and new.
-        """
-        first = max(start_count, end_count - self.capacity)
-        raw = self._copy(first, end_count)
-        overwritten_before = self.write_count() - self.capacity
-        skip = max(0, overwritten_before - first)
-        flat = array.array("q")
-        flat.frombytes(raw[skip * ring_layout.ENTRY_SIZE :])
-        return SampleBlock(
-            times_ns=flat[0::2],
-            rss_bytes=flat[1::2],
-            dropped=(first - start_count) + min(skip, end_count - first),
-        )
-
-    def _copy(self, first: int, end: int) -> bytes:
-        if end <= first:
-            return b""
-        begin_slot = first % self.capacity
-        end_slot = begin_slot + (end - first)
-        base = ring_layout.HEADER_SIZE
-        size = ring_layout.ENTRY_SIZE
-        if end_slot <= self.capacity:
-            return self._buffer[base + begin_slot * size : base + end_slot * size]
-        head = self._buffer[base + begin_slot * size : base + self.capacity * size]
-        tail = self._buffer[base : base + (end_slot - self.capacity) * size]
-        return head + tail
+        """Samples ``[start_count, end_count)``; see :meth:`RingReader.read`."""
+        return self._ring.read(start_count, end_count)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the child now and reap it (``wait=False``: a later ``close()`` reaps it).
