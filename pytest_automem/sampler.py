@@ -23,7 +23,10 @@ Ring layout (native-endian, all fields 8 bytes, in a shared file mapping)::
      56  target_pid
     entries, ENTRY_SIZE bytes each: (t_ns: int64 CLOCK_MONOTONIC, rss_bytes: int64)
 
-The sampler writes an entry, then publishes it by bumping ``write_count``.
+The sampler writes an entry, then publishes it by bumping ``write_count``
+(see ``Ring.append``); while ``write_count`` is ``n`` it may be rewriting the
+slot of entry ``n - capacity``, so readers take entries from
+``n - capacity + 1`` on.
 """
 
 from __future__ import annotations
@@ -144,6 +147,19 @@ class Ring:
         return COUNT_FIELD.unpack_from(self.buffer, OFFSET_STOP)[0] != 0
 
     def append(self, t_ns: int, rss_bytes: int) -> None:
+        """Write the entry, then publish it by storing the new count.
+
+        The reader trusts every entry below the count it reads, except the
+        slot this write may be filling (see ``RingReader.read``), so the
+        entry's bytes must be visible before the count's.  What orders them:
+        two separate C-level copies, with interpreter work between them,
+        that no compiler can reorder; and the CPU's store order, which on
+        x86-64 (total store order) makes stores visible to other cores in
+        program order, while the reader's loads (count, then entries, then
+        count again) stay in program order too.  A weakly ordered CPU
+        (ARM64) makes no such promise, and pure Python has no fence to ask
+        for one.
+        """
         offset = HEADER_SIZE + (self.count % self.capacity) * ENTRY_SIZE
         ENTRY.pack_into(self.buffer, offset, t_ns, rss_bytes)
         self.count += 1

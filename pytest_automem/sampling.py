@@ -83,20 +83,28 @@ class RingReader:
     def read(self, start_count: int, end_count: int) -> SampleBlock:
         """Copy samples ``[start_count, end_count)`` out of the ring.
 
-        Entries the sampler may have overwritten while we copied are dropped
-        (we re-read the count afterwards), so a block never mixes old and new.
+        Lock-free: the sampler writes entry ``n`` into the slot of entry
+        ``n - capacity`` *before* it publishes count ``n + 1``, so while the
+        count reads ``n`` that slot may be half written.  The oldest entry
+        safe to read is therefore ``count - capacity + 1``: bounded by the
+        count seen before the copy, and again by the count re-read after it,
+        which drops entries overwritten while we copied.  A block never holds
+        a torn entry or mixes old and new; ``dropped`` counts what it lost.
         """
-        first = max(start_count, end_count - self.capacity)
+        first = max(start_count, self._oldest_readable(end_count))
         raw = self._copy(first, end_count)
-        overwritten_before = self.write_count() - self.capacity
-        skip = max(0, overwritten_before - first)
+        kept_from = min(end_count, max(first, self._oldest_readable(self.write_count())))
         flat = array.array("q")
-        flat.frombytes(raw[skip * ring_layout.ENTRY_SIZE :])
+        flat.frombytes(raw[(kept_from - first) * ring_layout.ENTRY_SIZE :])
         return SampleBlock(
             times_ns=flat[0::2],
             rss_bytes=flat[1::2],
-            dropped=(first - start_count) + min(skip, end_count - first),
+            dropped=max(0, kept_from - start_count),
         )
+
+    def _oldest_readable(self, write_count: int) -> int:
+        """The oldest entry not in the slot the sampler may be writing now."""
+        return write_count - self.capacity + 1
 
     def _copy(self, first: int, end: int) -> bytes:
         if end <= first:

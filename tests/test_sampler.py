@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_automem import sampler
 from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.sampling import SamplerDiedError
+from pytest_automem.sampling import RingReader, SamplerDiedError
 
 
 def _pid_alive(pid: int) -> bool:
@@ -79,6 +81,105 @@ def test_ring_rejects_foreign_memory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="automem ring"):
         sampler.Ring(buffer)
     buffer.close()
+
+
+TORN_RSS = -1  # a half-written entry: its time is new, its RSS not yet
+
+
+def _entry(index: int) -> tuple[int, int]:
+    """What the fake sampler writes as entry ``index``: unique to that index."""
+    return 1_000_000 + index, 4096 * (index + 1)
+
+
+class InterleavedRing(bytearray):
+    """A ring in plain memory whose sampler writes while the reader copies.
+
+    The reader copies entries by slicing the buffer, after it has read the
+    count; before each slice the fake sampler takes its next turn, as the
+    real one may at any moment: it publishes some entries, then may leave
+    the next one half written in the slot it is overwriting.
+    """
+
+    def __init__(self, capacity: int, published: int, turns: list[tuple[int, bool]]) -> None:
+        super().__init__(sampler.ring_size_bytes(capacity))
+        sampler.HEADER.pack_into(self, 0, sampler.MAGIC, capacity, 1_000_000, 0, 0, 0, 0, 1)
+        self.ring = sampler.Ring(self)  # type: ignore[arg-type]
+        self.turns = list(turns)
+        self.torn_indexes: set[int] = set()
+        for _ in range(published):
+            self._publish_next()
+
+    def _publish_next(self) -> None:
+        self.ring.append(*_entry(self.ring.count))
+
+    def _tear_next(self) -> None:
+        index = self.ring.count
+        offset = sampler.HEADER_SIZE + (index % self.ring.capacity) * sampler.ENTRY_SIZE
+        sampler.ENTRY.pack_into(self, offset, _entry(index)[0], TORN_RSS)
+        self.torn_indexes.add(index)
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, slice) and self.turns:
+            publish, tear = self.turns.pop(0)
+            for _ in range(publish):
+                self._publish_next()
+            if tear:
+                self._tear_next()
+        return super().__getitem__(key)
+
+
+def _read_while_sampling(
+    ring: InterleavedRing, start: int
+) -> tuple[int, list[tuple[int, int]], int]:
+    """Read ``[start, count)`` as a window's stop does; returns end, entries, dropped."""
+    reader = RingReader(ring)
+    end = reader.write_count()
+    block = reader.read(start, end)
+    return end, list(zip(block.times_ns, block.rss_bytes, strict=True)), block.dropped
+
+
+def _assert_exact_newest(
+    start: int, end: int, entries: list[tuple[int, int]], dropped: int
+) -> None:
+    """The block is the newest ``len`` entries before ``end``, each exactly as written."""
+    assert dropped + len(entries) == end - start
+    assert entries == [_entry(index) for index in range(end - len(entries), end)]
+
+
+def test_read_never_returns_the_slot_the_sampler_is_overwriting() -> None:
+    ring = InterleavedRing(capacity=8, published=20, turns=[(0, True)])
+    end, entries, dropped = _read_while_sampling(ring, start=4)
+    assert ring.torn_indexes == {20}  # in slot 4, where entry 12 was
+    assert all(rss != TORN_RSS for _, rss in entries)
+    _assert_exact_newest(4, end, entries, dropped)
+    assert len(entries) == 7  # the slot in flight is not readable
+
+
+def test_read_drops_entries_overwritten_while_it_copied() -> None:
+    ring = InterleavedRing(capacity=8, published=20, turns=[(2, True)])
+    end, entries, dropped = _read_while_sampling(ring, start=10)
+    assert ring.torn_indexes == {22}  # in slot 6, where entry 14 was
+    assert all(rss != TORN_RSS for _, rss in entries)
+    _assert_exact_newest(10, end, entries, dropped)
+    assert [t for t, _ in entries] == [_entry(i)[0] for i in range(15, 20)]
+    assert dropped == 5  # 10..12 the ring no longer held, 13 and 14 overwritten meanwhile
+
+
+@given(
+    capacity=st.integers(1, 12),
+    published=st.integers(0, 40),
+    start_back=st.integers(0, 40),
+    turns=st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=3),
+)
+def test_read_returns_only_entries_exactly_as_written(
+    capacity: int, published: int, start_back: int, turns: list[tuple[int, bool]]
+) -> None:
+    ring = InterleavedRing(capacity, published, turns)
+    start = max(0, published - start_back)
+    end, entries, dropped = _read_while_sampling(ring, start)
+    _assert_exact_newest(start, end, entries, dropped)
+    if ring.ring.count == end:  # nothing published while it copied: all but the slot in flight
+        assert len(entries) == min(end - start, capacity - 1)
 
 
 def test_close_stops_the_sampler_and_leaves_no_ring_file() -> None:
