@@ -8,6 +8,7 @@ publishes a count; the parent copies entries between two counts it has seen.
 from __future__ import annotations
 
 import array
+import contextlib
 import mmap
 import os
 import subprocess
@@ -141,54 +142,93 @@ class SamplerProcess:
         for it (its first windows simply hold fewer samples), an API user who
         measures at once should.  On POSIX the child inherits the ring's
         descriptor and the file is unlinked at once; elsewhere it opens the
-        file by path, so we wait for it before unlinking.
+        file by path, so we wait for it before unlinking.  Whatever fails on
+        the way, nothing is left open, running or on disk.
         """
         self.target_pid = target_pid
         self.interval_ns = interval_ns
         self.capacity = capacity
         self.reader = reader
         fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
-        inherit = os.name == "posix"
+        by_path = os.name != "posix"
+        if not by_path:
+            os.unlink(ring_path)  # our descriptors keep it for both sides
         try:
-            os.ftruncate(fd, ring_layout.ring_size_bytes(capacity))
-            self._buffer = mmap.mmap(fd, 0)
-            ring_layout.HEADER.pack_into(
-                self._buffer, 0, ring_layout.MAGIC, capacity, interval_ns, 0,
-                ring_layout.STATUS_STARTING, 0, 0, target_pid,
-            )  # fmt: skip
-            self._ring = RingReader(self._buffer)
-            if inherit:
-                os.unlink(ring_path)  # both sides hold it open; leave nothing behind
-            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
-            self._process = subprocess.Popen(
-                self._command(f"fd:{fd}" if inherit else ring_path),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._stderr,
-                close_fds=True,
-                pass_fds=(fd,) if inherit else (),
-            )
-            self._started_s = time.monotonic()
-            if wait or not inherit:
-                self._wait_until_running()
+            with contextlib.ExitStack() as on_failure:
+                self._buffer = self._map_ring(fd)
+                on_failure.callback(self._buffer.close)
+                self._ring = RingReader(self._buffer)
+                self._stderr = on_failure.enter_context(tempfile.TemporaryFile())
+                self._process, self._lifeline = self._spawn(ring_path if by_path else fd)
+                on_failure.callback(self.close)
+                self._started_s = time.monotonic()
+                if wait or by_path:
+                    self._wait_until_running()
+                on_failure.pop_all()
         finally:
             os.close(fd)
-            if not inherit:
+            if by_path:
                 os.unlink(ring_path)
 
-    def _command(self, ring: str) -> list[str]:
+    def _map_ring(self, fd: int) -> mmap.mmap:
+        """Size the ring file and write its header, before the child maps it.
+
+        The header is packed first, so a field out of range fails before
+        anything is mapped.
+        """
+        header = ring_layout.HEADER.pack(
+            ring_layout.MAGIC, self.capacity, self.interval_ns, 0,
+            ring_layout.STATUS_STARTING, 0, 0, self.target_pid,
+        )  # fmt: skip
+        os.ftruncate(fd, ring_layout.ring_size_bytes(self.capacity))
+        os.pwrite(fd, header, 0)
+        return mmap.mmap(fd, 0)
+
+    def _spawn(self, ring: str | int) -> tuple[subprocess.Popen[bytes], int | None]:
+        """Start the child on the ring (a path, or a descriptor it inherits).
+
+        On POSIX it also inherits the read end of a lifeline pipe whose write
+        end we keep, close-on-exec so no other child we start inherits it:
+        the child sees end-of-file the moment this process dies (see
+        ``sampler._lifeline_waiter``, which says why not ``PR_SET_PDEATHSIG``).
+        """
+        if isinstance(ring, str):
+            return self._popen(self._command(ring), ()), None
+        lifeline_read, lifeline = os.pipe()  # both close-on-exec
+        try:
+            process = self._popen(self._command(f"fd:{ring}", lifeline_read), (ring, lifeline_read))
+        except BaseException:
+            os.close(lifeline)
+            raise
+        finally:
+            os.close(lifeline_read)
+        return process, lifeline
+
+    def _popen(self, command: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            close_fds=True,
+            pass_fds=pass_fds,
+        )
+
+    def _command(self, ring: str, lifeline: int | None = None) -> list[str]:
         """``-I``: isolated from the environment.  ``-S`` as well for the procfs
         reader, which needs only the standard library: processing
         site-packages' ``.pth`` files took 26 of the child's 33 ms start
         (measured on the development machine), CPU the test session may
         need.  The psutil reader needs site-packages."""
         flags = ["-I", "-S"] if self.reader == "procfs" else ["-I"]
+        watch = [] if lifeline is None else ["--lifeline", str(lifeline)]
         return [
             sys.executable, *flags, ring_layout.__file__,
             "--ring", ring,
             "--target-pid", str(self.target_pid),
             "--parent-pid", str(os.getpid()),
             "--reader", self.reader,
+            *watch,
         ]  # fmt: skip
 
     @property
@@ -211,11 +251,9 @@ class SamplerProcess:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while self.write_count() == 0:
             if self.target_gone():
-                self.close()
                 raise ProcessGoneError(f"process {self.target_pid} has exited")
             self.check_alive()
             if time.monotonic() > deadline:
-                self.close()
                 raise SamplerDiedError(
                     f"automem sampler (pid {self.pid}) published no sample within "
                     f"{_START_TIMEOUT_S:.0f} s"
@@ -269,5 +307,7 @@ class SamplerProcess:
                 self._process.kill()  # SIGKILL: it cannot linger, so the wait cannot hang
             self._buffer.close()
             self._stderr.close()
+            if self._lifeline is not None:
+                os.close(self._lifeline)
         if wait:
             self._process.wait()

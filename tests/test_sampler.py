@@ -7,9 +7,11 @@ import mmap
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 from pytest_automem import sampler
 from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.sampling import RingReader, SamplerDiedError
+from pytest_automem.sampling import RingReader, SamplerDiedError, SamplerProcess, _ring_folder
 
 
 def _pid_alive(pid: int) -> bool:
@@ -194,6 +196,39 @@ def test_close_stops_the_sampler_and_leaves_no_ring_file() -> None:
     monitor.close()  # idempotent
 
 
+def _ring_files() -> set[Path]:
+    return set(Path(_ring_folder()).glob("automem-ring-*"))
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_ring_that_cannot_be_set_up_leaves_no_file() -> None:
+    before = _ring_files()
+    with pytest.raises(struct.error):  # an interval beyond int64 ns
+        SamplerProcess(os.getpid(), interval_ns=1 << 63, capacity=16, reader="procfs")
+    assert _ring_files() <= before
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists descriptors through /proc")
+def test_a_sampler_that_dies_at_start_leaves_nothing_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    last_words = "import sys; sys.exit('automem sampler: cannot start')"
+    monkeypatch.setattr(
+        SamplerProcess, "_command", lambda self, *args: [sys.executable, "-c", last_words]
+    )
+    files, fds = _ring_files(), _open_fds()
+    with pytest.raises(SamplerDiedError) as raised:
+        SamplerProcess(os.getpid(), interval_ns=1_000_000, capacity=16, reader="procfs")
+    # Checked while the error, and through its traceback the half-built
+    # object, is still held, as a caller reporting it holds it.
+    assert _ring_files() <= files
+    assert _open_fds() <= fds  # the ring's mapping, the child's stderr and pipes are closed
+    assert str(raised.value).endswith("(exit code 1, starting): automem sampler: cannot start")
+
+
 def test_close_without_waiting_kills_now_and_reaps_at_the_next_close() -> None:
     monitor = MemoryMonitor().start()
     child = monitor._sampler._process
@@ -221,27 +256,124 @@ def test_killed_sampler_is_a_clear_error_not_a_hang() -> None:
         monitor.close()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
-@pytest.mark.parametrize("how", ["sigkill", "exit"])
-def test_sampler_dies_with_its_parent(tmp_path: Path, how: str) -> None:
-    script = tmp_path / "parent.py"
-    ending = "os.kill(os.getpid(), signal.SIGKILL)" if how == "sigkill" else "os._exit(0)"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import os, signal, sys
-            from pytest_automem.monitor import MemoryMonitor
-            monitor = MemoryMonitor().start()
-            print(monitor.sampler_pid, flush=True)
-            {ending}
-            """
-        )
+def test_sampler_outlives_the_thread_that_started_it() -> None:
+    monitor = MemoryMonitor()
+    starter = threading.Thread(target=monitor.start)
+    starter.start()
+    starter.join()
+    try:
+        time.sleep(0.1)  # a signal sent at the thread's exit has long arrived
+        window = monitor.window(collect_garbage=False)
+        time.sleep(0.05)
+        result = window.stop()
+        assert result.samples > 0
+        assert _pid_alive(monitor.sampler_pid)
+    finally:
+        monitor.close()
+
+
+def _parent_script(path: Path, body: str) -> Path:
+    path.write_text(
+        "import os, signal, sys, threading, time\n"
+        "from pytest_automem.monitor import MemoryMonitor\n" + textwrap.dedent(body)
     )
+    return path
+
+
+def _pids_from(script: Path) -> list[int]:
+    """Run ``script``, which prints its sampler's pid (and others) and dies; return them."""
     parent = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
     )
-    sampler_pid = int(parent.stdout.strip())
+    assert parent.stdout.strip(), parent.stderr
+    return [int(pid) for pid in parent.stdout.split()]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+@pytest.mark.parametrize(
+    ("interval", "ending"),
+    [
+        ("1ms", "os.kill(os.getpid(), signal.SIGKILL)"),
+        ("1ms", "os._exit(0)"),
+    ],
+)
+def test_sampler_dies_with_its_parent(tmp_path: Path, interval: str, ending: str) -> None:
+    script = _parent_script(
+        tmp_path / "parent.py",
+        f"""
+        monitor = MemoryMonitor(interval_ms={interval!r}).start()
+        print(monitor.sampler_pid, flush=True)
+        {ending}
+        """,
+    )
+    (sampler_pid,) = _pids_from(script)
     assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+def test_sampler_wakes_when_its_parent_dies_whatever_its_interval(tmp_path: Path) -> None:
+    # The target lives on, and the parent's death is seen within 10 s only
+    # if the sampler wakes for it: a getppid() check every 16 samples of 1 s
+    # would take 16 s.
+    script = _parent_script(
+        tmp_path / "parent.py",
+        """
+        import subprocess
+        target = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        monitor = MemoryMonitor(target.pid, interval_ms="1s").start()
+        print(monitor.sampler_pid, target.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    sampler_pid, target_pid = _pids_from(script)
+    try:
+        assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+    finally:
+        os.kill(target_pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+def test_sampler_started_from_a_thread_dies_with_its_process(tmp_path: Path) -> None:
+    script = _parent_script(
+        tmp_path / "parent.py",
+        """
+        monitor = MemoryMonitor()
+        starter = threading.Thread(target=monitor.start)
+        starter.start()
+        starter.join()
+        print(monitor.sampler_pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    (sampler_pid,) = _pids_from(script)
+    assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+def test_sampler_dies_with_its_parent_while_a_fork_of_it_lives(tmp_path: Path) -> None:
+    script = _parent_script(
+        tmp_path / "parent.py",
+        """
+        monitor = MemoryMonitor().start()
+        fork = os.fork()
+        if fork == 0:  # a copy of the parent, holding all its descriptors but our pipes
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            time.sleep(30)
+            os._exit(0)
+        print(monitor.sampler_pid, fork, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    sampler_pid, fork_pid = _pids_from(script)
+    try:
+        assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+    finally:
+        os.kill(fork_pid, signal.SIGKILL)
 
 
 def test_sampler_stops_when_the_target_exits() -> None:
@@ -272,6 +404,11 @@ def test_child_command_line_is_parsed() -> None:
     options = sampler.parse_args(["--ring", "fd:7", "--target-pid", "12", "--parent-pid", "3"])
     assert (options.ring, options.target_pid, options.parent_pid) == ("fd:7", 12, 3)
     assert options.reader == "procfs"
+    assert options.lifeline is None
+    watched = sampler.parse_args(
+        ["--ring", "fd:7", "--target-pid", "1", "--parent-pid", "2", "--lifeline", "9"]
+    )
+    assert watched.lifeline == 9
 
 
 @pytest.mark.parametrize(
@@ -282,6 +419,10 @@ def test_child_command_line_is_parsed() -> None:
         (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--colour", "red"], "--colour"),
         (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--reader", "s"], "--reader"),
         (["--ring"], "option --ring needs a value"),
+        (
+            ["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--lifeline", "w"],
+            "--lifeline 'w': expected a file descriptor",
+        ),
     ],
 )
 def test_bad_child_command_line_is_a_one_line_error(
