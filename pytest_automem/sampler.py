@@ -23,14 +23,17 @@ Ring layout (native-endian, all fields 8 bytes, in a shared file mapping)::
      56  target_pid
     entries, ENTRY_SIZE bytes each: (t_ns: int64 CLOCK_MONOTONIC, rss_bytes: int64)
 
-The sampler writes an entry, then publishes it by bumping ``write_count``.
+The sampler writes an entry, then publishes it by bumping ``write_count``
+(see ``Ring.append``); while ``write_count`` is ``n`` it may be rewriting the
+slot of entry ``n - capacity``, so readers take entries from
+``n - capacity + 1`` on.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import signal
+import select
 import struct
 import sys
 import time
@@ -56,7 +59,6 @@ STATUS_PARENT_GONE = 4
 
 #: How often (in samples) the loop checks for a stop request and its parent.
 _HOUSEKEEPING_EVERY = 16
-_PR_SET_PDEATHSIG = 1
 _PR_SET_TIMERSLACK = 29
 
 
@@ -65,8 +67,8 @@ def ring_size_bytes(capacity: int) -> int:
     return HEADER_SIZE + capacity * ENTRY_SIZE
 
 
-def _linux_prctl_setup() -> None:
-    """Die with the parent (SIGKILL on its death) and sleep with 1 ns slack.
+def _linux_timer_slack() -> None:
+    """Sleep with 1 ns timer slack.
 
     The default 50 µs timer slack lets the kernel batch our wake-ups; at a
     1 ms interval that is 5 % jitter for nothing.  ctypes is imported here,
@@ -82,7 +84,6 @@ def _linux_prctl_setup() -> None:
         prctl = libc.prctl
     except (OSError, AttributeError):
         return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
 
 
@@ -113,8 +114,12 @@ def _psutil_reader(pid: int) -> Callable[[], int]:
 def _parent_alive(parent_pid: int) -> bool:
     """True while the process that started us is alive.
 
-    ``os.getppid`` changes when the parent dies (we are re-parented); where
-    that is not reliable (Windows) fall back to probing the pid.
+    ``os.getppid`` is the parent *process* (its thread group), so it stays
+    put when the thread that started us exits, and changes when the process
+    dies: we are re-parented to a subreaper or init, a live process whose
+    pid cannot be the dead parent's (or to 0, a parent outside our pid
+    namespace; a namespace's init taking everyone with it when it dies).
+    Where that is not reliable (Windows) fall back to probing the pid.
     """
     if os.name == "posix":
         return os.getppid() == parent_pid
@@ -144,21 +149,75 @@ class Ring:
         return COUNT_FIELD.unpack_from(self.buffer, OFFSET_STOP)[0] != 0
 
     def append(self, t_ns: int, rss_bytes: int) -> None:
+        """Write the entry, then publish it by storing the new count.
+
+        The reader trusts every entry below the count it reads, except the
+        slot this write may be filling (see ``RingReader.read``), so the
+        entry's bytes must be visible before the count's.  What orders them:
+        two separate C-level copies, with interpreter work between them,
+        that no compiler can reorder; and the CPU's store order, which on
+        x86-64 (total store order) makes stores visible to other cores in
+        program order, while the reader's loads (count, then entries, then
+        count again) stay in program order too.  A weakly ordered CPU
+        (ARM64) makes no such promise, and pure Python has no fence to ask
+        for one.
+        """
         offset = HEADER_SIZE + (self.count % self.capacity) * ENTRY_SIZE
         ENTRY.pack_into(self.buffer, offset, t_ns, rss_bytes)
         self.count += 1
         COUNT_FIELD.pack_into(self.buffer, OFFSET_WRITE_COUNT, self.count)
 
 
-def run(ring: Ring, read_rss: Callable[[], int], interval_ns: int, parent_pid: int) -> int:
+def _lifeline_waiter(fd: int) -> Callable[[float], bool]:
+    """A sleep that ends at once when the parent process dies; True then.
+
+    ``fd`` is the read end of a pipe whose only write end the parent holds
+    and never writes to: it reads as end-of-file, so ``select`` wakes, the
+    moment the parent process is gone, by SIGKILL too.  Descriptors belong
+    to the process, not a thread, so a thread's exit cannot close it (as
+    ``PR_SET_PDEATHSIG`` fires when the parent *thread* exits, it would kill
+    the sampler of a monitor started from a worker thread).  The sleep
+    itself is the watch: a death is seen within the wake-up, at any
+    interval, where the ``getppid`` check every 16 samples takes 16
+    intervals.  That check stays, for a parent whose forks (``os.fork``
+    without ``exec``) keep a copy of the write end open after it died.
+
+    ``select`` takes descriptors below 1024 only and the parent's number may
+    be higher, so we watch a duplicate: the lowest free number, in a child
+    that has a handful open.
+    """
+    watched = [os.dup(fd)]
+    os.close(fd)
+    wait = select.select
+
+    def sleep(seconds: float) -> bool:
+        readable, _, _ = wait(watched, [], [], seconds)
+        return bool(readable)
+
+    return sleep
+
+
+def _plain_waiter(seconds: float) -> bool:
+    """A sleep with no lifeline (Windows); ``_parent_alive`` alone watches the parent."""
+    time.sleep(seconds)
+    return False
+
+
+def run(
+    ring: Ring,
+    read_rss: Callable[[], int],
+    interval_ns: int,
+    parent_pid: int,
+    sleep: Callable[[float], bool] = _plain_waiter,
+) -> int:
     """Sample until asked to stop, the target exits or the parent dies.
 
     Sleeps to absolute deadlines so the rate does not drift with the time a
     read takes; a wake-up that is more than one interval late restarts the
-    schedule instead of firing a burst of catch-up samples.
+    schedule instead of firing a burst of catch-up samples.  ``sleep``
+    returns True when it saw the parent die.
     """
     monotonic_ns = time.monotonic_ns
-    sleep = time.sleep
     deadline = monotonic_ns()
     while True:
         t_ns = monotonic_ns()
@@ -181,7 +240,8 @@ def run(ring: Ring, read_rss: Callable[[], int], interval_ns: int, parent_pid: i
         deadline += interval_ns
         now = monotonic_ns()
         if now < deadline:
-            sleep((deadline - now) / 1e9)
+            if sleep((deadline - now) / 1e9):
+                return STATUS_PARENT_GONE
         elif now - deadline > interval_ns:
             deadline = now
 
@@ -197,27 +257,37 @@ class Options:
     into a child whose start is meant to take ~15 ms.
     """
 
-    __slots__ = ("parent_pid", "reader", "ring", "target_pid")
+    __slots__ = ("lifeline", "parent_pid", "reader", "ring", "target_pid")
 
-    def __init__(self, ring: str, target_pid: int, parent_pid: int, reader: str) -> None:
+    def __init__(
+        self, ring: str, target_pid: int, parent_pid: int, reader: str, lifeline: int | None
+    ) -> None:
         self.ring = ring
         self.target_pid = target_pid
         self.parent_pid = parent_pid
         self.reader = reader
+        self.lifeline = lifeline
 
 
 _USAGE = (
-    "usage: sampler.py --ring PATH|fd:N --target-pid PID --parent-pid PID [--reader procfs|psutil]"
+    "usage: sampler.py --ring PATH|fd:N --target-pid PID --parent-pid PID"
+    " [--reader procfs|psutil] [--lifeline FD]"
 )
+_OPTIONS = {"--ring", "--target-pid", "--parent-pid", "--reader", "--lifeline"}
+_NUMBERS = {
+    "--target-pid": "a process id",
+    "--parent-pid": "a process id",
+    "--lifeline": "a file descriptor",
+}
 
 
 def parse_args(argv: list[str]) -> Options:
     """Parse ``--name value`` pairs by hand: argparse would cost every
-    session's child ~6 ms to import, for four options only the parent writes."""
+    session's child ~6 ms to import, for five options only the parent writes."""
     if len(argv) % 2:
         raise UsageError(f"{_USAGE}\nautomem sampler: option {argv[-1]} needs a value")
     given = dict(zip(argv[0::2], argv[1::2], strict=True))
-    unknown = sorted(set(given) - {"--ring", "--target-pid", "--parent-pid", "--reader"})
+    unknown = sorted(set(given) - _OPTIONS)
     if unknown:
         raise UsageError(f"{_USAGE}\nautomem sampler: unknown option {unknown[0]}")
     for name in ("--ring", "--target-pid", "--parent-pid"):
@@ -226,15 +296,23 @@ def parse_args(argv: list[str]) -> Options:
     reader = given.get("--reader", "procfs")
     if reader not in ("procfs", "psutil"):
         raise UsageError(f"automem sampler: --reader {reader!r}: expected procfs or psutil")
-    pids = {}
-    for name in ("--target-pid", "--parent-pid"):
+    numbers = {}
+    for name, meaning in _NUMBERS.items():
+        if name not in given:
+            continue
         try:
-            pids[name] = int(given[name])
+            numbers[name] = int(given[name])
         except ValueError:
             raise UsageError(
-                f"automem sampler: {name} {given[name]!r}: expected a process id"
+                f"automem sampler: {name} {given[name]!r}: expected {meaning}"
             ) from None
-    return Options(given["--ring"], pids["--target-pid"], pids["--parent-pid"], reader)
+    return Options(
+        given["--ring"],
+        numbers["--target-pid"],
+        numbers["--parent-pid"],
+        reader,
+        numbers.get("--lifeline"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     if sys.platform.startswith("linux"):
-        _linux_prctl_setup()
+        _linux_timer_slack()
+    sleep = _plain_waiter if args.lifeline is None else _lifeline_waiter(args.lifeline)
     if not _parent_alive(args.parent_pid):
         return 0
     reader = _procfs_reader if args.reader == "procfs" else _psutil_reader
@@ -263,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         ring.set_status(STATUS_TARGET_GONE)
         return 3
     ring.set_status(STATUS_RUNNING)
-    status = run(ring, read_rss, interval_ns, args.parent_pid)
+    status = run(ring, read_rss, interval_ns, args.parent_pid, sleep)
     ring.set_status(status)
     return 0
 

@@ -8,6 +8,8 @@ publishes a count; the parent copies entries between two counts it has seen.
 from __future__ import annotations
 
 import array
+import contextlib
+import mmap
 import os
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 from . import sampler as ring_layout
 from ._platform import ProcessGoneError
 
-__all__ = ["SampleBlock", "SamplerDiedError", "SamplerProcess"]
+__all__ = ["RingReader", "SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
 _START_TIMEOUT_S = 10.0
 _unpack_count = ring_layout.COUNT_FIELD.unpack_from
@@ -60,6 +62,65 @@ def _ring_folder() -> str:
     return tempfile.gettempdir()
 
 
+class RingReader:
+    """The parent's view of the shared mapping: it only reads.
+
+    Kept apart from the process that writes it so the read protocol can be
+    tested against a ring in plain memory, with a fake sampler writing into
+    it between the reader's steps.
+    """
+
+    def __init__(self, buffer: mmap.mmap | bytearray) -> None:
+        self.buffer = buffer
+        self.capacity = _unpack_count(buffer, ring_layout.OFFSET_CAPACITY)[0]
+
+    def field(self, offset: int) -> int:
+        return _unpack_count(self.buffer, offset)[0]
+
+    def write_count(self) -> int:
+        """Samples published so far (monotonic)."""
+        return _unpack_count(self.buffer, ring_layout.OFFSET_WRITE_COUNT)[0]
+
+    def read(self, start_count: int, end_count: int) -> SampleBlock:
+        """Copy samples ``[start_count, end_count)`` out of the ring.
+
+        Lock-free: the sampler writes entry ``n`` into the slot of entry
+        ``n - capacity`` *before* it publishes count ``n + 1``, so while the
+        count reads ``n`` that slot may be half written.  The oldest entry
+        safe to read is therefore ``count - capacity + 1``: bounded by the
+        count seen before the copy, and again by the count re-read after it,
+        which drops entries overwritten while we copied.  A block never holds
+        a torn entry or mixes old and new; ``dropped`` counts what it lost.
+        """
+        first = max(start_count, self._oldest_readable(end_count))
+        raw = self._copy(first, end_count)
+        kept_from = min(end_count, max(first, self._oldest_readable(self.write_count())))
+        flat = array.array("q")
+        flat.frombytes(raw[(kept_from - first) * ring_layout.ENTRY_SIZE :])
+        return SampleBlock(
+            times_ns=flat[0::2],
+            rss_bytes=flat[1::2],
+            dropped=max(0, kept_from - start_count),
+        )
+
+    def _oldest_readable(self, write_count: int) -> int:
+        """The oldest entry not in the slot the sampler may be writing now."""
+        return write_count - self.capacity + 1
+
+    def _copy(self, first: int, end: int) -> bytes:
+        if end <= first:
+            return b""
+        begin_slot = first % self.capacity
+        end_slot = begin_slot + (end - first)
+        base = ring_layout.HEADER_SIZE
+        size = ring_layout.ENTRY_SIZE
+        if end_slot <= self.capacity:
+            return self.buffer[base + begin_slot * size : base + end_slot * size]
+        head = self.buffer[base + begin_slot * size : base + self.capacity * size]
+        tail = self.buffer[base : base + (end_slot - self.capacity) * size]
+        return head + tail
+
+
 class SamplerProcess:
     """A running sampler child and the ring it writes.
 
@@ -81,85 +142,118 @@ class SamplerProcess:
         for it (its first windows simply hold fewer samples), an API user who
         measures at once should.  On POSIX the child inherits the ring's
         descriptor and the file is unlinked at once; elsewhere it opens the
-        file by path, so we wait for it before unlinking.
+        file by path, so we wait for it before unlinking.  Whatever fails on
+        the way, nothing is left open, running or on disk.
         """
-        import mmap
-
         self.target_pid = target_pid
         self.interval_ns = interval_ns
         self.capacity = capacity
         self.reader = reader
         fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
-        inherit = os.name == "posix"
+        by_path = os.name != "posix"
+        if not by_path:
+            os.unlink(ring_path)  # our descriptors keep it for both sides
         try:
-            os.ftruncate(fd, ring_layout.ring_size_bytes(capacity))
-            self._buffer = mmap.mmap(fd, 0)
-            ring_layout.HEADER.pack_into(
-                self._buffer, 0, ring_layout.MAGIC, capacity, interval_ns, 0,
-                ring_layout.STATUS_STARTING, 0, 0, target_pid,
-            )  # fmt: skip
-            if inherit:
-                os.unlink(ring_path)  # both sides hold it open; leave nothing behind
-            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
-            self._process = subprocess.Popen(
-                self._command(f"fd:{fd}" if inherit else ring_path),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._stderr,
-                close_fds=True,
-                pass_fds=(fd,) if inherit else (),
-            )
-            self._started_s = time.monotonic()
-            if wait or not inherit:
-                self._wait_until_running()
+            with contextlib.ExitStack() as on_failure:
+                self._buffer = self._map_ring(fd)
+                on_failure.callback(self._buffer.close)
+                self._ring = RingReader(self._buffer)
+                self._stderr = on_failure.enter_context(tempfile.TemporaryFile())
+                self._process, self._lifeline = self._spawn(ring_path if by_path else fd)
+                on_failure.callback(self.close)
+                self._started_s = time.monotonic()
+                if wait or by_path:
+                    self._wait_until_running()
+                on_failure.pop_all()
         finally:
             os.close(fd)
-            if not inherit:
+            if by_path:
                 os.unlink(ring_path)
 
-    def _command(self, ring: str) -> list[str]:
+    def _map_ring(self, fd: int) -> mmap.mmap:
+        """Size the ring file and write its header, before the child maps it.
+
+        The header is packed first, so a field out of range fails before
+        anything is mapped.
+        """
+        header = ring_layout.HEADER.pack(
+            ring_layout.MAGIC, self.capacity, self.interval_ns, 0,
+            ring_layout.STATUS_STARTING, 0, 0, self.target_pid,
+        )  # fmt: skip
+        os.ftruncate(fd, ring_layout.ring_size_bytes(self.capacity))
+        os.pwrite(fd, header, 0)
+        return mmap.mmap(fd, 0)
+
+    def _spawn(self, ring: str | int) -> tuple[subprocess.Popen[bytes], int | None]:
+        """Start the child on the ring (a path, or a descriptor it inherits).
+
+        On POSIX it also inherits the read end of a lifeline pipe whose write
+        end we keep, close-on-exec so no other child we start inherits it:
+        the child sees end-of-file the moment this process dies (see
+        ``sampler._lifeline_waiter``, which says why not ``PR_SET_PDEATHSIG``).
+        """
+        if isinstance(ring, str):
+            return self._popen(self._command(ring), ()), None
+        lifeline_read, lifeline = os.pipe()  # both close-on-exec
+        try:
+            process = self._popen(self._command(f"fd:{ring}", lifeline_read), (ring, lifeline_read))
+        except BaseException:
+            os.close(lifeline)
+            raise
+        finally:
+            os.close(lifeline_read)
+        return process, lifeline
+
+    def _popen(self, command: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            close_fds=True,
+            pass_fds=pass_fds,
+        )
+
+    def _command(self, ring: str, lifeline: int | None = None) -> list[str]:
         """``-I``: isolated from the environment.  ``-S`` as well for the procfs
         reader, which needs only the standard library: processing
         site-packages' ``.pth`` files took 26 of the child's 33 ms start
         (measured on the development machine), CPU the test session may
         need.  The psutil reader needs site-packages."""
         flags = ["-I", "-S"] if self.reader == "procfs" else ["-I"]
+        watch = [] if lifeline is None else ["--lifeline", str(lifeline)]
         return [
             sys.executable, *flags, ring_layout.__file__,
             "--ring", ring,
             "--target-pid", str(self.target_pid),
             "--parent-pid", str(os.getpid()),
             "--reader", self.reader,
+            *watch,
         ]  # fmt: skip
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
-    def _field(self, offset: int) -> int:
-        return _unpack_count(self._buffer, offset)[0]
-
     def write_count(self) -> int:
         """Samples published so far (monotonic); read at every window's ends."""
-        return _unpack_count(self._buffer, ring_layout.OFFSET_WRITE_COUNT)[0]
+        return self._ring.write_count()
 
     def target_gone(self) -> bool:
         """True once the sampler saw the measured process exit."""
-        return self._field(ring_layout.OFFSET_STATUS) == ring_layout.STATUS_TARGET_GONE
+        return self._ring.field(ring_layout.OFFSET_STATUS) == ring_layout.STATUS_TARGET_GONE
 
     def status_text(self) -> str:
-        return _STATUS_TEXT.get(self._field(ring_layout.OFFSET_STATUS), "unknown")
+        return _STATUS_TEXT.get(self._ring.field(ring_layout.OFFSET_STATUS), "unknown")
 
     def _wait_until_running(self) -> None:
         """Block until the first sample is published; raise if the child dies."""
         deadline = time.monotonic() + _START_TIMEOUT_S
         while self.write_count() == 0:
             if self.target_gone():
-                self.close()
                 raise ProcessGoneError(f"process {self.target_pid} has exited")
             self.check_alive()
             if time.monotonic() > deadline:
-                self.close()
                 raise SamplerDiedError(
                     f"automem sampler (pid {self.pid}) published no sample within "
                     f"{_START_TIMEOUT_S:.0f} s"
@@ -193,35 +287,8 @@ class SamplerProcess:
         return f": {lines[-1]}" if lines else ""
 
     def read(self, start_count: int, end_count: int) -> SampleBlock:
-        """Copy samples ``[start_count, end_count)`` out of the ring.
-
-        Entries the sampler may have overwritten while we copied are dropped
-        (we re-read the count afterwards), so a block never mixes old and new.
-        """
-        first = max(start_count, end_count - self.capacity)
-        raw = self._copy(first, end_count)
-        overwritten_before = self.write_count() - self.capacity
-        skip = max(0, overwritten_before - first)
-        flat = array.array("q")
-        flat.frombytes(raw[skip * ring_layout.ENTRY_SIZE :])
-        return SampleBlock(
-            times_ns=flat[0::2],
-            rss_bytes=flat[1::2],
-            dropped=(first - start_count) + min(skip, end_count - first),
-        )
-
-    def _copy(self, first: int, end: int) -> bytes:
-        if end <= first:
-            return b""
-        begin_slot = first % self.capacity
-        end_slot = begin_slot + (end - first)
-        base = ring_layout.HEADER_SIZE
-        size = ring_layout.ENTRY_SIZE
-        if end_slot <= self.capacity:
-            return self._buffer[base + begin_slot * size : base + end_slot * size]
-        head = self._buffer[base + begin_slot * size : base + self.capacity * size]
-        tail = self._buffer[base : base + (end_slot - self.capacity) * size]
-        return head + tail
+        """Samples ``[start_count, end_count)``; see :meth:`RingReader.read`."""
+        return self._ring.read(start_count, end_count)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the child now and reap it (``wait=False``: a later ``close()`` reaps it).
@@ -240,5 +307,7 @@ class SamplerProcess:
                 self._process.kill()  # SIGKILL: it cannot linger, so the wait cannot hang
             self._buffer.close()
             self._stderr.close()
+            if self._lifeline is not None:
+                os.close(self._lifeline)
         if wait:
             self._process.wait()

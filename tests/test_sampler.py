@@ -7,17 +7,21 @@ import mmap
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_automem import sampler
 from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.sampling import SamplerDiedError
+from pytest_automem.sampling import RingReader, SamplerDiedError, SamplerProcess, _ring_folder
 
 
 def _pid_alive(pid: int) -> bool:
@@ -81,6 +85,105 @@ def test_ring_rejects_foreign_memory(tmp_path: Path) -> None:
     buffer.close()
 
 
+TORN_RSS = -1  # a half-written entry: its time is new, its RSS not yet
+
+
+def _entry(index: int) -> tuple[int, int]:
+    """What the fake sampler writes as entry ``index``: unique to that index."""
+    return 1_000_000 + index, 4096 * (index + 1)
+
+
+class InterleavedRing(bytearray):
+    """A ring in plain memory whose sampler writes while the reader copies.
+
+    The reader copies entries by slicing the buffer, after it has read the
+    count; before each slice the fake sampler takes its next turn, as the
+    real one may at any moment: it publishes some entries, then may leave
+    the next one half written in the slot it is overwriting.
+    """
+
+    def __init__(self, capacity: int, published: int, turns: list[tuple[int, bool]]) -> None:
+        super().__init__(sampler.ring_size_bytes(capacity))
+        sampler.HEADER.pack_into(self, 0, sampler.MAGIC, capacity, 1_000_000, 0, 0, 0, 0, 1)
+        self.ring = sampler.Ring(self)  # type: ignore[arg-type]
+        self.turns = list(turns)
+        self.torn_indexes: set[int] = set()
+        for _ in range(published):
+            self._publish_next()
+
+    def _publish_next(self) -> None:
+        self.ring.append(*_entry(self.ring.count))
+
+    def _tear_next(self) -> None:
+        index = self.ring.count
+        offset = sampler.HEADER_SIZE + (index % self.ring.capacity) * sampler.ENTRY_SIZE
+        sampler.ENTRY.pack_into(self, offset, _entry(index)[0], TORN_RSS)
+        self.torn_indexes.add(index)
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, slice) and self.turns:
+            publish, tear = self.turns.pop(0)
+            for _ in range(publish):
+                self._publish_next()
+            if tear:
+                self._tear_next()
+        return super().__getitem__(key)
+
+
+def _read_while_sampling(
+    ring: InterleavedRing, start: int
+) -> tuple[int, list[tuple[int, int]], int]:
+    """Read ``[start, count)`` as a window's stop does; returns end, entries, dropped."""
+    reader = RingReader(ring)
+    end = reader.write_count()
+    block = reader.read(start, end)
+    return end, list(zip(block.times_ns, block.rss_bytes, strict=True)), block.dropped
+
+
+def _assert_exact_newest(
+    start: int, end: int, entries: list[tuple[int, int]], dropped: int
+) -> None:
+    """The block is the newest ``len`` entries before ``end``, each exactly as written."""
+    assert dropped + len(entries) == end - start
+    assert entries == [_entry(index) for index in range(end - len(entries), end)]
+
+
+def test_read_never_returns_the_slot_the_sampler_is_overwriting() -> None:
+    ring = InterleavedRing(capacity=8, published=20, turns=[(0, True)])
+    end, entries, dropped = _read_while_sampling(ring, start=4)
+    assert ring.torn_indexes == {20}  # in slot 4, where entry 12 was
+    assert all(rss != TORN_RSS for _, rss in entries)
+    _assert_exact_newest(4, end, entries, dropped)
+    assert len(entries) == 7  # the slot in flight is not readable
+
+
+def test_read_drops_entries_overwritten_while_it_copied() -> None:
+    ring = InterleavedRing(capacity=8, published=20, turns=[(2, True)])
+    end, entries, dropped = _read_while_sampling(ring, start=10)
+    assert ring.torn_indexes == {22}  # in slot 6, where entry 14 was
+    assert all(rss != TORN_RSS for _, rss in entries)
+    _assert_exact_newest(10, end, entries, dropped)
+    assert [t for t, _ in entries] == [_entry(i)[0] for i in range(15, 20)]
+    assert dropped == 5  # 10..12 the ring no longer held, 13 and 14 overwritten meanwhile
+
+
+@given(
+    capacity=st.integers(1, 12),
+    published=st.integers(0, 40),
+    start_back=st.integers(0, 40),
+    turns=st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=3),
+)
+def test_read_returns_only_entries_exactly_as_written(
+    capacity: int, published: int, start_back: int, turns: list[tuple[int, bool]]
+) -> None:
+    ring = InterleavedRing(capacity, published, turns)
+    start = max(0, published - start_back)
+    end, entries, dropped = _read_while_sampling(ring, start)
+    _assert_exact_newest(start, end, entries, dropped)
+    if ring.ring.count == end:  # nothing published while it copied: all but the slot in flight
+        assert len(entries) == min(end - start, capacity - 1)
+
+
 def test_close_stops_the_sampler_and_leaves_no_ring_file() -> None:
     before = set(Path("/dev/shm").glob("automem-ring-*")) if Path("/dev/shm").is_dir() else set()
     monitor = MemoryMonitor().start()
@@ -91,6 +194,39 @@ def test_close_stops_the_sampler_and_leaves_no_ring_file() -> None:
     after = set(Path("/dev/shm").glob("automem-ring-*")) if Path("/dev/shm").is_dir() else set()
     assert after <= before
     monitor.close()  # idempotent
+
+
+def _ring_files() -> set[Path]:
+    return set(Path(_ring_folder()).glob("automem-ring-*"))
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_ring_that_cannot_be_set_up_leaves_no_file() -> None:
+    before = _ring_files()
+    with pytest.raises(struct.error):  # an interval beyond int64 ns
+        SamplerProcess(os.getpid(), interval_ns=1 << 63, capacity=16, reader="procfs")
+    assert _ring_files() <= before
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists descriptors through /proc")
+def test_a_sampler_that_dies_at_start_leaves_nothing_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    last_words = "import sys; sys.exit('automem sampler: cannot start')"
+    monkeypatch.setattr(
+        SamplerProcess, "_command", lambda self, *args: [sys.executable, "-c", last_words]
+    )
+    files, fds = _ring_files(), _open_fds()
+    with pytest.raises(SamplerDiedError) as raised:
+        SamplerProcess(os.getpid(), interval_ns=1_000_000, capacity=16, reader="procfs")
+    # Checked while the error, and through its traceback the half-built
+    # object, is still held, as a caller reporting it holds it.
+    assert _ring_files() <= files
+    assert _open_fds() <= fds  # the ring's mapping, the child's stderr and pipes are closed
+    assert str(raised.value).endswith("(exit code 1, starting): automem sampler: cannot start")
 
 
 def test_close_without_waiting_kills_now_and_reaps_at_the_next_close() -> None:
@@ -120,27 +256,124 @@ def test_killed_sampler_is_a_clear_error_not_a_hang() -> None:
         monitor.close()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
-@pytest.mark.parametrize("how", ["sigkill", "exit"])
-def test_sampler_dies_with_its_parent(tmp_path: Path, how: str) -> None:
-    script = tmp_path / "parent.py"
-    ending = "os.kill(os.getpid(), signal.SIGKILL)" if how == "sigkill" else "os._exit(0)"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import os, signal, sys
-            from pytest_automem.monitor import MemoryMonitor
-            monitor = MemoryMonitor().start()
-            print(monitor.sampler_pid, flush=True)
-            {ending}
-            """
-        )
+def test_sampler_outlives_the_thread_that_started_it() -> None:
+    monitor = MemoryMonitor()
+    starter = threading.Thread(target=monitor.start)
+    starter.start()
+    starter.join()
+    try:
+        time.sleep(0.1)  # a signal sent at the thread's exit has long arrived
+        window = monitor.window(collect_garbage=False)
+        time.sleep(0.05)
+        result = window.stop()
+        assert result.samples > 0
+        assert _pid_alive(monitor.sampler_pid)
+    finally:
+        monitor.close()
+
+
+def _parent_script(path: Path, body: str) -> Path:
+    path.write_text(
+        "import os, signal, sys, threading, time\n"
+        "from pytest_automem.monitor import MemoryMonitor\n" + textwrap.dedent(body)
     )
+    return path
+
+
+def _pids_from(script: Path) -> list[int]:
+    """Run ``script``, which prints its sampler's pid (and others) and dies; return them."""
     parent = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
     )
-    sampler_pid = int(parent.stdout.strip())
+    assert parent.stdout.strip(), parent.stderr
+    return [int(pid) for pid in parent.stdout.split()]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+@pytest.mark.parametrize(
+    ("interval", "ending"),
+    [
+        ("1ms", "os.kill(os.getpid(), signal.SIGKILL)"),
+        ("1ms", "os._exit(0)"),
+    ],
+)
+def test_sampler_dies_with_its_parent(tmp_path: Path, interval: str, ending: str) -> None:
+    script = _parent_script(
+        tmp_path / "parent.py",
+        f"""
+        monitor = MemoryMonitor(interval_ms={interval!r}).start()
+        print(monitor.sampler_pid, flush=True)
+        {ending}
+        """,
+    )
+    (sampler_pid,) = _pids_from(script)
     assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+def test_sampler_wakes_when_its_parent_dies_whatever_its_interval(tmp_path: Path) -> None:
+    # The target lives on, and the parent's death is seen within 10 s only
+    # if the sampler wakes for it: a getppid() check every 16 samples of 1 s
+    # would take 16 s.
+    script = _parent_script(
+        tmp_path / "parent.py",
+        """
+        import subprocess
+        target = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        monitor = MemoryMonitor(target.pid, interval_ms="1s").start()
+        print(monitor.sampler_pid, target.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    sampler_pid, target_pid = _pids_from(script)
+    try:
+        assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+    finally:
+        os.kill(target_pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+def test_sampler_started_from_a_thread_dies_with_its_process(tmp_path: Path) -> None:
+    script = _parent_script(
+        tmp_path / "parent.py",
+        """
+        monitor = MemoryMonitor()
+        starter = threading.Thread(target=monitor.start)
+        starter.start()
+        starter.join()
+        print(monitor.sampler_pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    (sampler_pid,) = _pids_from(script)
+    assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+def test_sampler_dies_with_its_parent_while_a_fork_of_it_lives(tmp_path: Path) -> None:
+    script = _parent_script(
+        tmp_path / "parent.py",
+        """
+        monitor = MemoryMonitor().start()
+        fork = os.fork()
+        if fork == 0:  # a copy of the parent, holding all its descriptors but our pipes
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            time.sleep(30)
+            os._exit(0)
+        print(monitor.sampler_pid, fork, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    sampler_pid, fork_pid = _pids_from(script)
+    try:
+        assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+    finally:
+        os.kill(fork_pid, signal.SIGKILL)
 
 
 def test_sampler_stops_when_the_target_exits() -> None:
@@ -171,6 +404,11 @@ def test_child_command_line_is_parsed() -> None:
     options = sampler.parse_args(["--ring", "fd:7", "--target-pid", "12", "--parent-pid", "3"])
     assert (options.ring, options.target_pid, options.parent_pid) == ("fd:7", 12, 3)
     assert options.reader == "procfs"
+    assert options.lifeline is None
+    watched = sampler.parse_args(
+        ["--ring", "fd:7", "--target-pid", "1", "--parent-pid", "2", "--lifeline", "9"]
+    )
+    assert watched.lifeline == 9
 
 
 @pytest.mark.parametrize(
@@ -181,6 +419,10 @@ def test_child_command_line_is_parsed() -> None:
         (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--colour", "red"], "--colour"),
         (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--reader", "s"], "--reader"),
         (["--ring"], "option --ring needs a value"),
+        (
+            ["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--lifeline", "w"],
+            "--lifeline 'w': expected a file descriptor",
+        ),
     ],
 )
 def test_bad_child_command_line_is_a_one_line_error(
