@@ -130,8 +130,12 @@ def _fraction(value: object) -> float:
     return float(value)
 
 
-def _shown(value: object) -> str:
-    """``repr`` for an error message, short even for an int too long to print."""
+def short_repr(value: object) -> str:
+    """``repr`` for a one-line error message, short even for an int too long to print.
+
+    ``repr`` of an int past 4300 digits raises ValueError, which would
+    replace the error being reported.
+    """
     if isinstance(value, int) and value.bit_length() > 256:
         return f"<int of {value.bit_length()} bits>"
     text = repr(value)
@@ -200,7 +204,7 @@ class OptimizationConfig:
                 value = normalise(raw)
             except ValueError as exc:
                 raise ValueError(
-                    f"invalid OptimizationConfig {name}={_shown(raw)}: {exc}"
+                    f"invalid OptimizationConfig {name}={short_repr(raw)}: {exc}"
                 ) from None
             object.__setattr__(self, name, value)
 
@@ -382,7 +386,7 @@ class MemoryOptimizedAutomaton(Automaton):
         memory_probe: Callable[[], int] | None = None,
     ) -> None:
         if not isinstance(config, OptimizationConfig):
-            raise TypeError(f"config must be an OptimizationConfig, got {type(config).__name__}")
+            raise ValueError(f"config must be an OptimizationConfig, got {type(config).__name__}")
         self._config = config
         self._trim_policy = trim_policy or OldestFirstTrimPolicy(config)
         self._gc_policy = gc_policy or PressureGcPolicy(config)

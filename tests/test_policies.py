@@ -290,7 +290,7 @@ def test_tiny_trim_fraction_still_trims_one_object(tmp_path: Path, clock: FakeCl
 
 
 def test_automaton_rejects_a_config_of_the_wrong_type(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="config must be an OptimizationConfig, got dict"):
+    with pytest.raises(ValueError, match="config must be an OptimizationConfig, got dict"):
         MemoryOptimizedAutomaton(tmp_path / "automaton.jsonl", {"max_objects": 5})  # type: ignore[arg-type]
 
 
