@@ -25,6 +25,7 @@ import dataclasses
 import gc
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from .units import parse_duration_s, parse_size_bytes
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "MAX_COUNT",
+    "MAX_SIZE_BYTES",
     "PRESSURE_PROFILES",
     "Event",
     "EventKind",
@@ -76,25 +79,41 @@ PRESSURE_PROFILES: Mapping[PressureLevel, PressureProfile] = {
 """Pressure-specific limits; LOW and MEDIUM have none (the base config applies)."""
 
 
+MAX_COUNT = sys.maxsize
+"""The largest object or history limit: what a list (and a bounded deque) can hold."""
+
+MAX_SIZE_BYTES = (1 << 63) - 1
+"""The largest size a config holds (8 EiB): an int64, so every JSON reader takes it exactly."""
+
+
 def _count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("expected an int >= 0")
+    if value > MAX_COUNT:
+        raise ValueError(f"expected an int <= {MAX_COUNT} (sys.maxsize)")
     return value
 
 
 def _interval(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("expected seconds or a duration such as '5s' or '500ms'")
-    seconds = parse_duration_s(value)
+    try:
+        seconds = parse_duration_s(value)
+    except OverflowError:  # an int past float's range
+        raise ValueError("must be a finite duration") from None
     if seconds <= 0:
         raise ValueError("an interval must be > 0")
     return seconds
 
 
 def _size(value: object) -> int:
+    """Bytes, exact for ints (``parse_size_bytes`` goes through float for numbers)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("expected bytes or a size such as '200MB'")
-    return parse_size_bytes(value)
+    size = value if isinstance(value, int) else parse_size_bytes(value)
+    if not 0 <= size <= MAX_SIZE_BYTES:
+        raise ValueError(f"expected a size from 0 to {MAX_SIZE_BYTES} bytes (2**63 - 1)")
+    return size
 
 
 def _flag(value: object) -> bool:
@@ -109,6 +128,18 @@ def _fraction(value: object) -> float:
     if not 0 < value <= 1:
         raise ValueError("expected a number in (0, 1]")
     return float(value)
+
+
+def short_repr(value: object) -> str:
+    """``repr`` for a one-line error message, short even for an int too long to print.
+
+    ``repr`` of an int past 4300 digits raises ValueError, which would
+    replace the error being reported.
+    """
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"<int of {value.bit_length()} bits>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _NORMALISERS: dict[str, Callable[[object], Any]] = {
@@ -172,7 +203,9 @@ class OptimizationConfig:
             try:
                 value = normalise(raw)
             except ValueError as exc:
-                raise ValueError(f"invalid OptimizationConfig {name}={raw!r}: {exc}") from None
+                raise ValueError(
+                    f"invalid OptimizationConfig {name}={short_repr(raw)}: {exc}"
+                ) from None
             object.__setattr__(self, name, value)
 
     def tightened_for(self, level: PressureLevel | str) -> OptimizationConfig:
@@ -244,7 +277,7 @@ class OldestFirstTrimPolicy:
     """The original's trim: cap at ``max_objects``, then a fraction more under pressure.
 
     The pressure trim takes ``trim_fraction`` of the objects left after the
-    cap, rounded up so it always makes progress, and waits ``trim_interval``
+    cap, rounded up and at least one so it always makes progress, and waits ``trim_interval``
     before the next one; the cap applies at every boundary because it is the
     limit that bounds memory.
     """
@@ -259,7 +292,7 @@ class OldestFirstTrimPolicy:
         remaining = context.object_count - over_cap
         extra = 0
         if remaining and self._pressure_trim_due(context):
-            extra = math.ceil(round(remaining * self._config.trim_fraction, 9))
+            extra = max(1, math.ceil(round(remaining * self._config.trim_fraction, 9)))
             self._last_pressure_trim_s = context.now_s
             reasons.append("memory_pressure")
         return TrimPlan(over_cap + extra, tuple(reasons))
@@ -352,6 +385,8 @@ class MemoryOptimizedAutomaton(Automaton):
         gc_policy: GcPolicy | None = None,
         memory_probe: Callable[[], int] | None = None,
     ) -> None:
+        if not isinstance(config, OptimizationConfig):
+            raise ValueError(f"config must be an OptimizationConfig, got {type(config).__name__}")
         self._config = config
         self._trim_policy = trim_policy or OldestFirstTrimPolicy(config)
         self._gc_policy = gc_policy or PressureGcPolicy(config)
@@ -427,13 +462,15 @@ class MemoryOptimizedAutomaton(Automaton):
 
     def save(self) -> int:
         """Save atomically (see :meth:`Automaton.save`) and record a ``save`` event."""
-        return self._save("requested")
+        size, _ = self._save("requested")
+        return size
 
-    def _save(self, reason: str) -> int:
+    def _save(self, reason: str) -> tuple[int, Event]:
+        """Save and log it; return the size and the event (a log of size 0 keeps none)."""
         size = super().save()
         count = len(self)
-        self._log(Event(self._clock(), "save", reason, count, count, count, file_bytes=size))
-        return size
+        event = Event(self._clock(), "save", reason, count, count, count, file_bytes=size)
+        return size, self._log(event)
 
     def _apply_trim(self, context: StepContext) -> tuple[list[JsonObject], list[Event]]:
         plan = self._trim_policy.decide(context)
@@ -454,8 +491,8 @@ class MemoryOptimizedAutomaton(Automaton):
             bytes_before=context.memory_bytes,
         )
         self._log(event)
-        self._save("trim")
-        return trimmed, [event, self._events[-1]]
+        _, saved = self._save("trim")
+        return trimmed, [event, saved]
 
     def _apply_gc(self, context: StepContext) -> list[Event]:
         reason = self._gc_policy.decide(context)

@@ -37,13 +37,14 @@ from typing import Any
 from ._platform import heap_bytes
 from .automaton import Automaton
 from .monitor import MemoryMonitor
-from .policies import MemoryOptimizedAutomaton, OptimizationConfig
+from .policies import MemoryOptimizedAutomaton, OptimizationConfig, short_repr
 from .pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from .stats import theil_sen_slope
 from .units import format_size
 from .window_result import WindowResult
 
 __all__ = [
+    "MAX_STEPS",
     "Scenario",
     "ScenarioLoadError",
     "ScenarioResult",
@@ -52,6 +53,14 @@ __all__ = [
 ]
 
 Scenario = Callable[[Automaton, int], object]
+
+MAX_STEPS = 1_000_000
+"""The most ``warmup + iterations`` a run takes.
+
+The runner keeps two 8-byte figures per step (16 MB at this bound) and
+collects garbage after every step, so a million steps is already hours of
+run; a larger count is a typo, and would otherwise fail only on allocation.
+"""
 
 #: Theil–Sen is quadratic; longer runs are evenly subsampled to this many points.
 _MAX_SLOPE_POINTS = 300
@@ -161,13 +170,27 @@ def _slope(values: tuple[int, ...], offset: int) -> float:
     return 0.0 if slope is None else float(slope)
 
 
-def _check_counts(iterations: int, warmup: int) -> None:
+def _check_arguments(iterations: int, warmup: int, config: OptimizationConfig | None) -> None:
+    """Reject bad arguments before the first step, each in one line naming it."""
     for name, value in (("iterations", iterations), ("warmup", warmup)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"run_scenario: {name} must be an int >= 0, got {value!r}")
+            raise ValueError(f"run_scenario: {name} must be an int >= 0, got {short_repr(value)}")
+        if value > MAX_STEPS:
+            raise ValueError(
+                f"run_scenario: {name} must be <= {MAX_STEPS}, got {short_repr(value)}"
+            )
     if iterations < 2:
         raise ValueError(
             f"run_scenario: iterations must be >= 2 to measure a slope, got {iterations}"
+        )
+    if warmup + iterations > MAX_STEPS:
+        raise ValueError(
+            f"run_scenario: warmup + iterations must be <= {MAX_STEPS}, got {warmup} + {iterations}"
+        )
+    if config is not None and not isinstance(config, OptimizationConfig):
+        raise ValueError(
+            f"run_scenario: config must be an OptimizationConfig or None, "
+            f"got {type(config).__name__}"
         )
 
 
@@ -197,7 +220,7 @@ def _automaton_for(
         return
     with tempfile.TemporaryDirectory(prefix="automem-scenario-") as folder:
         path = Path(folder) / "automaton.jsonl"
-        yield MemoryOptimizedAutomaton(path, config) if config else Automaton(path)
+        yield MemoryOptimizedAutomaton(path, config) if config is not None else Automaton(path)
 
 
 def _scenario_name(scenario: Scenario) -> str:
@@ -225,7 +248,7 @@ def run_scenario(
     started for this call.  Pressure and the policies' memory reading are on
     ``basis`` — above the run's baseline by default.
     """
-    _check_counts(iterations, warmup)
+    _check_arguments(iterations, warmup, config)
     thresholds = thresholds or PressureThresholds()
     with contextlib.ExitStack() as stack:
         if monitor is None:
@@ -251,12 +274,13 @@ def _run(
     boundary = getattr(automaton, "on_step_boundary", None)
     counts_before = dict(getattr(automaton, "event_counts", {}))
     events_before = list(getattr(automaton, "events", ()))
-    window = monitor.window(thresholds=thresholds, basis=basis)
-    started = time.perf_counter()
     steps = warmup + iterations
-    # Preallocated so the runner's own bookkeeping adds nothing per step.
+    # Preallocated before the baseline, so the runner's own bookkeeping (16 MB
+    # at MAX_STEPS) counts in neither the growth nor the peak.
     retained = array.array("q", bytes(8 * steps))
     heap = array.array("q", bytes(8 * steps))
+    window = monitor.window(thresholds=thresholds, basis=basis)
+    started = time.perf_counter()
     heap_baseline = heap_bytes()
     done = 0
     try:

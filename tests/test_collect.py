@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pytest_automem import _platform
-from pytest_automem.collect import Collector, GcMode
+from pytest_automem import _platform, collect
+from pytest_automem.collect import Collector, GcMode, generational_young_collections
 
 Calls = list[tuple[int, ...]]
 #: Taken at import, before any test replaces it.
@@ -189,3 +189,67 @@ def test_off_never_collects_nor_trims(
 def test_collector_rejects_a_bad_mode() -> None:
     with pytest.raises(ValueError, match="'never'"):
         Collector("never")
+
+
+@pytest.mark.parametrize(
+    ("implementation", "version", "free_threaded", "young"),
+    [
+        ("cpython", (3, 10), False, True),
+        ("cpython", (3, 11), False, True),
+        ("cpython", (3, 13), False, True),
+        ("cpython", (3, 13), True, False),  # one generation, always a full collection
+        ("cpython", (3, 14), False, False),  # incremental: collect(1) is an increment
+        ("cpython", (3, 15), False, False),  # not tested yet: full until it is
+        ("cpython", (4, 0), False, False),
+        ("pypy", (3, 10), False, False),
+        ("graalpy", (3, 11), False, False),
+    ],
+)
+def test_young_collections_only_where_the_collector_is_known_generational(
+    implementation: str, version: tuple[int, int], free_threaded: bool, young: bool
+) -> None:
+    assert generational_young_collections(implementation, version, free_threaded) is young
+
+
+def test_this_interpreter_is_one_auto_knows() -> None:
+    """The suite runs on CPython 3.11 with the GIL: AUTO goes young here."""
+    assert collect._AUTO_GOES_YOUNG is generational_young_collections()
+
+
+@pytest.fixture
+def counter_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if the older-collection counter (CPython's ``gc.get_stats`` shape) is asked."""
+
+    def forbidden() -> int:
+        raise AssertionError("the older-collection counter was consulted")
+
+    monkeypatch.setattr(collect, "_older_collections", forbidden)
+
+
+@pytest.mark.parametrize("mode", [GcMode.AUTO, "auto"])
+def test_auto_means_full_where_young_collections_are_not_generational(
+    mode: object,
+    monkeypatch: pytest.MonkeyPatch,
+    counter_forbidden: None,
+    gc_calls: Calls,
+    trims: list[None],
+) -> None:
+    monkeypatch.setattr(collect, "_AUTO_GOES_YOUNG", False)
+
+    collector = Collector(mode)  # type: ignore[arg-type]
+    collector.collect()
+    collector.collect()
+
+    assert collector.mode is GcMode.FULL
+    assert gc_calls == [(), ()]
+    assert (collector.young_collections, collector.full_collections) == (0, 2)
+
+
+def test_full_never_consults_the_older_collection_counter(
+    counter_forbidden: None, gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector(GcMode.FULL)
+    collector.collect()
+    collector.collect()
+
+    assert gc_calls == [(), ()]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,149 @@ def test_config_rejects_naming_field_and_value(field: str, given: object, why: s
         OptimizationConfig(**{field: given})
 
     assert str(info.value).startswith(f"invalid OptimizationConfig {field}={given!r}: ")
+
+
+#: The largest size a config holds: an int64, so every JSON reader can take it.
+MAX_SIZE = (1 << 63) - 1
+HUGE = 10**5000  # past float range, and past int-to-text's default digit limit
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "stored"),
+    [
+        ("max_objects", 0, 0),
+        ("max_objects", 1, 1),
+        ("max_objects", sys.maxsize, sys.maxsize),
+        ("max_execution_history", 0, 0),
+        ("max_execution_history", 1, 1),
+        ("max_execution_history", sys.maxsize, sys.maxsize),
+        ("gc_interval", 1e-9, 1e-9),
+        ("gc_interval", 1, 1.0),
+        ("gc_interval", 1e300, 1e300),
+        ("trim_interval", "1ns", 1e-9),
+        ("trim_interval", 1e300, 1e300),
+        ("memory_pressure_threshold", 0, 0),
+        ("memory_pressure_threshold", 1, 1),
+        ("memory_pressure_threshold", MAX_SIZE, MAX_SIZE),
+        ("spike_threshold", 0, 0),
+        ("spike_threshold", 1, 1),
+        ("spike_threshold", MAX_SIZE, MAX_SIZE),
+        ("enable_gc", True, True),
+        ("enable_gc", False, False),
+        ("trim_fraction", 1e-12, 1e-12),
+        ("trim_fraction", 1, 1.0),
+    ],
+    ids=repr,
+)
+def test_config_limits_at_zero_one_and_huge_work(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int], field: str, given: object, stored: object
+) -> None:
+    """Each accepted edge builds an automaton that trims, collects and saves, and
+    whose config survives strict JSON (results files and xdist carry it)."""
+    config = OptimizationConfig(**{field: given})
+    assert getattr(config, field) == stored
+    automaton = MemoryOptimizedAutomaton(tmp_path / "automaton.jsonl", config, clock=clock)
+    for i in range(5):
+        automaton.add({"id": f"o{i}"})
+
+    for memory_bytes in (0, 300 * MB, MAX_SIZE):
+        automaton.on_step_boundary(memory_bytes, CRITICAL)
+        clock.advance(1.0)
+    automaton.trim()
+    automaton.save()
+
+    assert len(automaton) <= config.max_objects
+    assert len(automaton.execution_history) <= config.max_execution_history
+    assert len(automaton.events) <= config.max_execution_history
+    kept = [obj["id"] for obj in read_jsonl(automaton.path)]
+    archive = automaton.archive_path
+    archived = [obj["id"] for obj in read_jsonl(archive)] if archive.exists() else []
+    assert archived + kept == [f"o{i}" for i in range(5)]
+    json.dumps(config.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "given"),
+    [
+        *[
+            (field, bad)
+            for field in ("max_objects", "max_execution_history")
+            for bad in (-1, sys.maxsize + 1, HUGE, 2.0, NAN, INF, False, "5", None)
+        ],
+        *[
+            (field, bad)
+            for field in ("gc_interval", "trim_interval")
+            for bad in (0, 0.0, "0s", -1, NAN, INF, -INF, "1e400s", HUGE, True, None, [5])
+        ],
+        *[
+            (field, bad)
+            for field in ("memory_pressure_threshold", "spike_threshold")
+            for bad in (-1, NAN, INF, MAX_SIZE + 1, "8EiB", "1e300", HUGE, True, None)
+        ],
+        *[("enable_gc", bad) for bad in (0, 1, "true", None, NAN)],
+        *[("trim_fraction", bad) for bad in (0, -0.1, 1.5, NAN, INF, HUGE, True, "0.5")],
+    ],
+    ids=lambda value: "HUGE" if value is HUGE else repr(value),
+)
+def test_config_rejects_bad_limits_at_construction_in_one_line(field: str, given: object) -> None:
+    with pytest.raises(ValueError) as info:
+        OptimizationConfig(**{field: given})
+
+    message = str(info.value)
+    assert message.startswith(f"invalid OptimizationConfig {field}=")
+    assert "\n" not in message
+    assert len(message) < 300
+
+
+def test_zero_history_keeps_none_and_trims_still_work(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    automaton = make_automaton(tmp_path, 5, clock, max_objects=2, max_execution_history=0)
+
+    events = automaton.on_step_boundary(0, HIGH)
+    trimmed = automaton.trim()
+    automaton.add({"id": "new"})
+
+    assert [(e.kind, e.reason) for e in events] == [
+        ("trim", "max_objects"),
+        ("save", "trim"),
+        ("gc", "interval"),
+    ]
+    assert trimmed == []
+    assert [obj["id"] for obj in read_jsonl(automaton.archive_path)] == ["o0", "o1", "o2"]
+    assert automaton.execution_history == []
+    assert automaton.events == []
+    assert automaton.event_counts == {"trim": 1, "save": 1, "gc": 1}
+
+
+def test_zero_objects_keeps_none_in_memory_and_loses_none(
+    tmp_path: Path, clock: FakeClock, gc_calls: list[int]
+) -> None:
+    automaton = make_automaton(tmp_path, 3, clock, max_objects=0)
+
+    automaton.on_step_boundary(0, LOW)
+    automaton.add({"id": "new"})
+    automaton.on_step_boundary(0, LOW)
+
+    assert len(automaton) == 0
+    assert read_jsonl(automaton.path) == []
+    assert [obj["id"] for obj in read_jsonl(automaton.archive_path)] == ["o0", "o1", "o2", "new"]
+
+
+def test_tiny_trim_fraction_still_trims_one_object(tmp_path: Path, clock: FakeClock) -> None:
+    policy = OldestFirstTrimPolicy(
+        OptimizationConfig(trim_fraction=1e-12, memory_pressure_threshold=0)
+    )
+
+    plan = policy.decide(StepContext(now_s=0.0, object_count=100, memory_bytes=1))
+
+    assert plan == TrimPlan(1, ("memory_pressure",))
+
+
+def test_automaton_rejects_a_config_of_the_wrong_type(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="config must be an OptimizationConfig, got dict"):
+        MemoryOptimizedAutomaton(tmp_path / "automaton.jsonl", {"max_objects": 5})  # type: ignore[arg-type]
 
 
 def test_replace_validates_like_a_new_config() -> None:

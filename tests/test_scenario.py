@@ -24,6 +24,7 @@ from pytest_automem.monitor import MemoryMonitor
 from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
 from pytest_automem.pressure import PressureLevel, PressureThresholds
 from pytest_automem.scenario import (
+    MAX_STEPS,
     ScenarioLoadError,
     ScenarioResult,
     load_scenario,
@@ -37,6 +38,8 @@ EXAMPLES = ROOT / "examples"
 REPEATS = 3
 #: Bytes per iteration under which a run is "near zero".
 FLAT = 1 * KB
+#: Past float range, and past int-to-text's default digit limit.
+HUGE = 10**5000
 
 
 def _example(name: str) -> ModuleType:
@@ -387,13 +390,48 @@ def test_scenario_exception_propagates_and_monitor_survives(monitor: MemoryMonit
         ({"iterations": True}, "iterations"),
         ({"warmup": 2.5}, "warmup"),
         ({"warmup": None}, "warmup"),
+        ({"iterations": float("nan")}, "iterations"),
+        ({"iterations": float("inf")}, "iterations"),
+        ({"warmup": float("nan")}, "warmup"),
+        ({"warmup": False}, "warmup"),
+        ({"iterations": MAX_STEPS + 1}, "iterations"),
+        ({"iterations": sys.maxsize}, "iterations"),
+        ({"iterations": 10**20}, "iterations"),
+        ({"iterations": HUGE}, "iterations"),
+        ({"warmup": MAX_STEPS - 1}, r"warmup \+ iterations"),
+        ({"warmup": 10**20}, "warmup"),
+        ({"config": {"max_objects": 5}}, "config"),
+        ({"config": {}}, "config"),
     ],
+    ids=lambda value: "HUGE" if value == {"iterations": HUGE} else repr(value)[:40],
 )
 def test_bad_counts(monitor: MemoryMonitor, kwargs: dict[str, Any], named: str) -> None:
+    """Rejected before the first step, in one line naming the argument.
+
+    The scenario raises, so a count that slipped through fails the test at
+    once instead of running for hours (or allocating its bookkeeping first).
+    """
     calls: list[int] = []
-    with pytest.raises(ValueError, match=named):
-        run_scenario(lambda a, s: calls.append(s), monitor=monitor, **kwargs)
+
+    def must_not_run(automaton: Automaton, step: int) -> None:
+        calls.append(step)
+        raise Boom("the scenario ran")
+
+    with pytest.raises(ValueError, match=f"^run_scenario: {named}") as info:
+        run_scenario(must_not_run, monitor=monitor, **kwargs)
+    assert "\n" not in str(info.value)
+    assert len(str(info.value)) < 200
     assert calls == []
+
+
+def test_zero_history_config_runs_and_still_counts(monitor: MemoryMonitor) -> None:
+    config = OptimizationConfig(max_objects=0, max_execution_history=0)
+
+    result = run_scenario(_add_three, config=config, iterations=2, warmup=0, monitor=monitor)
+
+    assert (result.final_objects, result.final_history) == (0, 0)
+    assert result.trims == 2
+    assert result.events == ()
 
 
 def test_config_with_a_plain_automaton(monitor: MemoryMonitor, tmp_path: Path) -> None:
