@@ -105,10 +105,139 @@ def test_command_peak_from_kernel_high_water_mark(tmp_path: Path) -> None:
     result = automem("--json", str(out), "--every", "0", "--", *ALLOC_60MB)
     assert result.returncode == 0, (result.stdout, result.stderr)
     summary = json.loads(out.read_text(encoding="utf-8"))
-    assert summary["windows"][0]["peak_source"] == "kernel-hwm"
+    assert summary["windows"][0]["peak_source"] == "kernel-hwm", (summary, result.stdout)
     assert "kernel high-water mark" in result.stdout
     # The kernel mark is exact to within a few pages, never below the block.
     assert 60 * MIB <= summary["peak_rss_bytes"] < 200 * MIB
+
+
+#: Runs ``automem monitor ARGV[2:]`` in process after taking 200 MiB (every
+#: page touched): a monitor far bigger than the command it watches, as when a
+#: large test process or build tool calls it.  Unless ARGV[1] is "-", the
+#: sampler starts only once that file exists (the command has done its part).
+HOLDS_200MB_THEN_MONITORS = """
+import mmap, os, sys, time
+block = mmap.mmap(-1, 200 << 20)
+for offset in range(0, len(block), mmap.PAGESIZE):
+    block[offset] = 1
+from pytest_automem.cli import main, monitor_command
+flag, argv = sys.argv[1], sys.argv[2:]
+real_start = monitor_command.MemoryMonitor.start
+
+def start_after_flag(self, **kwargs):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return real_start(self, **kwargs)
+
+if flag != "-":
+    monitor_command.MemoryMonitor.start = start_after_flag
+sys.exit(main(argv))
+"""
+
+
+def automem_holding_200mb(
+    *args: str, start_after: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``automem monitor ARGS`` run by a process that holds 200 MiB."""
+    flag = "-" if start_after is None else str(start_after)
+    return subprocess.run(
+        [sys.executable, "-c", HOLDS_200MB_THEN_MONITORS, flag, "monitor", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not LINUX, reason="the kernel high-water mark is read on Linux only")
+def test_short_command_is_not_given_the_monitors_memory(tmp_path: Path) -> None:
+    # wait4's ru_maxrss starts from the forked copy of the monitor (200 MiB
+    # here); `true` exits long before the sampler's first sample.  Its peak
+    # is either measured (well under 5 MB) or said to be unmeasured.
+    out = tmp_path / "summary.json"
+    result = automem_holding_200mb(
+        "--json", str(out), "--every", "0", "--max-peak", "5MB", "--", "true"
+    )
+    assert_no_traceback(result)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "FINDING" not in result.stdout
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert summary["exit_code"] == 0
+    if summary["peak_source"] == "unmeasured":
+        assert summary["peak_rss_bytes"] is None
+        assert "peak RSS not measured" in result.stdout
+        assert summary["peak_rss_at_most_bytes"] >= 200 * MIB
+        assert "--max-peak not checked" in result.stdout
+    else:
+        assert summary["peak_rss_bytes"] < 5 * MIB
+    assert "200." not in result.stdout.split("peak RSS", 1)[1].split("(", 1)[0]
+
+
+@pytest.mark.skipif(not LINUX, reason="the kernel high-water mark is read on Linux only")
+def test_sleep_peak_is_its_own_not_the_monitors(tmp_path: Path) -> None:
+    # `/usr/bin/time -v sleep 0.5` gives ~1.6 MB; the monitor itself holds ~18 MB.
+    out = tmp_path / "summary.json"
+    result = automem("--json", str(out), "--every", "0", "--max-peak", "8MB", "--", "sleep", "0.5")
+    assert_no_traceback(result)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "FINDING" not in result.stdout
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert 0 < summary["peak_rss_bytes"] < 8 * MIB
+    assert summary["peak_source"] in ("kernel-hwm", "kernel-hwm+sampled")
+    assert summary["findings"] == []
+
+
+@pytest.mark.skipif(not LINUX, reason="the kernel high-water mark is read on Linux only")
+def test_big_command_under_bigger_monitor_keeps_its_exact_peak(tmp_path: Path) -> None:
+    # wait4 cannot tell the command's 60 MiB from the monitor's 200 MiB; the
+    # command's own mark, read while it runs, can.
+    out = tmp_path / "summary.json"
+    result = automem_holding_200mb("--json", str(out), "--every", "0", "--", *ALLOC_60MB)
+    assert_no_traceback(result)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert 60 * MIB <= summary["peak_rss_bytes"] < 100 * MIB
+    assert summary["peak_source"] == "kernel-hwm+sampled"
+    assert "then sampled" in result.stdout
+
+
+@pytest.mark.skipif(not LINUX, reason="the kernel high-water mark is read on Linux only")
+def test_spike_before_the_first_window_is_kept(tmp_path: Path) -> None:
+    # 60 MiB made and freed before the sampler starts (it waits for the flag);
+    # the monitor holds 200 MiB, so wait4 cannot tell.  The mark since exec can.
+    flag = tmp_path / "spiked"
+    spike_then_sleep = [
+        sys.executable,
+        "-c",
+        "import pathlib, sys, time; x = b'x' * (60 << 20); del x; "
+        "pathlib.Path(sys.argv[1]).touch(); time.sleep(0.5)",
+        str(flag),
+    ]
+    out = tmp_path / "summary.json"
+    result = automem_holding_200mb(
+        "--json", str(out), "--every", "0", "--", *spike_then_sleep, start_after=flag
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert 60 * MIB <= summary["peak_rss_bytes"] < 100 * MIB
+    assert max(window["peak_rss_bytes"] for window in summary["windows"]) < 60 * MIB
+
+
+@pytest.mark.skipif(not LINUX, reason="the kernel high-water mark is read on Linux only")
+def test_command_bigger_than_monitor_gets_exact_exit_peak(tmp_path: Path) -> None:
+    out = tmp_path / "summary.json"
+    command = [
+        sys.executable,
+        "-c",
+        "import time; b = bytearray(100 * 2**20); time.sleep(0.3)",
+    ]
+    result = automem("--json", str(out), "--every", "0", "--", *command)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert 100 * MIB <= summary["peak_rss_bytes"] < 150 * MIB
+    assert summary["peak_source"] == "kernel-hwm"
+    assert summary["peak_rss_at_most_bytes"] is None
 
 
 def test_snapshot_rotation_keeps_newest(
@@ -158,9 +287,10 @@ def test_command_exiting_during_rotation(
     children: list[subprocess.Popen[bytes]] = []
     real_start, real_close = monitor_command._start, monitor_command._close
 
-    def start(command: list[str]) -> subprocess.Popen[bytes]:
-        children.append(real_start(command))
-        return children[-1]
+    def start(command: list[str]) -> monitor_command.Spawned:
+        spawned = real_start(command)
+        children.append(spawned.process)
+        return spawned
 
     def close_then_let_exit(
         args: Any, window: Any, index: int, exit_peak_rss_bytes: int | None = None
@@ -256,27 +386,37 @@ def test_command_exiting_at_once(
     expected_exit: int,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     # As a subprocess this is a race between the command and the sampler's
     # start (the command usually wins); make it deterministic in process: the
     # command has exited (a zombie, not yet reaped) before the monitor starts.
+    # wait4's figure is then this pytest process's own mark: not reported as
+    # the command's peak.
     children: list[subprocess.Popen[bytes]] = []
     real_start = monitor_command._start
 
-    def start_and_let_exit(command: list[str]) -> subprocess.Popen[bytes]:
-        child = real_start(command)
-        children.append(child)
-        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
-        return child
+    def start_and_let_exit(command: list[str]) -> monitor_command.Spawned:
+        spawned = real_start(command)
+        children.append(spawned.process)
+        os.waitid(os.P_PID, spawned.process.pid, os.WEXITED | os.WNOWAIT)
+        return spawned
 
     monkeypatch.setattr(monitor_command, "_start", start_and_let_exit)
     try:
-        argv = ["monitor", "--every", "0", "--", sys.executable, "-c", f"raise SystemExit({code})"]
+        out = tmp_path / "summary.json"
+        command = [sys.executable, "-c", f"raise SystemExit({code})"]
+        argv = ["monitor", "--every", "0", "--json", str(out), "--", *command]
         assert main(argv) == expected_exit
     finally:
         for child in children:
             child.wait(timeout=TIMEOUT_S)
-    assert f"exited with code {code}" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert f"exited with code {code}" in stdout
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert summary["peak_source"] == "unmeasured"
+    assert summary["peak_rss_bytes"] is None
+    assert "peak RSS not measured" in stdout
 
 
 # -- watching a running process ----------------------------------------------

@@ -24,14 +24,16 @@ __all__ = [
     "ProcessMemory",
     "heap_bytes",
     "open_process",
+    "own_peak_rss_bytes",
     "release_free_memory",
+    "rss_counter_error_bytes",
 ]
 
 if sys.platform.startswith("linux"):
-    from .linux import PLATFORM_KIND
+    from .linux import PLATFORM_KIND, own_peak_rss_bytes, rss_counter_error_bytes
     from .linux import open_process as _open_native
 else:  # pragma: no cover - exercised on macOS/Windows only
-    from .portable import PLATFORM_KIND
+    from .portable import PLATFORM_KIND, own_peak_rss_bytes, rss_counter_error_bytes
     from .portable import open_process as _open_native
 
 

@@ -102,12 +102,7 @@ class LinuxProcessMemory:
             data = os.pread(self._status, 4096, 0)
         except OSError as exc:
             raise _translate(exc, self.pid, "status") from None
-        start = data.find(b"VmHWM:")
-        if start < 0:
-            # Kernel threads and zombies have no mm: nothing to measure.
-            raise ProcessGoneError(f"process {self.pid} has no memory map (exited?)")
-        end = data.find(b"\n", start)
-        return int(data[start + 6 : end].split()[0]) * 1024
+        return _vm_hwm_bytes(data, self.pid)
 
     def close(self) -> None:
         for fd in (self._statm, self._status, self._clear_refs):
@@ -115,6 +110,41 @@ class LinuxProcessMemory:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._clear_refs = None
+
+
+def _vm_hwm_bytes(status: bytes, pid: int) -> int:
+    """``VmHWM`` from a ``/proc/<pid>/status`` text, in bytes."""
+    start = status.find(b"VmHWM:")
+    if start < 0:
+        # Kernel threads and zombies have no mm: nothing to measure.
+        raise ProcessGoneError(f"process {pid} has no memory map (exited?)")
+    end = status.find(b"\n", start)
+    return int(status[start + 6 : end].split()[0]) * 1024
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's own high-water mark: ``VmHWM`` of its memory map.
+
+    Not ``getrusage``: its ``ru_maxrss`` also keeps what the process that
+    started us held before our ``exec`` (the kernel folds the old memory
+    map's mark into it), which can be far more than we ever held.
+    """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            return _vm_hwm_bytes(status.read(), os.getpid())
+    except OSError as exc:
+        raise _translate(exc, os.getpid(), "status") from None
+
+
+def rss_counter_error_bytes() -> int:
+    """How far two readings of the same resident size may disagree.
+
+    The kernel counts RSS per CPU and folds a CPU's count into the total
+    only once it passes a batch of max(32, 2 x CPUs) pages, so a reading
+    may be off by up to a batch per CPU.
+    """
+    cpus = os.cpu_count() or 1
+    return cpus * max(32, 2 * cpus) * _PAGE_SIZE
 
 
 def open_process(pid: int) -> LinuxProcessMemory:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import psutil
 
 from .common import MemoryReadError, ProcessGoneError
@@ -38,6 +40,26 @@ class PsutilProcessMemory:
 
     def close(self) -> None:
         """Nothing kept open."""
+
+
+def own_peak_rss_bytes() -> int | None:
+    """This process's peak RSS from ``getrusage``, or None where there is none.
+
+    It may include what the process that started us held before our
+    ``exec``: an upper bound, which is all its callers need.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    unit = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+
+
+def rss_counter_error_bytes() -> int:
+    """How far two readings of the same resident size may disagree: a page
+    either way is all we can assume without the kernel's own counters."""
+    return 1 << 20
 
 
 def open_process(pid: int) -> PsutilProcessMemory:

@@ -9,6 +9,13 @@ snapshot file per window to ``--snapshots`` (a new window every
 ``--snapshot-every``, oldest files pruned to ``--keep``), and a summary JSON.
 Pressure is measured on the process's whole RSS by default (``--basis``).
 
+A started command's peak is its own, from its ``exec`` on (see
+:class:`CommandMark` for where it comes from and why), and the summary says
+how it was measured: ``kernel-hwm`` (exact), ``kernel-hwm+sampled`` (exact
+up to the last reading of the mark, sampled after it), ``sampled`` (no
+kernel mark on this platform) or ``unmeasured`` (it exited before the first
+reading; ``peak_rss_at_most_bytes`` bounds it).
+
 Exit: 0 fine; 1 a finding — the command failed, or ``--max-peak`` /
 ``--fail-on-pressure`` was reached; 2 bad input.
 """
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import _platform
 from .._platform import MemoryReadError, ProcessGoneError
 from ..atomic import atomic_write_text
 from ..monitor import MeasurementWindow, MemoryMonitor
@@ -50,11 +58,107 @@ _POLL_S = 0.02
 
 @dataclass(frozen=True)
 class Watched:
-    """What ended the watch: the process's exit (if we saw it) and why we stopped."""
+    """What ended the watch: the process's exit (if we saw it) and why we stopped.
+
+    ``exit_maxrss_bytes`` is ``wait4``'s ``ru_maxrss``: the command's
+    kernel mark at its exit, but no lower than what the monitor's own forked
+    copy held before ``exec``.  It is the command's own peak only when
+    ``exit_maxrss_after_exec`` (it is above anything that copy could hold).
+    """
 
     exit_code: int | None
-    exit_peak_rss_bytes: int | None
     reason: str
+    exit_maxrss_bytes: int | None = None
+    exit_maxrss_after_exec: bool = False
+
+    @property
+    def exit_peak_rss_bytes(self) -> int | None:
+        """The command's exact peak at its exit, where ``wait4`` gives it."""
+        return self.exit_maxrss_bytes if self.exit_maxrss_after_exec else None
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """A started command and the most ``wait4`` may carry over from us into its peak."""
+
+    process: subprocess.Popen[bytes]
+    inherited_bound_bytes: int | None
+
+    def after_exec(self, maxrss_bytes: int) -> bool:
+        """Whether ``maxrss_bytes`` from ``wait4`` can only be the command's own.
+
+        Python starts a command with ``vfork`` (or ``fork``) then ``exec``;
+        at ``exec`` the kernel folds the old memory map's mark (ours, or our
+        copy's) into the process's ``ru_maxrss``.  A figure above our own
+        mark at the time, with room for the kernel's counter batching, was
+        made after ``exec``.
+        """
+        if self.inherited_bound_bytes is None:
+            return False
+        margin = 2 * _platform.rss_counter_error_bytes()
+        return maxrss_bytes > self.inherited_bound_bytes + margin
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The peak the summary reports, and how it was measured (see the module docstring)."""
+
+    rss_bytes: int | None
+    source: str
+    at_most_bytes: int | None = None
+
+
+class CommandMark:
+    """The watched process's own kernel high-water mark, read while it runs.
+
+    Why not ``wait4`` alone: its ``ru_maxrss`` starts from the monitor's
+    forked copy (18 MB for a monitor on its own, 200 MB for one called by a
+    process holding that much), so a small command looks as big as the
+    monitor.  Reading ``VmHWM`` after the command exits is impossible: the
+    kernel frees a process's memory map before it becomes a zombie, and the
+    mark goes with it.  What does work:
+
+    - ``VmHWM`` of the process, read while it runs, counts from ``exec``
+      (``Popen`` returns once ``exec`` has happened): :meth:`read` takes it
+      once the sampler runs, before the first window resets it (so a spike
+      made before the sampler started is kept), and at every poll after.
+    - At the exit, ``wait4``'s figure where it is above anything the
+      monitor could have put in it (:meth:`Spawned.after_exec`): exact, and
+      it covers the last instant.  Otherwise the last reading and the 1 ms
+      samples after it make the peak, and the summary says so.
+
+    Weighed and not taken: an exec wrapper with a small footprint (the
+    wrapper's own ``ru_maxrss`` already holds our copy, and one that forks
+    the command anew is a Python process of ~7 MB, or not our child); and
+    stopping the command at its exit with ``ptrace`` or a seccomp filter
+    (exact, but it would take the command's signals, its debuggers or its
+    setuid programs from it).  A command that exits before the sampler's
+    first sample (``true``, ~1 ms) is therefore reported as unmeasured,
+    bounded by ``wait4``'s figure, rather than given the monitor's memory.
+    """
+
+    def __init__(self, pid: int) -> None:
+        try:
+            self._reader: _platform.ProcessMemory | None = _platform.open_process(pid)
+        except MemoryReadError:
+            self._reader = None
+        #: The highest mark read; None until a reading succeeded.
+        self.highest_bytes: int | None = None
+
+    def read(self) -> None:
+        """Take the mark now, if the process is still there and has one."""
+        if self._reader is None:
+            return
+        try:
+            mark = self._reader.peak_rss_bytes()
+        except MemoryReadError:
+            return
+        if mark is not None:
+            self.highest_bytes = max(mark, self.highest_bytes or 0)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -136,25 +240,33 @@ def _command_of(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def _start(command: list[str]) -> subprocess.Popen[bytes]:
+def _start(command: list[str]) -> Spawned:
+    """Start ``command``, noting our own mark on both sides of its ``exec``."""
+    before = _platform.own_peak_rss_bytes()
     try:
-        return subprocess.Popen(command)
+        process = subprocess.Popen(command)
     except (FileNotFoundError, PermissionError) as exc:
         raise InputError(f"cannot run {shlex.join(command)}: {exc.strerror or exc}") from None
+    after = _platform.own_peak_rss_bytes()
+    bound = None if before is None or after is None else max(before, after)
+    return Spawned(process, bound)
 
 
 def run(args: argparse.Namespace) -> int:
     command = _command_of(args)
     _check_outputs(args)
-    child = _start(command) if command else None
+    spawned = _start(command) if command else None
+    child = spawned.process if spawned else None
     pid = child.pid if child else args.pid
+    mark = CommandMark(pid)
     try:
-        results, watched = _monitor_and_watch(args, pid, child)
+        results, watched = _monitor_and_watch(args, pid, spawned, mark)
     finally:
+        mark.close()
         if child and child.returncode is None:
             child.kill()
             child.wait()
-    summary = _summary(args, command, pid, results, watched)
+    summary = _summary(args, command, pid, results, watched, mark.highest_bytes)
     print(_render(summary))
     if args.json:
         atomic_write_text(args.json, json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -179,20 +291,21 @@ def _parent(path: Path | None) -> Path | None:
 
 
 def _monitor_and_watch(
-    args: argparse.Namespace, pid: int, child: subprocess.Popen[bytes] | None
+    args: argparse.Namespace, pid: int, spawned: Spawned | None, mark: CommandMark
 ) -> tuple[list[WindowResult], Watched]:
     try:
         monitor = MemoryMonitor(pid, interval_ms=args.interval).start()
     except ProcessGoneError:
-        if child is None:
+        if spawned is None:
             raise InputError(f"--pid {pid}: no such process, or it has exited") from None
-        watched = _reap(child, blocking=True)
+        watched = _reap(spawned, blocking=True)
         assert watched is not None
         return [], watched
     except MemoryReadError as exc:
         raise InputError(f"--pid {pid}: {exc}") from None
     try:
-        return _watch(args, monitor, child)
+        mark.read()  # the mark since exec, before the first window resets it
+        return _watch(args, monitor, spawned, mark)
     finally:
         monitor.close()
 
@@ -210,7 +323,7 @@ def _open(args: argparse.Namespace, monitor: MemoryMonitor) -> MeasurementWindow
 
 
 def _watch(
-    args: argparse.Namespace, monitor: MemoryMonitor, child: subprocess.Popen[bytes] | None
+    args: argparse.Namespace, monitor: MemoryMonitor, spawned: Spawned | None, mark: CommandMark
 ) -> tuple[list[WindowResult], Watched]:
     """Sample until the process ends, ``--duration`` passes or Ctrl-C."""
     results: list[WindowResult] = []
@@ -223,52 +336,60 @@ def _watch(
         while watched is None:
             time.sleep(_POLL_S)
             now = time.monotonic()
-            watched = _ended(monitor, child, started, now, args.duration)
+            mark.read()
+            watched = _ended(monitor, spawned, started, now, args.duration)
             if watched is None and window and next_live is not None and now >= next_live:
                 _print_live(window, now - started)
                 next_live += args.every
             if watched is None and next_rotate is not None and now >= next_rotate:
                 if window is not None:
                     results.append(_close(args, window, len(results)))
+                mark.read()
                 window = _open(args, monitor)
                 next_rotate += args.snapshot_every
     except KeyboardInterrupt:
-        watched = Watched(None, None, "interrupted")
+        watched = Watched(None, "interrupted")
     except SamplerDiedError as exc:
-        watched = Watched(None, None, f"sampler died: {exc}")
+        watched = Watched(None, f"sampler died: {exc}")
     if window is not None:
         results.append(_close(args, window, len(results), watched.exit_peak_rss_bytes))
     return results, watched
 
 
-def _reap(child: subprocess.Popen[bytes], *, blocking: bool) -> Watched | None:
-    """The child's exit, with its kernel peak from ``wait4``; None if still running."""
+def _reap(spawned: Spawned, *, blocking: bool) -> Watched | None:
+    """The child's exit, with ``wait4``'s peak figure; None if still running."""
+    child = spawned.process
     pid, status, usage = os.wait4(child.pid, 0 if blocking else os.WNOHANG)
     if not pid:
         return None
     child.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss * _MAXRSS_UNIT
-    return Watched(child.returncode, peak, f"exited with code {child.returncode}")
+    maxrss = usage.ru_maxrss * _MAXRSS_UNIT
+    return Watched(
+        child.returncode,
+        f"exited with code {child.returncode}",
+        exit_maxrss_bytes=maxrss,
+        exit_maxrss_after_exec=spawned.after_exec(maxrss),
+    )
 
 
 def _ended(
     monitor: MemoryMonitor,
-    child: subprocess.Popen[bytes] | None,
+    spawned: Spawned | None,
     started: float,
     now: float,
     duration_s: float | None,
 ) -> Watched | None:
-    if child is not None:
-        watched = _reap(child, blocking=False)
+    if spawned is not None:
+        watched = _reap(spawned, blocking=False)
         if watched is not None:
             return watched
     else:
         try:
             monitor._check()
         except ProcessGoneError:
-            return Watched(None, None, "process exited")
+            return Watched(None, "process exited")
     if duration_s is not None and now - started >= duration_s:
-        return Watched(None, None, f"--duration {format_duration(duration_s)} reached")
+        return Watched(None, f"--duration {format_duration(duration_s)} reached")
     return None
 
 
@@ -298,22 +419,40 @@ def _close(
     return result
 
 
+def _peak(results: list[WindowResult], watched: Watched, mark_bytes: int | None) -> Peak:
+    """The process's peak from every source that is its own, and how exact it is."""
+    exit_peak = watched.exit_peak_rss_bytes
+    figures = [r.peak_rss_bytes for r in results]
+    figures += [value for value in (mark_bytes, exit_peak) if value is not None]
+    if not figures:
+        return Peak(None, "unmeasured", watched.exit_maxrss_bytes)
+    peak = max(figures)
+    if exit_peak is not None or (results and results[-1].peak_source == "kernel-hwm"):
+        return Peak(peak, "kernel-hwm")
+    return Peak(peak, "sampled" if mark_bytes is None else "kernel-hwm+sampled")
+
+
 def _summary(
     args: argparse.Namespace,
     command: list[str],
     pid: int,
     results: list[WindowResult],
     watched: Watched,
+    mark_bytes: int | None,
 ) -> dict[str, Any]:
-    peak = max([r.peak_rss_bytes for r in results] + [watched.exit_peak_rss_bytes or 0])
+    peak = _peak(results, watched, mark_bytes)
     whole_process = MeasurementBasis(args.basis) is MeasurementBasis.ABSOLUTE
-    fallback_level = args.thresholds.classify(peak) if whole_process else PressureLevel.LOW
+    fallback_level = PressureLevel.LOW
+    if whole_process and peak.rss_bytes is not None:
+        fallback_level = args.thresholds.classify(peak.rss_bytes)
     max_pressure = max((r.max_pressure for r in results), default=fallback_level)
     findings = []
     if watched.exit_code not in (None, 0):
         findings.append(f"command {watched.reason}")
-    if args.max_peak is not None and peak > args.max_peak:
-        findings.append(f"peak RSS {format_size(peak)} > --max-peak {format_size(args.max_peak)}")
+    if args.max_peak is not None and peak.rss_bytes is not None and peak.rss_bytes > args.max_peak:
+        findings.append(
+            f"peak RSS {format_size(peak.rss_bytes)} > --max-peak {format_size(args.max_peak)}"
+        )
     if args.fail_on_pressure is not None and max_pressure >= args.fail_on_pressure:
         limit = args.fail_on_pressure.name
         findings.append(f"pressure reached {max_pressure.name} (--fail-on-pressure {limit})")
@@ -323,13 +462,33 @@ def _summary(
         "pid": pid,
         "ended": watched.reason,
         "exit_code": watched.exit_code,
-        "peak_rss_bytes": peak,
+        "peak_rss_bytes": peak.rss_bytes,
+        "peak_source": peak.source,
+        "peak_rss_at_most_bytes": peak.at_most_bytes,
         "max_pressure": max_pressure.name,
         "thresholds_bytes": list(args.thresholds.boundaries()),
         "snapshots": str(args.snapshots) if args.snapshots else None,
         "findings": findings,
+        "notes": _notes(args, peak),
         "windows": [r.to_dict() for r in results],
     }
+
+
+def _notes(args: argparse.Namespace, peak: Peak) -> list[str]:
+    """Limits that could not be checked because the peak was not measured."""
+    if peak.rss_bytes is not None or args.max_peak is None:
+        return []
+    if peak.at_most_bytes is not None and peak.at_most_bytes <= args.max_peak:
+        return []  # not measured, but it cannot have crossed the limit
+    return ["--max-peak not checked: the peak RSS was not measured"]
+
+
+#: How each ``peak_source`` of the summary reads in its text.
+_PEAK_SOURCE_TEXT = {
+    "kernel-hwm": "kernel high-water mark",
+    "kernel-hwm+sampled": "kernel high-water mark, then sampled to the exit",
+    "sampled": "sampled",
+}
 
 
 def _render(summary: dict[str, Any]) -> str:
@@ -338,13 +497,25 @@ def _render(summary: dict[str, Any]) -> str:
     if not windows:
         lines = [
             f"automem monitor: {who}: {summary['ended']} before its first sample",
-            f"  peak RSS {format_size(summary['peak_rss_bytes'])} (kernel high-water mark, "
-            "from wait4)",
+            f"  {_peak_text(summary)}",
         ]
     else:
         lines = _render_windows(summary, windows)
     lines.extend(f"  FINDING: {finding}" for finding in summary["findings"])
+    lines.extend(f"  NOTE: {note}" for note in summary["notes"])
     return "\n".join(lines)
+
+
+def _peak_text(summary: dict[str, Any]) -> str:
+    """The peak and how it was measured, or why it was not."""
+    if summary["peak_rss_bytes"] is not None:
+        source = _PEAK_SOURCE_TEXT[summary["peak_source"]]
+        return f"peak RSS {format_size(summary['peak_rss_bytes'])} ({source})"
+    text = "peak RSS not measured: the process exited before the monitor could read it"
+    if summary["peak_rss_at_most_bytes"] is not None:
+        at_most = format_size(summary["peak_rss_at_most_bytes"])
+        text += f" (at most {at_most}, which wait4 reports with the monitor's own memory)"
+    return text
 
 
 def _render_windows(summary: dict[str, Any], windows: list[dict[str, Any]]) -> list[str]:
@@ -352,7 +523,6 @@ def _render_windows(summary: dict[str, Any], windows: list[dict[str, Any]]) -> l
     first, last = windows[0], windows[-1]
     duration = sum(w["duration_s"] for w in windows)
     samples = sum(w["samples"] for w in windows)
-    source = "kernel high-water mark" if last["peak_source"] == "kernel-hwm" else "sampled"
     intervals = (
         f", p50 {last['interval_p50_ms']:.3f} ms, p99 {last['interval_p99_ms']:.3f} ms"
         if last["interval_p50_ms"] is not None
@@ -360,7 +530,7 @@ def _render_windows(summary: dict[str, Any], windows: list[dict[str, Any]]) -> l
     )
     lines = [
         f"automem monitor: {who}: {summary['ended']} after {format_duration(duration)}",
-        f"  peak RSS {format_size(summary['peak_rss_bytes'])} ({source}), "
+        f"  {_peak_text(summary)}, "
         f"start {format_size(first['baseline_bytes'])}, end {format_size(last['end_rss_bytes'])}",
         f"  max pressure {summary['max_pressure']}",
         f"  sampler: {first['interval_target_ms']:g} ms target, {samples} samples{intervals}",
