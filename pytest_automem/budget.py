@@ -37,7 +37,7 @@ class BudgetError(ValueError):
 
 @dataclass(frozen=True)
 class MemoryBudget:
-    """Limits for one test; None means "no limit on this"."""
+    """Limits for one test; None means "no limit on this" (a marker sets at least one)."""
 
     peak_bytes: int | None = None
     growth_bytes: int | None = None
@@ -60,14 +60,9 @@ class MemoryBudget:
             raise BudgetError(
                 f"unknown argument {unknown[0]}=: expected one of {', '.join(_ARGUMENTS)}"
             )
-        if not kwargs:
+        parsed = {name: _parse_argument(name, value) for name, value in kwargs.items()}
+        if not set(parsed) & set(_LIMITS):
             raise BudgetError(f"needs at least one limit: {', '.join(_LIMITS)}")
-        parsed: dict[str, Any] = {}
-        for name, value in kwargs.items():
-            try:
-                parsed[name] = None if value is None else _PARSERS[name](value)
-            except ValueError as exc:
-                raise BudgetError(f"argument {name}={value!r}: {exc}") from None
         return cls(
             peak_bytes=parsed.get("peak"),
             growth_bytes=parsed.get("growth"),
@@ -97,6 +92,17 @@ _PARSERS = {
     "leak_per_iteration": parse_size_bytes,
     "trace": lambda value: _parse_flag(value),
 }
+
+
+def _parse_argument(name: str, value: object) -> Any:
+    """One marker argument, parsed; None is refused, since a budget that
+    limits nothing would pass every test and read as if it were checked."""
+    if value is None:
+        raise BudgetError(f"argument {name}=None: give a value or leave the argument out")
+    try:
+        return _PARSERS[name](value)
+    except ValueError as exc:
+        raise BudgetError(f"argument {name}={value!r}: {exc}") from None
 
 
 def _parse_flag(value: object) -> bool:

@@ -8,9 +8,10 @@ hooks.  Nothing heavy is imported until pytest configures the session.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -28,6 +29,10 @@ DEFAULT_INTERVAL_TEXT = "1ms"
 PLUGIN_NAME = "automem-session"
 FRESH_ALLOCATOR_CHOICES = ("budgeted", "always", "never")
 SESSION_KEY = pytest.StashKey["AutomemSession"]()
+#: What pytest accepts for a ``bool`` ini setting.
+FLAG_VALUES = "true or false (also yes/no, on/off, 1/0)"
+
+T = TypeVar("T")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,7 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--automem-interval",
         default=None,
         metavar="DURATION",
-        help="memory sampling interval, e.g. 1ms (default: ini automem_interval, 1ms)",
+        help="memory sampling interval, 0.05ms to 1s; a bare number is ms "
+        "(default: ini automem_interval, 1ms)",
     )
     group.addoption(
         "--automem-json",
@@ -71,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "automem_interval",
-        "memory sampling interval (default 1ms)",
+        "memory sampling interval, 0.05ms to 1s; a bare number is ms (default 1ms)",
         default=DEFAULT_INTERVAL_TEXT,
     )
     parser.addini(
@@ -106,46 +112,68 @@ def _setting(config: pytest.Config, option: str | None, ini: str) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Parse every setting now, so a typo fails the run before any test runs."""
+    """Parse every setting and check every output path now.
+
+    A typo or an unwritable path then fails the run with a usage error that
+    names the option, before any test runs and before a sampler starts.
+    """
     config.addinivalue_line(
         "markers",
-        "memory_budget(peak=None, growth=None, rate=None, pressure=None, "
-        "leak_per_iteration=None): fail the test if its memory exceeds these limits "
+        "memory_budget(peak=, growth=, rate=, pressure=, leak_per_iteration=, trace=False): "
+        "fail the test if its memory exceeds these limits, at least one given "
         "(sizes like '64MB', rates like '1MB/s', pressure a level name) — pytest-automem",
     )
     from .collect import GcMode
     from .session import AutomemSession
     from .units import parse_interval_ms
 
-    try:
-        thresholds = PressureThresholds.parse(_setting(config, None, "automem_thresholds"))
-    except ValueError as exc:
-        raise pytest.UsageError(f"ini option automem_thresholds: {exc}") from None
-    interval_text = _setting(config, "automem_interval", "automem_interval")
-    try:
-        interval_ms = parse_interval_ms(interval_text)
-    except ValueError as exc:
-        source = (
-            "--automem-interval" if config.getoption("automem_interval") else "ini automem_interval"
-        )
-        raise pytest.UsageError(f"{source}: {exc}") from None
-    try:
-        gc_mode = GcMode.parse(_setting(config, None, "automem_gc"))
-    except ValueError as exc:
-        raise pytest.UsageError(f"ini option automem_gc: {exc}") from None
+    interval_option = (
+        "--automem-interval"
+        if config.getoption("automem_interval") is not None
+        else "ini automem_interval"
+    )
+    interval_ms = _parsed(
+        interval_option, parse_interval_ms, _setting(config, "automem_interval", "automem_interval")
+    )
+    thresholds = _parsed(
+        "ini automem_thresholds",
+        PressureThresholds.parse,
+        _setting(config, None, "automem_thresholds"),
+    )
+    gc_mode = _parsed("ini automem_gc", GcMode.parse, _setting(config, None, "automem_gc"))
+    fresh_allocator = _fresh_allocator_setting(config)
+    junit_properties = _ini_flag(config, "automem_junit_properties")
+    _ini_flag(config, "automem_step_summary")  # read again at the session's end
+    _check_output_paths(config)
     session = AutomemSession(
         config,
         monitor_all=bool(config.getoption("automem")),
         interval_ms=interval_ms,
         thresholds=thresholds,
         gc_mode=gc_mode,
-        junit_properties=bool(config.getini("automem_junit_properties")),
+        junit_properties=junit_properties,
         trace_all=bool(config.getoption("automem_trace")),
-        fresh_allocator=_fresh_allocator_setting(config),
+        fresh_allocator=fresh_allocator,
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
     session.start()
+
+
+def _parsed(source: str, parse: Callable[[str], T], text: str) -> T:
+    """``parse(text)``, its ValueError as a usage error naming ``source``."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{source}: {exc}") from None
+
+
+def _ini_flag(config: pytest.Config, name: str) -> bool:
+    """A ``bool`` ini setting; pytest itself only fails on a bad one when it is read."""
+    try:
+        return bool(config.getini(name))
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini {name}: {exc}: expected {FLAG_VALUES}") from None
 
 
 def _fresh_allocator_setting(config: pytest.Config) -> str:
@@ -153,9 +181,57 @@ def _fresh_allocator_setting(config: pytest.Config) -> str:
     if value not in FRESH_ALLOCATOR_CHOICES:
         choices = ", ".join(FRESH_ALLOCATOR_CHOICES)
         raise pytest.UsageError(
-            f"ini option automem_fresh_allocator: invalid value {value!r}: expected {choices}"
+            f"ini automem_fresh_allocator: invalid value {value!r}: expected {choices}"
         )
     return value
+
+
+def _check_output_paths(config: pytest.Config) -> None:
+    """Fail now, not after the whole run, if an output cannot be written there.
+
+    Only checks: the writers create missing folders when they write.  Under
+    xdist the workers check too, which costs nothing and changes nothing.
+    """
+    json_path = config.getoption("automem_json")
+    if json_path is not None:
+        _check_file_target("--automem-json", json_path)
+    report_dir = config.getoption("automem_report_dir")
+    if report_dir is not None:
+        _check_folder_target("--automem-report-dir", report_dir)
+
+
+def _check_file_target(option: str, text: str) -> None:
+    path = _output_path(option, text)
+    if path.is_dir():
+        raise pytest.UsageError(f"{option}={text}: is a folder; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise pytest.UsageError(f"{option}={text}: the file is not writable")
+    _check_creatable(option, text, path.parent)
+
+
+def _check_folder_target(option: str, text: str) -> None:
+    path = _output_path(option, text)
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{option}={text}: is a file; give a folder")
+    _check_creatable(option, text, path)
+
+
+def _output_path(option: str, text: str) -> Path:
+    if not text.strip():
+        raise pytest.UsageError(f"{option}: needs a path")
+    return Path(text).absolute()
+
+
+def _check_creatable(option: str, text: str, folder: Path) -> None:
+    """``folder`` exists or can be made: its nearest existing ancestor is a
+    folder we may write in."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise pytest.UsageError(f"{option}={text}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option}={text}: cannot write in {existing}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

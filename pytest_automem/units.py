@@ -13,6 +13,10 @@ import math
 import re
 
 __all__ = [
+    "MAX_DURATION_S",
+    "MAX_INTERVAL_MS",
+    "MAX_RATE_BYTES_PER_S",
+    "MAX_SIZE_BYTES",
     "MIN_INTERVAL_MS",
     "format_duration",
     "format_rate",
@@ -56,55 +60,104 @@ _NUMBER = r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
 _SIZE_RE = re.compile(_NUMBER + r"\s*(?P<unit>[a-zA-Z]*)")
 _DURATION_RE = re.compile(_NUMBER + r"\s*(?P<unit>[a-zA-Zµ]*)")
 
+#: 1 PiB.  Far above any machine's memory, so a real limit never meets it, and
+#: exact both as an int64 and as a double, so every reader of a results file
+#: gets the figure that was written.
+MAX_SIZE_BYTES = 1 << 50
+MAX_SIZE_TEXT = "1024TB"
+#: 1 PiB/s.  A rate beyond it comes from a typo such as ``"1MB/1e-320s"``.
+MAX_RATE_BYTES_PER_S = float(MAX_SIZE_BYTES)
+#: A year.  Every duration the package takes (a monitor's ``--duration``, a
+#: policy's ``gc_interval``) is far shorter; longer ones overflow timers.
+MAX_DURATION_S = 365 * 24 * 3600.0
+#: A sampler cannot usefully wake more often than every 50 µs.
+MIN_INTERVAL_MS = 0.05
+#: Sampling less often than once a second sees no sample in most tests.
+MAX_INTERVAL_MS = 1000.0
+
 SIZE_FORMS = "an int of bytes or a number with B, KB/KiB, MB/MiB, GB/GiB, TB/TiB (e.g. '64MB')"
 RATE_FORMS = "a size per second or minute, e.g. '1MB/s', '512KiB/s', '60MB/min'"
 DURATION_FORMS = (
     "a number with ns, us, ms, s, min or h (e.g. '1ms', '5s'); a bare number is seconds"
 )
+INTERVAL_FORMS = "a number with ns, us, ms or s (e.g. '1ms', '500us'); a bare number is ms"
 
 
-def _number_or_none(value: object) -> float | None:
-    """Return a real number for int/float input (not bool), else None."""
+def _number_or_none(value: object) -> int | float | None:
+    """Return a real number for int/float input (not bool), else None.
+
+    Ints stay ints: one too large for a float must be rejected as too large,
+    not crash converting it.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        return value
     return None
+
+
+def _is_finite(number: int | float) -> bool:
+    return isinstance(number, int) or math.isfinite(number)
+
+
+def _number_and_unit(value: str, pattern: re.Pattern[str]) -> tuple[float, str] | None:
+    """``"64 MB"`` as ``(64.0, "mb")``; None if the text is not a number and a unit."""
+    match = pattern.fullmatch(value.strip())
+    if match is None:
+        return None
+    return float(match.group("num")), match.group("unit").lower()
+
+
+def _size_number(value: object) -> int | float:
+    """Bytes for ``value``, finite and >= 0 but not yet bounded above."""
+    number = _number_or_none(value)
+    if number is None:
+        parsed = _number_and_unit(value, _SIZE_RE) if isinstance(value, str) else None
+        if parsed is None or parsed[1] not in _SIZE_FACTORS:
+            raise ValueError(f"invalid size {value!r}: expected {SIZE_FORMS}")
+        number = parsed[0] * _SIZE_FACTORS[parsed[1]]
+    if not _is_finite(number) or number < 0:
+        raise ValueError(f"invalid size {value!r}: must be a finite size >= 0")
+    return number
 
 
 def parse_size_bytes(value: int | float | str) -> int:
     """Return the number of bytes ``value`` stands for.
 
-    Ints are bytes already; strings carry a unit.  Negative or non-finite
-    sizes are rejected: no memory limit or threshold can be negative.
+    Ints are bytes already; strings carry a unit.  Negative, non-finite and
+    absurd sizes (above :data:`MAX_SIZE_BYTES`) are rejected: no memory
+    limit or threshold can be negative, and a results file must hold it.
     """
-    number = _number_or_none(value)
-    if number is None:
-        if not isinstance(value, str):
-            raise ValueError(f"invalid size {value!r}: expected {SIZE_FORMS}")
-        match = _SIZE_RE.fullmatch(value.strip())
-        unit = match.group("unit").lower() if match else None
-        if match is None or unit not in _SIZE_FACTORS:
-            raise ValueError(f"invalid size {value!r}: expected {SIZE_FORMS}")
-        number = float(match.group("num")) * _SIZE_FACTORS[unit]
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"invalid size {value!r}: must be a finite size >= 0")
+    number = _size_number(value)
+    if number > MAX_SIZE_BYTES:
+        raise ValueError(f"invalid size {value!r}: must be at most {MAX_SIZE_TEXT}")
     return round(number)
 
 
 def parse_rate_bytes_per_s(value: int | float | str) -> float:
-    """Return bytes per second for ``"1MB/s"``-style text or a number (bytes/s)."""
+    """Return bytes per second for ``"1MB/s"``-style text or a number (bytes/s).
+
+    The rate itself is bounded (0 to :data:`MAX_RATE_BYTES_PER_S`), not its
+    parts: ``"2000TB/min"`` is a possible rate although 2000 TB is no size.
+    """
     number = _number_or_none(value)
-    if number is not None:
-        if not math.isfinite(number) or number < 0:
-            raise ValueError(f"invalid rate {value!r}: must be a finite rate >= 0")
-        return number
+    if number is None:
+        number = _rate_from_text(value)
+    if not _is_finite(number) or not 0 <= number <= MAX_RATE_BYTES_PER_S:
+        raise ValueError(
+            f"invalid rate {value!r}: must be a finite rate from 0 to {MAX_SIZE_TEXT}/s"
+        )
+    return float(number)
+
+
+def _rate_from_text(value: object) -> float:
     if not isinstance(value, str) or "/" not in value:
         raise ValueError(f"invalid rate {value!r}: expected {RATE_FORMS}")
     size_text, _, per_text = value.partition("/")
+    per_text = per_text.strip()
     try:
-        size = parse_size_bytes(size_text)
-        per = parse_duration_s("1" + per_text.strip() if per_text.strip().isalpha() else per_text)
+        size = _size_number(size_text)
+        per = parse_duration_s("1" + per_text if per_text.isalpha() else per_text)
     except ValueError:
         raise ValueError(f"invalid rate {value!r}: expected {RATE_FORMS}") from None
     if per == 0:
@@ -116,20 +169,42 @@ def parse_duration_s(value: int | float | str) -> float:
     """Return seconds for ``"1ms"``-style text; a bare number is seconds.
 
     Zero is allowed here (a caller that needs a positive interval checks it);
-    negative and non-finite durations are not.
+    negative, non-finite and durations above :data:`MAX_DURATION_S` are not.
     """
     number = _number_or_none(value)
     if number is None:
-        if not isinstance(value, str):
+        parsed = _number_and_unit(value, _DURATION_RE) if isinstance(value, str) else None
+        if parsed is None or (parsed[1] and parsed[1] not in _DURATION_FACTORS):
             raise ValueError(f"invalid duration {value!r}: expected {DURATION_FORMS}")
-        match = _DURATION_RE.fullmatch(value.strip())
-        unit = match.group("unit").lower() if match else None
-        if match is None or (unit and unit not in _DURATION_FACTORS):
-            raise ValueError(f"invalid duration {value!r}: expected {DURATION_FORMS}")
-        number = float(match.group("num")) * (_DURATION_FACTORS[unit] if unit else 1.0)
-    if not math.isfinite(number) or number < 0:
+        number, unit = parsed
+        number *= _DURATION_FACTORS[unit] if unit else 1.0
+    if not _is_finite(number) or number < 0:
         raise ValueError(f"invalid duration {value!r}: must be a finite duration >= 0")
-    return number
+    if number > MAX_DURATION_S:
+        raise ValueError(f"invalid duration {value!r}: must be at most 8760h (a year)")
+    return float(number)
+
+
+def parse_interval_ms(value: int | float | str) -> float:
+    """A sampling interval in ms, from a number or text; a bare number is ms.
+
+    Milliseconds are the unit the interval is documented in (``1ms``), so
+    ``--automem-interval=1`` means 1 ms, never 1 s.  The interval must lie
+    between :data:`MIN_INTERVAL_MS` and :data:`MAX_INTERVAL_MS`.
+    """
+    number = _number_or_none(value)
+    if number is None:
+        parsed = _number_and_unit(value, _DURATION_RE) if isinstance(value, str) else None
+        if parsed is None or (parsed[1] and parsed[1] not in _DURATION_FACTORS):
+            raise ValueError(f"invalid sampling interval {value!r}: expected {INTERVAL_FORMS}")
+        number, unit = parsed
+        number *= _DURATION_FACTORS[unit] * 1e3 if unit else 1.0
+    if not _is_finite(number) or not MIN_INTERVAL_MS <= number <= MAX_INTERVAL_MS:
+        raise ValueError(
+            f"invalid sampling interval {value!r}: must be between {MIN_INTERVAL_MS:g} ms "
+            f"and {MAX_INTERVAL_MS:g} ms (1 s)"
+        )
+    return float(number)
 
 
 def format_size(num_bytes: float) -> str:
@@ -154,24 +229,3 @@ def format_duration(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.2f} s"
-
-
-MIN_INTERVAL_MS = 0.05
-
-
-def parse_interval_ms(value: float | str) -> float:
-    """A sampling interval in ms, from a number of ms or duration text (``"1ms"``).
-
-    Must be at least :data:`MIN_INTERVAL_MS`: a sampler cannot usefully wake more often.
-    """
-    try:
-        milliseconds = parse_duration_s(value) * 1e3 if isinstance(value, str) else float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid sampling interval {value!r}: {exc}") from None
-    if not math.isfinite(milliseconds) or milliseconds <= 0:
-        raise ValueError(f"invalid sampling interval {value!r}: must be a positive duration")
-    if milliseconds < MIN_INTERVAL_MS:
-        raise ValueError(
-            f"invalid sampling interval {value!r}: the minimum is {MIN_INTERVAL_MS} ms"
-        )
-    return milliseconds

@@ -7,15 +7,25 @@ import math
 import pytest
 
 from pytest_automem.units import (
+    MAX_DURATION_S,
+    MAX_RATE_BYTES_PER_S,
+    MAX_SIZE_BYTES,
     format_duration,
     format_rate,
     format_size,
     parse_duration_s,
+    parse_interval_ms,
     parse_rate_bytes_per_s,
     parse_size_bytes,
 )
 
 MB = 1 << 20
+#: Too large for a float: float(HUGE_INT) raises OverflowError, not ValueError.
+HUGE_INT = 10**400
+
+
+def short_id(value: object) -> str:
+    return "10**400" if value == HUGE_INT else repr(value)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +67,7 @@ def test_parse_size_valid(text: int | str, expected: int) -> None:
         "-5",
         "nan",
         "inf",
+        "1e400",
         "1MB/s",
         "1,5MB",
         None,
@@ -136,3 +147,126 @@ def test_formatting_reads_well() -> None:
     assert format_duration(0.0125) == "12.50 ms"
     assert format_duration(3) == "3.00 s"
     assert math.isfinite(parse_size_bytes("1e3"))
+
+
+# -- bounds: every figure is finite and inside a range a real run can use -------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1024TB", 1 << 50),
+        (1 << 50, 1 << 50),
+        (float(1 << 50), 1 << 50),
+    ],
+)
+def test_parse_size_accepts_up_to_the_maximum(value: int | float | str, expected: int) -> None:
+    assert parse_size_bytes(value) == expected == MAX_SIZE_BYTES
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1025TB", "1e30", (1 << 50) + 1, 2**63, HUGE_INT, 1e300, "1e22MB"],
+    ids=short_id,
+)
+def test_parse_size_rejects_absurd_sizes(value: int | float | str) -> None:
+    with pytest.raises(ValueError, match=r"invalid size.*at most 1024TB"):
+        parse_size_bytes(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1MB/1e-320s",
+        "1MB/1e-12s",
+        "1e30MB/s",
+        "1e400MB/s",
+        float("inf"),
+        float("nan"),
+        1e300,
+        HUGE_INT,
+        (1 << 50) + 1,
+    ],
+    ids=short_id,
+)
+def test_parse_rate_rejects_non_finite_and_absurd_rates(value: float | str) -> None:
+    with pytest.raises(ValueError, match="invalid rate"):
+        parse_rate_bytes_per_s(value)
+
+
+def test_parse_rate_judges_the_rate_not_its_numerator() -> None:
+    # 2000 TB is above the largest size, but 2000 TB a minute is a possible rate.
+    assert parse_rate_bytes_per_s("2000TB/min") == pytest.approx(2000 * (1 << 40) / 60)
+    assert parse_rate_bytes_per_s(MAX_RATE_BYTES_PER_S) == MAX_RATE_BYTES_PER_S
+
+
+@pytest.mark.parametrize("value", ["8761h", "1e22s", "1e300", HUGE_INT, 1e300], ids=short_id)
+def test_parse_duration_rejects_more_than_a_year(value: float | str) -> None:
+    with pytest.raises(ValueError, match=r"invalid duration.*at most"):
+        parse_duration_s(value)
+
+
+def test_parse_duration_accepts_a_year() -> None:
+    assert parse_duration_s("8760h") == MAX_DURATION_S == 365 * 24 * 3600
+
+
+# -- sampling intervals: a bare number is milliseconds --------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected_ms"),
+    [
+        ("1", 1.0),
+        ("1ms", 1.0),
+        (" 2 ", 2.0),
+        ("0.5", 0.5),
+        ("0.05ms", 0.05),
+        ("50us", 0.05),
+        ("250µs", 0.25),
+        ("1s", 1000.0),
+        ("1000", 1000.0),
+        (1, 1.0),
+        (0.5, 0.5),
+        (1000, 1000.0),
+    ],
+    ids=repr,
+)
+def test_parse_interval_valid(value: float | str, expected_ms: float) -> None:
+    assert parse_interval_ms(value) == pytest.approx(expected_ms)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1e22ms",
+        "1e30",
+        "1e9",
+        "1h",
+        "2s",
+        "1001",
+        "0",
+        "0ms",
+        "0.01ms",
+        "-1",
+        "nan",
+        "inf",
+        "fast",
+        "",
+        1e-320,
+        1e300,
+        HUGE_INT,
+        float("nan"),
+        None,
+        True,
+    ],
+    ids=short_id,
+)
+def test_parse_interval_invalid(value: object) -> None:
+    with pytest.raises(ValueError, match="invalid sampling interval") as info:
+        parse_interval_ms(value)  # type: ignore[arg-type]
+    assert repr(value) in str(info.value)
+
+
+def test_interval_range_is_named_in_the_error() -> None:
+    with pytest.raises(ValueError, match=r"between 0\.05 ms and 1000 ms"):
+        parse_interval_ms("1h")

@@ -174,7 +174,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--interval",
         default="1ms",
         type=typed(parse_interval_ms, "--interval"),
-        help="sampling interval (default 1ms)",
+        help="sampling interval, 0.05ms to 1s; a bare number is ms (default 1ms)",
     )
     parser.add_argument(
         "--thresholds",
