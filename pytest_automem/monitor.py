@@ -384,7 +384,7 @@ class MeasurementWindow(_Span):
             growth_bytes=growth,
             duration_s=(end_ns - self.opened_ns) / 1e9,
             samples=end_count - self._start_count,
-            peak_source=_peak_source(heap, process.peak_source or "sampled"),
+            peak_source=_peak_source(heap, peak, process.peak_source or "sampled"),
             gc_mode=self._collector.mode.value,
             max_pressure=self.thresholds.classify(
                 measured_bytes(baseline + peak, baseline, self.basis)
@@ -437,7 +437,9 @@ class MeasurementWindow(_Span):
             interval_p99_ms=p99,
             interval_max_ms=gap_max,
             sampler_kind=self._monitor.sampler_kind,
-            peak_source=_peak_source(heap, "kernel-hwm" if kernel_peak is not None else "sampled"),
+            peak_source=_peak_source(
+                heap, peak, "kernel-hwm" if kernel_peak is not None else "sampled"
+            ),
             allocator_trimmed=self._collector.trims_allocator,
             gc_mode=self._collector.mode.value,
             baseline_collected=self._baseline_collected,
@@ -542,9 +544,10 @@ def _peak_and_growth(
     return max(heap.peak_bytes(peak_rss_bytes - baseline_bytes), growth), growth
 
 
-def _peak_source(heap: HeapFigures | None, measured_by: str) -> str:
-    """``tracemalloc`` where a traced peak replaced the kernel's or the sampled one."""
-    return "tracemalloc" if heap is not None and heap.traced_peak_bytes is not None else measured_by
+def _peak_source(heap: HeapFigures | None, peak_bytes: int, measured_by: str) -> str:
+    """``tracemalloc`` where the traced peak is the figure, else how RSS was measured."""
+    traced = heap.traced_peak_bytes if heap is not None else None
+    return "tracemalloc" if traced is not None and traced >= peak_bytes else measured_by
 
 
 def _fresh_heap(
