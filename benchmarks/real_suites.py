@@ -50,11 +50,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -618,22 +618,28 @@ for key, (cc, nc, tt, ct, callers) in sorted(ours.items(), key=lambda kv: -kv[1]
 
 
 def profile(prepared: Prepared, scratch: Path) -> None:
-    """Run the suite serially with --automem under cProfile; print the plugin's share."""
-    out = Path(tempfile.mkdtemp(dir=scratch))
-    stats = out / "automem.prof"
-    command = base_command(prepared)
-    command[1:3] = ["-m", "cProfile", "-o", str(stats), "-m", "pytest"]
-    command.append("--automem")
-    timed = timed_run(command, prepared.source, clean_env())
-    counts = format_counts(summary_counts(timed.output))
-    print(f"  cProfile run: {timed.wall_s:.1f} s wall, exit {timed.code}, {counts}")
-    report = subprocess.run(
-        [str(prepared.python), "-c", PROFILE_REPORT, str(stats)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    print(report.stdout + report.stderr)
+    """Run the suite serially under cProfile with automem, in both configurations.
+
+    Only the automem side is profiled: the plugin's share is read off the
+    profile itself (its functions and the calls they make), not by
+    subtracting two noisy runs.
+    """
+    for config in (c for c in CONFIGS if not c.xdist):
+        out = Path(tempfile.mkdtemp(dir=scratch))
+        stats = out / "automem.prof"
+        command = base_command(prepared) + config.side_args(True, out)
+        command[1:3] = ["-m", "cProfile", "-o", str(stats), "-m", "pytest"]
+        timed = timed_run(command, prepared.source, clean_env())
+        counts = format_counts(summary_counts(timed.output))
+        print(f"\n### {config.label}: {shlex.join(command[1:])}")
+        print(f"cProfile run: {timed.wall_s:.1f} s wall, exit {timed.code}, {counts}")
+        report = subprocess.run(
+            [str(prepared.python), "-c", PROFILE_REPORT, str(stats)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(report.stdout + report.stderr, flush=True)
 
 
 # -- main ----------------------------------------------------------------------
@@ -704,7 +710,7 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(
-        f"# real suites — {rounds} round(s), "
+        f"# real suites — {'profile' if args.profile else f'{rounds} round(s)'}, "
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; Python "
         f"{platform.python_version()}, {platform.system()} {platform.release()}, "
         f"{os.cpu_count()} cores; load average at start {load_average()}"
@@ -715,7 +721,7 @@ def main() -> int:
     except SetupFailed as exc:
         print(f"real_suites: {exc}", file=sys.stderr)
         return 2
-    print(f"# wheel sha256 {hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]}", flush=True)
+    print(f"# wheel {wheel.name}", flush=True)
     rows: list[Figures] = []
     failed = False
     scratch = Path(tempfile.mkdtemp(prefix="runs-", dir=cache))
