@@ -2,17 +2,18 @@
 
 Run with ``python benchmarks/fresh_allocator.py`` (``--rounds``).  A test
 with a budget gets a window opened with ``fresh_allocator``: glibc's free
-memory is handed back, pymalloc's free blocks are held for the length of the
-call (:mod:`pytest_automem.allocator`) and growth is what the allocators'
-live bytes gained.  Printed, measured side by side in one run:
+memory is handed back, growth is what the allocators' live bytes gained,
+and the call is traced when the allocators cached more than 5 % of its peak
+limit (:mod:`pytest_automem.allocator`).  Printed, measured side by side in
+one run:
 
-* the cost of opening and closing an empty window with and without the
-  fresh allocator, in the allocator state a short pytest session leaves
-  (a few MB cached), and after a test freed 600,000 small objects while
+* the cost of opening and closing an empty window plain, with the fresh
+  allocator, and with the fresh allocator tracing, in the allocator state a
+  short session leaves and after a test freed 600,000 small objects while
   keeping every 500th (about 100 MB kept by pymalloc);
-* in that second state, the peak and growth of a call that builds ~48 MB of
-  small objects and drops them, with and without the fresh allocator, and
-  the same call in the first state: the figure a verdict is judged on.
+* the peak and growth of a call that builds ~48 MB of small objects and
+  drops them, in both states and the three modes: the figures a verdict is
+  judged on, and what the call then takes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_automem.monitor import MemoryMonitor
+from pytest_automem.monitor import MeasurementWindow, MemoryMonitor
 
 MB = 1 << 20
 
@@ -36,18 +37,30 @@ def _build_and_drop() -> None:
     del built
 
 
-def _empty_window_ms(monitor: MemoryMonitor, fresh: bool, rounds: int) -> float:
+#: The modes compared: (label, fresh_allocator, trace_peak_above_bytes).
+_MODES = (("plain", False, None), ("fresh", True, None), ("fresh+traced", True, 0))
+
+
+def _window(monitor: MemoryMonitor, fresh: bool, trace_above: int | None) -> MeasurementWindow:
+    return monitor.window(fresh_allocator=fresh, trace_peak_above_bytes=trace_above)
+
+
+def _empty_window_ms(
+    monitor: MemoryMonitor, fresh: bool, trace_above: int | None, rounds: int
+) -> float:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        monitor.window(fresh_allocator=fresh).stop()
+        _window(monitor, fresh, trace_above).stop()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
 
-def _call(monitor: MemoryMonitor, fresh: bool) -> tuple[float, float, float]:
+def _call(
+    monitor: MemoryMonitor, fresh: bool, trace_above: int | None
+) -> tuple[float, float, float]:
     start = time.perf_counter()
-    window = monitor.window(fresh_allocator=fresh)
+    window = _window(monitor, fresh, trace_above)
     _build_and_drop()
     result = window.stop()
     return result.peak_bytes / MB, result.growth_bytes / MB, (time.perf_counter() - start) * 1e3
@@ -66,23 +79,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=50)
     args = parser.parse_args()
     with MemoryMonitor() as monitor:
-        print("state                     fresh  empty window (median)")
-        for fresh in (False, True):
-            ms = _empty_window_ms(monitor, fresh, args.rounds)
-            print(f"short session             {fresh!s:5}  {ms:8.3f} ms")
-        clean = {fresh: _call(monitor, fresh) for fresh in (False, True)}
+        print("state                     mode           empty window (median)")
+        for label, fresh, trace in _MODES:
+            ms = _empty_window_ms(monitor, fresh, trace, args.rounds)
+            print(f"short session             {label:13}  {ms:8.3f} ms")
+        clean = {label: _call(monitor, fresh, trace) for label, fresh, trace in _MODES}
         survivors = _fragment_pymalloc()
-        for fresh in (False, True):
-            ms = _empty_window_ms(monitor, fresh, max(3, args.rounds // 10))
-            print(f"100 MB kept by pymalloc   {fresh!s:5}  {ms:8.3f} ms")
+        for label, fresh, trace in _MODES:
+            ms = _empty_window_ms(monitor, fresh, trace, max(3, args.rounds // 10))
+            print(f"100 MB kept by pymalloc   {label:13}  {ms:8.3f} ms")
         print()
-        print("call building ~48 MB        fresh   peak MB  growth MB  window ms")
-        for fresh in (False, True):
-            peak, growth, ms = clean[fresh]
-            print(f"  in a short session        {fresh!s:5} {peak:8.1f} {growth:10.2f} {ms:10.1f}")
-        for fresh in (False, True):
-            peak, growth, ms = _call(monitor, fresh)
-            print(f"  after the frees           {fresh!s:5} {peak:8.1f} {growth:10.2f} {ms:10.1f}")
+        print("call building ~48 MB       mode            peak MB  growth MB  window ms")
+        for label, _, _ in _MODES:
+            peak, growth, ms = clean[label]
+            print(f"  in a short session       {label:13} {peak:8.1f} {growth:10.2f} {ms:10.1f}")
+        for label, fresh, trace in _MODES:
+            peak, growth, ms = _call(monitor, fresh, trace)
+            print(f"  after the frees          {label:13} {peak:8.1f} {growth:10.2f} {ms:10.1f}")
         del survivors
 
 

@@ -109,8 +109,9 @@ def test_each_kind_of_budget_fails_with_its_reason(pytester: pytest.Pytester, al
     }
     peak = tests["test_budgets.py::test_peak"]
     assert 47 << 20 <= peak["peak_bytes"] <= 52 << 20
-    assert peak["peak_source"] == "kernel-hwm"
-    assert "(kernel high-water mark, 1 ms sampler," in peak["violations"][0]
+    # Traced where the allocators cached more than 5 % of the budget (docs: "Verdicts").
+    assert peak["peak_source"] in {"kernel-hwm", "tracemalloc"}
+    assert ", 1 ms sampler," in peak["violations"][0]
     assert tests["test_budgets.py::test_growth"]["growth_bytes"] >= 23 << 20
     leak = tests["test_budgets.py::test_leak"]
     assert leak["scenarios"][0]["leak_bytes_per_iteration"] > 1024
