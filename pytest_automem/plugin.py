@@ -93,15 +93,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "automem_step_summary",
-        "append a Markdown memory summary to $GITHUB_STEP_SUMMARY when CI sets it",
-        type="bool",
-        default=True,
+        "append a Markdown memory summary to $GITHUB_STEP_SUMMARY when CI sets it (true or false)",
+        default="true",
     )
     parser.addini(
         "automem_junit_properties",
-        "add automem.* properties to JUnit test cases (off for strict-schema readers)",
-        type="bool",
-        default=True,
+        "add automem.* properties to JUnit test cases (off for strict-schema readers; "
+        "true or false)",
+        default="true",
     )
 
 
@@ -143,7 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
     gc_mode = _parsed("ini automem_gc", GcMode.parse, _setting(config, None, "automem_gc"))
     fresh_allocator = _fresh_allocator_setting(config)
     junit_properties = _ini_flag(config, "automem_junit_properties")
-    _ini_flag(config, "automem_step_summary")  # read again at the session's end
+    step_summary = _ini_flag(config, "automem_step_summary")
     _check_output_paths(config)
     session = AutomemSession(
         config,
@@ -154,6 +153,7 @@ def pytest_configure(config: pytest.Config) -> None:
         junit_properties=junit_properties,
         trace_all=bool(config.getoption("automem_trace")),
         fresh_allocator=fresh_allocator,
+        step_summary=step_summary,
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
@@ -168,12 +168,20 @@ def _parsed(source: str, parse: Callable[[str], T], text: str) -> T:
         raise pytest.UsageError(f"{source}: {exc}") from None
 
 
+_TRUE = frozenset({"true", "yes", "y", "t", "on", "1"})
+_FALSE = frozenset({"false", "no", "n", "f", "off", "0"})
+
+
 def _ini_flag(config: pytest.Config, name: str) -> bool:
-    """A ``bool`` ini setting; pytest itself only fails on a bad one when it is read."""
-    try:
-        return bool(config.getini(name))
-    except ValueError as exc:
-        raise pytest.UsageError(f"ini {name}: {exc}: expected {FLAG_VALUES}") from None
+    """A true/false ini setting, parsed here: pytest's own ``bool`` type
+    reports a bad value without the setting's name, and later versions
+    raise it before the plugin can add one."""
+    value = str(config.getini(name)).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise pytest.UsageError(f"ini {name}: invalid value {value!r}: expected {FLAG_VALUES}")
 
 
 def _fresh_allocator_setting(config: pytest.Config) -> str:

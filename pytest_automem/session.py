@@ -66,6 +66,7 @@ class AutomemSession:
         junit_properties: bool,
         trace_all: bool = False,
         fresh_allocator: str = "budgeted",
+        step_summary: bool = True,
     ) -> None:
         self.config = config
         self.monitor_all = monitor_all
@@ -75,6 +76,8 @@ class AutomemSession:
         self.junit_properties = junit_properties
         self.trace_all = trace_all
         self.fresh_allocator = fresh_allocator
+        #: Append to ``$GITHUB_STEP_SUMMARY`` (ini ``automem_step_summary``).
+        self.step_summary = step_summary
         options = config.option
         #: Records need every results key: an output reads them all (see
         #: RunSettings).  An xdist worker sees its controller's command line,
@@ -312,7 +315,7 @@ class AutomemSession:
                 prefix=getattr(options, "junitprefix", None) or None,
             )
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary_path and self.records and self.config.getini("automem_step_summary"):
+        if summary_path and self.records and self.step_summary:
             append_step_summary(summary_path, step_summary_markdown(self.records))
 
     def _session_info(self) -> dict[str, Any]:
