@@ -60,6 +60,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkout import describe_checkout
+
 MODULES = 20
 #: The issue's overhead target for --automem on short tests.
 TARGET = 1.05
@@ -459,23 +461,7 @@ def plugin_source() -> str:
     spec = importlib.util.find_spec("pytest_automem")
     if spec is None or not spec.origin:
         return "pytest_automem not importable"
-    package = Path(spec.origin).parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(package), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return str(package)
-    return f"{package} at {commit}{' (modified)' if dirty else ''}"
+    return describe_checkout(Path(spec.origin).parent)
 
 
 def main() -> int:

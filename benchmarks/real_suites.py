@@ -67,6 +67,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkout import describe_checkout
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path.home() / ".cache" / "automem-real-suites"
 
@@ -647,22 +649,7 @@ def profile(prepared: Prepared, scratch: Path) -> None:
 
 def automem_source(path: Path) -> str:
     """The plugin's source folder and its git commit, when it is a checkout."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--", "pytest_automem"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return str(path)
-    return f"{path} at {commit}{' (modified)' if dirty else ''}"
+    return describe_checkout(path, "pytest_automem")
 
 
 def load_average() -> str:

@@ -531,7 +531,8 @@ class BriefProbe(_Span):
 def _peak_and_growth(
     peak_rss_bytes: int, end_rss_bytes: int, baseline_bytes: int, heap: HeapFigures | None
 ) -> tuple[int, int]:
-    """A span's ``(peak_bytes, growth_bytes)`` above its baseline.
+    """A span's ``(peak_bytes, growth_bytes)`` above its baseline
+    (``peak_rss_bytes`` already counts the end).
 
     With the allocators read (:mod:`.allocator`), growth is what they
     retained and a traced call's peak counts what cached memory absorbed.
@@ -539,7 +540,7 @@ def _peak_and_growth(
     whichever sources the two have.
     """
     if heap is None:
-        return max(peak_rss_bytes, end_rss_bytes) - baseline_bytes, end_rss_bytes - baseline_bytes
+        return peak_rss_bytes - baseline_bytes, end_rss_bytes - baseline_bytes
     growth = heap.retained_bytes
     return max(heap.peak_bytes(peak_rss_bytes - baseline_bytes), growth), growth
 

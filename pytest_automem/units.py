@@ -165,19 +165,26 @@ def _rate_from_text(value: object) -> float:
     return size / per
 
 
+def _duration_in(value: int | float | str, per_s: float, what: str, forms: str) -> float:
+    """``value`` in a unit ``per_s`` of which make a second: a number as it
+    is, text converted by its unit."""
+    number = _number_or_none(value)
+    if number is not None:
+        return number
+    parsed = _number_and_unit(value, _DURATION_RE) if isinstance(value, str) else None
+    if parsed is None or (parsed[1] and parsed[1] not in _DURATION_FACTORS):
+        raise ValueError(f"invalid {what} {value!r}: expected {forms}")
+    number, unit = parsed
+    return number * (_DURATION_FACTORS[unit] * per_s) if unit else number
+
+
 def parse_duration_s(value: int | float | str) -> float:
     """Return seconds for ``"1ms"``-style text; a bare number is seconds.
 
     Zero is allowed here (a caller that needs a positive interval checks it);
     negative, non-finite and durations above :data:`MAX_DURATION_S` are not.
     """
-    number = _number_or_none(value)
-    if number is None:
-        parsed = _number_and_unit(value, _DURATION_RE) if isinstance(value, str) else None
-        if parsed is None or (parsed[1] and parsed[1] not in _DURATION_FACTORS):
-            raise ValueError(f"invalid duration {value!r}: expected {DURATION_FORMS}")
-        number, unit = parsed
-        number *= _DURATION_FACTORS[unit] if unit else 1.0
+    number = _duration_in(value, 1.0, "duration", DURATION_FORMS)
     if not _is_finite(number) or number < 0:
         raise ValueError(f"invalid duration {value!r}: must be a finite duration >= 0")
     if number > MAX_DURATION_S:
@@ -192,13 +199,7 @@ def parse_interval_ms(value: int | float | str) -> float:
     ``--automem-interval=1`` means 1 ms, never 1 s.  The interval must lie
     between :data:`MIN_INTERVAL_MS` and :data:`MAX_INTERVAL_MS`.
     """
-    number = _number_or_none(value)
-    if number is None:
-        parsed = _number_and_unit(value, _DURATION_RE) if isinstance(value, str) else None
-        if parsed is None or (parsed[1] and parsed[1] not in _DURATION_FACTORS):
-            raise ValueError(f"invalid sampling interval {value!r}: expected {INTERVAL_FORMS}")
-        number, unit = parsed
-        number *= _DURATION_FACTORS[unit] * 1e3 if unit else 1.0
+    number = _duration_in(value, 1e3, "sampling interval", INTERVAL_FORMS)
     if not _is_finite(number) or not MIN_INTERVAL_MS <= number <= MAX_INTERVAL_MS:
         raise ValueError(
             f"invalid sampling interval {value!r}: must be between {MIN_INTERVAL_MS:g} ms "

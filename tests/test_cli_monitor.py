@@ -103,8 +103,7 @@ def test_command_60mb_summary_and_json(tmp_path: Path) -> None:
 def test_command_peak_from_kernel_high_water_mark(tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
     result = automem("--json", str(out), "--every", "0", "--", *ALLOC_60MB)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    summary = json.loads(out.read_text(encoding="utf-8"))
+    summary = _summary_of_success(result, out)
     assert summary["windows"][0]["peak_source"] == "kernel-hwm", (summary, result.stdout)
     assert "kernel high-water mark" in result.stdout
     # The kernel mark is exact to within a few pages, never below the block.
@@ -134,6 +133,12 @@ if flag != "-":
     monitor_command.MemoryMonitor.start = start_after_flag
 sys.exit(main(argv))
 """
+
+
+def _summary_of_success(result: subprocess.CompletedProcess[str], out: Path) -> dict[str, Any]:
+    """The JSON summary of a monitor run that must have exited 0."""
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def automem_holding_200mb(
@@ -195,8 +200,7 @@ def test_big_command_under_bigger_monitor_keeps_its_exact_peak(tmp_path: Path) -
     out = tmp_path / "summary.json"
     result = automem_holding_200mb("--json", str(out), "--every", "0", "--", *ALLOC_60MB)
     assert_no_traceback(result)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    summary = json.loads(out.read_text(encoding="utf-8"))
+    summary = _summary_of_success(result, out)
     assert 60 * MIB <= summary["peak_rss_bytes"] < 100 * MIB
     assert summary["peak_source"] == "kernel-hwm+sampled"
     assert "then sampled" in result.stdout
@@ -218,8 +222,7 @@ def test_spike_before_the_first_window_is_kept(tmp_path: Path) -> None:
     result = automem_holding_200mb(
         "--json", str(out), "--every", "0", "--", *spike_then_sleep, start_after=flag
     )
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    summary = json.loads(out.read_text(encoding="utf-8"))
+    summary = _summary_of_success(result, out)
     assert 60 * MIB <= summary["peak_rss_bytes"] < 100 * MIB
     assert max(window["peak_rss_bytes"] for window in summary["windows"]) < 60 * MIB
 
@@ -233,8 +236,7 @@ def test_command_bigger_than_monitor_gets_exact_exit_peak(tmp_path: Path) -> Non
         "import time; b = bytearray(100 * 2**20); time.sleep(0.3)",
     ]
     result = automem("--json", str(out), "--every", "0", "--", *command)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    summary = json.loads(out.read_text(encoding="utf-8"))
+    summary = _summary_of_success(result, out)
     assert 100 * MIB <= summary["peak_rss_bytes"] < 150 * MIB
     assert summary["peak_source"] == "kernel-hwm"
     assert summary["peak_rss_at_most_bytes"] is None
@@ -253,8 +255,7 @@ def test_snapshot_rotation_keeps_newest(
         "--json", str(out), "--every", "0",
     )  # fmt: skip
     assert_no_traceback(result)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    summary = json.loads(out.read_text(encoding="utf-8"))
+    summary = _summary_of_success(result, out)
     windows = summary["windows"]
     assert len(windows) >= 3
     assert all(window["samples"] > 0 for window in windows)

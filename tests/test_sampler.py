@@ -289,6 +289,17 @@ def _pids_from(script: Path) -> list[int]:
     return [int(pid) for pid in parent.stdout.split()]
 
 
+def _assert_sampler_dies_with_its_parent(script: Path) -> None:
+    """Run ``script`` (see :func:`_pids_from`): its sampler must be gone soon
+    after it; the other processes it printed are killed afterwards."""
+    sampler_pid, *others = _pids_from(script)
+    try:
+        assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
 @pytest.mark.parametrize(
     ("interval", "ending"),
@@ -306,8 +317,7 @@ def test_sampler_dies_with_its_parent(tmp_path: Path, interval: str, ending: str
         {ending}
         """,
     )
-    (sampler_pid,) = _pids_from(script)
-    assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+    _assert_sampler_dies_with_its_parent(script)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
@@ -328,11 +338,7 @@ def test_sampler_wakes_when_its_parent_dies_whatever_its_interval(tmp_path: Path
         os.kill(os.getpid(), signal.SIGKILL)
         """,
     )
-    sampler_pid, target_pid = _pids_from(script)
-    try:
-        assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
-    finally:
-        os.kill(target_pid, signal.SIGKILL)
+    _assert_sampler_dies_with_its_parent(script)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
@@ -348,8 +354,7 @@ def test_sampler_started_from_a_thread_dies_with_its_process(tmp_path: Path) -> 
         os.kill(os.getpid(), signal.SIGKILL)
         """,
     )
-    (sampler_pid,) = _pids_from(script)
-    assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
+    _assert_sampler_dies_with_its_parent(script)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
@@ -369,11 +374,7 @@ def test_sampler_dies_with_its_parent_while_a_fork_of_it_lives(tmp_path: Path) -
         os.kill(os.getpid(), signal.SIGKILL)
         """,
     )
-    sampler_pid, fork_pid = _pids_from(script)
-    try:
-        assert _wait_gone(sampler_pid), f"sampler {sampler_pid} outlived its parent"
-    finally:
-        os.kill(fork_pid, signal.SIGKILL)
+    _assert_sampler_dies_with_its_parent(script)
 
 
 def test_sampler_stops_when_the_target_exits() -> None:

@@ -98,11 +98,8 @@ def _mallinfo2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 def libc_heap_bytes() -> int | None:
     """Bytes in use in glibc's malloc (heaps plus its mmapped chunks)."""
-    function = _mallinfo2()
-    if function is None:
-        return None
-    info = function()
-    return int(info.uordblks + info.hblkhd)
+    reading = _libc_reading()
+    return reading.in_use_bytes if reading is not None else None
 
 
 def pymalloc_bytes() -> int | None:
@@ -154,8 +151,8 @@ def _drain(fd: int) -> bytes:
 
 def heap_bytes() -> int | None:
     """pymalloc plus libc in-use bytes; None if neither can be read."""
-    parts = [part for part in (pymalloc_bytes(), libc_heap_bytes()) if part is not None]
-    return sum(parts) if parts else None
+    reading = read_heap()
+    return reading.in_use_bytes if reading is not None else None
 
 
 @dataclass(frozen=True)
