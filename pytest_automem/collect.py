@@ -12,6 +12,11 @@ a full one then.  What AUTO can miss is garbage that was already old when the
 window opened (freed cycles from earlier tests): that can only make growth
 look *smaller*, never raise a false alarm.
 
+A window that does not collect at its start (a test monitored only by
+``--automem``) marks the collector as it opens and collects lazily at its
+end (:meth:`Collector.collect_lazily`): young, and fully only when an older
+collection ran during the window and the window still looks 1 MiB grown.
+
 That reasoning holds only for the generational collector of CPython 3.10 to
 3.13 (default build).  CPython 3.14's collector is incremental: there is no
 generation 1, and ``gc.collect(1)`` collects the young generation plus *an
@@ -42,6 +47,7 @@ import enum
 import gc
 import sys
 import sysconfig
+from collections.abc import Callable
 
 __all__ = ["Collector", "GcMode", "generational_young_collections"]
 
@@ -153,6 +159,41 @@ class Collector:
         else:
             gc.collect(1)
             self.young_collections += 1
+        self._older_seen = _older_collections()
+
+    def mark(self) -> None:
+        """Forget the older collections run so far: a window opens here.
+
+        A window that does not collect at its start (a lazy end, see
+        :meth:`collect_lazily`) marks instead, so only the collections the
+        interpreter runs *during* the window count as a reason to go full.
+        """
+        if self.mode is GcMode.AUTO:
+            self._older_seen = _older_collections()
+
+    def collect_lazily(self, still_grown: Callable[[], bool]) -> None:
+        """Collect at the end of a window that did not collect at its start.
+
+        In AUTO: a young collection, then a full one only if the interpreter
+        ran an older collection since the mark (which may have promoted the
+        window's garbage out of a young collection's reach) *and*
+        ``still_grown()`` says the window still looks grown by enough to
+        matter.  Below that, the figure may count cyclic garbage the
+        interpreter promoted during the window, never more than the figure
+        itself; a full collection in a large pytest session walks millions
+        of objects (tens of milliseconds), and on real suites it almost
+        never lowered RSS (docs/monitor.md).  Other modes collect as
+        :meth:`collect` does.
+        """
+        if self.mode is not GcMode.AUTO:
+            self.collect()
+            return
+        promoted = _older_collections() != self._older_seen
+        gc.collect(1)
+        self.young_collections += 1
+        if promoted and still_grown():
+            gc.collect()
+            self.full_collections += 1
         self._older_seen = _older_collections()
 
     def release_allocator_memory(self) -> bool:

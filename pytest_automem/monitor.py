@@ -62,6 +62,10 @@ _TRIM_TRIGGER_BYTES = 256 * 1024
 #: RSS growth at a window's end above which a window that did not collect
 #: garbage at its start collects before the end is read (see ``_end_rss``).
 _LAZY_COLLECT_BYTES = 64 * 1024
+#: RSS growth left after a lazy end's young collection from which a full
+#: collection follows, if the interpreter ran an older one during the window
+#: (``Collector.collect_lazily``): one pymalloc arena.
+_FULL_COLLECT_BYTES = 1 << 20
 _NOT_STARTED = "MemoryMonitor is not started: call start() or use it as a context"
 #: How often (at most) windows ask the OS whether the sampler still lives.
 _LIVENESS_CHECK_S = 0.05
@@ -89,6 +93,12 @@ class BriefResult(NamedTuple):
     gc_mode: str
     #: Judged on the peak, on the window's thresholds and basis.
     max_pressure: PressureLevel
+    baseline_collected: bool = False
+    #: From the span's samples, for a call whose record needs every results
+    #: key (:meth:`BriefProbe.close_brief`); None otherwise.
+    rate_bytes_per_s: float | None = None
+    interval_p50_ms: float | None = None
+    interval_p99_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +109,10 @@ class BriefResult(NamedTuple):
             "samples": self.samples,
             "peak_source": self.peak_source,
             "gc_mode": self.gc_mode,
+            "baseline_collected": self.baseline_collected,
+            "rate_bytes_per_s": self.rate_bytes_per_s,
+            "interval_p50_ms": self.interval_p50_ms,
+            "interval_p99_ms": self.interval_p99_ms,
         }
 
 
@@ -116,7 +130,9 @@ def _end_rss(
     by freeing whole pymalloc arenas (1 MiB) or blocks large enough for
     the allocator to hand back, so below that it would cost ~25 µs to
     change nothing of the window's own (what it could free is older
-    garbage, which would only make the growth look smaller).
+    garbage, which would only make the growth look smaller).  Such a
+    window collects young, and fully only when it still looks grown by
+    :data:`_FULL_COLLECT_BYTES` or more (:meth:`Collector.collect_lazily`).
     glibc keeps freed memory mapped for reuse, so a test that allocated
     and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
     µs) is only done when RSS is up by more than
@@ -127,12 +143,19 @@ def _end_rss(
     """
     if baseline_collected:
         collector.collect()
-        end = process.rss_bytes()
     else:
         end = process.rss_bytes()
-        if end - baseline > _LAZY_COLLECT_BYTES and collector is not _NO_COLLECTION:
-            collector.collect()
-            end = process.rss_bytes()
+        if end - baseline <= _LAZY_COLLECT_BYTES or collector is _NO_COLLECTION:
+            return end  # nothing to collect, and too little growth to trim
+        collector.collect_lazily(
+            lambda: _trimmed_rss(process, collector, baseline) - baseline >= _FULL_COLLECT_BYTES
+        )
+    return _trimmed_rss(process, collector, baseline)
+
+
+def _trimmed_rss(process: _platform.ProcessMemory, collector: Collector, baseline: int) -> int:
+    """RSS once glibc handed back its free memory, if RSS is up enough to try."""
+    end = process.rss_bytes()
     if end - baseline > _TRIM_TRIGGER_BYTES and collector.release_allocator_memory():
         end = process.rss_bytes()
     return end
@@ -389,6 +412,7 @@ class MeasurementWindow(_Span):
             max_pressure=self.thresholds.classify(
                 measured_bytes(baseline + peak, baseline, self.basis)
             ),
+            baseline_collected=self._baseline_collected,
         )
 
     def _build_result(
@@ -500,10 +524,51 @@ class BriefProbe(_Span):
         self._kernel_peak_so_far = 0
         monitor._open_windows.append(self)
         self._start_count = self._sampler.write_count()
+        self._collector.mark()
         self.opened_ns = time.monotonic_ns()
 
     def close(self) -> tuple[int, int]:
         """End the span: its ``(peak_bytes, growth_bytes)`` above the baseline."""
+        peak, growth, _ = self._close()
+        return peak, growth
+
+    def close_brief(
+        self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE
+    ) -> BriefResult:
+        """End the span with the figures a results file keeps of a call.
+
+        Besides :meth:`close`'s, the duration, pressure, and what the span's
+        samples give: their number, interval percentiles and growth rate.
+        A short span has few samples, so reading them costs little.
+        """
+        end_count = self._sampler.write_count()
+        end_ns = time.monotonic_ns()
+        peak, growth, heap = self._close()
+        samples = end_count - self._start_count
+        rate = p50 = p99 = None
+        if samples >= 2:  # else there is no interval, nor a slope
+            from .window_result import growth_rate, interval_stats_ms
+
+            block = self._sampler.read(self._start_count, end_count)
+            samples = len(block)
+            p50, p99, _ = interval_stats_ms(block.times_ns)
+            rate = growth_rate(block.times_ns, block.rss_bytes)
+        baseline = self.baseline_bytes
+        return BriefResult(
+            peak_bytes=peak,
+            growth_bytes=growth,
+            duration_s=(end_ns - self.opened_ns) / 1e9,
+            samples=samples,
+            peak_source=_peak_source(heap, peak, self._process.peak_source or "sampled"),
+            gc_mode=self._collector.mode.value,
+            max_pressure=thresholds.classify(measured_bytes(baseline + peak, baseline, basis)),
+            rate_bytes_per_s=rate,
+            interval_p50_ms=p50,
+            interval_p99_ms=p99,
+        )
+
+    def _close(self) -> tuple[int, int, HeapFigures | None]:
+        """End the span: peak and growth above the baseline, and the allocator figures."""
         self._monitor._open_windows.remove(self)
         process = self._process
         peak = process.peak_rss_bytes()
@@ -515,7 +580,7 @@ class BriefProbe(_Span):
         if peak is None:  # no kernel mark: the sampled maximum it is
             peak = self._sampled_peak_rss(self._sampler.write_count())
         peak = max(peak, self._kernel_peak_so_far, baseline, end)
-        return _peak_and_growth(peak, end, baseline, heap)
+        return (*_peak_and_growth(peak, end, baseline, heap), heap)
 
     def to_window(
         self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE

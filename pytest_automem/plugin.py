@@ -28,6 +28,8 @@ DEFAULT_THRESHOLDS_TEXT = "50MB,200MB,500MB"
 DEFAULT_INTERVAL_TEXT = "1ms"
 PLUGIN_NAME = "automem-session"
 FRESH_ALLOCATOR_CHOICES = ("budgeted", "always", "never")
+#: ini ``automem_junit_properties``: which tests carry ``automem.*`` properties.
+JUNIT_PROPERTIES_CHOICES = ("budgeted", "all", "none")
 SESSION_KEY = pytest.StashKey["AutomemSession"]()
 #: What pytest accepts for a ``bool`` ini setting.
 FLAG_VALUES = "true or false (also yes/no, on/off, 1/0)"
@@ -98,9 +100,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "automem_junit_properties",
-        "add automem.* properties to JUnit test cases (off for strict-schema readers; "
-        "true or false)",
-        default="true",
+        "which JUnit test cases carry automem.* properties: budgeted (tests with a budget "
+        "or a memory failure), all, or none (for strict-schema readers)",
+        default="budgeted",
     )
 
 
@@ -141,7 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     gc_mode = _parsed("ini automem_gc", GcMode.parse, _setting(config, None, "automem_gc"))
     fresh_allocator = _fresh_allocator_setting(config)
-    junit_properties = _ini_flag(config, "automem_junit_properties")
+    junit_properties = _junit_properties_setting(config)
     step_summary = _ini_flag(config, "automem_step_summary")
     _check_output_paths(config)
     session = AutomemSession(
@@ -192,6 +194,21 @@ def _fresh_allocator_setting(config: pytest.Config) -> str:
             f"ini automem_fresh_allocator: invalid value {value!r}: expected {choices}"
         )
     return value
+
+
+def _junit_properties_setting(config: pytest.Config) -> str:
+    """``budgeted``, ``all`` or ``none``; ``true`` and ``false`` (the
+    setting's values before it had three) mean ``all`` and ``none``."""
+    name = "automem_junit_properties"
+    value = str(config.getini(name)).strip().lower()
+    if value in JUNIT_PROPERTIES_CHOICES:
+        return value
+    if value in _TRUE or value in _FALSE:
+        return "all" if value in _TRUE else "none"
+    choices = ", ".join(JUNIT_PROPERTIES_CHOICES)
+    raise pytest.UsageError(
+        f"ini {name}: invalid value {value!r}: expected {choices} (or true/false)"
+    )
 
 
 def _check_output_paths(config: pytest.Config) -> None:

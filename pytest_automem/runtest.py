@@ -32,13 +32,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from .collect import GcMode
 from .plan import ItemPlan
 from .pressure import PressureThresholds
+from .records import SUMMARY_KEYS
 
 if TYPE_CHECKING:
     from .automaton import Automaton
@@ -50,12 +51,15 @@ if TYPE_CHECKING:
     from .window_result import WindowResult
 
 __all__ = [
+    "SUMMARY_KEYS",
     "ItemState",
     "MemoryBudgetExceeded",
     "PhasedRuntestHooks",
+    "RecordSink",
     "ReportHooks",
     "RunSettings",
     "RuntestHooks",
+    "UnsentRecords",
 ]
 
 #: A test's call must add this many objects of a type for the type to be reported.
@@ -70,8 +74,6 @@ PHASE_KEYS = (
     "peak_source",
     "gc_mode",
 )
-#: What the terminal and step summaries read of a record.
-SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
 #: A call this long is measured in full whatever the outputs: its growth rate
 #: can be judged (the investigator's growth-rate findings need 0.5 s).
 _FULL_CALL_AFTER_S = 0.5
@@ -143,7 +145,9 @@ class RunSettings:
     #: ``budgeted``, ``always`` or ``never`` (ini ``automem_fresh_allocator``).
     fresh_allocator: str
     trace_all: bool
-    junit_properties: bool
+    #: Which tests carry ``automem.*`` JUnit properties (ini
+    #: ``automem_junit_properties``): ``budgeted``, ``all`` or ``none``.
+    junit_properties: str
     #: JUnit is written (``--junitxml``): properties go on the test cases.
     junit: bool
     #: Records travel with the teardown report (an xdist worker).
@@ -151,6 +155,27 @@ class RunSettings:
     #: Every record needs all the results keys: the results file and JUnit
     #: properties read them (on xdist, the controller writes them).
     full_records: bool
+
+
+class RecordSink(Protocol):
+    """Where finished records go (:class:`~pytest_automem.records.RecordStore`
+    in a session that writes outputs, :class:`UnsentRecords` on a worker)."""
+
+    def add(self, nodeid: str, record: dict[str, Any]) -> None: ...
+
+
+class UnsentRecords:
+    """On an xdist worker: each finished record until its teardown report
+    carries it to the controller, which keeps it."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[str, Any]] = {}
+
+    def add(self, nodeid: str, record: dict[str, Any]) -> None:
+        self._records[nodeid] = record
+
+    def take(self, nodeid: str) -> dict[str, Any] | None:
+        return self._records.pop(nodeid, None)
 
 
 # -- running ----------------------------------------------------------------
@@ -177,22 +202,24 @@ class RuntestHooks:
         settings: RunSettings,
         monitor: MemoryMonitor,
         plan_of: Callable[[pytest.Item], ItemPlan],
-        records: dict[str, dict[str, Any]],
+        records: RecordSink,
     ) -> None:
         self.settings = settings
         self._monitor = monitor
         #: The test's plan for the budget mark it carries now (raises MarkerError).
         self._plan_of = plan_of
+        #: Where finished records go: the session's store, or on an xdist
+        #: worker :class:`UnsentRecords` until a report carries them.
         self._records = records
         #: The monitored test now running (None between tests or when it is not monitored).
         self._item: pytest.Item | None = None
         self._plan: ItemPlan | None = None
         self._state: ItemState | None = None
-        #: Measures blanket tests' calls in brief, unless an output needs
-        #: every results key or every test is traced.
+        #: Measures blanket tests' calls in brief, unless every test is traced
+        #: or carries JUnit properties (which need a state per test).
         self._probe = (
             None
-            if settings.full_records or settings.trace_all
+            if settings.trace_all or (settings.junit and settings.junit_properties == "all")
             else monitor.probe(
                 gc_mode=settings.gc_mode, fresh_allocator=settings.fresh_allocator == "always"
             )
@@ -227,24 +254,11 @@ class RuntestHooks:
         plan = self._plan_at_call(item)
         if plan is None:
             return (yield)
+        probe = self._probe
+        if plan.blanket and probe is not None:
+            return (yield from self._lean_call(item, plan, probe))
         state = self._state
         if state is None:
-            probe = self._probe
-            if plan.blanket and probe is not None:
-                # The lean path of thousands of short tests: monitored only
-                # by --automem, no phases, no output that needs every key.
-                probe.open()
-                unfinished = False
-                try:
-                    return (yield)
-                except _UNFINISHED:
-                    unfinished = True
-                    raise
-                finally:
-                    if unfinished:
-                        probe.close()
-                    else:
-                        self._finish_brief_call(item, plan, probe)
             state = self._state = ItemState(plan)
         budget = plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
@@ -253,37 +267,85 @@ class RuntestHooks:
             state.tracer = AllocationTracer(min_type_count=_MIN_TYPE_GROWTH)
             state.tracer.start()
         self._open(item, state, collect=True)
-        unfinished = False
+        unfinished = raised = False
         try:
             outcome = yield
         except _UNFINISHED:
             unfinished = True
             raise
+        except BaseException:
+            raised = True
+            raise
         finally:
             if unfinished:
                 self._abandon(state)
             else:
-                self._finish_call(item, state)
-                if not (plan.measure_phases and self.measures_phases):  # nothing left at teardown
+                self._finish_call(item, state, call_raised=raised)
+                if not self._phases_left(plan):
                     self._finish_test(item, state)
         if state.verdict is not None and not state.verdict.passed:
             raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
         return outcome
 
-    def _finish_brief_call(self, item: pytest.Item, plan: ItemPlan, probe: BriefProbe) -> None:
-        """Record a lean call: its summary keys, or a full window if it was long."""
+    def _phases_left(self, plan: ItemPlan) -> bool:
+        """Whether teardown is still to be measured (it then completes the record)."""
+        return plan.measure_phases and self.measures_phases
+
+    def _lean_call(
+        self, item: pytest.Item, plan: ItemPlan, probe: BriefProbe
+    ) -> Generator[None, None, None]:
+        """The call of a test monitored only by ``--automem``: thousands of
+        short tests a session, so a span of the session's probe, no window."""
+        probe.open()
+        unfinished = False
+        try:
+            return (yield)
+        except _UNFINISHED:
+            unfinished = True
+            raise
+        finally:
+            if unfinished:
+                probe.close()
+                if self._state is not None:  # its setup was measured
+                    self._abandon(self._state)
+            else:
+                self._finish_lean_call(item, plan, probe)
+
+    def _finish_lean_call(self, item: pytest.Item, plan: ItemPlan, probe: BriefProbe) -> None:
+        """Record a lean call.
+
+        A long one goes on as a full window (its growth rate can be judged).
+        Without an output that needs every results key, the record has only
+        the :data:`SUMMARY_KEYS`; with one, the call's figures are a
+        :class:`~pytest_automem.monitor.BriefResult` with its samples'
+        statistics, and the record is completed as any test's (at teardown
+        if that is measured).
+        """
         thresholds = _thresholds_for(item, self.settings.thresholds)
         if time.monotonic_ns() - probe.opened_ns >= _FULL_CALL_AFTER_NS:
             self._finish_long_blanket_call(item, plan, probe.to_window(thresholds))
             return
-        peak, growth = probe.close()
-        self._records[item.nodeid] = {
-            "peak_bytes": peak,
-            "growth_bytes": growth,
-            "max_pressure": thresholds.classify(peak).name,
-            "verdict": "pass",
-            "message": None,
-        }
+        state = self._state
+        if state is None:  # no setup measured: nothing else goes in the record
+            if self.settings.full_records:
+                record = lean_record(probe.close_brief(thresholds))
+            else:
+                peak, growth = probe.close()
+                record = {
+                    "peak_bytes": peak,
+                    "growth_bytes": growth,
+                    "max_pressure": thresholds.classify(peak).name,
+                    "verdict": "pass",
+                    "message": None,
+                }
+            self._records.add(item.nodeid, record)
+            return
+        from .budget import Verdict
+
+        state.phases["call"] = probe.close_brief(thresholds)
+        state.verdict = Verdict()  # no budget: nothing to judge
+        if not self._phases_left(plan):
+            self._finish_test(item, state)
 
     def _abandon(self, state: ItemState) -> None:
         """Close a call that did not finish without judging or recording it."""
@@ -301,10 +363,13 @@ class RuntestHooks:
     ) -> None:
         """A lean call that lasted :data:`_FULL_CALL_AFTER_S` or more is
         measured in full: its growth rate can be judged."""
-        state = self._state = ItemState(plan)
+        state = self._state
+        if state is None:
+            state = self._state = ItemState(plan)
         state.window = window
-        self._finish_call(item, state)
-        self._finish_test(item, state)
+        self._finish_call(item, state, call_raised=False)  # its failure, if any, is not ours
+        if not self._phases_left(plan):
+            self._finish_test(item, state)
 
     # -- windows -------------------------------------------------------------
 
@@ -344,7 +409,9 @@ class RuntestHooks:
 
     # -- the call's verdict --------------------------------------------------
 
-    def _finish_call(self, item: pytest.Item, state: ItemState) -> None:
+    def _finish_call(self, item: pytest.Item, state: ItemState, *, call_raised: bool) -> None:
+        """Close the call's window and judge it.  ``call_raised``: the test
+        failed on its own, so a memory verdict only adds to its report."""
         attribution = None
         if state.tracer is not None:
             # Before the window closes: what the window's own closing allocates
@@ -367,6 +434,7 @@ class RuntestHooks:
         from .budget import judge
 
         state.verdict = judge(state.plan.budget, window, state.scenarios)
+        state.failed_on_memory = not (call_raised or state.verdict.passed)
         if _worth_investigating(state, window):
             from .investigator import investigate
 
@@ -386,11 +454,13 @@ class RuntestHooks:
         """Complete the record once teardown is measured and keep it (on an
         xdist worker, until :class:`ReportHooks` sends it)."""
         if "call" in state.phases:  # else setup failed or skipped: nothing ran
-            state.record = self._records[item.nodeid] = record_of(state)
+            state.record = record_of(state)
+            self._records.add(item.nodeid, state.record)
 
     def take_record(self, item: pytest.Item) -> dict[str, Any] | None:
         """The finished record of ``item``, handed over (an xdist worker sends it)."""
-        return self._records.pop(item.nodeid, None)
+        records = self._records
+        return records.take(item.nodeid) if isinstance(records, UnsentRecords) else None
 
 
 class PhasedRuntestHooks(RuntestHooks):
@@ -470,6 +540,21 @@ def record_of(state: ItemState) -> dict[str, Any]:
     return record
 
 
+def lean_record(call: BriefResult) -> dict[str, Any]:
+    """The record of a blanket test whose setup and teardown were not
+    measured, when an output needs every results key: the call's figures,
+    a pass, and the call as its one phase, as :func:`record_of` would give
+    without the keys that only a budget or an automem fixture fills."""
+    figures = call.to_dict()
+    return {
+        **figures,
+        "verdict": "pass",
+        "violations": [],
+        "message": None,
+        "phases": {"call": {key: figures[key] for key in PHASE_KEYS}},
+    }
+
+
 def verdict_text(state: ItemState) -> str:
     """The violations, then the investigator's report."""
     assert state.verdict is not None
@@ -494,7 +579,7 @@ class ReportHooks:
         if call.when == "call":
             state = self._runtest.state_of(item)
             if state is not None and state.verdict is not None:
-                self._annotate_call_report(item, state, report, call)
+                self._annotate_call_report(item, state, report)
         elif call.when == "teardown" and self.settings.is_worker:
             record = self._runtest.take_record(item)  # complete once teardown is measured
             if record is not None:
@@ -502,32 +587,38 @@ class ReportHooks:
         return report
 
     def _annotate_call_report(
-        self,
-        item: pytest.Item,
-        state: ItemState,
-        report: pytest.TestReport,
-        call: pytest.CallInfo[None],
+        self, item: pytest.Item, state: ItemState, report: pytest.TestReport
     ) -> None:
         assert state.verdict is not None
-        failed_on_memory = call.excinfo is not None and call.excinfo.errisinstance(
-            MemoryBudgetExceeded
-        )
-        state.failed_on_memory = bool(failed_on_memory)
-        if state.record is not None:  # kept at the call's end (a test without phases)
-            state.record["failed_on_memory"] = state.failed_on_memory
-        if report.failed and failed_on_memory:
+        if report.failed and state.failed_on_memory:
             report.longrepr = (
                 f"memory budget exceeded: {state.verdict.headline()}\n\n{verdict_text(state)}"
             )
         elif not state.verdict.passed:
             report.sections.append(("automem: memory budget exceeded too", verdict_text(state)))
-        if self.settings.junit_properties and self.settings.junit:
+        if self._carries_properties(state):
             from .results import REQUIRED_TEST_KEYS
 
             state.record = record_of(state)
             item.user_properties.extend(
                 (f"automem.{key}", _property_value(state.record[key])) for key in REQUIRED_TEST_KEYS
             )
+
+    def _carries_properties(self, state: ItemState) -> bool:
+        """Whether the test's JUnit case gets ``automem.*`` properties.
+
+        By default (``budgeted``) only tests with a budget or an automem
+        fixture, and tests that failed on memory: the cases a reader looks
+        at.  Properties on every test made a suite's JUnit file five times
+        bigger, and pytest holds them in memory until the session ends
+        (about 8 KB a test); the results file holds every test's figures.
+        """
+        settings = self.settings
+        if not settings.junit or settings.junit_properties == "none":
+            return False
+        return settings.junit_properties == "all" or not (
+            state.plan.blanket and state.verdict is not None and state.verdict.passed
+        )
 
 
 # -- helpers ------------------------------------------------------------------

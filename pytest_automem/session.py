@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .plan import ItemPlan, MarkerError, Plans, closest_marker, is_current, plan_item
+from .records import RecordStore
 
 if TYPE_CHECKING:
     from .automaton import Automaton
@@ -43,13 +44,13 @@ WORKER_RECORDS_PLUGIN_NAME = "automem-worker-records"
 class RecordsFromWorkers:
     """On an xdist controller: collects the records workers send on teardown reports."""
 
-    def __init__(self, records: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, records: RecordStore) -> None:
         self._records = records
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "automem", None)
         if report.when == "teardown" and isinstance(record, dict):
-            self._records[report.nodeid] = record
+            self._records.add(report.nodeid, record)
 
 
 class AutomemSession:
@@ -63,7 +64,7 @@ class AutomemSession:
         interval_ms: float,
         thresholds: PressureThresholds,
         gc_mode: GcMode,
-        junit_properties: bool,
+        junit_properties: str,
         trace_all: bool = False,
         fresh_allocator: str = "budgeted",
         step_summary: bool = True,
@@ -83,7 +84,10 @@ class AutomemSession:
         #: RunSettings).  An xdist worker sees its controller's command line,
         #: so it knows whether the controller will write one.
         self.full_records = bool(options.automem_json or getattr(options, "xmlpath", None))
-        self.records: dict[str, dict[str, Any]] = {}
+        #: The finished records (spooled to disk next to the results file).
+        self.records = RecordStore(
+            None if self.is_worker or not options.automem_json else _folder_of(options.automem_json)
+        )
         #: Every collected test's plan, made as it is collected.
         self.plans: Plans = {}
         self._is_item_class: dict[type, bool] = {}
@@ -173,13 +177,19 @@ class AutomemSession:
         monitored = self._monitored_plans(session.items)
         if not monitored or self.config.option.collectonly:  # --co still checks budgets
             return
-        from .runtest import PhasedRuntestHooks, ReportHooks, RuntestHooks  # only when monitoring
+        from .runtest import (  # only when monitoring
+            PhasedRuntestHooks,
+            ReportHooks,
+            RuntestHooks,
+            UnsentRecords,
+        )
 
         settings = self.run_settings()
         manager = self.config.pluginmanager
         if self._runtest is None:
             hooks = PhasedRuntestHooks if any(p.measure_phases for p in monitored) else RuntestHooks
-            self._runtest = hooks(settings, self.monitor, self.current_plan, self.records)
+            records = UnsentRecords() if self.is_worker else self.records
+            self._runtest = hooks(settings, self.monitor, self.current_plan, records)
             manager.register(self._runtest, RUNTEST_PLUGIN_NAME)
         reports_needed = (
             settings.full_records
@@ -266,7 +276,7 @@ class AutomemSession:
         return self._runtest.state_of(item) if self._runtest is not None else None
 
     def memory_failures(self) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.records.items() if v["verdict"] == "fail"}
+        return self.records.failures
 
     # -- end of session ------------------------------------------------------
 
@@ -298,9 +308,7 @@ class AutomemSession:
         if options.automem_report_dir and failures:
             report_files = write_report_files(Path(options.automem_report_dir), failures)
         if options.automem_json:
-            from .results import build_results, write_results
-
-            write_results(options.automem_json, build_results(self.records, self._session_info()))
+            self.records.write_results(options.automem_json, self._session_info())
             self.written.append(("results", str(options.automem_json)))
         xml_path = getattr(options, "xmlpath", None)
         if xml_path and failures and Path(xml_path).exists():
@@ -319,13 +327,16 @@ class AutomemSession:
             append_step_summary(summary_path, step_summary_markdown(self.records))
 
     def _session_info(self) -> dict[str, Any]:
-        sampler = next(iter(self.records.values()), {})
         return {
             "monitor_all": self.monitor_all,
             "interval_target_ms": self.interval_ms,
             "thresholds_bytes": list(self.thresholds.boundaries()),
             "gc_mode": self.gc_mode.value,
-            "sampler_kind": sampler.get("sampler_kind"),
+            "sampler_kind": (
+                self._monitor.sampler_kind
+                if self._monitor is not None
+                else self.records.sampler_kind
+            ),
             "tests_monitored": len(self.records),
             "memory_failures": len(self.memory_failures()),
         }
@@ -342,3 +353,8 @@ class AutomemSession:
         if self.config.get_verbosity() >= 0:
             for what, path in self.written:
                 terminalreporter.line(f"automem {what} written to {path}")
+
+
+def _folder_of(path: str) -> str:
+    """The folder a results file goes to (its records are spooled there)."""
+    return os.path.dirname(os.path.abspath(path))

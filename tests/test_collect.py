@@ -155,6 +155,79 @@ def test_auto_with_the_real_collector_stays_young(no_automatic_gc: None) -> None
     assert (collector.young_collections, collector.full_collections) == (3, 0)
 
 
+# -- a lazy end: young first, full only when garbage may have escaped and matters
+
+
+def test_lazy_end_stays_young_when_no_older_collection_ran(
+    gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector(GcMode.AUTO)
+    collector.mark()
+    collector.collect_lazily(lambda: True)
+    assert gc_calls == [(1,)]
+    assert (collector.young_collections, collector.full_collections) == (1, 0)
+
+
+def test_lazy_end_goes_full_when_an_older_collection_ran_and_it_still_looks_grown(
+    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector(GcMode.AUTO)
+    collector.mark()
+    someone_else_collects()  # may have promoted the window's garbage
+    collector.collect_lazily(lambda: True)
+    assert gc_calls == [(1,), ()]
+    assert (collector.young_collections, collector.full_collections) == (1, 1)
+
+
+def test_lazy_end_stays_young_when_what_is_left_is_small(
+    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+) -> None:
+    asked: list[None] = []
+
+    def still_grown() -> bool:
+        asked.append(None)
+        return False
+
+    collector = Collector(GcMode.AUTO)
+    collector.mark()
+    someone_else_collects()
+    collector.collect_lazily(still_grown)
+    assert gc_calls == [(1,)]
+    assert len(asked) == 1  # asked after the young collection
+
+
+def test_mark_forgets_older_collections_run_before_the_window(
+    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+) -> None:
+    """A probe serves many spans: collections between them are no reason to go full."""
+    collector = Collector(GcMode.AUTO)
+    someone_else_collects()  # during an earlier test, or between tests
+    collector.mark()
+    collector.collect_lazily(lambda: True)
+    assert gc_calls == [(1,)]
+
+
+def test_lazy_end_never_asks_when_nothing_was_promoted(gc_calls: Calls, trims: list[None]) -> None:
+    def forbidden() -> bool:
+        raise AssertionError("asked whether the window still looks grown")
+
+    collector = Collector(GcMode.AUTO)
+    collector.mark()
+    collector.collect_lazily(forbidden)
+    collector.collect_lazily(forbidden)  # its own young collection is no older one
+    assert gc_calls == [(1,), (1,)]
+
+
+@pytest.mark.parametrize(("mode", "calls"), [(GcMode.FULL, [()]), (GcMode.OFF, [])])
+def test_lazy_end_in_other_modes_collects_as_the_mode_says(
+    mode: GcMode, calls: Calls, gc_calls: Calls, trims: list[None]
+) -> None:
+    collector = Collector(mode)
+    collector.mark()
+    collector.collect_lazily(lambda: False)
+    assert gc_calls == calls
+
+
 @pytest.mark.parametrize("mode", [GcMode.FULL, "full", True])
 def test_full_always_collects_everything(
     mode: object, someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -339,6 +340,37 @@ def test_probe_nests_with_windows_both_ways(monitor: MemoryMonitor) -> None:
     peak, _ = probe.close()
     assert 19 * MB <= peak < 40 * MB
     assert outer.stop().peak_bytes >= 79 * MB
+
+
+def test_probe_collects_garbage_promoted_during_the_span(monitor: MemoryMonitor) -> None:
+    """Cyclic garbage an older collection promoted during the span is out of a
+    young collection's reach: a span still grown by a megabyte goes full."""
+    probe = monitor.probe(gc_mode=GcMode.AUTO)
+    probe.open()
+    cycle = _Cycle(0)
+    cycle.payload = bytearray(os.urandom(1024)) * (16 * 1024)  # 16 MiB, resident
+    gc.collect(1)  # what the interpreter does on its own in a busy test: promotes it
+    del cycle
+    _, growth = probe.close()
+    assert growth < 4 * MB
+
+
+def test_probe_span_does_not_go_full_for_collections_before_it(
+    monitor: MemoryMonitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older collections between spans (other tests, pytest) are no reason to
+    walk the whole heap at a span's end."""
+    probe = monitor.probe(gc_mode=GcMode.AUTO)
+    gc.collect(1)  # an older collection before the span
+    probe.open()
+    kept = resident_block(4 * MB)
+    calls: list[tuple[int, ...]] = []
+    real_collect = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *args: calls.append(args) or real_collect(*args))
+    _, growth = probe.close()
+    assert calls == [(1,)]
+    assert growth >= 3 * MB
+    kept.close()
 
 
 def test_probe_span_goes_on_as_a_window(monitor: MemoryMonitor) -> None:

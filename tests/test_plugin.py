@@ -330,6 +330,51 @@ def test_ini_switch_turns_junit_properties_off(pytester: pytest.Pytester) -> Non
     assert _properties(_cases(pytester)["test_a"]) == {}
 
 
+@pytest.mark.parametrize(
+    ("setting", "carried"),
+    [
+        (None, {"test_budgeted", "test_fixture", "test_over"}),
+        ("budgeted", {"test_budgeted", "test_fixture", "test_over"}),
+        ("all", {"test_budgeted", "test_fixture", "test_over", "test_blanket"}),
+        ("true", {"test_budgeted", "test_fixture", "test_over", "test_blanket"}),
+        ("none", set()),
+    ],
+)
+def test_junit_properties_go_where_readers_look(
+    pytester: pytest.Pytester, alloc: None, setting: str | None, carried: set[str]
+) -> None:
+    """By default only tests with a budget, an automem fixture or a memory
+    failure carry properties: the results file holds every test's figures."""
+    if setting is not None:
+        pytester.makeini(f"[pytest]\nautomem_junit_properties = {setting}\n")
+    pytester.makepyfile(
+        test_p="""
+        import pytest
+        from alloc import MB, spike
+
+        def test_blanket():
+            pass
+
+        def test_fixture(memory_monitor):
+            pass
+
+        @pytest.mark.memory_budget(peak="100MB")
+        def test_budgeted():
+            pass
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_over():
+            spike(40 * MB)
+        """
+    )
+    result = _run(pytester, "--automem", "--junitxml=junit.xml", "--automem-json=r.json")
+    result.assert_outcomes(passed=3, failed=1)
+    cases = _cases(pytester)
+    assert {name for name, case in cases.items() if _properties(case)} == carried
+    results = json.loads((pytester.path / "r.json").read_text())
+    assert len(results["tests"]) == 4  # the results file keeps them all
+
+
 def test_phases_unittest_and_fixtures_are_monitored(pytester: pytest.Pytester, alloc: None) -> None:
     pytester.makepyfile(
         test_kinds="""
@@ -733,10 +778,15 @@ def test_a_bad_budget_on_a_late_item_is_a_usage_error(pytester: pytest.Pytester)
 def test_a_long_blanket_call_is_measured_in_full(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """
-        def pytest_sessionfinish(session):
-            records = session.config.pluginmanager.get_plugin("automem-session").records
-            for nodeid, record in sorted(records.items()):
+        def pytest_sessionstart(session):
+            store = session.config.pluginmanager.get_plugin("automem-session").records
+            add = store.add
+
+            def spy(nodeid, record):
                 print("record", nodeid, sorted(record), record.get("samples"))
+                add(nodeid, record)
+
+            store.add = spy
         """
     )
     pytester.makepyfile(

@@ -135,7 +135,7 @@ def test_a_bare_interval_is_milliseconds(
     ("setting", "value", "words"),
     [
         ("automem_step_summary", "perhaps", ["true", "false"]),
-        ("automem_junit_properties", "2", ["true", "false"]),
+        ("automem_junit_properties", "2", ["budgeted", "all", "none"]),
         ("automem_thresholds", "1MB,2MB,1e30MB", ["1e30MB"]),
         ("automem_thresholds", "1MB,2MB", ["three sizes"]),
         ("automem_gc", "sometimes", ["auto", "full", "off"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pytest_automem.records import RecordStore
 from pytest_automem.report.session_outputs import (
     append_step_summary,
     junit_attachment,
@@ -36,8 +37,15 @@ RECORDS = {
 }
 
 
+def _store(records: dict[str, dict[str, Any]], *, top: int = 5) -> RecordStore:
+    store = RecordStore(top=top)
+    for nodeid, record in records.items():
+        store.add(nodeid, record)
+    return store
+
+
 def test_summary_lists_failures_then_the_largest() -> None:
-    lines = summary_lines(RECORDS, verbosity=0, top=2)
+    lines = summary_lines(_store(RECORDS, top=2), verbosity=0)
     assert lines[0] == "MEMORY FAIL t.py::big: peak 9.0 MB > budget 1.0 MB (...)"
     peak_at = lines.index("highest peak (3 monitored tests):")
     assert "t.py::big" in lines[peak_at + 1]
@@ -48,12 +56,12 @@ def test_summary_lists_failures_then_the_largest() -> None:
 
 
 def test_quiet_summary_shows_failures_and_a_count() -> None:
-    assert summary_lines(RECORDS, verbosity=-1) == [
+    assert summary_lines(_store(RECORDS), verbosity=-1) == [
         "MEMORY FAIL t.py::big: peak 9.0 MB > budget 1.0 MB (...)",
         "3 tests monitored, 1 memory failure",
     ]
     one = {"t.py::small": RECORDS["t.py::small"]}
-    assert summary_lines(one, verbosity=-1) == ["1 test monitored, 0 memory failures"]
+    assert summary_lines(_store(one), verbosity=-1) == ["1 test monitored, 0 memory failures"]
 
 
 def test_report_files_only_for_failures(tmp_path: Path) -> None:
@@ -80,7 +88,7 @@ def test_junit_attachment_sets_the_message_only_for_memory_failures(tmp_path: Pa
 
 
 def test_step_summary_has_failures_reports_and_peaks() -> None:
-    markdown = step_summary_markdown(RECORDS, top=2)
+    markdown = step_summary_markdown(_store(RECORDS, top=2))
     assert markdown.startswith("## pytest-automem: memory\n")
     assert "**1 memory failure** among 3 monitored tests." in markdown
     assert "| `t.py::big` | peak 9.0 MB > budget 1.0 MB (...) |" in markdown
@@ -92,6 +100,6 @@ def test_step_summary_has_failures_reports_and_peaks() -> None:
 def test_step_summary_is_appended(tmp_path: Path) -> None:
     target = tmp_path / "summary.md"
     target.write_text("earlier step\n")
-    append_step_summary(target, step_summary_markdown(RECORDS))
+    append_step_summary(target, step_summary_markdown(_store(RECORDS)))
     text = target.read_text()
     assert text.startswith("earlier step\n## pytest-automem: memory")

@@ -7,7 +7,6 @@ read, and are kept apart so each can be tested without a pytest session.
 
 from __future__ import annotations
 
-import heapq
 import os
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..units import format_size
 
 if TYPE_CHECKING:
+    from ..records import RecordStore
     from .junit import JunitAttachment
 
 __all__ = [
@@ -53,20 +53,20 @@ def junit_attachment(
     )
 
 
-def summary_lines(records: dict[str, dict[str, Any]], *, verbosity: int, top: int = 5) -> list[str]:
+def summary_lines(records: RecordStore, *, verbosity: int) -> list[str]:
     """The terminal summary: memory failures always, then the largest tests
     (with -q, one line counting what was monitored instead)."""
-    failed = sorted(nodeid for nodeid, record in records.items() if record["verdict"] == "fail")
-    lines = [f"MEMORY FAIL {nodeid}: {records[nodeid]['message']}" for nodeid in failed]
+    failures = records.failures
+    failed = sorted(failures)
+    lines = [f"MEMORY FAIL {nodeid}: {failures[nodeid]['message']}" for nodeid in failed]
     if verbosity < 0:
-        tests, failures = _plural(len(records), "test"), _plural(len(failed), "memory failure")
-        return [*lines, f"{tests} monitored, {failures}"]
+        tests, failing = _plural(len(records), "test"), _plural(len(failed), "memory failure")
+        return [*lines, f"{tests} monitored, {failing}"]
     for key, label in (("peak_bytes", "peak"), ("growth_bytes", "growth")):
-        ranked = heapq.nlargest(top, records.items(), key=lambda kv: kv[1][key])
         lines.append(f"highest {label} ({len(records)} monitored tests):")
         lines.extend(
-            f"  {format_size(record[key]):>10}  {record['max_pressure']:<8}  {nodeid}"
-            for nodeid, record in ranked
+            f"  {format_size(summary[key]):>10}  {summary['max_pressure']:<8}  {nodeid}"
+            for nodeid, summary in records.highest(key)
         )
     return lines
 
@@ -93,20 +93,21 @@ def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict
     return written
 
 
-def step_summary_markdown(records: dict[str, dict[str, Any]], *, top: int = 5) -> str:
+def step_summary_markdown(records: RecordStore) -> str:
     """A CI step summary (GitHub's ``$GITHUB_STEP_SUMMARY``): failures, then the largest.
 
     Each failure's full report sits in a collapsed ``<details>`` block, so the
     summary stays short however many findings there are.
     """
-    failed = sorted(nodeid for nodeid, record in records.items() if record["verdict"] == "fail")
+    failures = records.failures
+    failed = sorted(failures)
     lines = ["## pytest-automem: memory", ""]
     count = f"{len(failed)} memory failure{'s' if len(failed) != 1 else ''}"
     lines.append(f"**{count}** among {len(records)} monitored tests.")
     lines.append("")
     if failed:
         lines.extend(["| test | reason |", "|---|---|"])
-        lines.extend(f"| `{_cell(n)}` | {_cell(records[n]['message'] or '')} |" for n in failed)
+        lines.extend(f"| `{_cell(n)}` | {_cell(failures[n]['message'] or '')} |" for n in failed)
         lines.append("")
         for nodeid in failed:
             lines.extend(
@@ -114,20 +115,17 @@ def step_summary_markdown(records: dict[str, dict[str, Any]], *, top: int = 5) -
                     f"<details><summary>{_html(nodeid)}: report</summary>",
                     "",
                     "```",
-                    (records[nodeid].get("report") or "").replace("```", "'''"),
+                    (failures[nodeid].get("report") or "").replace("```", "'''"),
                     "```",
                     "</details>",
                     "",
                 ]
             )
-    ranked = heapq.nlargest(top, records.items(), key=lambda kv: kv[1]["peak_bytes"])
+    lines.extend(_PEAKS_TABLE_HEAD)
     lines.extend(
-        ["### Highest peaks", "", "| test | peak | growth | pressure |", "|---|---|---|---|"]
-    )
-    lines.extend(
-        f"| `{_cell(nodeid)}` | {format_size(record['peak_bytes'])} | "
-        f"{format_size(record['growth_bytes'])} | {record['max_pressure']} |"
-        for nodeid, record in ranked
+        f"| `{_cell(nodeid)}` | {format_size(summary['peak_bytes'])} | "
+        f"{format_size(summary['growth_bytes'])} | {summary['max_pressure']} |"
+        for nodeid, summary in records.highest("peak_bytes")
     )
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,133 @@
+"""The session's per-test records: on disk as tests finish, summarized in memory.
+
+A record is one monitored test's figures as plain values (what the results
+file holds under its node id).  A session of 100,000 tests must not hold
+100,000 records until it ends: kept in memory they cost several kilobytes
+each, and the interpreter's full collections walk every one of them.  So
+:class:`RecordStore` keeps in memory only what the end of the session reads
+besides the results file:
+
+* the records of tests that failed on memory (few; every output shows them);
+* per node id: where its record starts in the spool, and the peak, growth
+  and pressure the summaries rank tests by (a few hundred bytes a test).
+
+When a results file is asked for, each record is encoded once, as it
+arrives, into a spool: an anonymous temporary file next to the results file
+(same file system; the OS deletes it whatever happens to the process), and
+:meth:`RecordStore.write_results` copies the lines out sorted by node id.
+Without a results file nothing is spooled.
+
+A test recorded twice (a plugin that reruns tests) keeps its last record.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+from .results import write_results_lines
+
+__all__ = ["SUMMARY_KEYS", "RecordStore"]
+
+#: What the terminal and step summaries read of a record.
+SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
+#: What the store keeps of each test to rank it (after the record's version).
+_RANKED_KEYS = ("peak_bytes", "growth_bytes", "max_pressure")
+#: One encoder for every record (``json.dumps`` with options makes one per call).
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(", ", ": "))
+
+
+class RecordStore:
+    """Records of one session's monitored tests (see the module docstring)."""
+
+    def __init__(self, spool_dir: str | os.PathLike[str] | None = None, *, top: int = 5) -> None:
+        """``spool_dir``: where the results file goes (records are spooled
+        there), or None when no results file is written.  ``top``: how many
+        of the highest peaks and growths the summaries show."""
+        self.top = top
+        #: node id -> (the record's version: its offset in the spool or a
+        #: count, then the :data:`_RANKED_KEYS`).
+        self._index: dict[str, tuple[int, int, int, str]] = {}
+        self._added = 0
+        self._spool_dir = spool_dir
+        self._spool: IO[bytes] | None = None
+        #: Where the next line goes: the spool is only appended to until the end.
+        self._spool_end = 0
+        #: Records of tests that failed on memory, by node id.
+        self.failures: dict[str, dict[str, Any]] = {}
+        #: The first record's ``sampler_kind`` (the same for every test of a session).
+        self.sampler_kind: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, nodeid: str, record: Mapping[str, Any]) -> None:
+        """Keep ``record`` as ``nodeid``'s (its last one, if recorded before).
+
+        Raises ValueError (from the encoder) for a value JSON cannot hold,
+        before anything is kept.
+        """
+        ranked = (int(record["peak_bytes"]), int(record["growth_bytes"]), record["max_pressure"])
+        self._index[nodeid] = (self._spool_line(record), *ranked)
+        if len(self._index) == 1:
+            self.sampler_kind = record.get("sampler_kind")
+        if record.get("verdict") == "fail":
+            self.failures[nodeid] = dict(record)
+        else:
+            self.failures.pop(nodeid, None)
+
+    def _spool_line(self, record: Mapping[str, Any]) -> int:
+        """Write the record's line to the spool; its offset there (its version)."""
+        if self._spool_dir is None:
+            self._added += 1
+            return self._added
+        line = _ENCODER.encode(record).encode() + b"\n"
+        spool = self._spool or self._open_spool(self._spool_dir)
+        offset = self._spool_end
+        spool.write(line)  # buffered: a seek would flush it every time
+        self._spool_end += len(line)
+        return offset
+
+    def _open_spool(self, folder: str | os.PathLike[str]) -> IO[bytes]:
+        """The spool, made with the first record (the results writer would
+        make the folder at the end anyway)."""
+        os.makedirs(folder, exist_ok=True)
+        # Kept open for the whole session and closed by close(): no ``with``.
+        self._spool = tempfile.TemporaryFile(dir=folder, prefix=".automem-records-")  # noqa: SIM115
+        return self._spool
+
+    def highest(self, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """The :attr:`top` tests with the highest ``key`` (``peak_bytes`` or
+        ``growth_bytes``), highest first, as ``(nodeid, figures)`` where the
+        figures are the peak, growth and pressure."""
+        position = 1 + _RANKED_KEYS.index(key)
+        ranked = heapq.nlargest(self.top, self._index.items(), key=lambda kv: kv[1][position])
+        return [(nodeid, dict(zip(_RANKED_KEYS, kept[1:], strict=True))) for nodeid, kept in ranked]
+
+    def write_results(self, path: str | os.PathLike[str], session: Mapping[str, Any]) -> None:
+        """Write the results file (atomically), tests sorted by node id."""
+        write_results_lines(path, session, self._lines())
+
+    def _lines(self) -> Iterator[tuple[str, str]]:
+        if self._spool_dir is None:
+            raise RuntimeError("RecordStore made without a spool folder keeps no records")
+        spool = self._spool
+        if spool is None:  # no record yet
+            return
+        spool.flush()
+        try:
+            for nodeid in sorted(self._index):
+                spool.seek(self._index[nodeid][0])
+                yield nodeid, spool.readline().decode().rstrip("\n")
+        finally:
+            spool.seek(self._spool_end)  # more records may follow
+
+    def close(self) -> None:
+        """Drop the spool (the OS would at exit anyway)."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
