@@ -5,7 +5,7 @@ nothing is ever dropped: the objects and the execution history grow by a
 few kilobytes per step, forever — the classic slow leak of a long-running
 service.  The same scenario on a ``MemoryOptimizedAutomaton`` configured with
 ``BOUNDED`` keeps the newest 100 events (older ones are archived to
-``automaton.trimmed.jsonl``) and the newest 50 history entries, so memory
+``automaton.jsonl.trimmed.jsonl``) and the newest 50 history entries, so memory
 stops growing once the cap is reached.
 
 Run either from the command line or from a test (see ``test_examples.py``)::

@@ -84,3 +84,36 @@ def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> No
         for line in lines:
             handle.write(line)
             handle.write("\n")
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files a killed :func:`atomic_writer` left for ``path``.
+
+    A writer that dies between ``mkstemp`` and ``os.replace`` (kill -9, power
+    loss) leaves ``.<name>.XXXXXXXX.tmp`` beside ``path``.  Only regular files
+    of exactly that naming (``mkstemp``'s eight random characters) are
+    removed, never a symlink or another target's temp.  A live writer's temp
+    looks the same, so call this only while holding a lock that every writer
+    of ``path`` takes.  Returns what was removed.
+    """
+    target = Path(path)
+    prefix, suffix = f".{target.name}.", ".tmp"
+    random_chars = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if len(name) != len(prefix) + 8 + len(suffix):
+            continue
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        if not set(name[len(prefix) : -len(suffix)]) <= random_chars:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed

@@ -9,26 +9,37 @@ history growth.
 Loading streams the file line by line: a 100,000-line file costs one JSON
 decode per line and nothing quadratic.  A malformed line stops the load
 with an :class:`AutomatonFormatError` naming ``file:line`` and the problem;
-loading never writes, so nothing on disk changes.  Saving goes through
-:mod:`.atomic`, so a crash leaves either the old file or the new one.
+loading never changes the file.  Saving goes through :mod:`.atomic`, so a
+crash leaves either the old file or the new one.
+
+Every save and trim holds the file's advisory lock (:mod:`.filelock`) and
+first checks that the file is still the version this automaton loaded or
+last saved; if another writer saved in between it raises
+:class:`ConcurrentWriteError` rather than overwrite that writer's objects.
+Holding the lock also tells that no live writer owns a leftover temp file,
+so opening and saving remove the temps a killed save left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from .atomic import atomic_write_lines
+from .atomic import atomic_write_lines, remove_stale_temps
+from .filelock import LOCKING_AVAILABLE, HeldLock, exclusive_lock, shared_lock
 
 __all__ = [
     "Automaton",
     "AutomatonFormatError",
+    "ConcurrentWriteError",
     "HistoryEntry",
     "JsonObject",
     "append_jsonl_durably",
@@ -60,6 +71,66 @@ class AutomatonFormatError(ValueError):
         self.path = path
         self.line = line
         self.reason = reason
+
+
+class ConcurrentWriteError(RuntimeError):
+    """The file changed on disk since this automaton loaded or last saved it.
+
+    Raised by a save or trim, before anything is written, instead of
+    overwriting the objects another writer saved.  Merging is not attempted:
+    the other writer may have trimmed objects this one still holds, and only
+    the caller knows which changes to keep.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: changed on disk since this automaton loaded or last saved it "
+            "(another process or Automaton saved it); not overwriting it: "
+            "load the file again and re-apply your changes"
+        )
+        self.path = path
+
+
+@dataclass(frozen=True)
+class _DiskVersion:
+    """Which saved version of the file an automaton holds.
+
+    ``generation`` is the token the last locking writer stored in the lock
+    file ("" if none); ``file`` is the file's device, inode, size and mtime
+    (None when absent), which also catches writers that take no lock.
+    """
+
+    generation: str
+    file: tuple[int, int, int, int] | None
+
+
+def _file_version(stat: os.stat_result | None) -> tuple[int, int, int, int] | None:
+    if stat is None:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+class _NotJson(ValueError):
+    """A value Python's decoder accepts but JSON does not (NaN, 1e400)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 24 else text[:21] + "..."
+        raise _NotJson(f"{shown} is out of range for a float")
+    return value
 
 
 def object_problem(value: object) -> str | None:
@@ -103,18 +174,130 @@ def _json_kind(value: object) -> str:
     return type(value).__name__
 
 
-def dump_line(obj: JsonObject) -> str:
-    """One object as one compact JSON line (no newline), as saved and archived."""
+def unwritable_problem(obj: object) -> str | None:
+    """Why ``obj`` cannot be written as one line of JSON in UTF-8, or None if it can.
+
+    :meth:`Automaton.add` asks this so that such an object is refused at
+    once, with its id, rather than failing every later save and trim.  One
+    ``json.dumps`` answers the common case; only a failure walks the object
+    to say where the problem is.
+    """
     try:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"object {obj.get('id')!r} is not JSON-serialisable: {exc}") from None
+        _json_text(obj).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return _find_unwritable(obj, "", set()) or "cannot be written as JSON"
+    return None
+
+
+def _json_text(obj: object) -> str:
+    """Compact, strict JSON text: NaN and infinities raise instead of being written."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _find_unwritable(value: object, where: str, active: set[int]) -> str | None:
+    """The first part of ``value`` strict JSON in UTF-8 cannot hold, said with its place.
+
+    ``where`` is the place so far (``["v"][2]``); ``active`` holds the
+    containers being walked, so a circular reference is named, not followed.
+    """
+    place = where or "the object"
+    if isinstance(value, str):
+        return _surrogate_problem(value, place)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{place} is {value!r}: JSON has no NaN or infinity"
+    if isinstance(value, float):
+        return None
+    if isinstance(value, int):
+        return _int_problem(value, place)
+    if value is None:
+        return None
+    if not isinstance(value, (dict, list, tuple)):
+        return f"{place} is a {type(value).__name__} value, which JSON cannot hold"
+    if id(value) in active:
+        return f"{place} contains itself (a circular reference)"
+    active.add(id(value))
+    try:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict):
+                problem = _key_problem(key, place)
+                if problem is not None:
+                    return problem
+            problem = _find_unwritable(item, f"{where}[{_key_text(key)}]", active)
+            if problem is not None:
+                return problem
+    except RecursionError:
+        return f"{place} is nested too deeply"
+    finally:
+        active.discard(id(value))
+    return None
+
+
+def _int_problem(value: int, place: str) -> str | None:
+    """Python refuses to print an int past its digit limit, so JSON cannot hold it."""
+    try:
+        int.__repr__(value)
+    except ValueError:
+        return f"{place} is an int of {value.bit_length()} bits, too long to write as text"
+    return None
+
+
+def _key_problem(key: object, place: str) -> str | None:
+    """Why a dict key cannot be a JSON key (``json`` turns numbers and None into text)."""
+    if isinstance(key, str):
+        return _surrogate_problem(key, f"a key of {place}")
+    if isinstance(key, float) and not math.isfinite(key):
+        return f"a key of {place} is {key!r}: JSON has no NaN or infinity"
+    if isinstance(key, int):
+        return _int_problem(key, f"a key of {place}")
+    if key is None or isinstance(key, float):
+        return None
+    return f"a key of {place} is a {type(key).__name__} value, which JSON cannot hold"
+
+
+def _key_text(key: object) -> str:
+    """A key or index as it reads in a place: ``"name"`` (ASCII-escaped) or ``2``."""
+    return json.dumps(key) if isinstance(key, str) else repr(key)
+
+
+def _surrogate_problem(text: str, place: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{place} holds a lone surrogate {text[exc.start]!r}, which UTF-8 cannot encode"
+    return None
+
+
+def _id_text(obj: JsonObject) -> str:
+    """The object's id for a message: repr, shortened (escapes keep it printable)."""
+    text = repr(obj.get("id"))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def dump_line(obj: JsonObject) -> str:
+    """One object as one compact JSON line (no newline), as saved and archived.
+
+    :meth:`Automaton.add` refuses what cannot be written, but the dicts are
+    shared with the caller and may change after; such an object raises
+    TypeError naming it here, before anything is written.
+    """
+    try:
+        line = _json_text(obj)
+        line.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        problem = unwritable_problem(obj)
+        raise TypeError(f"object {_id_text(obj)} is not JSON-serialisable: {problem}") from None
+    return line
 
 
 def archive_path_for(path: str | os.PathLike[str]) -> Path:
-    """Where trimmed objects of ``path`` go: ``<name>.trimmed.jsonl`` beside it."""
+    """Where trimmed objects of ``path`` go: ``<full name>.trimmed.jsonl`` beside it.
+
+    The full name, suffix included, so ``ev.jsonl``, ``ev.json`` and ``ev``
+    each get their own archive.
+    """
     source = Path(path)
-    return source.with_name(f"{source.stem}.trimmed.jsonl")
+    return source.with_name(f"{source.name}.trimmed.jsonl")
 
 
 def append_jsonl_durably(path: Path, objects: Iterable[JsonObject]) -> int:
@@ -122,28 +305,51 @@ def append_jsonl_durably(path: Path, objects: Iterable[JsonObject]) -> int:
 
     This runs before trimmed objects leave memory, so it must either land
     completely or not at all: on any failure (an object that cannot be
-    serialised, a full disk) the file is cut back to its old size.  A torn
-    last line left by an earlier crash gets a newline first, so the new lines
-    stay parseable.  The folder entry of a new archive becomes durable with
-    the atomic save that follows every trim (it fsyncs the same folder).
+    serialised, a full disk) this call's own bytes are cut off again.  The
+    caller holds the automaton's lock, so no other locking writer appends
+    meanwhile; if the file still grew beyond our bytes (a writer that takes
+    no lock), nothing is cut, since that would erase its rows: our partial
+    rows stay, and the objects stay in memory, so at worst they are archived
+    twice, never lost.  A torn last line left by an earlier crash gets a
+    newline first, so the new lines stay parseable.  The folder entry of a
+    new archive becomes durable with the atomic save that follows every trim
+    (it fsyncs the same folder).
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags, 0o666)
     try:
         start = os.fstat(fd).st_size
+        appender = _Appender(fd)
         try:
             if start and _byte_at(fd, start - 1) != b"\n":
-                _write_all(fd, b"\n")
+                appender.write(b"\n")
             for chunk in _chunks(dump_line(obj) for obj in objects):
-                _write_all(fd, chunk)
+                appender.write(chunk)
             os.fsync(fd)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, start)
+                if os.fstat(fd).st_size == start + appender.written:
+                    os.ftruncate(fd, start)
             raise
-        return os.fstat(fd).st_size - start
+        return appender.written
     finally:
         os.close(fd)
+
+
+class _Appender:
+    """Writes to an ``O_APPEND`` descriptor, counting the bytes that landed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        """``os.write`` until every byte is written (it may write fewer)."""
+        view = memoryview(data)
+        while view:
+            count = os.write(self.fd, view)
+            self.written += count
+            view = view[count:]
 
 
 def _byte_at(fd: int, offset: int) -> bytes:
@@ -164,13 +370,6 @@ def _chunks(lines: Iterable[str]) -> Iterator[bytes]:
             batch, size = [], 0
     if batch:
         yield ("\n".join(batch) + "\n").encode()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until every byte is written (it may write fewer)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class Automaton:
@@ -199,8 +398,9 @@ class Automaton:
         self._lines = array("q")
         self._history: list[HistoryEntry] = []
         self._ids: set[str] | None = set() if strict else None
-        if self._path.exists():
-            self._load()
+        self._disk = _DiskVersion("", None)
+        self._write_lock_held: HeldLock | None = None
+        self._open()
 
     @property
     def path(self) -> Path:
@@ -252,12 +452,17 @@ class Automaton:
     def add(self, obj: JsonObject) -> None:
         """Append ``obj`` as the newest object.
 
-        Raises ValueError if it is not a dict with a string ``id``, or, when
-        strict, if its id is already present.
+        Raises ValueError if it is not a dict with a string ``id``, if it
+        cannot be written as JSON in UTF-8 (a lone surrogate, NaN or an
+        infinity, a set, ...), naming its id and the place, or, when strict,
+        if its id is already present.
         """
         problem = object_problem(obj)
         if problem is not None:
             raise ValueError(f"cannot add {obj!r:.80}: {problem}")
+        problem = unwritable_problem(obj)
+        if problem is not None:
+            raise ValueError(f"cannot add object {_id_text(obj)}: {problem}")
         if self._ids is not None:
             if obj["id"] in self._ids:
                 raise ValueError(f"cannot add object: duplicate id {obj['id']!r} (strict)")
@@ -271,12 +476,56 @@ class Automaton:
 
         Lines are compact JSON in memory order.  If serialising or writing
         fails, the previous file is left as it was and no temp file remains.
+        Raises :class:`ConcurrentWriteError`, writing nothing, if another
+        writer saved the file since this automaton loaded or last saved it.
         """
-        atomic_write_lines(self._path, (dump_line(obj) for obj in self._objects))
+        with self._write_lock() as lock:
+            try:
+                atomic_write_lines(self._path, (dump_line(obj) for obj in self._objects))
+            finally:
+                stat = _stat_or_none(self._path)
+                self._note_saved(lock, stat)
+        size = stat.st_size if stat is not None else 0
         self._lines = array("q", range(1, len(self._objects) + 1))
-        size = self._path.stat().st_size
         self._record("save", objects=len(self._objects), file_bytes=size)
         return size
+
+    def _note_saved(self, lock: HeldLock, stat: os.stat_result | None) -> None:
+        """After a save attempt: if the file was replaced, store a new generation.
+
+        The generation is written after the rename, so a save killed before
+        it changes nothing other automatons could mistake for a conflict; one
+        killed between rename and generation is still caught by the file's
+        changed inode.  A save that failed before the rename leaves all as it was.
+        """
+        version = _file_version(stat)
+        if version == self._disk.file:
+            return
+        self._disk = _DiskVersion(os.urandom(16).hex(), version)
+        lock.write_generation(self._disk.generation)
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[HeldLock]:
+        """Hold the file's lock for a save or trim, after checking no one else saved.
+
+        Re-entrant, so a trim's own save runs under the trim's lock.  With
+        the lock held no live writer can own a temp file of ours, so stale
+        ones from killed saves are removed here.
+        """
+        if self._write_lock_held is not None:
+            yield self._write_lock_held
+            return
+        with exclusive_lock(self._path) as lock:
+            if LOCKING_AVAILABLE:
+                remove_stale_temps(self._path)
+            on_disk = _DiskVersion(lock.read_generation(), _file_version(_stat_or_none(self._path)))
+            if on_disk != self._disk:
+                raise ConcurrentWriteError(self._path)
+            self._write_lock_held = lock
+            try:
+                yield lock
+            finally:
+                self._write_lock_held = None
 
     def _drop_oldest(self, count: int) -> list[JsonObject]:
         """Remove and return the ``count`` oldest objects (no archive, no history)."""
@@ -293,13 +542,32 @@ class Automaton:
         entry.update(counts)
         self._history.append(entry)
 
-    def _load(self) -> None:
+    def _open(self) -> None:
+        """Load the file if it exists, under the readers' lock, noting its version.
+
+        Under that lock no writer is mid-save, so temps a killed save left
+        are stale and removed (only where locks work, and only once a
+        locking writer has made the lock file).
+        """
+        with shared_lock(self._path) as lock:
+            generation = "" if lock is None else lock.read_generation()
+            if lock is not None and LOCKING_AVAILABLE:
+                remove_stale_temps(self._path)
+            try:
+                with open(self._path, "rb") as handle:
+                    version = _file_version(os.fstat(handle.fileno()))
+                    self._load(handle)
+            except FileNotFoundError:
+                version = None
+        self._disk = _DiskVersion(generation, version)
+
+    def _load(self, handle: IO[bytes]) -> None:
         """Read the file, validating each line; raise before keeping anything."""
         objects: list[JsonObject] = []
         lines = array("q")
         first_line: dict[str, int] = {}
         duplicates: dict[str, list[int]] = {}
-        for line_no, obj in self._parse_lines():
+        for line_no, obj in self._parse_lines(handle):
             object_id: str = obj["id"]
             first = first_line.setdefault(object_id, line_no)
             if first != line_no:
@@ -315,29 +583,39 @@ class Automaton:
             self._ids = set(first_line)
         self._record("load", objects=len(objects), duplicate_ids=len(duplicates))
 
-    def _parse_lines(self) -> Iterable[tuple[int, JsonObject]]:
+    def _parse_lines(self, handle: IO[bytes]) -> Iterable[tuple[int, JsonObject]]:
         """Yield ``(line number, object)`` for each non-blank line, streaming.
 
         ``json.loads`` makes fresh key strings for every line, so 100,000
         objects would hold 100,000 copies of ``"id"``; sharing one string per
         distinct key (for this load only) cuts memory per object by about a
         third at no cost in speed (see docs/automaton.md).
+
+        What loads must also save: NaN, infinities and lone surrogates
+        (``"\\ud800"``) are refused here, as :meth:`add` refuses them.  A
+        surrogate can only come from a ``\\u`` escape, so only such lines are
+        walked.
         """
         keys: dict[str, str] = {}
 
         def shared_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             return {keys.setdefault(key, key): value for key, value in pairs}
 
-        decoder = json.JSONDecoder(object_pairs_hook=shared_keys)
-        with open(self._path, "rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                value = self._decode(decoder, raw, line_no)
-                problem = object_problem(value)
-                if problem is not None:
-                    raise AutomatonFormatError(self._path, line_no, problem)
-                yield line_no, value
+        decoder = json.JSONDecoder(
+            object_pairs_hook=shared_keys,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            value = self._decode(decoder, raw, line_no)
+            problem = object_problem(value)
+            if problem is None and b"\\u" in raw:
+                problem = _find_unwritable(value, "", set())
+            if problem is not None:
+                raise AutomatonFormatError(self._path, line_no, problem)
+            yield line_no, value
 
     def _decode(self, decoder: json.JSONDecoder, raw: bytes, line_no: int) -> Any:
         """One line's JSON value; a UTF-8 byte-order mark is allowed on line 1."""
@@ -346,6 +624,8 @@ class Automaton:
             return decoder.decode(text)
         except json.JSONDecodeError as exc:
             reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
+        except _NotJson as exc:
+            reason = f"invalid JSON: {exc}"
         except UnicodeDecodeError as exc:
             reason = f"invalid UTF-8: {exc.reason} at byte {exc.start + 1}"
         except ValueError as exc:  # an integer past Python's digit limit

@@ -367,7 +367,11 @@ class MemoryOptimizedAutomaton(Automaton):
     Policies run at :meth:`on_step_boundary` and :meth:`trim`; every trim
     first appends the trimmed objects to :attr:`archive_path` (durably), then
     drops them from memory, then saves the file atomically — so a crash at any
-    point leaves every object on disk, at worst in both files.
+    point leaves every object on disk, at worst in both files.  The file's
+    lock is held from the append to the end of the save, so another writer
+    never appends between them, and a trim of a file that another writer
+    saved meanwhile raises :class:`~.automaton.ConcurrentWriteError` before
+    it writes anything.
 
     ``memory_probe``, when given, is read after each GC to fill the event's
     ``bytes_after``.  ``trim_policy`` and ``gc_policy`` default to the
@@ -405,7 +409,7 @@ class MemoryOptimizedAutomaton(Automaton):
 
     @property
     def archive_path(self) -> Path:
-        """``<name>.trimmed.jsonl`` beside :attr:`path`: where trimmed objects go."""
+        """``<full name>.trimmed.jsonl`` beside :attr:`path`: where trimmed objects go."""
         return archive_path_for(self.path)
 
     @property
@@ -478,20 +482,21 @@ class MemoryOptimizedAutomaton(Automaton):
         if count <= 0:
             return [], []
         before = len(self)
-        append_jsonl_durably(archive_path_for(self.path), self._objects[:count])
-        trimmed = self._drop_oldest(count)
-        self._record("trim", trimmed=count, objects=len(self), reason=plan.reason)
-        event = Event(
-            context.now_s,
-            "trim",
-            plan.reason,
-            before,
-            len(self),
-            count,
-            bytes_before=context.memory_bytes,
-        )
-        self._log(event)
-        _, saved = self._save("trim")
+        with self._write_lock():
+            append_jsonl_durably(archive_path_for(self.path), self._objects[:count])
+            trimmed = self._drop_oldest(count)
+            self._record("trim", trimmed=count, objects=len(self), reason=plan.reason)
+            event = Event(
+                context.now_s,
+                "trim",
+                plan.reason,
+                before,
+                len(self),
+                count,
+                bytes_before=context.memory_bytes,
+            )
+            self._log(event)
+            _, saved = self._save("trim")
         return trimmed, [event, saved]
 
     def _apply_gc(self, context: StepContext) -> list[Event]:

@@ -1,20 +1,31 @@
-"""Automaton: loading, validation with file:line errors, duplicates, atomic saves."""
+"""Automaton: loading, validation with file:line errors, duplicates, atomic saves,
+the writers' lock, concurrent writers and stale temp files."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import NEEDS_DIGIT_LIMIT, NESTED_TOO_DEEP, TOO_MANY_DIGITS
 
+from pytest_automem import automaton as automaton_module
 from pytest_automem.automaton import (
     Automaton,
     AutomatonFormatError,
+    ConcurrentWriteError,
     append_jsonl_durably,
     archive_path_for,
 )
+from pytest_automem.filelock import lock_path_for
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -119,19 +130,106 @@ def test_crash_during_save_keeps_old_file_and_leaves_no_temp(
     monkeypatch.undo()
 
     assert jsonl.read_bytes() == before
-    assert sorted(p.name for p in jsonl.parent.iterdir()) == ["automaton.jsonl"]
+    assert sorted(p.name for p in jsonl.parent.iterdir()) == [
+        ".automaton.jsonl.lock",
+        "automaton.jsonl",
+    ]
+    automaton.save()  # the failed save is not mistaken for another writer's
+    assert [obj["id"] for obj in Automaton(jsonl)] == ["old", "new"]
 
 
-def test_save_of_unserialisable_object_names_it_and_keeps_file(jsonl: Path) -> None:
+def test_save_of_an_object_changed_after_add_names_it_and_keeps_file(jsonl: Path) -> None:
     write_lines(jsonl, ['{"id": "old"}'])
     automaton = Automaton(jsonl)
-    automaton.add({"id": "bad", "value": {1, 2}})
+    obj = {"id": "bad", "value": [1]}
+    automaton.add(obj)
+    obj["value"] = {1, 2}  # the dicts are shared, so add's check can be outdated
 
-    with pytest.raises(TypeError, match="object 'bad' is not JSON-serialisable"):
+    with pytest.raises(
+        TypeError,
+        match=r"""object 'bad' is not JSON-serialisable: \["value"\] is a set value""",
+    ):
         automaton.save()
 
     assert jsonl.read_text() == '{"id": "old"}\n'
-    assert sorted(p.name for p in jsonl.parent.iterdir()) == ["automaton.jsonl"]
+    assert sorted(p.name for p in jsonl.parent.iterdir()) == [
+        ".automaton.jsonl.lock",
+        "automaton.jsonl",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("obj", "problem"),
+    [
+        (
+            {"id": "bad-\ud800"},
+            """["id"] holds a lone surrogate '\\ud800', which UTF-8 cannot encode""",
+        ),
+        (
+            {"id": "t", "tags": ["ok", "x\udc80"]},
+            """["tags"][1] holds a lone surrogate '\\udc80', which UTF-8 cannot encode""",
+        ),
+        (
+            {"id": "k", "meta": {"\udfff": 1}},
+            """a key of ["meta"] holds a lone surrogate '\\udfff', which UTF-8 cannot encode""",
+        ),
+        ({"id": "n", "v": float("nan")}, """["v"] is nan: JSON has no NaN or infinity"""),
+        (
+            {"id": "i", "v": [1, {"w": float("inf")}]},
+            """["v"][1]["w"] is inf: JSON has no NaN or infinity""",
+        ),
+        ({"id": "m", "v": -float("inf")}, """["v"] is -inf: JSON has no NaN or infinity"""),
+        ({"id": "s", "v": {1, 2}}, """["v"] is a set value, which JSON cannot hold"""),
+        ({"id": "b", "v": b"raw"}, """["v"] is a bytes value, which JSON cannot hold"""),
+        (
+            {"id": "o", "v": {(1, 2): "tuple key"}},
+            """a key of ["v"] is a tuple value, which JSON cannot hold""",
+        ),
+    ],
+)
+def test_add_refuses_what_cannot_be_written_naming_the_id(
+    jsonl: Path, obj: dict[str, object], problem: str
+) -> None:
+    automaton = Automaton(jsonl)
+    automaton.add({"id": "fine"})
+
+    with pytest.raises(ValueError) as info:
+        automaton.add(obj)
+
+    assert str(info.value) == f"cannot add object {obj['id']!r}: {problem}"
+    assert [o["id"] for o in automaton] == ["fine"]
+    automaton.save()  # nothing unwritable got in, so saving still works
+    assert [o["id"] for o in Automaton(jsonl)] == ["fine"]
+
+
+def test_add_names_a_circular_reference(jsonl: Path) -> None:
+    obj: dict[str, object] = {"id": "loop", "items": []}
+    obj["items"].append(obj)  # type: ignore[attr-defined]
+
+    with pytest.raises(
+        ValueError, match=r"""cannot add object 'loop': \["items"\]\[0\] contains"""
+    ):
+        Automaton(jsonl).add(obj)
+
+
+def test_strict_add_of_an_unwritable_object_keeps_its_id_free(jsonl: Path) -> None:
+    automaton = Automaton(jsonl, strict=True)
+
+    with pytest.raises(ValueError, match="lone surrogate"):
+        automaton.add({"id": "a", "v": "\ud800"})
+    automaton.add({"id": "a", "v": "fixed"})
+
+    assert [obj["v"] for obj in automaton] == ["fixed"]
+
+
+def test_surrogate_pairs_and_control_escapes_load_and_save(jsonl: Path) -> None:
+    jsonl.write_text('{"id": "\\ud83d\\ude00", "c": "\\u0001"}\n', encoding="utf-8")
+
+    automaton = Automaton(jsonl)
+    automaton.save()
+
+    assert automaton.objects == [{"id": "\U0001f600", "c": "\x01"}]
+    assert Automaton(jsonl).objects == automaton.objects
 
 
 @pytest.mark.parametrize(
@@ -157,6 +255,18 @@ def test_save_of_unserialisable_object_names_it_and_keeps_file(jsonl: Path) -> N
             '{"id": "b", "x": ' + NESTED_TOO_DEEP + "}",
             "invalid JSON: nested too deeply",
             id="nested-too-deeply",
+        ),
+        ('{"id": "b", "v": NaN}', "invalid JSON: NaN is not a JSON number"),
+        ('{"id": "b", "v": [Infinity]}', "invalid JSON: Infinity is not a JSON number"),
+        ('{"id": "b", "v": -Infinity}', "invalid JSON: -Infinity is not a JSON number"),
+        ('{"id": "b", "v": 1e400}', "invalid JSON: 1e400 is out of range for a float"),
+        (
+            '{"id": "b-\\ud800"}',
+            """["id"] holds a lone surrogate '\\ud800', which UTF-8 cannot encode""",
+        ),
+        (
+            '{"id": "b", "\\udc00": 1}',
+            "a key of the object holds a lone surrogate '\\udc00', which UTF-8 cannot encode",
         ),
     ],
 )
@@ -242,9 +352,17 @@ def test_objects_property_is_a_copy(jsonl: Path) -> None:
     assert len(automaton.execution_history) == 1
 
 
-def test_archive_path_is_beside_the_file(tmp_path: Path) -> None:
-    assert archive_path_for(tmp_path / "automaton.jsonl") == tmp_path / "automaton.trimmed.jsonl"
-    assert archive_path_for(tmp_path / "state") == tmp_path / "state.trimmed.jsonl"
+def test_archive_name_comes_from_the_full_file_name(tmp_path: Path) -> None:
+    names = ["ev.jsonl", "ev.json", "ev", "ev.trimmed.jsonl"]
+
+    archives = [archive_path_for(tmp_path / name) for name in names]
+
+    assert archives == [
+        tmp_path / "ev.jsonl.trimmed.jsonl",
+        tmp_path / "ev.json.trimmed.jsonl",
+        tmp_path / "ev.trimmed.jsonl",
+        tmp_path / "ev.trimmed.jsonl.trimmed.jsonl",
+    ]
 
 
 def test_append_repairs_a_torn_last_line(tmp_path: Path) -> None:
@@ -255,6 +373,25 @@ def test_append_repairs_a_torn_last_line(tmp_path: Path) -> None:
 
     assert archive.read_bytes() == b'{"id": "torn"\n{"id":"x"}\n'
     assert added == len(b'\n{"id":"x"}\n')
+
+
+def test_failed_append_never_cuts_rows_another_writer_appended(tmp_path: Path) -> None:
+    archive = tmp_path / "a.trimmed.jsonl"
+    archive.write_bytes(b'{"id":"kept"}\n')
+    big = "x" * (600 << 10)  # two of these fill a chunk, so it is written before the failure
+
+    def objects() -> Iterator[dict[str, object]]:
+        yield from ({"id": f"ours-{i}", "pad": big} for i in range(3))
+        with archive.open("ab") as other:  # a writer that takes no lock appends meanwhile
+            other.write(b'{"id":"theirs"}\n')
+        yield {"id": "bad", "v": object()}
+
+    with pytest.raises(TypeError, match="'bad'"):
+        append_jsonl_durably(archive, objects())
+
+    ids = [json.loads(line)["id"] for line in archive.read_bytes().splitlines()]
+    assert ids[0] == "kept"
+    assert "theirs" in ids
 
 
 def test_append_rolls_back_when_an_object_fails(tmp_path: Path) -> None:
@@ -275,3 +412,262 @@ def test_large_archive_append_is_chunked_and_complete(tmp_path: Path) -> None:
 
     with archive.open(encoding="utf-8") as handle:
         assert [json.loads(line) for line in handle] == objects
+
+
+# --- the writers' lock and concurrent writers -------------------------------------------
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child Python that imports this checkout of the package."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def lock_is_held(target: Path) -> bool:
+    """Whether someone holds the lock of ``target`` (tried from a separate descriptor)."""
+    fd = os.open(lock_path_for(target), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_save_holds_the_lock_while_it_writes(jsonl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    automaton = Automaton(jsonl)
+    automaton.add({"id": "a"})
+    seen: list[bool] = []
+    write = automaton_module.atomic_write_lines
+
+    def probing_write(path: Path, lines: Iterator[str]) -> None:
+        seen.append(lock_is_held(jsonl))
+        write(path, lines)
+
+    monkeypatch.setattr(automaton_module, "atomic_write_lines", probing_write)
+    automaton.save()
+
+    assert seen == [True]
+    assert not lock_is_held(jsonl)
+
+
+def test_second_automaton_gets_a_clear_error_instead_of_overwriting(jsonl: Path) -> None:
+    first, second = Automaton(jsonl), Automaton(jsonl)
+    first.add({"id": "first-1"})
+    first.save()
+    second.add({"id": "second-1"})
+
+    with pytest.raises(ConcurrentWriteError) as info:
+        second.save()
+
+    assert str(info.value).startswith(f"{jsonl}: changed on disk since this automaton loaded")
+    assert info.value.path == jsonl
+    assert [obj["id"] for obj in Automaton(jsonl)] == ["first-1"]
+    reloaded = Automaton(jsonl)  # the documented way on: load again, re-apply
+    reloaded.add({"id": "second-1"})
+    reloaded.save()
+    assert [obj["id"] for obj in Automaton(jsonl)] == ["first-1", "second-1"]
+
+
+def test_a_file_changed_by_a_writer_without_the_lock_is_not_overwritten(jsonl: Path) -> None:
+    write_lines(jsonl, ['{"id": "a"}'])
+    automaton = Automaton(jsonl)
+    automaton.add({"id": "mine"})
+    automaton.save()
+    write_lines(jsonl, ['{"id": "a"}', '{"id": "edited-by-hand"}'])
+
+    with pytest.raises(ConcurrentWriteError):
+        automaton.save()
+
+    assert [obj["id"] for obj in Automaton(jsonl)] == ["a", "edited-by-hand"]
+
+
+def test_a_file_created_since_an_empty_load_is_not_overwritten(jsonl: Path) -> None:
+    empty = Automaton(jsonl)
+    other = Automaton(jsonl)
+    other.add({"id": "theirs"})
+    other.save()
+    empty.add({"id": "mine"})
+
+    with pytest.raises(ConcurrentWriteError):
+        empty.save()
+
+    assert [obj["id"] for obj in Automaton(jsonl)] == ["theirs"]
+
+
+def test_one_automaton_saves_again_and_again_without_conflict(jsonl: Path) -> None:
+    automaton = Automaton(jsonl)
+
+    for i in range(50):
+        automaton.add({"id": f"o{i}"})
+        automaton.save()
+
+    assert len(Automaton(jsonl)) == 50
+
+
+SAVE_AFTER_GO = """
+import sys
+from pytest_automem.automaton import Automaton, ConcurrentWriteError
+
+name, path = sys.argv[1], sys.argv[2]
+automaton = Automaton(path)
+for i in range(100):
+    automaton.add({"id": f"{name}-{i}"})
+print("loaded", flush=True)
+sys.stdin.readline()
+try:
+    automaton.save()
+except ConcurrentWriteError as error:
+    print(f"error: {error}", flush=True)
+    again = Automaton(path)
+    seen = len(again)
+    for obj in automaton.objects:
+        again.add(obj)
+    again.save()
+    print(f"saw {seen}", flush=True)
+else:
+    print("saved", flush=True)
+"""
+
+
+def test_two_processes_saving_one_automaton_lose_nothing(jsonl: Path) -> None:
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAVE_AFTER_GO, name, str(jsonl)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for name in ("one", "two")
+    ]
+    for writer in writers:  # both hold their 100 objects, loaded from the same empty state
+        assert writer.stdout is not None and writer.stdout.readline() == "loaded\n"
+    outputs = [writer.communicate("go\n", timeout=60) for writer in writers]
+
+    assert [writer.returncode for writer in writers] == [0, 0], outputs
+    reports = sorted(out.splitlines()[0].partition(":")[0] for out, _ in outputs)
+    assert reports == ["error", "saved"], outputs
+    [error_lines] = [out.splitlines() for out, _ in outputs if out.startswith("error")]
+    assert error_lines[0].startswith(f"error: {jsonl}: changed on disk since this automaton loaded")
+    assert error_lines[1] == "saw 100"  # after the error it sees the first writer's rows
+    ids = [obj["id"] for obj in Automaton(jsonl)]
+    assert sorted(ids) == sorted(f"{name}-{i}" for name in ("one", "two") for i in range(100))
+
+
+def test_works_without_fcntl_as_on_windows(tmp_path: Path) -> None:
+    script = """
+import sys
+sys.modules["fcntl"] = None  # what Windows has: importing it fails
+from pytest_automem.filelock import LOCKING_AVAILABLE
+from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
+automaton = MemoryOptimizedAutomaton(sys.argv[1], OptimizationConfig(max_objects=1))
+automaton.add({"id": "a"})
+automaton.add({"id": "b"})
+print(LOCKING_AVAILABLE, [obj["id"] for obj in automaton.trim()], len(automaton))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "ev.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "False ['a'] 1\n"
+
+
+# --- temp files of killed saves ---------------------------------------------------------
+
+SAVE_AND_HANG = """
+import os, sys, time
+from pytest_automem.automaton import Automaton
+
+automaton = Automaton(sys.argv[1])
+automaton.add({"id": "new"})
+
+def hang(*args):
+    print("temp written", flush=True)
+    time.sleep(60)
+
+os.replace = hang  # the temp file is complete; the kill lands before the rename
+automaton.save()
+"""
+
+
+def killed_in_save(jsonl: Path) -> None:
+    """Run a real save of ``jsonl`` in a child and kill -9 it between temp and rename."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", SAVE_AND_HANG, str(jsonl)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line == "temp written\n", child.communicate(timeout=60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=60)
+
+
+def temps_of(jsonl: Path) -> list[str]:
+    return sorted(p.name for p in jsonl.parent.glob(f".{jsonl.name}.*.tmp"))
+
+
+def test_temp_of_a_killed_save_is_removed_by_the_next_open(jsonl: Path) -> None:
+    write_lines(jsonl, ['{"id": "old"}'])
+    before = jsonl.read_bytes()
+    killed_in_save(jsonl)
+    assert len(temps_of(jsonl)) == 1  # what each kill -9 used to leave for good
+
+    assert [obj["id"] for obj in Automaton(jsonl)] == ["old"]
+
+    assert temps_of(jsonl) == []
+    assert jsonl.read_bytes() == before
+
+
+def test_temp_of_a_killed_save_is_removed_by_the_next_save(jsonl: Path) -> None:
+    write_lines(jsonl, ['{"id": "old"}'])
+    automaton = Automaton(jsonl)  # opened before the crashes, so its open removed nothing
+    automaton.save()
+    killed_in_save(jsonl)
+    assert len(temps_of(jsonl)) == 1
+    automaton.add({"id": "mine"})
+
+    automaton.save()  # the killed save never replaced the file: no conflict
+
+    assert temps_of(jsonl) == []
+    assert [obj["id"] for obj in Automaton(jsonl)] == ["old", "mine"]
+
+
+def test_only_stale_temps_of_our_exact_naming_are_removed(jsonl: Path) -> None:
+    automaton = Automaton(jsonl)
+    automaton.save()  # makes the lock file: from now on opens may clean up
+    folder = jsonl.parent
+    ours = [".automaton.jsonl.abcd_123.tmp", ".automaton.jsonl.zzzzzzzz.tmp"]
+    others = [
+        ".automaton.jsonl.abc.tmp",  # not mkstemp's eight characters
+        ".automaton.jsonl.ABCDEFGH.tmp",
+        ".automaton.jsonl.abcdefgh.tmp.keep",
+        ".automaton.jsonl.abcd.efg.tmp",
+        ".other.jsonl.abcdefgh.tmp",  # another target's temp
+        "automaton.jsonl.abcdefgh.tmp",
+    ]
+    for name in ours + others:
+        (folder / name).write_text("x")
+    (folder / ".automaton.jsonl.dirdirdi.tmp").mkdir()
+    (folder / ".automaton.jsonl.linklink.tmp").symlink_to(folder / "automaton.jsonl.abcdefgh.tmp")
+
+    Automaton(jsonl)
+
+    left = {p.name for p in folder.iterdir()}
+    assert left.isdisjoint(ours)
+    assert left >= {*others, ".automaton.jsonl.dirdirdi.tmp", ".automaton.jsonl.linklink.tmp"}

@@ -1,17 +1,27 @@
-"""Policies: config validation and profiles, trims with archives, GC, history cap, events."""
+"""Policies: config validation and profiles, trims with archives, GC, history cap, events;
+trims under kill -9 and next to another writing process."""
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
 import math
 import os
+import random
+import select
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_automem import policies as policies_module
+from pytest_automem.automaton import ConcurrentWriteError
+from pytest_automem.filelock import lock_path_for
 from pytest_automem.policies import (
     DEFAULT_CONFIG,
     Event,
@@ -384,7 +394,7 @@ def test_trim_keeps_newest_max_objects_and_archives_the_rest_in_order(
 
     assert [obj["i"] for obj in trimmed] == list(range(15))
     assert [obj["i"] for obj in automaton.objects] == list(range(15, 25))
-    assert read_jsonl(tmp_path / "automaton.trimmed.jsonl") == trimmed
+    assert read_jsonl(tmp_path / "automaton.jsonl.trimmed.jsonl") == trimmed
     assert read_jsonl(tmp_path / "automaton.jsonl") == automaton.objects
     assert automaton.line_numbers == list(range(1, 11))
     assert [(e.kind, e.reason, e.count) for e in automaton.events] == [
@@ -463,8 +473,9 @@ def test_crash_during_trim_save_loses_nothing(
     assert automaton.path.read_bytes() == before
     assert [obj["id"] for obj in read_jsonl(automaton.archive_path)] == ["o0", "o1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".automaton.jsonl.lock",
         "automaton.jsonl",
-        "automaton.trimmed.jsonl",
+        "automaton.jsonl.trimmed.jsonl",
     ]
 
 
@@ -484,6 +495,237 @@ def test_failed_archive_keeps_objects_in_memory(
     assert len(automaton) == 5
     assert automaton.archive_path.read_bytes() == b""
     assert automaton.events == []
+
+
+def test_files_that_share_a_stem_trim_into_their_own_archives(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config = OptimizationConfig(max_objects=0)
+    for name in ("ev.jsonl", "ev.json", "ev"):
+        automaton = MemoryOptimizedAutomaton(tmp_path / name, config, clock=clock)
+        automaton.add({"id": f"from-{name}"})
+        automaton.trim()
+
+    for name in ("ev.jsonl", "ev.json", "ev"):
+        archive = tmp_path / f"{name}.trimmed.jsonl"
+        assert [obj["id"] for obj in read_jsonl(archive)] == [f"from-{name}"]
+    assert not (tmp_path / "ev.trimmed.jsonl").exists()
+
+
+def lock_is_held(target: Path) -> bool:
+    """Whether someone holds the lock of ``target`` (tried from a separate descriptor)."""
+    fd = os.open(lock_path_for(target), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_trim_holds_the_lock_from_the_archive_append_to_the_save(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    automaton = make_automaton(tmp_path, 5, clock, max_objects=3)
+    automaton.save()
+    seen: list[tuple[str, bool]] = []
+    append = policies_module.append_jsonl_durably
+    drop = automaton._drop_oldest
+
+    def probing_append(path: Path, objects: Any) -> int:
+        seen.append(("append", lock_is_held(automaton.path)))
+        return append(path, objects)
+
+    def probing_drop(count: int) -> list[dict[str, Any]]:
+        seen.append(("drop", lock_is_held(automaton.path)))
+        return drop(count)
+
+    monkeypatch.setattr(policies_module, "append_jsonl_durably", probing_append)
+    monkeypatch.setattr(automaton, "_drop_oldest", probing_drop)
+    automaton.trim()
+
+    assert seen == [("append", True), ("drop", True)]
+    assert not lock_is_held(automaton.path)
+
+
+def test_trim_of_a_file_another_writer_saved_writes_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    automaton = make_automaton(tmp_path, 5, clock, max_objects=3)
+    other = MemoryOptimizedAutomaton(automaton.path, clock=clock)
+    other.add({"id": "theirs"})
+    other.save()
+    file_before = automaton.path.read_bytes()
+
+    with pytest.raises(ConcurrentWriteError, match=r"automaton\.jsonl: changed on disk"):
+        automaton.trim()
+
+    assert automaton.path.read_bytes() == file_before
+    assert not automaton.archive_path.exists()
+    assert len(automaton) == 5
+    assert automaton.events == []
+
+
+def test_an_unwritable_object_is_refused_at_add_and_trims_go_on(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    automaton = make_automaton(tmp_path, 3, clock, max_objects=2)
+
+    with pytest.raises(
+        ValueError, match=r"""cannot add object 'bad-\\ud800': \["id"\] holds a lone"""
+    ):
+        automaton.add({"id": "bad-\ud800"})
+    with pytest.raises(ValueError, match=r"""cannot add object 'nan': \["v"\] is nan"""):
+        automaton.add({"id": "nan", "v": float("nan")})
+    automaton.add({"id": "good"})
+
+    assert [obj["id"] for obj in automaton.trim()] == ["o0", "o1"]
+    assert [obj["id"] for obj in read_jsonl(automaton.path)] == ["o2", "good"]
+
+
+# --- the automaton under kill -9 and next to another writer ----------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CRASH_CAP = 20
+"""Objects the crash loop's file holds; every saved version has exactly this many."""
+
+TRIM_FOREVER = """
+import sys
+from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
+
+automaton = MemoryOptimizedAutomaton(sys.argv[1], OptimizationConfig(max_objects=int(sys.argv[2])))
+number = int(automaton.objects[-1]["id"][1:]) + 1
+print("ready", flush=True)
+while True:
+    automaton.add({"id": f"o{number}", "pad": "x" * 300})
+    number += 1
+    automaton.trim()  # archives the oldest object, then saves
+    automaton.save()
+    print("round", flush=True)
+"""
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child Python that imports this checkout of the package."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def read_line(child: subprocess.Popen[str], timeout_s: float = 60.0) -> str:
+    """The child's next stdout line; fails (with its stderr) if none comes."""
+    assert child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], timeout_s)
+    line = child.stdout.readline() if ready else ""
+    if not line:
+        child.kill()
+        pytest.fail(f"child gave no line; stderr: {child.communicate(timeout=60)[1]}")
+    return line
+
+
+def numbers(lines: list[bytes]) -> list[int]:
+    """The object numbers of the lines that parse; a torn line (a kill mid-write) is skipped."""
+    found = []
+    for line in lines:
+        try:
+            found.append(int(json.loads(line)["id"][1:]))
+        except ValueError:
+            continue
+    return found
+
+
+def test_kill_9_during_saves_and_trims_loses_nothing_and_leaves_no_temp(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "automaton.jsonl"
+    path.write_text("".join(f'{{"id": "o{i}"}}\n' for i in range(CRASH_CAP)))
+    archive = tmp_path / "automaton.jsonl.trimmed.jsonl"
+    chooser = random.Random()
+    archive_before = b""
+    temps_seen = 0
+    for kill in range(20):
+        child = subprocess.Popen(
+            [sys.executable, "-c", TRIM_FOREVER, str(path), str(CRASH_CAP)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        assert read_line(child) == "ready\n"
+        for _ in range(chooser.randrange(3)):  # a few whole rounds, then a random moment
+            assert read_line(child) == "round\n"
+        time.sleep(chooser.uniform(0, 0.01))
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=60)
+        temps_seen += len(list(tmp_path.glob(".automaton.jsonl.*.tmp")))
+
+        loaded = MemoryOptimizedAutomaton(path)  # the next open: complete, or it raises
+
+        in_file = [int(obj["id"][1:]) for obj in loaded.objects]
+        first = in_file[0]
+        assert in_file == list(range(first, first + CRASH_CAP)), f"kill {kill}: torn file"
+        archived = archive.read_bytes() if archive.exists() else b""
+        assert archived.startswith(archive_before.rstrip(b"\n")), f"kill {kill}: archive cut"
+        assert set(numbers(archived.splitlines())) >= set(range(first)), f"kill {kill}: row lost"
+        left = {p.name for p in tmp_path.iterdir()}
+        assert left <= {".automaton.jsonl.lock", path.name, archive.name}, f"kill {kill}: {left}"
+        archive_before = archived
+    assert first > 0, "no trim completed in 20 runs: the loop tested nothing"
+    print(f"temp files left by the 20 kills, removed by the next open: {temps_seen}")
+
+
+APPEND_AND_TRIM = """
+import json, sys
+from pytest_automem.automaton import ConcurrentWriteError
+from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
+
+name, path, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+config = OptimizationConfig(max_objects=7)
+print("ready", flush=True)
+sys.stdin.readline()
+committed, errors = [], []
+while len(committed) < rounds:
+    automaton = MemoryOptimizedAutomaton(path, config)  # load: sees every saved row
+    new_id = f"{name}-{len(committed)}"
+    automaton.add({"id": new_id})
+    try:
+        if not automaton.trim():  # a trim saves; without one, save
+            automaton.save()
+    except ConcurrentWriteError as error:
+        errors.append(str(error))  # another writer saved since the load: load again
+        continue
+    committed.append(new_id)
+print(json.dumps({"committed": committed, "errors": errors}), flush=True)
+"""
+
+
+def test_two_processes_appending_and_trimming_lose_no_row(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPEND_AND_TRIM, name, str(path), "40"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for name in ("one", "two")
+    ]
+    for writer in writers:
+        assert read_line(writer) == "ready\n"
+    outputs = [writer.communicate("go\n", timeout=120) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], outputs
+    reports = [json.loads(out) for out, _ in outputs]
+
+    saved = [obj["id"] for obj in read_jsonl(path)]
+    archived = [obj["id"] for obj in read_jsonl(tmp_path / "events.jsonl.trimmed.jsonl")]
+    committed = [new_id for report in reports for new_id in report["committed"]]
+    assert sorted(archived + saved) == sorted(committed)  # each row once: none lost, none twice
+    assert len(saved) == 7
+    errors = [error for report in reports for error in report["errors"]]
+    assert all(error.startswith(f"{path}: changed on disk since") for error in errors)
+    print(f"{len(errors)} conflicts, each a clear error and a retry")
 
 
 # --- the automaton: history, GC, events ------------------------------------------------

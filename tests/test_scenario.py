@@ -258,7 +258,7 @@ def test_policies_trim_at_step_boundaries(monitor: MemoryMonitor, tmp_path: Path
     assert [obj["id"] for obj in automaton.objects] == ["s3-1", "s3-2", "s4-0", "s4-1", "s4-2"]
     # Over the cap after every step but the first.
     assert result.trims == steps - 1
-    archive = tmp_path / "automaton.trimmed.jsonl"
+    archive = tmp_path / "automaton.jsonl.trimmed.jsonl"
     assert archive.exists()
     archived = [json.loads(line) for line in archive.read_text().splitlines() if line]
     assert len(archived) == 3 * steps - 5
