@@ -547,7 +547,11 @@ def test_two_processes_saving_one_automaton_lose_nothing(jsonl: Path) -> None:
     ]
     for writer in writers:  # both hold their 100 objects, loaded from the same empty state
         assert writer.stdout is not None and writer.stdout.readline() == "loaded\n"
-    outputs = [writer.communicate("go\n", timeout=60) for writer in writers]
+    for writer in writers:  # then both save at once
+        assert writer.stdin is not None
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    outputs = [writer.communicate(timeout=60) for writer in writers]
 
     assert [writer.returncode for writer in writers] == [0, 0], outputs
     reports = sorted(out.splitlines()[0].partition(":")[0] for out, _ in outputs)

@@ -714,7 +714,11 @@ def test_two_processes_appending_and_trimming_lose_no_row(tmp_path: Path) -> Non
     ]
     for writer in writers:
         assert read_line(writer) == "ready\n"
-    outputs = [writer.communicate("go\n", timeout=120) for writer in writers]
+    for writer in writers:  # both start together
+        assert writer.stdin is not None
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    outputs = [writer.communicate(timeout=120) for writer in writers]
     assert [writer.returncode for writer in writers] == [0, 0], outputs
     reports = [json.loads(out) for out, _ in outputs]
 
