@@ -200,7 +200,7 @@ def _find_unwritable(value: object, where: str, active: set[int]) -> str | None:
     ``where`` is the place so far (``["v"][2]``); ``active`` holds the
     containers being walked, so a circular reference is named, not followed.
     """
-    place = where or "the object"
+    place = (where if len(where) <= 80 else where[:77] + "...") or "the object"
     if isinstance(value, str):
         return _surrogate_problem(value, place)
     if isinstance(value, float) and not math.isfinite(value):

@@ -185,6 +185,12 @@ def test_save_of_an_object_changed_after_add_names_it_and_keeps_file(jsonl: Path
             {"id": "o", "v": {(1, 2): "tuple key"}},
             """a key of ["v"] is a tuple value, which JSON cannot hold""",
         ),
+        pytest.param(
+            {"id": "big", "n": 10**5000},
+            """["n"] is an int of 16610 bits, too long to write as text""",
+            marks=NEEDS_DIGIT_LIMIT,
+            id="int-past-the-digit-limit",
+        ),
     ],
 )
 def test_add_refuses_what_cannot_be_written_naming_the_id(
@@ -210,6 +216,22 @@ def test_add_names_a_circular_reference(jsonl: Path) -> None:
         ValueError, match=r"""cannot add object 'loop': \["items"\]\[0\] contains"""
     ):
         Automaton(jsonl).add(obj)
+
+
+def test_add_names_nesting_too_deep_in_one_short_line(jsonl: Path) -> None:
+    deep: list[object] = []
+    inner = deep
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+
+    with pytest.raises(ValueError) as info:
+        Automaton(jsonl).add({"id": "deep", "v": deep})
+
+    message = str(info.value)
+    assert message.startswith("""cannot add object 'deep': ["v"][0][0]""")
+    assert message.endswith("... is nested too deeply")
+    assert len(message) < 150
 
 
 def test_strict_add_of_an_unwritable_object_keeps_its_id_free(jsonl: Path) -> None:
