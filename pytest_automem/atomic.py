@@ -74,12 +74,10 @@ def _mode_for(target: Path) -> int:
     or a stray setuid file must not turn our output into an executable that
     runs as someone else.
     """
-    try:
+    with contextlib.suppress(OSError):
         status = target.lstat()
-    except OSError:
-        return 0o666 & ~_current_umask()
-    if stat.S_ISREG(status.st_mode):
-        return status.st_mode & _PERMISSION_BITS
+        if stat.S_ISREG(status.st_mode):
+            return status.st_mode & _PERMISSION_BITS
     return 0o666 & ~_current_umask()
 
 
@@ -96,7 +94,7 @@ def _current_umask() -> int:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8) & _PERMISSION_BITS
     except (OSError, ValueError, IndexError):
-        pass
+        pass  # not Linux, or a kernel older than 4.7
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
@@ -158,7 +156,7 @@ def open_for_append_nofollow(path: str | os.PathLike[str], *, readable: bool = F
     if not _NOFOLLOW and os.path.islink(path):
         raise _unsafe(path)
     try:
-        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = os.open(path, flags, 0o666)  # not inherited by children (PEP 446)
     except OSError:
         if _is_special(path):  # ELOOP for a link, ENXIO for a FIFO without a reader
             raise _unsafe(path) from None
@@ -184,9 +182,10 @@ def _is_special(path: str | os.PathLike[str]) -> bool:
 
 
 def _unsafe(path: str | os.PathLike[str]) -> UnsafeOutputPathError:
-    what = "it is a symbolic link" if os.path.islink(path) else "it is not a regular file"
+    link = os.path.islink(path)
     return UnsafeOutputPathError(
-        errno.ELOOP if os.path.islink(path) else errno.EINVAL,
-        f"refusing to append: {what}, and pytest-automem never writes through one",
+        errno.ELOOP if link else errno.EINVAL,
+        f"refusing to append: it is {'a symbolic link' if link else 'not a regular file'}, "
+        "and pytest-automem never writes through one",
         os.fspath(path),
     )

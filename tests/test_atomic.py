@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import resident_block
 
-from pytest_automem import snapshots
+from pytest_automem import atomic, snapshots
 from pytest_automem.atomic import (
     UnsafeOutputPathError,
     atomic_write_text,
@@ -163,6 +163,17 @@ def test_append_refuses_a_link_and_names_the_path(tmp_path: Path, setuid_target:
         open_for_append_nofollow(link)
     assert info.value.filename == str(link)
     assert str(link) in str(info.value)
+    _assert_target_untouched(setuid_target)
+
+
+def test_append_refuses_a_link_where_the_os_has_no_nofollow(
+    tmp_path: Path, setuid_target: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "_NOFOLLOW", 0)  # as on Windows
+    link = tmp_path / "archive.jsonl"
+    link.symlink_to(setuid_target)
+    with pytest.raises(UnsafeOutputPathError, match="symbolic link"):
+        open_for_append_nofollow(link)
     _assert_target_untouched(setuid_target)
 
 
