@@ -2,18 +2,37 @@
 
 A reader (or a crash) sees either the old file or the new one, never half of
 each.  Every file the product writes for a user goes through here.
+
+Links at an output path are never written through.  A replace renames the
+new file over the link itself (``rename`` does not follow a final link), so
+the link's target is neither opened nor changed, and the new file's mode is
+read with ``lstat``: a link has no mode of its own that we would want, so
+the new file gets the mode of a new file.  Appends go through
+:func:`open_for_append_nofollow`, which refuses a link.  No write ever
+copies the setuid, setgid or sticky bit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write_lines", "atomic_write_text", "atomic_writer"]
+__all__ = [
+    "UnsafeOutputPathError",
+    "atomic_write_lines",
+    "atomic_write_text",
+    "atomic_writer",
+    "open_for_append_nofollow",
+]
+
+#: Permission bits a written file may carry: never setuid, setgid or sticky.
+_PERMISSION_BITS = 0o777
 
 
 @contextlib.contextmanager
@@ -45,17 +64,40 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
 
 
 def _mode_for(target: Path) -> int:
-    """Keep an existing file's mode; give a new one the usual umask'd 0o666.
+    """The mode for the file that replaces ``target``.
 
-    ``mkstemp`` creates 0o600 files, which would silently make a user's
-    report unreadable to the CI user that uploads it.
+    An existing regular file keeps its permission bits, so a user's report
+    stays readable to the CI user that uploads it (``mkstemp`` creates
+    0o600 files).  Anything else, a link included (read with ``lstat``, so a
+    link's target is never looked at), gets a new file's ``0o666`` less the
+    umask.  Setuid, setgid and sticky bits are never copied: a planted link
+    or a stray setuid file must not turn our output into an executable that
+    runs as someone else.
+    """
+    with contextlib.suppress(OSError):
+        status = target.lstat()
+        if stat.S_ISREG(status.st_mode):
+            return status.st_mode & _PERMISSION_BITS
+    return 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it, which for a moment lets
+    another thread create files with no umask at all; Linux reports it in
+    ``/proc/self/status`` instead.
     """
     try:
-        return target.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & _PERMISSION_BITS
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux, or a kernel older than 4.7
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -117,3 +159,66 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
+
+
+class UnsafeOutputPathError(OSError):
+    """An output path we refuse to append to: a symbolic link, or not a regular file."""
+
+
+#: Where the OS lacks them (Windows), a link is checked with ``lstat`` just
+#: before opening instead, which a racing writer could defeat.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def open_for_append_nofollow(path: str | os.PathLike[str], *, readable: bool = False) -> int:
+    """Open ``path`` for appending (created ``0o666`` less the umask if missing); return the fd.
+
+    Appends are not atomic replaces: they write into whatever the path
+    names.  So a symbolic link there is refused (``O_NOFOLLOW``) rather
+    than followed, which would let a planted link make us write rows into
+    any file we can write; and so is anything but a regular file (a FIFO
+    is opened without blocking, so it cannot stall us first).  Both raise
+    :class:`UnsafeOutputPathError` naming ``path``.  Links in the folders
+    above ``path`` are followed: those are the user's choice of place.
+    ``readable`` opens the file for reading too (``O_RDWR``).  The caller
+    owns the descriptor (``os.fdopen`` it, or ``os.close`` it).
+    """
+    access = os.O_RDWR if readable else os.O_WRONLY
+    flags = access | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _NONBLOCK | getattr(os, "O_BINARY", 0)
+    if not _NOFOLLOW and os.path.islink(path):
+        raise _unsafe(path)
+    try:
+        fd = os.open(path, flags, 0o666)  # not inherited by children (PEP 446)
+    except OSError:
+        if _is_special(path):  # ELOOP for a link, ENXIO for a FIFO without a reader
+            raise _unsafe(path) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _unsafe(path)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _is_special(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists as something other than a regular file or a folder."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _unsafe(path: str | os.PathLike[str]) -> UnsafeOutputPathError:
+    link = os.path.islink(path)
+    return UnsafeOutputPathError(
+        errno.ELOOP if link else errno.EINVAL,
+        f"refusing to append: it is {'a symbolic link' if link else 'not a regular file'}, "
+        "and pytest-automem never writes through one",
+        os.fspath(path),
+    )

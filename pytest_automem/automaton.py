@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .atomic import atomic_write_lines, remove_stale_temps
+from .atomic import atomic_write_lines, open_for_append_nofollow, remove_stale_temps
 from .filelock import LOCKING_AVAILABLE, HeldLock, exclusive_lock, shared_lock
 
 __all__ = [
@@ -315,8 +315,7 @@ def append_jsonl_durably(path: Path, objects: Iterable[JsonObject]) -> int:
     new archive becomes durable with the atomic save that follows every trim
     (it fsyncs the same folder).
     """
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags, 0o666)
+    fd = open_for_append_nofollow(path, readable=True)  # a planted link is refused
     try:
         start = os.fstat(fd).st_size
         appender = _Appender(fd)

@@ -10,6 +10,13 @@ measured; every further line is one sample::
 ``t_ms`` counts from the window's first sample.  Files are written atomically
 and old ones are pruned (keep the newest N) so a long CI job cannot fill its
 disk with snapshots — the original guide's "old snapshots cleaned up".
+
+Pruning touches only regular files whose whole name is one this module
+writes (:func:`is_snapshot_name`), and orders them by the time in their
+name, not by their mtime: a copy, an artifact download or a checkout
+resets mtimes, while the name keeps the moment the window was written
+(UTC, to the microsecond).  A user's ``snapshot-0-baseline.jsonl`` is
+never ours to delete.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import datetime as _dt
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +40,7 @@ __all__ = [
     "Snapshot",
     "SnapshotFormatError",
     "cleanup_snapshots",
+    "is_snapshot_name",
     "list_snapshots",
     "read_snapshot",
     "write_snapshot",
@@ -42,6 +51,14 @@ DEFAULT_KEEP = 50
 _PREFIX = "snapshot-"
 _SUFFIX = ".jsonl"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_LABEL_CHARS = 80
+_TIME_FORMAT = "%Y%m%dT%H%M%S.%f"
+#: Exactly the names :func:`_file_name` gives: time, pid, sanitised label.
+_NAME = re.compile(
+    rf"{_PREFIX}(?P<time>\d{{8}}T\d{{6}}\.\d{{6}})-(?P<pid>\d+)-"
+    rf"(?P<label>[A-Za-z0-9_.-]{{1,{_LABEL_CHARS}}})"
+    rf"{re.escape(_SUFFIX)}"
+)
 
 
 class SnapshotFormatError(ValueError):
@@ -60,8 +77,24 @@ class Snapshot:
 
 
 def _file_name(label: str, now: _dt.datetime, pid: int) -> str:
-    safe = _UNSAFE.sub("_", label).strip("_")[:80] or "window"
-    return f"{_PREFIX}{now.strftime('%Y%m%dT%H%M%S.%f')}-{pid}-{safe}{_SUFFIX}"
+    safe = _UNSAFE.sub("_", label).strip("_")[:_LABEL_CHARS] or "window"
+    return f"{_PREFIX}{now.strftime(_TIME_FORMAT)}-{pid}-{safe}{_SUFFIX}"
+
+
+def _written_at(name: str) -> _dt.datetime | None:
+    """The time in a name :func:`_file_name` gave, or None for any other name."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        return _dt.datetime.strptime(match["time"], _TIME_FORMAT)
+    except ValueError:  # digits in the right places, but no date (month 13)
+        return None
+
+
+def is_snapshot_name(name: str) -> bool:
+    """Whether ``name`` is exactly a name :func:`write_snapshot` gives its files."""
+    return _written_at(name) is not None
 
 
 def write_snapshot(
@@ -73,8 +106,15 @@ def write_snapshot(
 ) -> Path:
     """Write ``result`` as a snapshot file in ``folder``; prune to ``keep`` files.
 
-    ``keep=None`` keeps everything.  Returns the path written.
+    The file just written is always one of the ``keep`` (at least 1), even
+    if the clock went back and older names look newer: the path returned
+    exists.  ``keep=None`` keeps everything.
     """
+    if keep is not None and keep < 1:
+        raise ValueError(
+            f"invalid snapshot keep count {keep}: must be >= 1 (the file just written is "
+            "kept), or None to keep every file"
+        )
     now = _dt.datetime.now(_dt.timezone.utc)
     path = Path(folder) / _file_name(label, now, result.pid)
     header = {
@@ -91,7 +131,7 @@ def write_snapshot(
         for line in _sample_lines(result):
             handle.write(line)
     if keep is not None:
-        cleanup_snapshots(folder, keep=keep)
+        _prune([p for p in list_snapshots(folder) if p.name != path.name], keep - 1)
     return path
 
 
@@ -111,26 +151,48 @@ def _sample_lines(result: WindowResult) -> Iterator[str]:
 
 
 def list_snapshots(folder: str | os.PathLike[str]) -> list[Path]:
-    """Snapshot files in ``folder``, oldest first (names sort by time)."""
+    """Our snapshot files in ``folder``, oldest first by the time in their names.
+
+    Only regular files named exactly as :func:`write_snapshot` names them
+    count; links, folders and other ``snapshot-*.jsonl`` files are not ours.
+    """
     base = Path(folder)
     if not base.is_dir():
         return []
-    return sorted(
-        p for p in base.iterdir() if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX)
-    )
+    dated = []
+    for path in base.iterdir():
+        written_at = _written_at(path.name)
+        if written_at is not None and _is_regular_file(path):
+            dated.append((written_at, path.name, path))
+    return [path for _, _, path in sorted(dated)]
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:  # pruned by another writer while we looked
+        return False
 
 
 def cleanup_snapshots(folder: str | os.PathLike[str], *, keep: int = DEFAULT_KEEP) -> list[Path]:
-    """Delete all but the newest ``keep`` snapshot files; return what was deleted."""
+    """Delete all but the newest ``keep`` of our snapshot files; return what was deleted.
+
+    Only files :func:`list_snapshots` lists are candidates.  ``keep=0``
+    deletes every one of them: this is an explicit clean-up, with no file
+    just written to protect (:func:`write_snapshot` needs ``keep >= 1``).
+    """
     if keep < 0:
         raise ValueError(f"invalid snapshot keep count {keep}: must be >= 0")
-    files = list_snapshots(folder)
-    doomed = files[: max(0, len(files) - keep)]
+    return _prune(list_snapshots(folder), keep)
+
+
+def _prune(files: list[Path], keep: int) -> list[Path]:
+    """Delete all but the last ``keep`` of ``files`` (oldest first); return what went."""
     removed = []
-    for path in doomed:
+    for path in files[: max(0, len(files) - keep)]:
         try:
             path.unlink()
-        except FileNotFoundError:
+        except FileNotFoundError:  # another writer pruned it first
             continue
         removed.append(path)
     return removed

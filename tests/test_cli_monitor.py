@@ -581,7 +581,9 @@ def test_in_process_neither_command_nor_pid(capsys: pytest.CaptureFixture[str]) 
 def test_in_process_keep_negative(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["monitor", "--keep", "-1", "--", "definitely-not-a-command-xyz"]) == 2
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == ["automem monitor: error: --keep -1: must be >= 0"]
+    assert captured.err.splitlines() == [
+        "automem monitor: error: --keep -1: must be at least 1 (the newest snapshot is kept)"
+    ]
 
 
 def test_in_process_no_such_pid(capsys: pytest.CaptureFixture[str]) -> None:

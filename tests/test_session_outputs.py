@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pytest_automem.records import RecordStore
 from pytest_automem.report.session_outputs import (
@@ -72,10 +75,70 @@ def test_report_files_only_for_failures(tmp_path: Path) -> None:
     assert "memory report" in text
 
 
-def test_report_file_names_are_safe_and_bounded() -> None:
-    assert report_file_name("tests/a b.py::test[x/y]") == "tests_a_b.py_test_x_y.txt"
-    assert len(report_file_name("x" * 500)) <= 154
-    assert report_file_name("///") == "test.txt"
+#: Node ids that collided when names were the sanitised id cut to 150 characters.
+COLLIDING_IDS = [
+    "t.py::test_c[a/b]",
+    "t.py::test_c[a?b]",
+    "t.py::test_c[" + "x" * 200 + "1]",
+    "t.py::test_c[" + "x" * 200 + "2]",
+    "t.py::test_Case",
+    "t.py::test_case",  # the same file as the one above where case does not count
+]
+#: Ids with everything a file name cannot hold on Linux, macOS or Windows.
+HOSTILE_IDS = [
+    "x" * 500,
+    "///",
+    "..",
+    ".hidden/t.py::a",
+    "aux.py::test",
+    "CON.txt",
+    "nul",
+    't.py::test[a:b*c?d|e<f>g"h\\i]',
+    "t.py::test[trailing. ]",
+    "t.py::test[\ud800]",
+    "t.py::test[🧠]",
+    "t.py::test[\x00\x1b\n]",
+    "",
+]
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*-[0-9a-f]{16}\.txt")
+WINDOWS_DEVICES = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"{d}{n}" for d in ("com", "lpt") for n in range(10)),
+}
+
+
+def test_report_file_names_are_unique_per_node_id() -> None:
+    names = [report_file_name(nodeid) for nodeid in COLLIDING_IDS]
+    assert len({name.lower() for name in names}) == len(COLLIDING_IDS)
+
+
+def test_report_file_names_are_readable_and_the_same_in_every_run() -> None:
+    # A literal, not a recomputation: the name must not depend on the run.
+    assert (
+        report_file_name("tests/a b.py::test[x/y]") == "tests_a_b.py_test_x_y-99d8d40d75757ee4.txt"
+    )
+    assert report_file_name("///") == "test-732c4e9711639ed1.txt"
+
+
+@pytest.mark.parametrize("nodeid", HOSTILE_IDS + COLLIDING_IDS)
+def test_report_file_names_are_safe_and_bounded(nodeid: str) -> None:
+    name = report_file_name(nodeid)
+    assert SAFE_NAME.fullmatch(name), name
+    assert len(name) <= 101
+    assert name.split(".", 1)[0].lower() not in WINDOWS_DEVICES
+
+
+def test_colliding_ids_get_a_report_file_each(tmp_path: Path) -> None:
+    failed = RECORDS["t.py::big"]
+    records = {nodeid: dict(failed, message=f"message of {nodeid}") for nodeid in COLLIDING_IDS}
+    written = write_report_files(tmp_path, records)
+    assert len(set(written.values())) == len(COLLIDING_IDS)
+    assert len(list(tmp_path.iterdir())) == len(COLLIDING_IDS)
+    for nodeid, path in written.items():
+        assert path.read_text().startswith(f"{nodeid}\nmessage of {nodeid}\n")
 
 
 def test_junit_attachment_sets_the_message_only_for_memory_failures(tmp_path: Path) -> None:

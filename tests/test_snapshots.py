@@ -1,19 +1,26 @@
-"""Snapshot files: written atomically, read back, pruned to the newest N."""
+"""Snapshot files: written atomically, read back, pruned to the newest N of our own."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import NESTED_TOO_DEEP, resident_block
+from helpers import NESTED_TOO_DEEP, assert_input_error, resident_block
 
 from pytest_automem.monitor import MemoryMonitor
 from pytest_automem.pressure import PressureLevel, PressureThresholds
 from pytest_automem.snapshots import (
     SnapshotFormatError,
+    _file_name,
     cleanup_snapshots,
+    is_snapshot_name,
     list_snapshots,
     read_snapshot,
     write_snapshot,
@@ -62,6 +69,136 @@ def test_cleanup_keeps_newest(tmp_path: Path, monitor: MemoryMonitor) -> None:
     assert (tmp_path / "unrelated.txt").exists()
     with pytest.raises(ValueError, match="keep"):
         cleanup_snapshots(tmp_path, keep=-1)
+
+
+#: What a user may keep beside our snapshots: named like them, but not ours.
+NOT_OURS = [
+    "snapshot-0-baseline.jsonl",
+    "snapshot-zzz.jsonl",
+    "snapshot-20261125T153012.123456-4242-w0.jsonl.bak",
+    "snapshot-20261325T153012.123456-4242-w0.jsonl",  # month 13
+    "snapshot-20261125T153012-4242-w0.jsonl",  # no microseconds
+    "snapshot-20261125T153012.123456-4242-.jsonl",  # no label
+    "snapshot-20261125T153012.123456-pid-w0.jsonl",
+    "snapshot-20261125T153012.123456-4242-" + "x" * 81 + ".jsonl",
+    "snapshot-20261125T153012.123456-4242-a b.jsonl",
+    "Snapshot-20261125T153012.123456-4242-w0.jsonl",
+]
+
+
+@pytest.mark.parametrize("name", NOT_OURS)
+def test_names_not_ours(name: str) -> None:
+    assert not is_snapshot_name(name)
+
+
+@pytest.mark.parametrize("label", ["w0", "", "___", "x" * 200, "🧠", "tests/t.py::test[a b]", "-."])
+def test_every_name_we_write_is_ours(label: str) -> None:
+    now = dt.datetime(2026, 12, 5, 13, 0, 0, 1, tzinfo=dt.timezone.utc)
+    assert is_snapshot_name(_file_name(label, now, 4242))
+
+
+def _ours(folder: Path, when: str, label: str = "w0", pid: int = 4242) -> Path:
+    path = folder / f"snapshot-{when}-{pid}-{label}.jsonl"
+    path.write_text('{"kind": "window"}\n')
+    return path
+
+
+def test_pruning_leaves_what_is_not_ours(tmp_path: Path, monitor: MemoryMonitor) -> None:
+    for name in NOT_OURS:
+        (tmp_path / name).write_text("the user's\n")
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text("the user's\n")
+    link = tmp_path / "snapshot-20200101T000000.000000-1-link.jsonl"
+    link.symlink_to(elsewhere)
+    folder_like_ours = tmp_path / "snapshot-20200101T000000.000000-1-dir.jsonl"
+    folder_like_ours.mkdir()
+    old = _ours(tmp_path, "20200101T000000.000000")
+    result = _window(monitor, hold_s=0.0)
+    written = [write_snapshot(result, tmp_path, label=f"w{i}", keep=1) for i in range(3)]
+    assert list_snapshots(tmp_path) == [written[-1]]
+    assert not old.exists()
+    for name in NOT_OURS:
+        assert (tmp_path / name).read_text() == "the user's\n", name
+    assert link.is_symlink() and elsewhere.read_text() == "the user's\n"
+    assert folder_like_ours.is_dir()
+    assert cleanup_snapshots(tmp_path, keep=0) == [written[-1]]
+    assert len(list(tmp_path.iterdir())) == len(NOT_OURS) + 3
+
+
+def test_newest_by_the_time_in_the_name_not_by_mtime(tmp_path: Path) -> None:
+    # A copy or an artifact download resets mtimes; the name keeps the time written.
+    older = _ours(tmp_path, "20261205T120000.000009", pid=99999)
+    newer = _ours(tmp_path, "20261205T120000.000010", pid=1)
+    os.utime(older, (2_000_000_000, 2_000_000_000))
+    os.utime(newer, (1_000_000_000, 1_000_000_000))
+    assert list_snapshots(tmp_path) == [older, newer]
+    assert cleanup_snapshots(tmp_path, keep=1) == [older]
+    assert list_snapshots(tmp_path) == [newer]
+
+
+def test_the_file_just_written_is_kept_even_if_a_name_looks_newer(
+    tmp_path: Path, monitor: MemoryMonitor
+) -> None:
+    # The clock went back, or another machine wrote here: the path returned exists.
+    future = _ours(tmp_path, "20991231T235959.999999")
+    written = write_snapshot(_window(monitor, hold_s=0.0), tmp_path, keep=1)
+    assert written.exists()
+    assert not future.exists()
+    assert list_snapshots(tmp_path) == [written]
+
+
+def test_write_snapshot_refuses_to_keep_nothing(tmp_path: Path, monitor: MemoryMonitor) -> None:
+    result = _window(monitor, hold_s=0.0)
+    with pytest.raises(ValueError, match="keep count 0: must be >= 1"):
+        write_snapshot(result, tmp_path, keep=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _automem_monitor(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_automem", "monitor", "--every", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("keep", ["0", "-1"])
+def test_monitor_keep_below_one_is_a_usage_error(tmp_path: Path, keep: str) -> None:
+    snaps = tmp_path / "snaps"
+    command = [sys.executable, "-c", "pass"]
+    result = _automem_monitor("--snapshots", str(snaps), "--keep", keep, "--", *command)
+    assert "at least 1" in assert_input_error(result, f"--keep {keep}")
+    assert not snaps.exists()
+
+
+@pytest.fixture
+def sleeping_child() -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield child
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+
+
+def test_monitor_summary_says_how_many_snapshots_are_kept(
+    tmp_path: Path, sleeping_child: subprocess.Popen[bytes]
+) -> None:
+    # Watched by --pid until --duration, so no exit of the command races a rotation.
+    snaps, out = tmp_path / "snaps", tmp_path / "summary.json"
+    result = _automem_monitor(
+        "--pid", str(sleeping_child.pid), "--duration", "500ms", "--snapshots", str(snaps),
+        "--snapshot-every", "100ms", "--keep", "1", "--json", str(out),
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    summary = json.loads(out.read_text())
+    windows = len(summary["windows"])
+    assert windows >= 2
+    assert summary["snapshots_kept"] == 1
+    assert f"  snapshots: {snaps} ({windows} windows), newest 1 kept\n" in result.stdout
+    assert len(list_snapshots(snaps)) == 1
 
 
 @pytest.mark.parametrize(

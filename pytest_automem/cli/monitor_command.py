@@ -210,7 +210,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--keep",
         type=int,
         default=DEFAULT_KEEP,
-        help=f"snapshot files to keep, newest first (default {DEFAULT_KEEP})",
+        help=f"snapshot files to keep, newest first, at least 1 (default {DEFAULT_KEEP})",
     )
     parser.add_argument("--json", type=Path, help="write the summary as JSON to this file")
     parser.add_argument(
@@ -233,8 +233,8 @@ def _command_of(args: argparse.Namespace) -> list[str]:
         command = command[1:]
     if bool(command) == (args.pid is not None):
         raise InputError("give either a command after -- or --pid PID (exactly one)")
-    if args.keep < 0:
-        raise InputError(f"--keep {args.keep}: must be >= 0")
+    if args.keep < 1:
+        raise InputError(f"--keep {args.keep}: must be at least 1 (the newest snapshot is kept)")
     if args.snapshot_every is not None and args.snapshot_every <= 0:
         raise InputError("--snapshot-every: must be a positive duration")
     return command
@@ -468,6 +468,7 @@ def _summary(
         "max_pressure": max_pressure.name,
         "thresholds_bytes": list(args.thresholds.boundaries()),
         "snapshots": str(args.snapshots) if args.snapshots else None,
+        "snapshots_kept": args.keep if args.snapshots else None,
         "findings": findings,
         "notes": _notes(args, peak),
         "windows": [r.to_dict() for r in results],
@@ -538,5 +539,10 @@ def _render_windows(summary: dict[str, Any], windows: list[dict[str, Any]]) -> l
     if last["rate_bytes_per_s"] is not None:
         lines.insert(2, f"  growth rate {format_rate(last['rate_bytes_per_s'])} (last window)")
     if summary["snapshots"]:
-        lines.append(f"  snapshots: {summary['snapshots']} ({len(windows)} windows)")
+        pruned = (
+            f", newest {summary['snapshots_kept']} kept"
+            if len(windows) > summary["snapshots_kept"]
+            else ""
+        )
+        lines.append(f"  snapshots: {summary['snapshots']} ({len(windows)} windows){pruned}")
     return lines

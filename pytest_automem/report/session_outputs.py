@@ -7,6 +7,7 @@ read, and are kept apart so each can be tested without a pytest session.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -34,6 +35,10 @@ _PEAKS_TABLE_HEAD = [
     "|---|---|---|---|",
 ]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Names Windows keeps for devices, whatever extension follows their first dot.
+_WINDOWS_DEVICE = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])\.")
+_READABLE_CHARS = 80
+_HASH_CHARS = 16
 
 
 def junit_attachment(
@@ -76,8 +81,22 @@ def _plural(count: int, noun: str) -> str:
 
 
 def report_file_name(nodeid: str) -> str:
-    """A file name for a test's report: readable, safe, unique enough."""
-    return (_SAFE_NAME.sub("_", nodeid).strip("_") or "test")[:150] + ".txt"
+    """A file name for a test's report, unique per node id and the same in every run.
+
+    The node id cut down to a readable prefix would not do: ``test_c[a/b]``
+    and ``test_c[a?b]`` both sanitise to ``test_c_a_b``, and long ids share
+    their first characters, so one report overwrote another and two JUnit
+    attachments named one file.  A hash of the whole id (SHA-256, 16 hex
+    digits) tells them apart, also where case does not (macOS, Windows).
+    The prefix keeps letters, digits, ``_``, ``.`` and ``-`` only, never
+    starts with a dot or names a Windows device, and the whole name is at
+    most 101 characters.
+    """
+    digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()
+    readable = _SAFE_NAME.sub("_", nodeid).strip("_.-")[:_READABLE_CHARS].rstrip("_.-")
+    if _WINDOWS_DEVICE.match(readable):
+        readable = f"_{readable}"
+    return f"{readable or 'test'}-{digest[:_HASH_CHARS]}.txt"
 
 
 def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict[str, Path]:
@@ -139,6 +158,13 @@ def _html(text: str) -> str:
 
 
 def append_step_summary(path: str | os.PathLike[str], markdown: str) -> None:
-    """Append to the CI's summary file, as GitHub's protocol asks (it owns the file)."""
-    with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
+    """Append to the CI's summary file, as GitHub's protocol asks (it owns the file).
+
+    A link at ``path`` is refused rather than followed (see
+    :func:`~pytest_automem.atomic.open_for_append_nofollow`).
+    """
+    from ..atomic import open_for_append_nofollow
+
+    fd = open_for_append_nofollow(path)
+    with os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(markdown)

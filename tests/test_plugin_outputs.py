@@ -1,0 +1,59 @@
+"""The plugin's report files end to end: one file per failed test, whatever its id.
+
+A real inner session in a subprocess (as in ``test_plugin.py``): the report
+files and the JUnit attachments that point at them are written at its end.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from helpers import INNER_ALLOC
+
+pytest_plugins = ["pytester"]
+
+LONG = "x" * 200
+
+
+def test_colliding_node_ids_get_a_report_file_and_an_attachment_each(
+    pytester: pytest.Pytester,
+) -> None:
+    # These ids sanitise to one name ("a/b", "a?b") or share their first 150
+    # characters (the two long ones): they once shared one report file.
+    pytester.makepyfile(alloc=INNER_ALLOC)
+    pytester.makepyfile(
+        test_c=f"""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.parametrize("case", ["a/b", "a?b", "{LONG}1", "{LONG}2"])
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_c(case):
+            spike(40 * MB)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly",
+        "--junitxml=junit.xml", "--automem-report-dir=reports",
+        timeout=120,
+    )  # fmt: skip
+    result.assert_outcomes(failed=4)
+    nodeids = {f"test_c.py::test_c[{case}]" for case in ("a/b", "a?b", f"{LONG}1", f"{LONG}2")}
+
+    reports = sorted((pytester.path / "reports").iterdir())
+    assert len(reports) == 4
+    assert {path.read_text().splitlines()[0] for path in reports} == nodeids
+
+    attachments = {}
+    for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase"):
+        text = case.findtext("system-out") or ""
+        assert text.count("[[ATTACHMENT|") == 1, text
+        attachments[f"test_c.py::{case.get('name')}"] = Path(
+            text.split("[[ATTACHMENT|", 1)[1].split("]]", 1)[0]
+        )
+    assert set(attachments) == nodeids
+    assert len(set(attachments.values())) == 4
+    for nodeid, path in attachments.items():
+        assert path.read_text().splitlines()[0] == nodeid
