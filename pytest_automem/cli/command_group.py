@@ -153,7 +153,8 @@ class CommandGroup:
         return list(found.values())
 
     def _signal_leftovers(self, signum: int) -> None:
-        self.signal(signum)
+        """Signal each leftover by pid, not the group: a group whose last member
+        is gone may lend its number to a stranger's group."""
         for process in self._leftovers():
             with contextlib.suppress(psutil.Error):
                 process.send_signal(signum)

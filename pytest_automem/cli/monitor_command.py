@@ -373,8 +373,8 @@ def run(args: argparse.Namespace) -> int:
             mark.close()
             if spawned is not None:
                 _finish(spawned, watched, _grace_s(args))
-    summary = _summary(args, command, pid, results, watched, mark.highest_bytes)
-    return _report(args, summary)
+        summary = _summary(args, command, pid, results, watched, mark.highest_bytes)
+        return _report(args, summary)  # a signal now is noted, and the report still made
 
 
 def _finish(spawned: Spawned, watched: Watched | None, grace_s: float) -> None:
@@ -412,11 +412,12 @@ def _report(args: argparse.Namespace, summary: dict[str, Any]) -> int:
     except BrokenPipeError:
         redirect_stdout_to_devnull()
     if summary["internal_error"] is not None:
-        print(
-            f"automem monitor: internal error: {summary['internal_error']} "
-            "(the summary covers what was measured until then)",
-            file=sys.stderr,
-        )
+        with contextlib.suppress(BrokenPipeError):
+            print(
+                f"automem monitor: internal error: {summary['internal_error']} "
+                "(the summary covers what was measured until then)",
+                file=sys.stderr,
+            )
     return int(summary["monitor_exit_code"])
 
 
@@ -512,12 +513,13 @@ def _watch(
         now = time.monotonic()
         mark.read()
         try:
-            watched = _ended(monitor, spawned, started, now, args.duration)
+            duration_s = None if stop is not None else args.duration  # a stop goes on
+            watched = _ended(monitor, spawned, started, now, duration_s)
             if watched is None and monitor is not None:
                 _check_sampler(monitor)
                 if window and next_live is not None and now >= next_live:
-                    _print_live(window, now - started)
-                    next_live += args.every
+                    printed = _print_live(window, now - started)
+                    next_live = next_live + args.every if printed else None
                 if next_rotate is not None and now >= next_rotate:
                     if window is not None:
                         results.append(_close(args, window, len(results)))
@@ -631,18 +633,26 @@ def _ended(
     return None
 
 
-def _print_live(window: MeasurementWindow, elapsed_s: float) -> None:
+def _print_live(window: MeasurementWindow, elapsed_s: float) -> bool:
+    """Print a live line on stderr; False once nobody reads it (``2>&1 | head``).
+
+    A closed stderr ends the live lines, not the watch: the command goes on.
+    """
     try:
         current = window.current_rss_bytes()
         peak = window.peak_rss_bytes()
     except ProcessGoneError:
-        return
-    print(
-        f"[automem] {elapsed_s:7.1f}s  rss {format_size(current):>9}  peak {format_size(peak):>9}  "
-        f"pressure {window.pressure().name}",
-        file=sys.stderr,
-        flush=True,
-    )
+        return True
+    try:
+        print(
+            f"[automem] {elapsed_s:7.1f}s  rss {format_size(current):>9}  "
+            f"peak {format_size(peak):>9}  pressure {window.pressure().name}",
+            file=sys.stderr,
+            flush=True,
+        )
+    except BrokenPipeError:
+        return False
+    return True
 
 
 def _close(
