@@ -128,7 +128,8 @@ class StopCause:
 
 @dataclass(frozen=True)
 class Stop:
-    """A stop under way: the group was sent ``cause.signum``; SIGKILL at ``deadline``."""
+    """A stop under way: the group was sent ``cause.signum``; SIGKILL at ``deadline``,
+    or as soon as we receive more than ``signals_seen`` signals."""
 
     cause: StopCause
     deadline: float
@@ -567,7 +568,9 @@ def _advance_stop(
         if spawned is None:
             return None, Watched(None, cause.text, stopped_by=cause)
         spawned.group.signal(cause.signum)
-        return Stop(cause, now + _grace_s(args), len(signals.received)), None
+        # The signal that began the stop is not a second one; any other is.
+        began_by_signal = cause.signum in signals.received[:1]
+        return Stop(cause, now + _grace_s(args), 1 if began_by_signal else 0), None
     overdue = now >= stop.deadline or len(signals.received) > stop.signals_seen
     if overdue and not stop.killed and spawned is not None:
         spawned.group.signal(signal.SIGKILL)
