@@ -804,13 +804,13 @@ def test_stop_signal_forwarded_and_command_saves_its_state(
 def test_timeout_stops_the_command_gracefully_and_exits_124(tmp_path: Path, token: str) -> None:
     ready, state, out = tmp_path / "ready", tmp_path / "state", tmp_path / "summary.json"
     monitor = start_monitor(
-        token, "--every", "0", "--timeout", "300ms", "--json", str(out),
+        token, "--every", "0", "--timeout", "1s", "--json", str(out),
         "--", sys.executable, "-c", SAVES_STATE_ON_STOP, str(ready), str(state),
     )  # fmt: skip
     stdout, _ = finish(monitor)
     assert monitor.returncode == 124, stdout
     assert wait_for_file(state) == "SIGTERM"
-    assert "--timeout 300.00 ms reached, SIGTERM sent" in stdout
+    assert "--timeout 1.00 s reached, SIGTERM sent" in stdout
     summary = json.loads(out.read_text(encoding="utf-8"))
     assert (summary["stopped_by"], summary["exit_code"]) == ("--timeout", 0)
     assert left_behind(token) == []
@@ -820,11 +820,13 @@ def test_grace_over_kills_the_whole_group(tmp_path: Path, token: str) -> None:
     # The tree ignores SIGTERM: after --grace, SIGKILL takes all of it.
     ready, out = tmp_path / "ready", tmp_path / "summary.json"
     monitor = start_monitor(
-        token, "--every", "0", "--timeout", "200ms", "--grace", "300ms", "--json", str(out),
+        token, "--every", "0", "--grace", "300ms", "--json", str(out),
         "--", sys.executable, "-c", TREE, str(ready), "SIGTERM",
     )  # fmt: skip
+    wait_for_file(ready, monitor)
+    monitor.terminate()
     stdout, _ = finish(monitor)
-    assert monitor.returncode == 124, stdout
+    assert monitor.returncode == 143, stdout
     assert "SIGKILL after the 300.00 ms grace; command killed by SIGKILL" in stdout
     summary = json.loads(out.read_text(encoding="utf-8"))
     assert summary["killed_after_grace"] is True
