@@ -710,24 +710,54 @@ time.sleep(120)
 """
 
 
-def start_monitor(token: str, *args: str) -> subprocess.Popen[str]:
-    """``automem monitor ARGS`` in a session of its own, marked with ``token``."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest_automem", "monitor", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, TOKEN_VARIABLE: token},
-        start_new_session=True,
-    )
+class MonitorRun:
+    """``automem monitor ARGS`` in a session of its own, its processes marked with a token.
+
+    Its output goes to files, not pipes: a command left running (or a
+    process left behind by a bug) holds on to what it inherited, and a pipe
+    would not reach end-of-file before it exits.
+    """
+
+    def __init__(self, token: str, folder: Path, *args: str) -> None:
+        self._stdout, self._stderr = folder / "monitor.stdout", folder / "monitor.stderr"
+        with open(self._stdout, "w") as stdout, open(self._stderr, "w") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pytest_automem", "monitor", *args],
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, TOKEN_VARIABLE: token},
+                start_new_session=True,
+            )
+        self.pid = self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def output(self) -> tuple[str, str]:
+        """What the run printed so far: stdout, stderr."""
+        return self._stdout.read_text("utf-8"), self._stderr.read_text("utf-8")
+
+    def ended(self) -> bool:
+        return self.process.poll() is not None
+
+    def finish(self) -> tuple[str, str]:
+        """Wait for the monitor to end; its stdout and stderr, with no traceback."""
+        self.process.wait(timeout=TIMEOUT_S)
+        stdout, stderr = self.output()
+        assert "Traceback" not in stderr, stderr
+        return stdout, stderr
 
 
-def wait_for_file(path: Path, monitor: subprocess.Popen[str] | None = None) -> str:
+def wait_for_file(path: Path, monitor: MonitorRun | None = None) -> str:
     """The text of ``path`` once it exists (generous deadline: this only stops a hang)."""
     deadline = time.monotonic() + TIMEOUT_S
     while not path.exists():
-        if monitor is not None and monitor.poll() is not None:
-            raise AssertionError(f"the monitor ended early: {monitor.communicate()}")
+        if monitor is not None and monitor.ended():
+            raise AssertionError(f"the monitor ended early: {monitor.output()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} never appeared")
         time.sleep(0.01)
@@ -768,12 +798,6 @@ def token() -> Iterator[str]:
                 process.kill()
 
 
-def finish(monitor: subprocess.Popen[str]) -> tuple[str, str]:
-    stdout, stderr = monitor.communicate(timeout=TIMEOUT_S)
-    assert "Traceback" not in stderr, stderr
-    return stdout, stderr
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_stop_signal_forwarded_and_command_saves_its_state(
     signum: signal.Signals, tmp_path: Path, token: str
@@ -782,13 +806,13 @@ def test_stop_signal_forwarded_and_command_saves_its_state(
     # once (its 0.3 s save never happened) and the monitor exited 0; SIGTERM
     # killed the monitor itself, with no summary and no --json.
     ready, state, out = tmp_path / "ready", tmp_path / "state", tmp_path / "summary.json"
-    monitor = start_monitor(
-        token, "--every", "0", "--json", str(out),
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--json", str(out),
         "--", sys.executable, "-c", SAVES_STATE_ON_STOP, str(ready), str(state),
     )  # fmt: skip
     wait_for_file(ready, monitor)
     os.kill(monitor.pid, signum)
-    stdout, _ = finish(monitor)
+    stdout, _ = monitor.finish()
     assert monitor.returncode == 128 + signum, stdout
     assert wait_for_file(state) == signum.name
     assert f"{signum.name} received, {signum.name} sent to the command's process group" in stdout
@@ -803,11 +827,11 @@ def test_stop_signal_forwarded_and_command_saves_its_state(
 
 def test_timeout_stops_the_command_gracefully_and_exits_124(tmp_path: Path, token: str) -> None:
     ready, state, out = tmp_path / "ready", tmp_path / "state", tmp_path / "summary.json"
-    monitor = start_monitor(
-        token, "--every", "0", "--timeout", "1s", "--json", str(out),
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--timeout", "1s", "--json", str(out),
         "--", sys.executable, "-c", SAVES_STATE_ON_STOP, str(ready), str(state),
     )  # fmt: skip
-    stdout, _ = finish(monitor)
+    stdout, _ = monitor.finish()
     assert monitor.returncode == 124, stdout
     assert wait_for_file(state) == "SIGTERM"
     assert "--timeout 1.00 s reached, SIGTERM sent" in stdout
@@ -819,13 +843,13 @@ def test_timeout_stops_the_command_gracefully_and_exits_124(tmp_path: Path, toke
 def test_grace_over_kills_the_whole_group(tmp_path: Path, token: str) -> None:
     # The tree ignores SIGTERM: after --grace, SIGKILL takes all of it.
     ready, out = tmp_path / "ready", tmp_path / "summary.json"
-    monitor = start_monitor(
-        token, "--every", "0", "--grace", "300ms", "--json", str(out),
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--grace", "300ms", "--json", str(out),
         "--", sys.executable, "-c", TREE, str(ready), "SIGTERM",
     )  # fmt: skip
     wait_for_file(ready, monitor)
-    monitor.terminate()
-    stdout, _ = finish(monitor)
+    monitor.send_signal(signal.SIGTERM)
+    stdout, _ = monitor.finish()
     assert monitor.returncode == 143, stdout
     assert "SIGKILL after the 300.00 ms grace; command killed by SIGKILL" in stdout
     summary = json.loads(out.read_text(encoding="utf-8"))
@@ -837,14 +861,14 @@ def test_grace_over_kills_the_whole_group(tmp_path: Path, token: str) -> None:
 def test_second_signal_ends_the_grace_at_once(tmp_path: Path, token: str) -> None:
     # A grace far longer than the test's deadline: only the second Ctrl-C can end it.
     ready = tmp_path / "ready"
-    monitor = start_monitor(
-        token, "--every", "0", "--grace", "1h",
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--grace", "1h",
         "--", sys.executable, "-c", TREE, str(ready), "SIGINT",
     )  # fmt: skip
     wait_for_file(ready, monitor)
     os.kill(monitor.pid, signal.SIGINT)
     os.kill(monitor.pid, signal.SIGTERM)  # another signal: two SIGINTs at once may merge
-    stdout, _ = finish(monitor)
+    stdout, _ = monitor.finish()
     assert monitor.returncode == 130, stdout
     assert "command killed by SIGKILL" in stdout
     assert left_behind(token) == []
@@ -854,11 +878,11 @@ def test_duration_stops_watching_and_leaves_the_command_running(tmp_path: Path, 
     # Reproduces issue 12, point 7: --duration killed the command it was only
     # to stop watching, and left the command's children running with ppid 1.
     ready, out = tmp_path / "ready", tmp_path / "summary.json"
-    monitor = start_monitor(
-        token, "--every", "0", "--duration", "300ms", "--json", str(out),
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--duration", "300ms", "--json", str(out),
         "--", sys.executable, "-c", TREE, str(ready), "",
     )  # fmt: skip
-    stdout, _ = finish(monitor)
+    stdout, _ = monitor.finish()
     assert monitor.returncode == 0, stdout
     pids = [int(pid) for pid in wait_for_file(ready).split()]
     summary = json.loads(out.read_text(encoding="utf-8"))
@@ -881,8 +905,8 @@ def test_nothing_left_after_the_monitor_is_ended(
     # (to the monitor's whole group, as a terminal sends it) takes the grace
     # and SIGKILL path.
     ready = tmp_path / "ready"
-    monitor = start_monitor(
-        token, "--every", "0", "--grace", "300ms",
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--grace", "300ms",
         "--", sys.executable, "-c", TREE, str(ready), "SIGINT",
     )  # fmt: skip
     pids = [int(pid) for pid in wait_for_file(ready, monitor).split()]
@@ -891,7 +915,7 @@ def test_nothing_left_after_the_monitor_is_ended(
         os.killpg(monitor.pid, signal.SIGINT)
     else:
         os.kill(monitor.pid, how)
-    stdout, _ = finish(monitor)
+    stdout, _ = monitor.finish()
     expected = {"Ctrl-C": 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}[how]
     assert monitor.returncode == expected, stdout
     assert left_behind(token) == []
@@ -901,7 +925,9 @@ def test_nothing_left_after_the_monitor_is_ended(
 def test_command_dies_with_the_monitor_even_without_the_guard(tmp_path: Path, token: str) -> None:
     # The parent-death signal alone: the guard is killed with the monitor.
     ready = tmp_path / "ready"
-    monitor = start_monitor(token, "--every", "0", "--", sys.executable, "-c", TREE, str(ready), "")
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--", sys.executable, "-c", TREE, str(ready), ""
+    )
     command = int(wait_for_file(ready, monitor).split()[0])
     guards = [
         child
@@ -910,8 +936,8 @@ def test_command_dies_with_the_monitor_even_without_the_guard(tmp_path: Path, to
     ]
     assert len(guards) == 1
     guards[0].kill()
-    monitor.kill()
-    finish(monitor)
+    monitor.send_signal(signal.SIGKILL)
+    monitor.finish()
     deadline = time.monotonic() + TIMEOUT_S
     while is_alive(command) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -929,13 +955,15 @@ def is_alive(pid: int) -> bool:
 @pytest.mark.skipif(not LINUX, reason="PR_SET_CHILD_SUBREAPER is Linux's")
 def test_orphans_of_the_command_are_adopted_by_the_monitor(tmp_path: Path, token: str) -> None:
     ready = tmp_path / "ready"
-    monitor = start_monitor(token, "--every", "0", "--", sys.executable, "-c", TREE, str(ready), "")
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--", sys.executable, "-c", TREE, str(ready), ""
+    )
     orphan = int(wait_for_file(ready, monitor).split()[-1])
     try:
         assert psutil.Process(orphan).ppid() == monitor.pid
     finally:
-        monitor.terminate()
-        finish(monitor)
+        monitor.send_signal(signal.SIGTERM)
+        monitor.finish()
     assert monitor.returncode == 143
     assert left_behind(token) == []
 
@@ -944,13 +972,15 @@ def test_pid_mode_never_stops_its_process(
     running_child: subprocess.Popen[bytes], tmp_path: Path, token: str
 ) -> None:
     out = tmp_path / "summary.json"
-    monitor = start_monitor(
-        token, "--pid", str(running_child.pid), "--every", "20ms", "--json", str(out)
+    monitor = MonitorRun(
+        token, tmp_path, "--pid", str(running_child.pid), "--every", "20ms", "--json", str(out)
     )
-    assert monitor.stderr is not None
-    assert monitor.stderr.readline().startswith("[automem]")  # watching, handlers in place
-    monitor.terminate()
-    stdout, _ = finish(monitor)
+    deadline = time.monotonic() + TIMEOUT_S
+    while "[automem]" not in monitor.output()[1]:  # watching, with its handlers in place
+        assert not monitor.ended() and time.monotonic() < deadline, monitor.output()
+        time.sleep(0.01)
+    monitor.send_signal(signal.SIGTERM)
+    stdout, _ = monitor.finish()
     assert monitor.returncode == 143, stdout
     assert f"pid {running_child.pid}: SIGTERM received" in stdout
     assert json.loads(out.read_text(encoding="utf-8"))["stopped_by"] == "SIGTERM"
@@ -972,7 +1002,7 @@ def test_help_says_what_happens_to_the_processes() -> None:
 # -- internal failures and a closed stdout ------------------------------------
 
 
-def sampler_of(monitor: subprocess.Popen[str]) -> psutil.Process:
+def sampler_of(monitor: MonitorRun) -> psutil.Process:
     """The monitor's sampler process, once it runs."""
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
@@ -988,13 +1018,13 @@ def test_dead_sampler_exits_70_with_one_line_and_the_summary(tmp_path: Path, tok
     # Reproduces issue 12, point 9: a dead sampler gave a 25-line traceback
     # and no summary.  The command is stopped like on SIGTERM.
     ready, out = tmp_path / "ready", tmp_path / "summary.json"
-    monitor = start_monitor(
-        token, "--every", "0", "--grace", "300ms", "--json", str(out),
+    monitor = MonitorRun(
+        token, tmp_path, "--every", "0", "--grace", "300ms", "--json", str(out),
         "--", sys.executable, "-c", TREE, str(ready), "",
     )  # fmt: skip
     wait_for_file(ready, monitor)
     sampler_of(monitor).kill()
-    stdout, stderr = finish(monitor)
+    stdout, stderr = monitor.finish()
     assert monitor.returncode == 70, (stdout, stderr)
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
