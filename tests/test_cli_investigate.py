@@ -1,12 +1,14 @@
 """``automem investigate`` end to end: real subprocesses, exit codes, formats, JUnit.
 
-Exit codes are the contract (DESIGN.md, "CLI"): 0 no findings, 1 findings,
-2 a usage or input error reported as exactly one line on stderr.
+Exit codes are the contract shared by every command (docs/guarantees.md,
+"Exit codes"): 0 no findings, 1 findings, 2 a usage or input error reported
+as exactly one line on stderr, 70 an internal error.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -17,6 +19,7 @@ import pytest
 from helpers import assert_input_error
 from junitparser import Failure, JUnitXml
 
+from pytest_automem.cli import investigate_command, main
 from pytest_automem.investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK
 
 #: Generous: a run takes a fraction of a second; this only stops a hang.
@@ -77,6 +80,36 @@ def test_findings_exit_1(leaky: Path) -> None:
     assert result.stderr == ""
     assert 'id "evt-7": lines 1, 3' in result.stdout
     assert "payload.samples" in result.stdout
+
+
+def test_internal_error_exits_70_never_1(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bug must not pass for "findings" (1) or for success: one documented code.
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("checks\nfell over")
+
+    monkeypatch.setattr(investigate_command, "investigate_file", broken)
+    assert main(["investigate", str(clean)]) == 70
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    last = captured.err.splitlines()[-1]
+    assert last == "automem investigate: internal error: RuntimeError: checks fell over"
+
+
+def test_closed_stdout_ends_quietly(leaky: Path) -> None:
+    # `automem investigate ... | head`: the reader went away; no traceback.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest_automem", "investigate", str(leaky)],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT_S, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 128 + 13  # as a shell reports a tool killed by SIGPIPE
 
 
 def test_missing_file_exits_2(tmp_path: Path) -> None:

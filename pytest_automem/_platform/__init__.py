@@ -14,6 +14,7 @@ the sampler's maximum and results say so.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from .common import MemoryReadError, ProcessGoneError, ProcessMemory
 
@@ -22,11 +23,14 @@ __all__ = [
     "MemoryReadError",
     "ProcessGoneError",
     "ProcessMemory",
+    "child_subreaper",
     "heap_bytes",
     "open_process",
     "own_peak_rss_bytes",
+    "parent_death_signal_setter",
     "release_free_memory",
     "rss_counter_error_bytes",
+    "set_child_subreaper",
 ]
 
 if sys.platform.startswith("linux"):
@@ -62,3 +66,24 @@ def release_free_memory() -> bool:
     from .heap import release_free_memory as release
 
     return release()
+
+
+def parent_death_signal_setter(signum: int) -> Callable[[], None] | None:
+    """For a child to run before ``exec``: die by ``signum`` with us (see :mod:`.prctl`)."""
+    from .prctl import parent_death_signal_setter as setter  # ctypes: only for a command
+
+    return setter(signum)
+
+
+def child_subreaper() -> bool | None:
+    """Whether this process is a child subreaper (see :mod:`.prctl`)."""
+    from .prctl import child_subreaper as read
+
+    return read()
+
+
+def set_child_subreaper(enabled: bool) -> bool:
+    """Adopt our orphaned descendants, or stop doing so (see :mod:`.prctl`)."""
+    from .prctl import set_child_subreaper as set_
+
+    return set_(enabled)

@@ -1,17 +1,25 @@
 """The ``automem`` command line: one sub-command per module.
 
-Exit codes are a contract: 0 fine, 1 a finding (or a failed gate), 2 a usage
-or input error, reported as one line on stderr.
+Exit codes are a contract shared by every sub-command (:mod:`.exit_codes`,
+docs/guarantees.md): 0 fine, 1 a finding (or a failed gate), 2 a usage or
+input error reported as one line on stderr, 3 a limit crossed, 70 an
+internal failure; wrappers of a command pass its status through.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
 
 from . import investigate_command, monitor_command
-from .common import EXIT_USAGE, InputError
+from .common import InputError, redirect_stdout_to_devnull
+from .exit_codes import EXIT_INTERNAL, EXIT_USAGE, for_signal
+
+#: SIGPIPE's number (13 on Linux and macOS; Windows has no such signal).
+_SIGPIPE = getattr(signal, "SIGPIPE", 13)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,4 +52,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"automem {args.subcommand}: interrupted", file=sys.stderr)
-        return 130
+        return for_signal(signal.SIGINT)
+    except BrokenPipeError:
+        return _stdout_closed()
+    except Exception as exc:
+        # A bug, not bad input: keep the traceback for the report, but end
+        # with the one documented code (never 0 or 1, which mean something).
+        traceback.print_exc()
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"automem {args.subcommand}: internal error: {reason}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (``automem … | head``): end quietly.
+
+    Unix tools die of SIGPIPE there, which a shell reports as 141; we do
+    the same, and point stdout at /dev/null so that the interpreter's final
+    flush cannot print a traceback of its own.
+    """
+    redirect_stdout_to_devnull()
+    return for_signal(_SIGPIPE)

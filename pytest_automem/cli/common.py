@@ -1,14 +1,16 @@
-"""What every sub-command shares: exit codes and the one-line input error."""
+"""What every sub-command shares: the one-line input error and option types.
+
+The exit codes live in :mod:`.exit_codes`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 from collections.abc import Callable
 from typing import TypeVar
-
-EXIT_OK = 0
-EXIT_FINDING = 1
-EXIT_USAGE = 2
 
 T = TypeVar("T")
 
@@ -28,3 +30,18 @@ def typed(parse: Callable[[str], T], what: str) -> Callable[[str], T]:
 
     convert.__name__ = what
     return convert
+
+
+def redirect_stdout_to_devnull() -> None:
+    """Point file descriptor 1 at /dev/null, after the reader of stdout went away.
+
+    Python flushes stdout once more at exit; on a broken pipe that flush
+    prints a traceback of its own ("Exception ignored ..."), which this
+    prevents.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with contextlib.suppress(OSError, ValueError):  # not a real file (a test's capture)
+            os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)

@@ -12,7 +12,8 @@ where the check found something.  ``--strict`` loads the file as
 
 Exit: 0 no findings; 1 findings; 2 bad input (a missing or unreadable file,
 a line that is not a JSON object with a string "id", a --snapshots path that
-is not a folder, a --junit file that cannot be written).
+is not a folder, a --junit file that cannot be written); 70 an internal
+error.  Every ``automem`` command shares these codes (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from ..automaton import AutomatonFormatError
 from ..investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK, investigate_file
 from ..investigator.findings import Finding, Investigation
 from ..investigator.render import FORMATS, render
-from .common import EXIT_FINDING, EXIT_OK, InputError
+from .common import InputError
+from .exit_codes import EXIT_FINDING, EXIT_OK
 
 __all__ = ["junit_report", "register", "run"]
 

@@ -16,20 +16,36 @@ up to the last reading of the mark, sampled after it), ``sampled`` (no
 kernel mark on this platform) or ``unmeasured`` (it exited before the first
 reading; ``peak_rss_at_most_bytes`` bounds it).
 
-Exit: 0 fine; 1 a finding — the command failed, or ``--max-peak`` /
-``--fail-on-pressure`` was reached; 2 bad input.
+The command runs in a process group of its own.  SIGINT (Ctrl-C) and
+SIGTERM to the monitor are forwarded to that group; ``--timeout`` sends it
+SIGTERM.  Either way the command gets ``--grace`` to exit before the whole
+group is killed with SIGKILL, and the summary is printed and ``--json``
+written after that.  ``--duration`` only stops the watching: a command still
+running then is left running.  Nothing the command started outlives the
+monitor otherwise, even when the monitor is killed (see
+:mod:`.command_group`).  ``--pid`` watches a process the monitor does not own:
+it is never signalled, stopped or killed.
+
+Exit (docs/guarantees.md, "Exit codes"): the command's own code, or 128+N
+when signal N killed it; 0 when the watch ended otherwise (``--pid``,
+``--duration``); 3 when ``--max-peak`` or ``--fail-on-pressure`` was
+crossed and the command did not fail; 124 when ``--timeout`` stopped it;
+130 / 143 when interrupted by SIGINT / SIGTERM; 2 bad input; 70 an
+internal failure (the sampler died), after the summary of what was measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +65,26 @@ from ..units import (
     parse_size_bytes,
 )
 from ..window_result import WindowResult
-from .common import EXIT_FINDING, EXIT_OK, InputError, typed
+from . import command_group
+from .command_group import CommandGroup
+from .common import InputError, redirect_stdout_to_devnull, typed
+from .exit_codes import (
+    EXIT_INTERNAL,
+    EXIT_LIMIT,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    describe_returncode,
+    for_signal,
+    of_returncode,
+    signal_name,
+)
+from .stop_signals import StopSignals, shielded
 
 #: ``ru_maxrss`` is KiB on Linux and bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 _POLL_S = 0.02
+#: How long a command may take to exit once asked to stop (``--grace``).
+DEFAULT_GRACE = "5s"
 
 
 @dataclass(frozen=True)
@@ -70,6 +101,14 @@ class Watched:
     reason: str
     exit_maxrss_bytes: int | None = None
     exit_maxrss_after_exec: bool = False
+    #: Why the monitor stopped the command before it ended on its own.
+    stopped_by: StopCause | None = None
+    #: The command outlived ``--grace`` and its group was killed with SIGKILL.
+    killed_after_grace: bool = False
+    #: ``--duration`` ended the watch and the command was left running.
+    left_running: bool = False
+    #: What failed inside the monitor (the sampler died), if anything did.
+    internal_error: str | None = None
 
     @property
     def exit_peak_rss_bytes(self) -> int | None:
@@ -78,11 +117,36 @@ class Watched:
 
 
 @dataclass(frozen=True)
+class StopCause:
+    """Why the monitor stops a command that has not ended: what it sends first, and its code."""
+
+    name: str
+    signum: int
+    exit_code: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop under way: the group was sent ``cause.signum``; SIGKILL at ``deadline``,
+    or as soon as we receive more than ``signals_seen`` signals."""
+
+    cause: StopCause
+    deadline: float
+    signals_seen: int
+    killed: bool = False
+
+
+@dataclass(frozen=True)
 class Spawned:
     """A started command and the most ``wait4`` may carry over from us into its peak."""
 
-    process: subprocess.Popen[bytes]
+    group: CommandGroup
     inherited_bound_bytes: int | None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.group.process
 
     def after_exec(self, maxrss_bytes: int) -> bool:
         """Whether ``maxrss_bytes`` from ``wait4`` can only be the command's own.
@@ -169,7 +233,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--pid", type=int, help="watch this running process instead of a command")
+    target.add_argument(
+        "--pid",
+        type=int,
+        help="watch this running process instead of a command; the monitor does not own "
+        "it, and never signals, stops or kills it",
+    )
     parser.add_argument(
         "--interval",
         default="1ms",
@@ -198,7 +267,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--duration",
         type=typed(parse_duration_s, "--duration"),
-        help="stop watching after this long",
+        help="stop watching after this long; a command still running is left running "
+        "(in its own process group, no longer watched; --timeout stops it instead)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=typed(parse_duration_s, "--timeout"),
+        help="stop the command after this long: SIGTERM to its process group, SIGKILL "
+        "after --grace; exit 124, as timeout(1)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=typed(parse_duration_s, "--grace"),
+        help="how long a command asked to stop (Ctrl-C, SIGTERM, --timeout) may take to "
+        f"exit before its process group is killed with SIGKILL (default {DEFAULT_GRACE})",
     )
     parser.add_argument("--snapshots", type=Path, help="write snapshot files to this folder")
     parser.add_argument(
@@ -216,12 +298,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-peak",
         type=typed(parse_size_bytes, "--max-peak"),
-        help="finding (exit 1) if the peak RSS exceeds this size",
+        help="limit: exit 3 if the peak RSS exceeds this size (and the command did not fail)",
     )
     parser.add_argument(
         "--fail-on-pressure",
         type=typed(PressureLevel.parse, "--fail-on-pressure"),
-        help="finding (exit 1) if this pressure level is reached",
+        help="limit: exit 3 if this pressure level is reached (and the command did not fail)",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...] to run")
     parser.set_defaults(run=run)
@@ -237,40 +319,107 @@ def _command_of(args: argparse.Namespace) -> list[str]:
         raise InputError(f"--keep {args.keep}: must be at least 1 (the newest snapshot is kept)")
     if args.snapshot_every is not None and args.snapshot_every <= 0:
         raise InputError("--snapshot-every: must be a positive duration")
+    _check_stop_options(args, command)
     return command
 
 
-def _start(command: list[str]) -> Spawned:
-    """Start ``command``, noting our own mark on both sides of its ``exec``."""
+def _check_stop_options(args: argparse.Namespace, command: list[str]) -> None:
+    """``--timeout`` and ``--grace`` stop a command: they need one, and exclude ``--duration``."""
+    for option, value in (("--timeout", args.timeout), ("--grace", args.grace)):
+        if value is not None and not command:
+            raise InputError(f"{option}: needs a command; a --pid process is never stopped")
+    if args.timeout is not None and args.timeout <= 0:
+        raise InputError("--timeout: must be a positive duration")
+    if args.timeout is not None and args.duration is not None:
+        raise InputError(
+            "--timeout and --duration: give one (--duration leaves the command running, "
+            "--timeout stops it)"
+        )
+
+
+def _grace_s(args: argparse.Namespace) -> float:
+    """``--grace``, or its default (given only with a command, so None means unset)."""
+    return parse_duration_s(DEFAULT_GRACE) if args.grace is None else float(args.grace)
+
+
+def _start(command: list[str], *, die_with_monitor: bool = True) -> Spawned:
+    """Start ``command`` in its own process group, noting our own mark on both
+    sides of its ``exec``."""
     before = _platform.own_peak_rss_bytes()
     try:
-        process = subprocess.Popen(command)
+        group = command_group.start(command, die_with_monitor=die_with_monitor)
     except (FileNotFoundError, PermissionError) as exc:
         raise InputError(f"cannot run {shlex.join(command)}: {exc.strerror or exc}") from None
+    except subprocess.SubprocessError as exc:  # what Popen makes of a failed preexec step
+        raise InputError(f"cannot run {shlex.join(command)}: {exc}") from None
     after = _platform.own_peak_rss_bytes()
     bound = None if before is None or after is None else max(before, after)
-    return Spawned(process, bound)
+    return Spawned(group, bound)
 
 
 def run(args: argparse.Namespace) -> int:
     command = _command_of(args)
     _check_outputs(args)
-    spawned = _start(command) if command else None
-    child = spawned.process if spawned else None
-    pid = child.pid if child else args.pid
-    mark = CommandMark(pid)
-    try:
-        results, watched = _monitor_and_watch(args, pid, spawned, mark)
-    finally:
-        mark.close()
-        if child and child.returncode is None:
-            child.kill()
-            child.wait()
-    summary = _summary(args, command, pid, results, watched, mark.highest_bytes)
-    print(_render(summary))
+    with contextlib.ExitStack() as stack:
+        signals = stack.enter_context(StopSignals())
+        if command:
+            stack.enter_context(command_group.adopting_orphans())
+        spawned = _start(command, die_with_monitor=args.duration is None) if command else None
+        pid = spawned.process.pid if spawned else args.pid
+        mark = CommandMark(pid)
+        watched: Watched | None = None
+        try:
+            results, watched = _monitor_and_watch(args, pid, spawned, mark, signals)
+        finally:
+            mark.close()
+            if spawned is not None:
+                _finish(spawned, watched, _grace_s(args))
+        summary = _summary(args, command, pid, results, watched, mark.highest_bytes)
+        return _report(args, summary)  # a signal now is noted, and the report still made
+
+
+def _finish(spawned: Spawned, watched: Watched | None, grace_s: float) -> None:
+    """Leave nothing of the command's tree running, unless it was left running on purpose.
+
+    On the normal paths the command has been reaped by now; on an error path
+    (``watched`` is None) it may still run, and gets the graceful stop too.
+    """
+    if watched is not None and watched.left_running:
+        spawned.group.release()
+        return
+    if spawned.process.returncode is None:
+        spawned.group.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while _reap(spawned, blocking=False) is None:
+            if time.monotonic() >= deadline:
+                spawned.group.signal(signal.SIGKILL)
+                _reap(spawned, blocking=True)
+                break
+            time.sleep(_POLL_S)
+    spawned.group.stop_everything(grace_s)
+
+
+def _report(args: argparse.Namespace, summary: dict[str, Any]) -> int:
+    """Write ``--json``, print the summary, and return the exit code it carries.
+
+    The JSON file comes first: a closed stdout (``| head``) must not cost it.
+    A reader that went away is not an error of ours: the code stays the one
+    the summary gives.
+    """
     if args.json:
         atomic_write_text(args.json, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return EXIT_FINDING if summary["findings"] else EXIT_OK
+    try:
+        print(_render(summary), flush=True)
+    except BrokenPipeError:
+        redirect_stdout_to_devnull()
+    if summary["internal_error"] is not None:
+        with contextlib.suppress(BrokenPipeError):
+            print(
+                f"automem monitor: internal error: {summary['internal_error']} "
+                "(the summary covers what was measured until then)",
+                file=sys.stderr,
+            )
+    return int(summary["monitor_exit_code"])
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -291,23 +440,34 @@ def _parent(path: Path | None) -> Path | None:
 
 
 def _monitor_and_watch(
-    args: argparse.Namespace, pid: int, spawned: Spawned | None, mark: CommandMark
+    args: argparse.Namespace,
+    pid: int,
+    spawned: Spawned | None,
+    mark: CommandMark,
+    signals: StopSignals,
 ) -> tuple[list[WindowResult], Watched]:
     try:
-        monitor = MemoryMonitor(pid, interval_ms=args.interval).start()
+        with shielded():  # the sampler must outlive a Ctrl-C to our process group
+            monitor = MemoryMonitor(pid, interval_ms=args.interval).start()
     except ProcessGoneError:
         if spawned is None:
             raise InputError(f"--pid {pid}: no such process, or it has exited") from None
         watched = _reap(spawned, blocking=True)
         assert watched is not None
         return [], watched
+    except SamplerDiedError as exc:
+        return _watch(args, None, spawned, mark, signals, internal=_one_line(exc))
     except MemoryReadError as exc:
         raise InputError(f"--pid {pid}: {exc}") from None
     try:
         mark.read()  # the mark since exec, before the first window resets it
-        return _watch(args, monitor, spawned, mark)
+        return _watch(args, monitor, spawned, mark, signals)
     finally:
         monitor.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _open(args: argparse.Namespace, monitor: MemoryMonitor) -> MeasurementWindow | None:
@@ -323,37 +483,115 @@ def _open(args: argparse.Namespace, monitor: MemoryMonitor) -> MeasurementWindow
 
 
 def _watch(
-    args: argparse.Namespace, monitor: MemoryMonitor, spawned: Spawned | None, mark: CommandMark
+    args: argparse.Namespace,
+    monitor: MemoryMonitor | None,
+    spawned: Spawned | None,
+    mark: CommandMark,
+    signals: StopSignals,
+    internal: str | None = None,
 ) -> tuple[list[WindowResult], Watched]:
-    """Sample until the process ends, ``--duration`` passes or Ctrl-C."""
+    """Sample until the process ends, ``--duration`` passes, or the monitor stops it.
+
+    A stop (a signal to us, ``--timeout``, a dead sampler) is forwarded to
+    the command's group, and the command sampled and waited for until it
+    exits or ``--grace`` is over (then SIGKILL).  ``monitor`` is None, and
+    ``internal`` says why, once the sampler is dead: the watch goes on
+    without samples until the command is stopped.
+    """
     results: list[WindowResult] = []
-    window = _open(args, monitor)
+    window = None
     started = time.monotonic()
     next_live = started + args.every if args.every else None
     next_rotate = started + args.snapshot_every if args.snapshot_every else None
     watched: Watched | None = None
+    stop: Stop | None = None
     try:
-        while watched is None:
-            time.sleep(_POLL_S)
-            now = time.monotonic()
-            mark.read()
-            watched = _ended(monitor, spawned, started, now, args.duration)
-            if watched is None and window and next_live is not None and now >= next_live:
-                _print_live(window, now - started)
-                next_live += args.every
-            if watched is None and next_rotate is not None and now >= next_rotate:
-                if window is not None:
-                    results.append(_close(args, window, len(results)))
-                mark.read()
-                window = _open(args, monitor)
-                next_rotate += args.snapshot_every
-    except KeyboardInterrupt:
-        watched = Watched(None, "interrupted")
+        window = _open(args, monitor) if monitor is not None else None
     except SamplerDiedError as exc:
-        watched = Watched(None, f"sampler died: {exc}")
+        internal, monitor = _one_line(exc), None
+    while watched is None:
+        time.sleep(_POLL_S)
+        now = time.monotonic()
+        mark.read()
+        try:
+            duration_s = None if stop is not None else args.duration  # a stop goes on
+            watched = _ended(monitor, spawned, started, now, duration_s)
+            if watched is None and monitor is not None:
+                _check_sampler(monitor)
+                if window and next_live is not None and now >= next_live:
+                    printed = _print_live(window, now - started)
+                    next_live = next_live + args.every if printed else None
+                if next_rotate is not None and now >= next_rotate:
+                    if window is not None:
+                        results.append(_close(args, window, len(results)))
+                    mark.read()
+                    window = _open(args, monitor)
+                    next_rotate += args.snapshot_every
+        except SamplerDiedError as exc:
+            internal, monitor, window = _one_line(exc), None, None
+        if watched is None:
+            stop, watched = _advance_stop(args, signals, spawned, stop, now - started, internal)
     if window is not None:
-        results.append(_close(args, window, len(results), watched.exit_peak_rss_bytes))
-    return results, watched
+        try:
+            results.append(_close(args, window, len(results), watched.exit_peak_rss_bytes))
+        except SamplerDiedError as exc:
+            internal = _one_line(exc)
+    if stop is not None:
+        watched = replace(watched, stopped_by=stop.cause, killed_after_grace=stop.killed)
+    return results, replace(watched, internal_error=internal)
+
+
+def _check_sampler(monitor: MemoryMonitor) -> None:
+    """Raise SamplerDiedError if the sampler is gone (a started command's exit is reaped)."""
+    with contextlib.suppress(ProcessGoneError):
+        monitor._check()
+
+
+def _advance_stop(
+    args: argparse.Namespace,
+    signals: StopSignals,
+    spawned: Spawned | None,
+    stop: Stop | None,
+    elapsed_s: float,
+    internal: str | None,
+) -> tuple[Stop | None, Watched | None]:
+    """Begin a stop when one is due, or end its grace with SIGKILL.
+
+    A second signal to us ends the grace at once.  With ``--pid`` there is
+    nothing of ours to stop: the watch just ends.
+    """
+    now = time.monotonic()
+    if stop is None:
+        cause = _stop_cause(args, signals, elapsed_s, internal)
+        if cause is None:
+            return None, None
+        if spawned is None:
+            return None, Watched(None, cause.text, stopped_by=cause)
+        spawned.group.signal(cause.signum)
+        # The signal that began the stop is not a second one; any other is.
+        began_by_signal = cause.signum in signals.received[:1]
+        return Stop(cause, now + _grace_s(args), 1 if began_by_signal else 0), None
+    overdue = now >= stop.deadline or len(signals.received) > stop.signals_seen
+    if overdue and not stop.killed and spawned is not None:
+        spawned.group.signal(signal.SIGKILL)
+        return replace(stop, killed=True), None
+    return stop, None
+
+
+def _stop_cause(
+    args: argparse.Namespace, signals: StopSignals, elapsed_s: float, internal: str | None
+) -> StopCause | None:
+    """Why the command must be stopped now, if it must: a signal to us first."""
+    if signals.received:
+        signum = signals.received[0]
+        name = signal_name(signum)
+        return StopCause(name, signum, for_signal(signum), f"{name} received")
+    if internal is not None:
+        return StopCause("internal-error", signal.SIGTERM, EXIT_INTERNAL, "internal error")
+    if args.timeout is not None and elapsed_s >= args.timeout:
+        text = f"--timeout {format_duration(args.timeout)} reached"
+        return StopCause("--timeout", signal.SIGTERM, EXIT_TIMEOUT, text)
+    return None
 
 
 def _reap(spawned: Spawned, *, blocking: bool) -> Watched | None:
@@ -361,19 +599,20 @@ def _reap(spawned: Spawned, *, blocking: bool) -> Watched | None:
     child = spawned.process
     pid, status, usage = os.wait4(child.pid, 0 if blocking else os.WNOHANG)
     if not pid:
+        spawned.group.reap_orphans()
         return None
     child.returncode = os.waitstatus_to_exitcode(status)
     maxrss = usage.ru_maxrss * _MAXRSS_UNIT
     return Watched(
         child.returncode,
-        f"exited with code {child.returncode}",
+        describe_returncode(child.returncode),
         exit_maxrss_bytes=maxrss,
         exit_maxrss_after_exec=spawned.after_exec(maxrss),
     )
 
 
 def _ended(
-    monitor: MemoryMonitor,
+    monitor: MemoryMonitor | None,
     spawned: Spawned | None,
     started: float,
     now: float,
@@ -383,28 +622,40 @@ def _ended(
         watched = _reap(spawned, blocking=False)
         if watched is not None:
             return watched
-    else:
+    elif monitor is not None:
         try:
             monitor._check()
         except ProcessGoneError:
             return Watched(None, "process exited")
     if duration_s is not None and now - started >= duration_s:
-        return Watched(None, f"--duration {format_duration(duration_s)} reached")
+        reached = f"--duration {format_duration(duration_s)} reached"
+        if spawned is None:
+            return Watched(None, reached)
+        pid = spawned.process.pid
+        return Watched(None, f"{reached}; command left running (pid {pid})", left_running=True)
     return None
 
 
-def _print_live(window: MeasurementWindow, elapsed_s: float) -> None:
+def _print_live(window: MeasurementWindow, elapsed_s: float) -> bool:
+    """Print a live line on stderr; False once nobody reads it (``2>&1 | head``).
+
+    A closed stderr ends the live lines, not the watch: the command goes on.
+    """
     try:
         current = window.current_rss_bytes()
         peak = window.peak_rss_bytes()
     except ProcessGoneError:
-        return
-    print(
-        f"[automem] {elapsed_s:7.1f}s  rss {format_size(current):>9}  peak {format_size(peak):>9}  "
-        f"pressure {window.pressure().name}",
-        file=sys.stderr,
-        flush=True,
-    )
+        return True
+    try:
+        print(
+            f"[automem] {elapsed_s:7.1f}s  rss {format_size(current):>9}  "
+            f"peak {format_size(peak):>9}  pressure {window.pressure().name}",
+            file=sys.stderr,
+            flush=True,
+        )
+    except BrokenPipeError:
+        return False
+    return True
 
 
 def _close(
@@ -447,8 +698,6 @@ def _summary(
         fallback_level = args.thresholds.classify(peak.rss_bytes)
     max_pressure = max((r.max_pressure for r in results), default=fallback_level)
     findings = []
-    if watched.exit_code not in (None, 0):
-        findings.append(f"command {watched.reason}")
     if args.max_peak is not None and peak.rss_bytes is not None and peak.rss_bytes > args.max_peak:
         findings.append(
             f"peak RSS {format_size(peak.rss_bytes)} > --max-peak {format_size(args.max_peak)}"
@@ -460,8 +709,14 @@ def _summary(
         "version": 1,
         "command": command,
         "pid": pid,
-        "ended": watched.reason,
-        "exit_code": watched.exit_code,
+        "ended": _ended_text(watched, args),
+        "exit_code": None if watched.exit_code is None else of_returncode(watched.exit_code),
+        "exit_signal": _signal_of(watched.exit_code),
+        "stopped_by": watched.stopped_by.name if watched.stopped_by else None,
+        "killed_after_grace": watched.killed_after_grace,
+        "left_running": watched.left_running,
+        "internal_error": watched.internal_error,
+        "monitor_exit_code": _exit_code(watched, findings),
         "peak_rss_bytes": peak.rss_bytes,
         "peak_source": peak.source,
         "peak_rss_at_most_bytes": peak.at_most_bytes,
@@ -473,6 +728,41 @@ def _summary(
         "notes": _notes(args, peak),
         "windows": [r.to_dict() for r in results],
     }
+
+
+def _exit_code(watched: Watched, findings: list[str]) -> int:
+    """The monitor's exit code (docs/guarantees.md, "Exit codes"), first rule that applies.
+
+    An internal failure beats everything (the figures are incomplete); a
+    stop we made beats how the command then ended (130, 143, 124, as a
+    shell or timeout(1) reports it); then the command's own failure, as a
+    shell reports it; a limit crossed only where the command succeeded, as
+    the command's own code says more about a failed run.
+    """
+    if watched.internal_error is not None:
+        return EXIT_INTERNAL
+    if watched.stopped_by is not None:
+        return watched.stopped_by.exit_code
+    if watched.exit_code:
+        return of_returncode(watched.exit_code)
+    return EXIT_LIMIT if findings else EXIT_OK
+
+
+def _signal_of(returncode: int | None) -> str | None:
+    """The name of the signal that killed the command, if one did."""
+    return signal_name(-returncode) if returncode is not None and returncode < 0 else None
+
+
+def _ended_text(watched: Watched, args: argparse.Namespace) -> str:
+    """How the watch ended, for the summary's first line: "SIGINT received: …"."""
+    if watched.stopped_by is None or watched.exit_code is None:
+        return watched.reason
+    cause = watched.stopped_by
+    sent = signal_name(cause.signum)
+    text = f"{cause.text}, {sent} sent to the command's process group"
+    if watched.killed_after_grace:
+        text += f", SIGKILL after the {format_duration(_grace_s(args))} grace"
+    return f"{text}; command {watched.reason}"
 
 
 def _notes(args: argparse.Namespace, peak: Peak) -> list[str]:
@@ -496,8 +786,9 @@ def _render(summary: dict[str, Any]) -> str:
     who = shlex.join(summary["command"]) if summary["command"] else f"pid {summary['pid']}"
     windows = summary["windows"]
     if not windows:
+        when = "" if summary["internal_error"] else " before its first sample"
         lines = [
-            f"automem monitor: {who}: {summary['ended']} before its first sample",
+            f"automem monitor: {who}: {summary['ended']}{when}",
             f"  {_peak_text(summary)}",
         ]
     else:
