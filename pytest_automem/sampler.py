@@ -592,6 +592,7 @@ class ProcessTree:
             member.process.close()
             member.running = False
             member.last_ns = self.last_sample_ns
+            self.ignored.add(member.pid)  # a zombie is still listed: not a new process
         self._publish(exited)
 
     def _refresh_details(self) -> None:
