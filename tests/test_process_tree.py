@@ -25,6 +25,7 @@ import pytest
 from pytest_automem import sampler
 from pytest_automem.monitor import MemoryMonitor
 from pytest_automem.process_tree import TreeReport, read_process_table
+from pytest_automem.snapshots import list_snapshots, read_snapshot
 
 MIB = 1 << 20
 LINUX = sys.platform.startswith("linux")
@@ -474,9 +475,12 @@ def automem(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_shell_does_not_hide_its_job(tmp_path: Path) -> None:
     job = shlex.join(python("import time; x = b'x' * (100 << 20); time.sleep(0.5)"))
-    out = tmp_path / "summary.json"
+    out, snapshots = tmp_path / "summary.json", tmp_path / "snapshots"
     # "; true": the shell runs the job as a child rather than exec'ing it.
-    result = automem("--json", str(out), "--every", "0", "--", "sh", "-c", f"{job}; true")
+    result = automem(
+        "--json", str(out), "--snapshots", str(snapshots), "--every", "0",
+        "--", "sh", "-c", f"{job}; true",
+    )  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 0, (result.stdout, result.stderr)
     summary = json.loads(out.read_text(encoding="utf-8"))
@@ -494,6 +498,11 @@ def test_a_shell_does_not_hide_its_job(tmp_path: Path) -> None:
     assert f"tree of {summary['processes_seen']} processes" in result.stdout
     assert f"processes: {summary['processes_seen']} seen" in result.stdout
     assert f"pid {big[0]['pid']} " in result.stdout
+    # The samples themselves are the tree's: what snapshots and pressure see.
+    # (wait4's figure alone, which counts the children a process waited for,
+    # gave the right peak over samples of the shell's 2 MB.)
+    (snapshot,) = list_snapshots(snapshots)
+    assert max(read_snapshot(snapshot).rss_bytes) >= 100 * MIB
 
 
 #: Waits for ARGV[1], forks a child that holds 100 MiB for 0.5 s, waits for
