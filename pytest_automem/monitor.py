@@ -56,7 +56,7 @@ __all__ = [
 
 DEFAULT_INTERVAL_MS = 1.0
 #: Processes of a tree followed at once (``tree=True``): each costs a read
-#: per sample, ~2 µs (docs/benchmarks.md, tree_sampling.py); more are counted.
+#: per sample, ~1.5 µs (docs/benchmarks.md, tree_sampling.py); more are counted.
 DEFAULT_MAX_PROCESSES = 128
 #: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
 DEFAULT_CAPACITY = 1 << 18

@@ -64,6 +64,8 @@ class FakeSystem:
         self.names: dict[int, bytes] = {}
         self.marks: dict[int, int] = {}
         self.closed: list[int] = []
+        #: The pid the kernel gave last; None: unknown, every look lists.
+        self.last_pid: int | None = None
 
     def start(self, pid: int, parent: int, rss: int, name: bytes = b"job") -> None:
         self.parents[pid] = parent
@@ -86,7 +88,9 @@ class FakeSystem:
                 raise ProcessLookupError(pid)
             return FakeProcess(self, pid)
 
-        return sampler.ProcessSource(open_process, lambda: set(self.parents), self.parents.get)
+        return sampler.ProcessSource(
+            open_process, lambda: set(self.parents), self.parents.get, lambda: self.last_pid
+        )
 
 
 def new_tree(
@@ -151,6 +155,19 @@ def test_processes_join_at_the_next_look_and_drop_out_when_they_exit() -> None:
     tree.scan(3 * sampler.SCAN_INTERVAL_NS)  # the zombie is not taken for a new process
     assert tree.sample() == 3 * MIB
     assert report_of(buffer).processes_seen == 2
+
+
+def test_a_look_lists_the_processes_only_when_one_has_started() -> None:
+    system = FakeSystem()
+    system.last_pid = 100
+    system.start(100, 1, 3 * MIB)
+    tree, _ = new_tree(system)
+    system.start(101, 100, 5 * MIB)  # as if the kernel had not counted it: not looked for
+    tree.scan(sampler.SCAN_INTERVAL_NS)
+    assert tree.sample() == 3 * MIB
+    system.last_pid = 101
+    tree.scan(2 * sampler.SCAN_INTERVAL_NS)
+    assert tree.sample() == 8 * MIB
 
 
 def test_new_children_and_grandchildren_join_in_one_look() -> None:
