@@ -1,6 +1,6 @@
 """What sampling a process tree costs, with 1, 10 and 100 processes.
 
-    python benchmarks/tree_sampling.py [--processes 1,10,100] [--seconds 2]
+    python benchmarks/tree_sampling.py [--processes 1,10,100] [--seconds 2] [--portable]
 
 For each tree size (a python root and ``sleep`` children), prints:
 
@@ -11,7 +11,8 @@ For each tree size (a python root and ``sleep`` children), prints:
   interval's p50 and p99, and the sampler process's CPU (user + system, in
   % of one core), beside the sampler of one process.
 
-Linux only (procfs).
+Linux only (procfs); ``--portable`` measures the psutil readers that macOS
+and Windows get, on Linux.
 """
 
 from __future__ import annotations
@@ -78,12 +79,12 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def in_process_costs(root_pid: int, max_processes: int) -> tuple[float, float]:
+def in_process_costs(root_pid: int, max_processes: int, portable: bool) -> tuple[float, float]:
     """Median µs of one sample and of one look, on the sampler's own tree code."""
     buffer = bytearray(sampler.ring_size_bytes(CAPACITY, max_processes))
     sampler.HEADER.pack_into(buffer, 0, sampler.MAGIC, CAPACITY, 1_000_000, 0, 0, 0, 0, root_pid)
     table = sampler.ProcessTable(buffer, CAPACITY, max_processes)  # type: ignore[arg-type]
-    source = sampler.procfs_source()
+    source = sampler.psutil_source() if portable else sampler.procfs_source()
     root = source.open(root_pid)
     assert root is not None
     tree = sampler.ProcessTree(root, max_processes, table, source, time.monotonic_ns())
@@ -111,9 +112,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_sampler(root_pid: int, tree: bool, seconds: float) -> tuple[float, float, float, float]:
+def run_sampler(
+    root_pid: int, tree: bool, seconds: float, portable: bool
+) -> tuple[float, float, float, float]:
     """Samples/s, p50 and p99 intervals (ms), and the sampler's CPU (% of a core)."""
-    with MemoryMonitor(root_pid, tree=tree) as monitor:
+    with MemoryMonitor(root_pid, tree=tree, portable=portable) as monitor:
         time.sleep(0.2)  # past the start and the first look
         cpu_before = cpu_seconds(monitor.sampler_pid)
         window = monitor.window()
@@ -128,20 +131,16 @@ def run_sampler(root_pid: int, tree: bool, seconds: float) -> tuple[float, float
     )
 
 
-def measure(processes: int, seconds: float) -> list[Figures]:
+def measure(processes: int, seconds: float, portable: bool) -> list[Figures]:
     root = start_tree(processes)
     try:
         rows = []
         if processes == 1:
-            rows.append(
-                Figures(
-                    "1 (one-process sampler)", None, None, *run_sampler(root.pid, False, seconds)
-                )
-            )
-        sample_us, look_us = in_process_costs(root.pid, max(processes, 1))
-        rows.append(
-            Figures(str(processes), sample_us, look_us, *run_sampler(root.pid, True, seconds))
-        )
+            plain = run_sampler(root.pid, False, seconds, portable)
+            rows.append(Figures("1 (one-process sampler)", None, None, *plain))
+        sample_us, look_us = in_process_costs(root.pid, max(processes, 1), portable)
+        tree = run_sampler(root.pid, True, seconds, portable)
+        rows.append(Figures(str(processes), sample_us, look_us, *tree))
         return rows
     finally:
         stop_tree(root)
@@ -151,12 +150,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", default="1,10,100", help="tree sizes, comma-separated")
     parser.add_argument("--seconds", type=float, default=2.0, help="how long each sampler runs")
+    parser.add_argument("--portable", action="store_true", help="the psutil readers")
     args = parser.parse_args()
     if not sys.platform.startswith("linux"):
         print("tree_sampling.py: Linux only (procfs)", file=sys.stderr)
         return 2
     sizes = [int(size) for size in args.processes.split(",")]
-    print(f"tree sampling cost, {describe_checkout(ROOT, 'pytest_automem')}")
+    readers = "psutil" if args.portable else "procfs"
+    print(f"tree sampling cost ({readers}), {describe_checkout(ROOT, 'pytest_automem')}")
     entries = len(os.listdir("/proc"))
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {entries} /proc entries")
     print()
@@ -165,7 +166,7 @@ def main() -> int:
         f"{'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6}"
     )
     for size in sizes:
-        for row in measure(size, args.seconds):
+        for row in measure(size, args.seconds, args.portable):
             sample = "-" if row.sample_us is None else f"{row.sample_us:.1f}"
             look = "-" if row.look_us is None else f"{row.look_us:.0f}"
             print(
