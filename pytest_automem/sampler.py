@@ -430,7 +430,8 @@ class ProcessTable:
     rewritten at each look at the tree, and a process's slot as soon as the
     process exits, so the figures of a process that has exited are final
     and those of one still running are at most one look old.  A reader
-    copies the table between two even readings of the generation.
+    copies the table between two even readings of the generation (the
+    stores are ordered as ``Ring.append`` says, with the same caveat).
     """
 
     def __init__(self, buffer: mmap.mmap, capacity: int, max_processes: int) -> None:
