@@ -17,10 +17,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import sampler as ring_layout
 from ._platform import ProcessGoneError
-from .process_tree import TreeReport, read_process_table
+
+if TYPE_CHECKING:
+    from .process_tree import TreeReport
 
 __all__ = ["RingReader", "SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
@@ -276,6 +279,8 @@ class SamplerProcess:
         for a sampler of one process, or a table the sampler left half written."""
         if not self.max_processes or self._buffer.closed:
             return None
+        from .process_tree import read_process_table  # only a tree monitor needs it
+
         return read_process_table(self._buffer, self.target_pid, self.started_ns)
 
     def target_gone(self) -> bool:
