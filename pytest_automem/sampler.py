@@ -497,6 +497,7 @@ class ProcessTree:
         table: ProcessTable,
         source: ProcessSource,
         now_ns: int,
+        exclude: frozenset[int] = frozenset(),
     ) -> None:
         self.max_processes = max_processes
         self.table = table
@@ -505,7 +506,7 @@ class ProcessTree:
         #: Slot owners, exited processes included, for the table.
         self.slots: list[_Member | None] = [None] * table.slots
         #: Pids not to look at again while they exist: outside the tree, or done.
-        self.ignored: set[int] = set()
+        self.ignored: set[int] = set(exclude)
         #: Pids in the tree but not followed (over the cap), oldest first.
         self.unfollowed: dict[int, None] = {}
         self.seen = 1  # the target
@@ -858,7 +859,10 @@ def _open_tree(ring: Ring, args: Options, max_processes: int) -> ProcessTree:
     if root is None:
         raise ProcessLookupError("it has exited or cannot be read")
     table = ProcessTable(ring.buffer, ring.capacity, max_processes)
-    return ProcessTree(root, max_processes, table, source, time.monotonic_ns())
+    # Not the monitor and its sampler, when they run under the target (say,
+    # ``automem monitor --pid $PPID`` from a shell): they are not its work.
+    exclude = frozenset((os.getpid(), args.parent_pid))
+    return ProcessTree(root, max_processes, table, source, time.monotonic_ns(), exclude)
 
 
 if __name__ == "__main__":

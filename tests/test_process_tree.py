@@ -183,6 +183,24 @@ def test_new_children_and_grandchildren_join_in_one_look() -> None:
     assert set(by_pid(report_of(buffer))) == {100, 301, 302, 303}
 
 
+def test_the_monitor_and_its_sampler_are_not_part_of_the_tree_they_watch() -> None:
+    system = FakeSystem()
+    system.start(100, 1, 3 * MIB, b"sh")
+    system.start(700, 100, 20 * MIB, b"automem")  # automem monitor --pid $PPID
+    system.start(701, 700, 9 * MIB, b"python3")  # its sampler
+    system.start(702, 700, 5 * MIB, b"sh")  # nothing the monitor starts counts either
+    buffer = bytearray(sampler.ring_size_bytes(CAPACITY, 8))
+    sampler.HEADER.pack_into(buffer, 0, sampler.MAGIC, CAPACITY, 1_000_000, 0, 0, 0, 0, 100)
+    table = sampler.ProcessTable(buffer, CAPACITY, 8)  # type: ignore[arg-type]
+    source = system.source()
+    tree = sampler.ProcessTree(
+        FakeProcess(system, 100), 8, table, source, 0, exclude=frozenset((700, 701))
+    )
+    tree.scan(sampler.SCAN_INTERVAL_NS)
+    assert tree.sample() == 3 * MIB
+    assert report_of(buffer).processes_seen == 1
+
+
 def test_an_orphan_stays_in_the_tree() -> None:
     system = FakeSystem()
     system.start(100, 1, 3 * MIB)
@@ -569,3 +587,27 @@ def test_pid_counts_the_processes_the_target_starts(tmp_path: Path) -> None:
     assert rows[child]["peak_rss_bytes"] >= 100 * MIB
     assert rows[target.pid]["peak_rss_bytes"] < 50 * MIB
     assert [p["pid"] for p in summary["processes"]] == [child, target.pid]
+
+
+#: Runs ``automem monitor --pid`` on itself (its parent, for the monitor),
+#: the summary to ARGV[1].
+WATCHES_ITS_PARENT = """
+import os, subprocess, sys
+watch = ["--pid", str(os.getpid()), "--duration", "300ms", "--every", "0", "--json", sys.argv[1]]
+sys.exit(subprocess.call([sys.executable, "-m", "pytest_automem", "monitor", *watch]))
+"""
+
+
+def test_a_monitor_under_the_target_leaves_itself_and_its_sampler_out(tmp_path: Path) -> None:
+    out = tmp_path / "summary.json"
+    result = subprocess.run(
+        python(WATCHES_ITS_PARENT, str(out)),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert summary["processes_seen"] == 1
+    assert [p["pid"] for p in summary["processes"]] == [summary["pid"]]
