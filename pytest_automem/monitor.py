@@ -43,6 +43,7 @@ from .sampling import SampleBlock, SamplerDiedError, SamplerProcess
 from .units import parse_interval_ms
 
 if TYPE_CHECKING:
+    from .process_tree import TreeMemory, TreeReport
     from .window_result import WindowResult
 
 __all__ = [
@@ -54,6 +55,9 @@ __all__ = [
 ]
 
 DEFAULT_INTERVAL_MS = 1.0
+#: Processes of a tree followed at once (``tree=True``): each costs a read
+#: per sample, ~1.5 µs (docs/benchmarks.md, tree_sampling.py); more are counted.
+DEFAULT_MAX_PROCESSES = 128
 #: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
 DEFAULT_CAPACITY = 1 << 18
 #: RSS growth at a window's end above which the allocator's free memory is
@@ -426,6 +430,8 @@ class MeasurementWindow(_Span):
         sampled_peak = max(block.rss_bytes, default=0)
         if kernel_peak is not None:
             self._fold_kernel_peak(kernel_peak)
+            if self._monitor.tree and not self._monitor._peak_is_per_process():
+                kernel_peak = None  # a bound from below, not the tree's peak
         peak_rss = max(sampled_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
         from .window_result import WindowResult, growth_rate, interval_stats_ms
 
@@ -637,6 +643,12 @@ class MemoryMonitor:
     ``interval_ms`` accepts a number of ms or text such as ``"1ms"``.
     ``portable=True`` forces the psutil fallback (what macOS and Windows get)
     so it can be exercised and compared on Linux.
+
+    ``tree=True`` watches another process and every process it starts: the
+    samples are the sum over the tree (at most ``max_processes`` followed at
+    once), each process's own figures are in :meth:`tree_report`, and once
+    the tree has had more than one process its peaks are sampled (a kernel
+    mark is per process; see :mod:`pytest_automem.process_tree`).
     """
 
     def __init__(
@@ -646,10 +658,22 @@ class MemoryMonitor:
         interval_ms: float | str = DEFAULT_INTERVAL_MS,
         capacity: int = DEFAULT_CAPACITY,
         portable: bool = False,
+        tree: bool = False,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
     ) -> None:
         self.pid = os.getpid() if pid is None else pid
         #: A process watching itself cannot find itself gone.
         self._watches_itself = self.pid == os.getpid()
+        if tree and self._watches_itself:
+            # Its windows collect garbage and read allocators in this process,
+            # which a sum over other processes would not follow.
+            raise ValueError("tree=True watches another process's tree: give its pid")
+        if max_processes < 1:
+            raise ValueError(f"invalid max_processes {max_processes}: need at least 1 process")
+        self.tree = tree
+        self.max_processes = max_processes
+        self._tree_report: TreeReport | None = None
+        self._tree_memory: TreeMemory | None = None
         self.interval_ms = parse_interval_ms(interval_ms)
         if capacity < 16:
             raise ValueError(f"invalid sampler capacity {capacity}: need at least 16 samples")
@@ -673,20 +697,25 @@ class MemoryMonitor:
         """
         if self._sampler_handle is not None:
             return self
-        self._process_handle = _platform.open_process(self.pid, portable=self.portable)
+        root = self._process_handle = _platform.open_process(self.pid, portable=self.portable)
         try:
-            self._process_handle.rss_bytes()  # a zombie or kernel thread fails here
+            root.rss_bytes()  # a zombie or kernel thread fails here
             self._sampler_handle = SamplerProcess(
                 self.pid,
                 interval_ns=round(self.interval_ms * 1e6),
                 capacity=self.capacity,
                 reader="psutil" if self.portable else "procfs",
                 wait=wait,
+                max_processes=self.max_processes if self.tree else 0,
             )
         except BaseException:
-            self._process_handle.close()
+            root.close()
             self._process_handle = None
             raise
+        if self.tree:
+            from .process_tree import TreeMemory
+
+            self._process_handle = self._tree_memory = TreeMemory(root, self._sampler_handle)
         return self
 
     def close(self, *, wait: bool = True) -> None:
@@ -695,6 +724,8 @@ class MemoryMonitor:
         ``wait=False`` does not wait for the sampler process to exit (see
         :meth:`SamplerProcess.close`); a later ``close()`` reaps it.
         """
+        if self.tree and self._sampler_handle is not None:
+            self.tree_report()  # kept for after the close
         sampler = self._sampler_handle or self._unreaped
         if sampler is not None:
             sampler.close(wait=wait)
@@ -703,6 +734,7 @@ class MemoryMonitor:
         if self._process_handle is not None:
             self._process_handle.close()
             self._process_handle = None
+        self._tree_memory = None
         self._open_windows.clear()
 
     def __enter__(self) -> MemoryMonitor:
@@ -721,8 +753,26 @@ class MemoryMonitor:
 
     @property
     def sampler_kind(self) -> str:
-        """``process-procfs`` on Linux, ``process-psutil`` for the fallback."""
-        return "process-psutil" if self.portable else "process-procfs"
+        """``process-procfs`` on Linux, ``process-psutil`` for the fallback
+        (``process-tree-procfs`` and ``process-tree-psutil`` for a tree)."""
+        scope = "process-tree" if self.tree else "process"
+        return f"{scope}-psutil" if self.portable else f"{scope}-procfs"
+
+    def tree_report(self) -> TreeReport | None:
+        """Each process of the tree (``tree=True``), as the sampler last
+        published it; after :meth:`close`, as it stood then.  None for a
+        monitor of one process."""
+        sampler = self._sampler_handle
+        if self.tree and sampler is not None:
+            self._tree_report = sampler.process_table() or self._tree_report
+        return self._tree_report
+
+    def _peak_is_per_process(self) -> bool:
+        """False for a tree that has had more than one process: a kernel
+        mark (or ``wait4``'s) is one process's, and bounds the tree's peak
+        from below only."""
+        tree = self._tree_memory
+        return tree is None or tree.is_single()
 
     @property
     def _sampler(self) -> SamplerProcess:
@@ -747,7 +797,8 @@ class MemoryMonitor:
         if sampler is None:
             raise RuntimeError(_NOT_STARTED)
         if not self._watches_itself and sampler.target_gone():
-            raise _platform.ProcessGoneError(f"process {self.pid} has exited")
+            started = " and the processes it started have" if self.tree else " has"
+            raise _platform.ProcessGoneError(f"process {self.pid}{started} exited")
         now = time.monotonic()
         if now - self._checked_at >= _LIVENESS_CHECK_S:
             sampler.check_alive()

@@ -17,9 +17,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import sampler as ring_layout
 from ._platform import ProcessGoneError
+
+if TYPE_CHECKING:
+    from .process_tree import TreeReport
 
 __all__ = ["RingReader", "SampleBlock", "SamplerDiedError", "SamplerProcess"]
 
@@ -81,6 +85,18 @@ class RingReader:
         """Samples published so far (monotonic)."""
         return _unpack_count(self.buffer, ring_layout.OFFSET_WRITE_COUNT)[0]
 
+    def newest_rss_bytes(self) -> int | None:
+        """The RSS of the newest sample; None before the first.
+
+        Entry ``count - 1`` is never the slot the sampler may be rewriting
+        (that is entry ``count - capacity``, and a ring holds 16 or more).
+        """
+        count = self.write_count()
+        if count == 0:
+            return None
+        offset = ring_layout.HEADER_SIZE + ((count - 1) % self.capacity) * ring_layout.ENTRY_SIZE
+        return int(ring_layout.ENTRY.unpack_from(self.buffer, offset)[1])
+
     def read(self, start_count: int, end_count: int) -> SampleBlock:
         """Copy samples ``[start_count, end_count)`` out of the ring.
 
@@ -125,6 +141,9 @@ class SamplerProcess:
     """A running sampler child and the ring it writes.
 
     ``reader`` is ``"procfs"`` (Linux) or ``"psutil"`` (portable fallback).
+    ``max_processes`` > 0 samples the target's tree (the sum over the target
+    and its descendants, at most that many followed at once) and keeps each
+    process's figures (:meth:`process_table`); 0, the target alone.
     """
 
     def __init__(
@@ -135,6 +154,7 @@ class SamplerProcess:
         capacity: int,
         reader: str,
         wait: bool = True,
+        max_processes: int = 0,
     ) -> None:
         """Start the child.  ``wait=False`` returns before its first sample.
 
@@ -149,6 +169,9 @@ class SamplerProcess:
         self.interval_ns = interval_ns
         self.capacity = capacity
         self.reader = reader
+        self.max_processes = max_processes
+        #: ``time.monotonic_ns()`` at the start: time zero of the process table.
+        self.started_ns = time.monotonic_ns()
         fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
         by_path = os.name != "posix"
         if not by_path:
@@ -180,8 +203,10 @@ class SamplerProcess:
             ring_layout.MAGIC, self.capacity, self.interval_ns, 0,
             ring_layout.STATUS_STARTING, 0, 0, self.target_pid,
         )  # fmt: skip
-        os.ftruncate(fd, ring_layout.ring_size_bytes(self.capacity))
+        tree = ring_layout.COUNT_FIELD.pack(self.max_processes)
+        os.ftruncate(fd, ring_layout.ring_size_bytes(self.capacity, self.max_processes))
         os.pwrite(fd, header, 0)
+        os.pwrite(fd, tree, ring_layout.OFFSET_MAX_PROCESSES)
         return mmap.mmap(fd, 0)
 
     def _spawn(self, ring: str | int) -> tuple[subprocess.Popen[bytes], int | None]:
@@ -238,6 +263,25 @@ class SamplerProcess:
     def write_count(self) -> int:
         """Samples published so far (monotonic); read at every window's ends."""
         return self._ring.write_count()
+
+    def newest_rss_bytes(self) -> int | None:
+        """The newest sample's RSS (a tree's: its sum); None before the first."""
+        return self._ring.newest_rss_bytes()
+
+    def processes_seen(self) -> int:
+        """Processes of the tree seen so far (1 for a sampler of one process)."""
+        if not self.max_processes:
+            return 1
+        return max(1, self._ring.field(ring_layout.OFFSET_PROCESSES_SEEN))
+
+    def process_table(self) -> TreeReport | None:
+        """Each process of the tree, as the sampler last published it; None
+        for a sampler of one process, or a table the sampler left half written."""
+        if not self.max_processes or self._buffer.closed:
+            return None
+        from .process_tree import read_process_table  # only a tree monitor needs it
+
+        return read_process_table(self._buffer, self.target_pid, self.started_ns)
 
     def target_gone(self) -> bool:
         """True once the sampler saw the measured process exit."""

@@ -401,3 +401,47 @@ def test_probe_without_a_kernel_mark_reports_the_sampled_peak() -> None:
     # Freed before the end: only the samples can show the peak.
     assert peak >= 29 * MB
     assert abs(growth) < 2 * MB
+
+
+#: Waits for ARGV[1], forks a child that holds 20 MiB for 0.3 s, waits for it, exits.
+_FORKS_THEN_EXITS = """
+import os, pathlib, sys, time
+flag = pathlib.Path(sys.argv[1])
+while not flag.exists():
+    time.sleep(0.005)
+child = os.fork()
+if child == 0:
+    x = b"x" * (20 << 20)
+    time.sleep(0.3)
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+@pytest.mark.skipif(not LINUX, reason="wait4's figure is folded as the kernel's mark on Linux")
+def test_tree_window_counts_an_exit_peak_as_a_bound_not_as_the_trees_kernel_mark(
+    tmp_path: Any,
+) -> None:
+    # The root's wait4 figure is one process's: a tree of two has no kernel
+    # mark for its sum, so the window's peak stays "sampled" (it used to say
+    # "kernel-hwm") while never going below that figure.
+    flag = tmp_path / "go"
+    root = subprocess.Popen([sys.executable, "-c", _FORKS_THEN_EXITS, str(flag)])
+    monitor = MemoryMonitor(root.pid, tree=True).start()
+    try:
+        window = monitor.window()
+        flag.touch()
+        os.wait4(root.pid, 0)
+        root.returncode = 0
+        deadline = time.monotonic() + 30
+        while not monitor._sampler.target_gone():
+            assert time.monotonic() < deadline, "the sampler never saw the tree exit"
+            time.sleep(0.01)
+        result = window.stop(exit_peak_rss_bytes=500 * MB)
+        report = monitor.tree_report()
+    finally:
+        monitor.close()
+    assert report is not None and report.processes_seen == 2
+    assert result.peak_rss_bytes >= 500 * MB
+    assert result.peak_source == "sampled"
+    assert result.sampler_kind == "process-tree-procfs"

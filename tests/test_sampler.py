@@ -433,3 +433,74 @@ def test_bad_child_command_line_is_a_one_line_error(
         sampler.parse_args(argv)
     assert sampler.main(argv) == 2
     assert words in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_the_process_table_lies_after_the_entries_and_only_for_a_tree() -> None:
+    entries = sampler.HEADER_SIZE + 4 * sampler.ENTRY_SIZE
+    assert sampler.ring_size_bytes(4) == entries
+    assert sampler.table_offset(4) == entries
+    assert sampler.table_slots(0) == 0
+    assert sampler.ring_size_bytes(4, 2) == entries + (2 + sampler.EXITED_SLOTS) * sampler.SLOT.size
+    offsets = [
+        sampler.OFFSET_MAX_PROCESSES,
+        sampler.OFFSET_TABLE_GENERATION,
+        sampler.OFFSET_PROCESSES_SEEN,
+        sampler.OFFSET_NOT_FOLLOWED,
+        sampler.OFFSET_TABLE_USED,
+    ]
+    assert offsets[0] >= sampler.HEADER.size
+    assert len(set(offsets)) == len(offsets)
+    assert max(offsets) + 8 <= sampler.HEADER_SIZE
+
+
+def test_a_sampler_of_one_process_has_no_table() -> None:
+    process = SamplerProcess(os.getpid(), interval_ns=1_000_000, capacity=16, reader="procfs")
+    try:
+        assert process.process_table() is None
+        assert process.processes_seen() == 1
+        newest = process.newest_rss_bytes()
+        assert newest is not None and newest > 0
+    finally:
+        process.close()
+
+
+#: Forks a child that holds 30 MiB, prints its pid, and sleeps.
+_FORKS_AND_HOLDS = """
+import os, sys, time
+child = os.fork()
+if child == 0:
+    x = b"x" * (30 << 20)
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_tree_sampler_publishes_each_process_and_samples_the_sum() -> None:
+    root = subprocess.Popen(
+        [sys.executable, "-c", _FORKS_AND_HOLDS], stdout=subprocess.PIPE, text=True
+    )
+    assert root.stdout is not None
+    child = int(root.stdout.readline())
+    process = SamplerProcess(
+        root.pid, interval_ns=1_000_000, capacity=64, reader="procfs", max_processes=8
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (table := process.process_table()) is None or len(table.processes) < 2:
+            assert time.monotonic() < deadline, "the tree sampler published no child"
+            time.sleep(0.01)
+        assert process.processes_seen() == 2
+        rows = {row.pid: row for row in table.processes}
+        assert set(rows) == {root.pid, child}
+        assert rows[child].last_rss_bytes >= 30 << 20
+        assert all(row.running and row.name.startswith("python") for row in rows.values())
+        newest = process.newest_rss_bytes()
+        assert newest is not None and newest >= rows[child].last_rss_bytes
+    finally:
+        process.close()
+        os.kill(child, signal.SIGKILL)
+        root.kill()
+        root.wait()

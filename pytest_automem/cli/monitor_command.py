@@ -54,6 +54,7 @@ from .._platform import MemoryReadError, ProcessGoneError
 from ..atomic import atomic_write_text
 from ..monitor import MeasurementWindow, MemoryMonitor
 from ..pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from ..process_tree import TreeReport
 from ..sampling import SamplerDiedError
 from ..snapshots import DEFAULT_KEEP, write_snapshot
 from ..units import (
@@ -368,13 +369,14 @@ def run(args: argparse.Namespace) -> int:
         pid = spawned.process.pid if spawned else args.pid
         mark = CommandMark(pid)
         watched: Watched | None = None
+        tree: TreeReport | None = None
         try:
-            results, watched = _monitor_and_watch(args, pid, spawned, mark, signals)
+            results, watched, tree = _monitor_and_watch(args, pid, spawned, mark, signals)
         finally:
             mark.close()
             if spawned is not None:
                 _finish(spawned, watched, _grace_s(args))
-        summary = _summary(args, command, pid, results, watched, mark.highest_bytes)
+        summary = _summary(args, command, pid, results, watched, mark.highest_bytes, tree)
         return _report(args, summary)  # a signal now is noted, and the report still made
 
 
@@ -445,25 +447,26 @@ def _monitor_and_watch(
     spawned: Spawned | None,
     mark: CommandMark,
     signals: StopSignals,
-) -> tuple[list[WindowResult], Watched]:
+) -> tuple[list[WindowResult], Watched, TreeReport | None]:
     try:
         with shielded():  # the sampler must outlive a Ctrl-C to our process group
-            monitor = MemoryMonitor(pid, interval_ms=args.interval).start()
+            monitor = MemoryMonitor(pid, interval_ms=args.interval, tree=True).start()
     except ProcessGoneError:
         if spawned is None:
             raise InputError(f"--pid {pid}: no such process, or it has exited") from None
         watched = _reap(spawned, blocking=True)
         assert watched is not None
-        return [], watched
+        return [], watched, None
     except SamplerDiedError as exc:
-        return _watch(args, None, spawned, mark, signals, internal=_one_line(exc))
+        return (*_watch(args, None, spawned, mark, signals, internal=_one_line(exc)), None)
     except MemoryReadError as exc:
         raise InputError(f"--pid {pid}: {exc}") from None
     try:
         mark.read()  # the mark since exec, before the first window resets it
-        return _watch(args, monitor, spawned, mark, signals)
+        results, watched = _watch(args, monitor, spawned, mark, signals)
     finally:
         monitor.close()
+    return results, watched, monitor.tree_report()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -690,8 +693,9 @@ def _summary(
     results: list[WindowResult],
     watched: Watched,
     mark_bytes: int | None,
+    tree: TreeReport | None,
 ) -> dict[str, Any]:
-    peak = _peak(results, watched, mark_bytes)
+    peak = _tree_peak(_peak(results, watched, mark_bytes), tree)
     whole_process = MeasurementBasis(args.basis) is MeasurementBasis.ABSOLUTE
     fallback_level = PressureLevel.LOW
     if whole_process and peak.rss_bytes is not None:
@@ -727,6 +731,7 @@ def _summary(
         "findings": findings,
         "notes": _notes(args, peak),
         "windows": [r.to_dict() for r in results],
+        **_tree_fields(tree),
     }
 
 
@@ -779,6 +784,7 @@ _PEAK_SOURCE_TEXT = {
     "kernel-hwm": "kernel high-water mark",
     "kernel-hwm+sampled": "kernel high-water mark, then sampled to the exit",
     "sampled": "sampled",
+    "sampled-tree": "sampled, tree of {processes_seen} processes",
 }
 
 
@@ -792,7 +798,7 @@ def _render(summary: dict[str, Any]) -> str:
             f"  {_peak_text(summary)}",
         ]
     else:
-        lines = _render_windows(summary, windows)
+        lines = _render_windows(summary, windows) + _render_processes(summary)
     lines.extend(f"  FINDING: {finding}" for finding in summary["findings"])
     lines.extend(f"  NOTE: {note}" for note in summary["notes"])
     return "\n".join(lines)
@@ -801,7 +807,7 @@ def _render(summary: dict[str, Any]) -> str:
 def _peak_text(summary: dict[str, Any]) -> str:
     """The peak and how it was measured, or why it was not."""
     if summary["peak_rss_bytes"] is not None:
-        source = _PEAK_SOURCE_TEXT[summary["peak_source"]]
+        source = _PEAK_SOURCE_TEXT[summary["peak_source"]].format(**summary)
         return f"peak RSS {format_size(summary['peak_rss_bytes'])} ({source})"
     text = "peak RSS not measured: the process exited before the monitor could read it"
     if summary["peak_rss_at_most_bytes"] is not None:
@@ -836,4 +842,60 @@ def _render_windows(summary: dict[str, Any], windows: list[dict[str, Any]]) -> l
             else ""
         )
         lines.append(f"  snapshots: {summary['snapshots']} ({len(windows)} windows){pruned}")
+    return lines
+
+
+# -- the process tree ---------------------------------------------------------
+
+#: Processes the summary's text names, largest peak first (the JSON has every one kept).
+_PROCESSES_SHOWN = 5
+
+
+def _tree_peak(peak: Peak, tree: TreeReport | None) -> Peak:
+    """The peak of a tree that has had more than one process: the sampled
+    maximum of its sum, never below what one of its processes held alone.
+
+    The command's own figures (its kernel mark, ``wait4``'s) bound the
+    tree's peak from below too, so ``peak`` is kept as a bound; only the
+    sum's peak cannot come from a kernel mark.
+    """
+    if tree is None or tree.processes_seen <= 1:
+        return peak
+    figures = [value for value in (peak.rss_bytes, tree.largest_peak_bytes) if value is not None]
+    return Peak(max(figures, default=None), "sampled-tree", peak.at_most_bytes)
+
+
+def _tree_fields(tree: TreeReport | None) -> dict[str, Any]:
+    """The summary's per-process keys (null when the watch saw no sample)."""
+    if tree is None:
+        return {
+            "processes_seen": None,
+            "processes_not_followed": None,
+            "max_processes": None,
+            "processes": [],
+        }
+    return tree.to_dict()
+
+
+def _render_processes(summary: dict[str, Any]) -> list[str]:
+    """How many processes the tree had, and the largest by peak, one a line."""
+    seen = summary["processes_seen"]
+    if seen is None:
+        return []
+    head = f"  processes: {seen} seen"
+    if summary["processes_not_followed"]:
+        head += (
+            f", {summary['processes_not_followed']} not followed "
+            f"(over the cap of {summary['max_processes']} at once)"
+        )
+    shown = summary["processes"][:_PROCESSES_SHOWN]
+    lines = [head + (", largest peaks:" if shown else "")]
+    for process in shown:
+        state = "running" if process["running"] else "exited"
+        lines.append(
+            f"    pid {process['pid']:<8} {process['name']:<16} "
+            f"peak {format_size(process['peak_rss_bytes']):>9}  {state}"
+        )
+    if seen > len(shown):
+        lines.append(f"    and {seen - len(shown)} more")
     return lines
