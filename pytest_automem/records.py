@@ -31,11 +31,9 @@ from typing import IO, Any
 
 from .results import write_results_lines
 
-__all__ = ["SUMMARY_KEYS", "RecordStore"]
+__all__ = ["RecordStore"]
 
-#: What the terminal and step summaries read of a record.
-SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
-#: What the store keeps of each test to rank it (after the record's version).
+#: What the store keeps of each test to rank it (after its spool offset).
 _RANKED_KEYS = ("peak_bytes", "growth_bytes", "max_pressure")
 #: One encoder for every record (``json.dumps`` with options makes one per call).
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(", ", ": "))
@@ -49,10 +47,9 @@ class RecordStore:
         there), or None when no results file is written.  ``top``: how many
         of the highest peaks and growths the summaries show."""
         self.top = top
-        #: node id -> (the record's version: its offset in the spool or a
-        #: count, then the :data:`_RANKED_KEYS`).
+        #: node id -> (the record's offset in the spool, -1 if not spooled,
+        #: then the :data:`_RANKED_KEYS`).
         self._index: dict[str, tuple[int, int, int, str]] = {}
-        self._added = 0
         self._spool_dir = spool_dir
         self._spool: IO[bytes] | None = None
         #: Where the next line goes: the spool is only appended to until the end.
@@ -81,10 +78,9 @@ class RecordStore:
             self.failures.pop(nodeid, None)
 
     def _spool_line(self, record: Mapping[str, Any]) -> int:
-        """Write the record's line to the spool; its offset there (its version)."""
+        """Write the record's line to the spool; its offset there (-1 without a spool)."""
         if self._spool_dir is None:
-            self._added += 1
-            return self._added
+            return -1
         line = _ENCODER.encode(record).encode() + b"\n"
         spool = self._spool or self._open_spool(self._spool_dir)
         offset = self._spool_end

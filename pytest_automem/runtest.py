@@ -39,7 +39,6 @@ import pytest
 from .collect import GcMode
 from .plan import ItemPlan
 from .pressure import PressureThresholds
-from .records import SUMMARY_KEYS
 
 if TYPE_CHECKING:
     from .automaton import Automaton
@@ -64,6 +63,9 @@ __all__ = [
 
 #: A test's call must add this many objects of a type for the type to be reported.
 _MIN_TYPE_GROWTH = 10
+#: What the terminal and step summaries read of a record: all a lean call
+#: keeps when no output needs every results key.
+SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
 #: What the results file keeps of each phase (a BriefResult's figures).
 PHASE_KEYS = (
     "peak_bytes",
