@@ -39,6 +39,7 @@ import pytest
 from .collect import GcMode
 from .plan import ItemPlan
 from .pressure import PressureThresholds
+from .records import encode_record
 
 if TYPE_CHECKING:
     from .automaton import Automaton
@@ -566,8 +567,9 @@ def verdict_text(state: ItemState) -> str:
 
 class ReportHooks:
     """Puts the verdict on the call's report and, on xdist workers, the record
-    on the teardown report (xdist serialises it like the rest of the report):
-    a full record, or the summary keys of a blanket call measured in brief."""
+    on the teardown report, encoded (xdist serialises it like the rest of the
+    report; see :func:`~pytest_automem.records.encode_record`): a full
+    record, or the summary keys of a blanket call measured in brief."""
 
     def __init__(self, settings: RunSettings, runtest: RuntestHooks) -> None:
         self.settings = settings
@@ -585,7 +587,7 @@ class ReportHooks:
         elif call.when == "teardown" and self.settings.is_worker:
             record = self._runtest.take_record(item)  # complete once teardown is measured
             if record is not None:
-                report.automem = record  # type: ignore[attr-defined]
+                report.automem = encode_record(record)  # type: ignore[attr-defined]
         return report
 
     def _annotate_call_report(

@@ -42,15 +42,20 @@ WORKER_RECORDS_PLUGIN_NAME = "automem-worker-records"
 
 
 class RecordsFromWorkers:
-    """On an xdist controller: collects the records workers send on teardown reports."""
+    """On an xdist controller: collects the records workers send on teardown reports.
+
+    Each record is taken *off* its report: pytest's terminal reporter keeps
+    every report until the session ends, and a record left on it cost ~3 KB
+    a test there.
+    """
 
     def __init__(self, records: RecordStore) -> None:
         self._records = records
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, "automem", None)
-        if report.when == "teardown" and isinstance(record, dict):
-            self._records.add(report.nodeid, record)
+        line = report.__dict__.pop("automem", None)
+        if report.when == "teardown" and isinstance(line, str):
+            self._records.add_encoded(report.nodeid, line)
 
 
 class AutomemSession:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_automem.records import RecordStore
+from pytest_automem.records import RecordStore, encode_record
 from pytest_automem.results import build_results, read_results, write_results
 
 MB = 1 << 20
@@ -108,6 +108,51 @@ def test_a_record_json_cannot_hold_is_refused_before_anything_is_kept(tmp_path: 
     store.add("t.py::ok", _record(1))
     store.write_results(tmp_path / "r.json", {})
     assert list(json.loads((tmp_path / "r.json").read_text())["tests"]) == ["t.py::ok"]
+
+
+def test_an_encoded_record_is_kept_as_the_record_itself(tmp_path: Path) -> None:
+    records = {"t.py::ok": _record(1), "t.py::bad": _record(2 * MB, failed=True, report="why")}
+    direct, encoded = RecordStore(tmp_path / "a"), RecordStore(tmp_path / "b")
+    for nodeid, record in records.items():
+        direct.add(nodeid, record)
+        encoded.add_encoded(nodeid, encode_record(record))
+    direct.write_results(tmp_path / "direct.json", {})
+    encoded.write_results(tmp_path / "encoded.json", {})
+    assert (
+        read_results(tmp_path / "encoded.json")["tests"]
+        == read_results(tmp_path / "direct.json")["tests"]
+        == records
+    )
+    assert encoded.failures == direct.failures == {"t.py::bad": records["t.py::bad"]}
+    assert encoded.highest("peak_bytes") == direct.highest("peak_bytes")
+    assert encoded.sampler_kind == "process-procfs"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps(_record(1)) + "\n" + json.dumps(_record(2)),
+        '{"verdict": "pass"}',
+    ],
+    ids=["not-json", "not-an-object", "two-lines", "no-figures"],
+)
+def test_an_encoded_line_that_is_not_a_record_is_refused_before_anything_is_kept(
+    tmp_path: Path, line: str
+) -> None:
+    store = RecordStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.add_encoded("t.py::x", line)
+    assert len(store) == 0
+    store.write_results(tmp_path / "r.json", {})
+    assert read_results(tmp_path / "r.json")["tests"] == {}
+
+
+def test_encoding_refuses_what_json_cannot_hold() -> None:
+    with pytest.raises(ValueError):
+        encode_record(_record(1, rate_bytes_per_s=math.nan))
+    assert "\n" not in encode_record(_record(1, message="two\nlines"))
 
 
 def test_without_a_spool_folder_there_is_no_results_file(tmp_path: Path) -> None:
