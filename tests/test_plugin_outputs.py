@@ -6,6 +6,7 @@ files and the JUnit attachments that point at them are written at its end.
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -57,3 +58,51 @@ def test_colliding_node_ids_get_a_report_file_and_an_attachment_each(
     assert len(set(attachments.values())) == 4
     for nodeid, path in attachments.items():
         assert path.read_text().splitlines()[0] == nodeid
+
+
+def _memory_failure_and_a_pass(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(alloc=INNER_ALLOC)
+    pytester.makepyfile(
+        test_s="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_over():
+            spike(40 * MB)
+
+        @pytest.mark.memory_budget(peak="1GB")
+        def test_fine():
+            pass
+        """
+    )
+
+
+def test_step_summary_at_a_link_is_a_warning_and_every_other_output_is_written(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _memory_failure_and_a_pass(pytester)
+    target = pytester.path / "elsewhere.md"
+    target.write_text("theirs\n")
+    link = pytester.path / "summary.md"
+    link.symlink_to(target)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(link))
+
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "error",
+        "--junitxml=junit.xml", "--automem-report-dir=reports", "--automem-json=results.json",
+        timeout=120,
+    )  # fmt: skip
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1, passed=1)
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    warnings = [line for line in output.splitlines() if "GITHUB_STEP_SUMMARY" in line]
+    assert len(warnings) == 1, output
+    assert str(link) in warnings[0] and "symbolic link" in warnings[0]
+    assert target.read_text() == "theirs\n" and link.is_symlink()
+    results = json.loads((pytester.path / "results.json").read_text())
+    assert set(results["tests"]) == {"test_s.py::test_over", "test_s.py::test_fine"}
+    assert len(list((pytester.path / "reports").iterdir())) == 1
+    assert "[[ATTACHMENT|" in (pytester.path / "junit.xml").read_text()
