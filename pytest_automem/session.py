@@ -329,8 +329,8 @@ class AutomemSession:
                 append_step_summary(summary_path, step_summary_markdown(self.records))
             except OSError as exc:  # a link, a FIFO, no such folder: the CI's file, not ours
                 self._warn_line(
-                    f"automem: WARNING: step summary not written: GITHUB_STEP_SUMMARY={summary_path}: "
-                    f"{exc.strerror or exc}"
+                    "automem: WARNING: step summary not written: "
+                    f"GITHUB_STEP_SUMMARY={summary_path}: {exc.strerror or exc}"
                 )
 
     def _warn_line(self, line: str) -> None:

@@ -1005,7 +1005,6 @@ def test_help_says_what_happens_to_the_processes() -> None:
     assert "killed with SIGKILL" in text  # --grace
 
 
-
 def test_help_says_the_whole_process_tree_is_measured(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -1016,6 +1015,7 @@ def test_help_says_the_whole_process_tree_is_measured(
     assert "summed in every sample" in text
     assert f"at most {DEFAULT_MAX_PROCESSES} processes are followed at once" in text
     assert "each process's own peak" in text
+
 
 # -- internal failures and a closed stdout ------------------------------------
 
