@@ -306,7 +306,7 @@ class AutomemSession:
         options = self.config.option
         failures = self.memory_failures()
         report_files: dict[str, Path] = {}
-        if options.automem_report_dir and failures:
+        if options.automem_report_dir:  # without failures too: it removes stale temps
             report_files = write_report_files(Path(options.automem_report_dir), failures)
         if options.automem_json:
             self.records.write_results(options.automem_json, self._session_info())
@@ -323,6 +323,10 @@ class AutomemSession:
                 ],
                 prefix=getattr(options, "junitprefix", None) or None,
             )
+        if xml_path:
+            from .atomic import remove_stale_temps
+
+            remove_stale_temps(xml_path)  # of our rewrite, killed in an earlier run
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path and self.records and self.step_summary:
             try:

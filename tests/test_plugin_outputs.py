@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import INNER_ALLOC
 
+from pytest_automem.atomic import atomic_writer
+from pytest_automem.report.session_outputs import report_file_name
+
 pytest_plugins = ["pytester"]
 
 LONG = "x" * 200
@@ -106,3 +109,53 @@ def test_step_summary_at_a_link_is_a_warning_and_every_other_output_is_written(
     assert set(results["tests"]) == {"test_s.py::test_over", "test_s.py::test_fine"}
     assert len(list((pytester.path / "reports").iterdir())) == 1
     assert "[[ATTACHMENT|" in (pytester.path / "junit.xml").read_text()
+
+
+def test_stale_temps_of_our_outputs_are_removed_and_nothing_else(
+    pytester: pytest.Pytester,
+) -> None:
+    # A pytest killed with -9 while writing leaves the writer's temp beside
+    # each output; the next run removes those, and only those.
+    _memory_failure_and_a_pass(pytester)
+    report = report_file_name("test_s.py::test_over")
+    reports = pytester.mkdir("reports")
+    stale = [
+        pytester.path / ".results.json.k1ll3d_9.tmp",
+        pytester.path / ".junit.xml.abcdefgh.tmp",
+        reports / f".{report}.zzzzzzzz.tmp",
+        reports / f".{report_file_name('test_s.py::test_gone')}.a1b2c3d4.tmp",
+    ]
+    foreign = [
+        pytester.path / ".results.json.abc.tmp",  # not mkstemp's eight characters
+        pytester.path / ".results.json.ABCDEFGH.tmp",
+        pytester.path / "results.json.abcdefgh.tmp",
+        pytester.path / ".other.json.abcdefgh.tmp",  # another file's temp
+        reports / ".notes.txt.abcdefgh.tmp",  # not a report file's name
+    ]
+    for path in stale + foreign:
+        path.write_text("half a file")
+
+    with atomic_writer(pytester.path / "results.json") as live:  # a live writer, mid-write
+        live.write('{"written": "by the live writer"}\n')
+        planted = {*stale, *foreign}
+        live_temps = [p for p in pytester.path.iterdir() if p.suffix == ".tmp" and p not in planted]
+        assert len(live_temps) == 1
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-p", "no:randomly",
+            "--junitxml=junit.xml", "--automem-report-dir=reports",
+            "--automem-json=results.json",
+            timeout=120,
+        )  # fmt: skip
+        result.assert_outcomes(failed=1, passed=1)
+        assert set(json.loads((pytester.path / "results.json").read_text())["tests"]) == {
+            "test_s.py::test_over",
+            "test_s.py::test_fine",
+        }
+        assert all(path.exists() for path in live_temps)
+
+    assert [path.name for path in stale if path.exists()] == []
+    assert [path.name for path in foreign if not path.exists()] == []
+    assert json.loads((pytester.path / "results.json").read_text()) == {
+        "written": "by the live writer"
+    }
+    assert (reports / report).exists()
