@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -281,3 +284,28 @@ def test_no_temp_is_removed_where_there_is_no_flock(
     atomic.atomic_write_text(tmp_path / "out.json", "written")
     assert atomic.remove_stale_temps(tmp_path / "out.json") == []
     assert stale.exists()
+
+
+def test_temp_of_a_writer_killed_with_sigkill_is_removed_by_the_next_write(
+    tmp_path: Path,
+) -> None:
+    killed_mid_write = (
+        "import os, signal, sys\n"
+        "from pytest_automem.atomic import atomic_writer\n"
+        "with atomic_writer(sys.argv[1]) as handle:\n"
+        "    handle.write('half a file')\n"
+        "    handle.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    target = tmp_path / "results.json"
+    killed = subprocess.run(
+        [sys.executable, "-c", killed_mid_write, str(target)], env=env, timeout=60, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(tmp_path.glob(".results.json.*.tmp"))) == 1  # what kill -9 left
+
+    _write_results(tmp_path)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json"]
