@@ -10,6 +10,10 @@ read with ``lstat``: a link has no mode of its own that we would want, so
 the new file gets the mode of a new file.  Appends go through
 :func:`open_for_append_nofollow`, which refuses a link.  No write ever
 copies the setuid, setgid or sticky bit.
+
+A writer holds an ``flock`` on its temp file until the rename, so the temp a
+killed writer left (the kernel drops the lock of a dead process) can be told
+from a live writer's and removed: :func:`remove_stale_temps`.
 """
 
 from __future__ import annotations
