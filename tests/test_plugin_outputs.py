@@ -92,7 +92,7 @@ def test_step_summary_at_a_link_is_a_warning_and_every_other_output_is_written(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(link))
 
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "error",
+        "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark", "-W", "error",
         "--junitxml=junit.xml", "--automem-report-dir=reports", "--automem-json=results.json",
         timeout=120,
     )  # fmt: skip
