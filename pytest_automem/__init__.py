@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Automaton": "automaton",
     "AutomatonFormatError": "automaton",
+    "ConcurrentWriteError": "automaton",
     "Event": "policies",
     "MemoryOptimizedAutomaton": "policies",
     "OptimizationConfig": "policies",

@@ -10,6 +10,10 @@ read with ``lstat``: a link has no mode of its own that we would want, so
 the new file gets the mode of a new file.  Appends go through
 :func:`open_for_append_nofollow`, which refuses a link.  No write ever
 copies the setuid, setgid or sticky bit.
+
+A writer holds an ``flock`` on its temp file until the rename, so the temp a
+killed writer left (the kernel drops the lock of a dead process) can be told
+from a live writer's and removed: :func:`remove_stale_temps`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "UnsafeOutputPathError",
@@ -29,6 +38,8 @@ __all__ = [
     "atomic_write_text",
     "atomic_writer",
     "open_for_append_nofollow",
+    "remove_stale_temps",
+    "remove_stale_temps_in",
 ]
 
 #: Permission bits a written file may carry: never setuid, setgid or sticky.
@@ -42,10 +53,13 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
     On any exception the temp file is removed and ``path`` is untouched.
     Text that cannot be encoded (a lone surrogate in a test id, say) is
     written as a visible backslash escape rather than failing the write.
+    The temp file is locked (``flock``) until it has been renamed, so that
+    :func:`remove_stale_temps` can tell it from one a killed writer left.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = _locked_temp(target)
+    lock_fd = os.dup(fd) if fcntl is not None else None  # holds the lock past the close
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, _mode_for(target))
@@ -60,7 +74,43 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
     _fsync_dir(target.parent)
+
+
+#: A cleaner may remove a fresh temp before its writer locks it; so few
+#: writers race one cleaner that a handful of tries is plenty.
+_TEMP_TRIES = 8
+
+
+def _locked_temp(target: Path) -> tuple[int, str]:
+    """A new temp file for ``target``, locked by us: ``(fd, name)``.
+
+    Between ``mkstemp`` and ``flock`` the temp is unlocked, and a cleaner
+    could take it for a dead writer's and remove it.  A cleaner removes only
+    while it holds the lock, so once we hold it, the name still naming our
+    file proves the temp is ours for good; if it does not, we take another.
+    """
+    for _ in range(_TEMP_TRIES):
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        if fcntl is None:
+            return fd, tmp_name
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _names_file(tmp_name, os.fstat(fd)):
+            return fd, tmp_name
+        os.close(fd)
+    raise OSError(f"{target}: could not keep a temp file beside it (removed {_TEMP_TRIES} times)")
+
+
+def _names_file(name: str, status: os.stat_result) -> bool:
+    """Whether ``name`` (not followed if a link) is the file ``status`` describes."""
+    try:
+        current = os.stat(name, follow_symlinks=False)
+    except OSError:
+        return False
+    return (current.st_dev, current.st_ino) == (status.st_dev, status.st_ino)
 
 
 def _mode_for(target: Path) -> int:
@@ -129,36 +179,82 @@ def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> No
 
 
 def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temp files a killed :func:`atomic_writer` left for ``path``.
+    """Remove the temp files killed :func:`atomic_writer` calls left for ``path``.
 
     A writer that dies between ``mkstemp`` and ``os.replace`` (kill -9, power
-    loss) leaves ``.<name>.XXXXXXXX.tmp`` beside ``path``.  Only regular files
-    of exactly that naming (``mkstemp``'s eight random characters) are
-    removed, never a symlink or another target's temp.  A live writer's temp
-    looks the same, so call this only while holding a lock that every writer
-    of ``path`` takes.  Returns what was removed.
+    loss) leaves ``.<name>.XXXXXXXX.tmp`` beside ``path``.  Returns what was
+    removed; see :func:`remove_stale_temps_in` for what is.
     """
     target = Path(path)
-    prefix, suffix = f".{target.name}.", ".tmp"
-    random_chars = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+    return remove_stale_temps_in(target.parent, lambda name: name == target.name)
+
+
+def remove_stale_temps_in(
+    folder: str | os.PathLike[str], is_target: Callable[[str], bool]
+) -> list[Path]:
+    """Remove the stale temps in ``folder`` of every file name ``is_target`` accepts.
+
+    A temp is removed only if all of these hold:
+
+    * its name is exactly ``.<target>.XXXXXXXX.tmp`` (``mkstemp``'s eight
+      characters) for a target name ``is_target`` accepts, so a file of
+      another naming, or another file's temp, is never touched;
+    * it is a regular file, not a link or a folder;
+    * its writer is dead: we take its ``flock`` without waiting.  Every
+      :func:`atomic_writer` holds that lock until its rename, and the kernel
+      drops the lock of a process that dies, kill -9 included.  A temp whose
+      lock is held belongs to a live writer and is left alone.
+
+    Where there is no ``flock`` (Windows) a live writer cannot be told from a
+    dead one, so nothing is removed.  Returns what was removed.
+    """
     removed: list[Path] = []
+    if fcntl is None:
+        return removed
     try:
-        entries = list(os.scandir(target.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        name = entry.name
-        if len(name) != len(prefix) + 8 + len(suffix):
-            continue
-        if not (name.startswith(prefix) and name.endswith(suffix)):
-            continue
-        if not set(name[len(prefix) : -len(suffix)]) <= random_chars:
+        target = _temp_target(entry.name)
+        if target is None or not is_target(target):
             continue
         with contextlib.suppress(OSError):
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
+            if entry.is_file(follow_symlinks=False) and _remove_if_unlocked(entry.path):
                 removed.append(Path(entry.path))
     return removed
+
+
+_TEMP_RANDOM_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _temp_target(name: str) -> str | None:
+    """The target name of a temp named ``.<target>.XXXXXXXX.tmp``, else None."""
+    random_part, target = name[-12:-4], name[1:-13]
+    if not (name.startswith(".") and name.endswith(".tmp") and target):
+        return None  # from here on the name is long enough for the slices above
+    if name[-13] != "." or not set(random_part) <= _TEMP_RANDOM_CHARS:
+        return None
+    return target
+
+
+def _remove_if_unlocked(path: str) -> bool:
+    """Unlink ``path`` if no live writer holds its lock; whether it was removed."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer's
+        if not _names_file(path, status):
+            return False  # renamed into place, or replaced, since we opened it
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 class UnsafeOutputPathError(OSError):

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .atomic import atomic_writer
+from .atomic import atomic_writer, remove_stale_temps
 
 __all__ = [
     "REQUIRED_TEST_KEYS",
@@ -93,7 +93,9 @@ def write_results_lines(
     One test per line: readable and diffable, and each record is encoded by
     json's C encoder (``indent=`` would switch to the pure-Python one, about
     4x slower on a thousand tests).  ``header``: add the ``session`` keys
-    every results file has (:func:`session_header`).
+    every results file has (:func:`session_header`).  Temps that killed
+    writes of ``path`` left are removed after (see
+    :func:`~pytest_automem.atomic.remove_stale_temps`).
     """
     with atomic_writer(path) as handle:
         handle.write(f'{{\n"version": {RESULTS_VERSION},\n')
@@ -102,6 +104,7 @@ def write_results_lines(
         for index, (nodeid, line) in enumerate(tests):
             handle.write(f"{',' if index else ''}\n  {_dump(nodeid)}: {line}")
         handle.write("\n}}\n")
+    remove_stale_temps(path)
 
 
 def _dump(value: Any) -> str:

@@ -17,6 +17,7 @@ the summary.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -310,7 +311,7 @@ class AutomemSession:
         options = self.config.option
         failures = self.memory_failures()
         report_files: dict[str, Path] = {}
-        if options.automem_report_dir and failures:
+        if options.automem_report_dir:  # without failures too: it removes stale temps
             report_files = write_report_files(Path(options.automem_report_dir), failures)
         if options.automem_json:
             self.records.write_results(options.automem_json, self._session_info())
@@ -327,9 +328,32 @@ class AutomemSession:
                 ],
                 prefix=getattr(options, "junitprefix", None) or None,
             )
+        if xml_path:
+            from .atomic import remove_stale_temps
+
+            remove_stale_temps(xml_path)  # of our rewrite, killed in an earlier run
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path and self.records and self.step_summary:
-            append_step_summary(summary_path, step_summary_markdown(self.records))
+            try:
+                append_step_summary(summary_path, step_summary_markdown(self.records))
+            except OSError as exc:  # a link, a FIFO, no such folder: the CI's file, not ours
+                self._warn_line(
+                    "automem: WARNING: step summary not written: "
+                    f"GITHUB_STEP_SUMMARY={summary_path}: {exc.strerror or exc}"
+                )
+
+    def _warn_line(self, line: str) -> None:
+        """One line on the terminal, never an exception or a Python warning.
+
+        An output the CI owns must not change the tests' outcome or pytest's
+        exit code, and ``-W error`` (common in CI) would turn a warning into
+        exactly that.
+        """
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line, yellow=True)
+        else:
+            print(line, file=sys.stderr)
 
     def _session_info(self) -> dict[str, Any]:
         return {

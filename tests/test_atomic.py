@@ -8,8 +8,12 @@ the real writers, so that none of them bypasses it.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -210,3 +214,98 @@ def test_step_summary_is_not_appended_through_a_link(tmp_path: Path, setuid_targ
     with pytest.raises(UnsafeOutputPathError, match="symbolic link"):
         append_step_summary(link, "## pytest-automem: memory\n")
     _assert_target_untouched(setuid_target)
+
+
+# -- stale temps: removed once their writer is dead, never a live writer's ----
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_writer_removes_its_stale_temps_but_not_a_live_writers(tmp_path: Path, writer: str) -> None:
+    where, write = WRITERS[writer]
+    target = where(tmp_path)
+    stale = tmp_path / f".{target.name}.dead_123.tmp"  # what a kill -9 leaves
+    stale.write_text("half a file")
+    similar = tmp_path / f".{target.name}.dead_12.tmp"  # not mkstemp's eight characters
+    similar.write_text("someone else's")
+
+    with atomic.atomic_writer(target) as live:
+        live.write("the live writer's")
+        (live_temp,) = {p for p in tmp_path.glob(f".{target.name}.*.tmp")} - {stale, similar}
+        write(tmp_path)
+        assert live_temp.exists()
+
+    assert not stale.exists()
+    assert similar.exists()
+    assert target.read_text() == "the live writer's"
+
+
+def test_remove_stale_temps_leaves_a_temp_whose_lock_is_held(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    held, free = tmp_path / ".out.json.held0000.tmp", tmp_path / ".out.json.free0000.tmp"
+    for path in (held, free):
+        path.write_text("x")
+    fd = os.open(held, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a live writer in another process does
+        assert atomic.remove_stale_temps(target) == [free]
+        assert held.exists()
+    finally:
+        os.close(fd)
+    assert atomic.remove_stale_temps(target) == [held]
+
+
+def test_writer_whose_fresh_temp_a_cleaner_removed_takes_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one moment a temp is unlocked: between mkstemp and flock.
+    target = tmp_path / "out.json"
+    real_flock, calls = fcntl.flock, []
+
+    def cleaner_first(fd: int, operation: int) -> None:
+        calls.append(operation)
+        if len(calls) == 1:  # the writer's first lock: a cleaner got there first
+            assert atomic.remove_stale_temps(target) != []
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(atomic.fcntl, "flock", cleaner_first)
+    with atomic.atomic_writer(target) as handle:
+        handle.write("complete")
+    assert target.read_text() == "complete"
+    assert calls.count(fcntl.LOCK_EX) == 2  # the removed temp's, and the new one's
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_no_temp_is_removed_where_there_is_no_flock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = tmp_path / ".out.json.abcdefgh.tmp"
+    stale.write_text("x")
+    monkeypatch.setattr(atomic, "fcntl", None)
+    atomic.atomic_write_text(tmp_path / "out.json", "written")
+    assert atomic.remove_stale_temps(tmp_path / "out.json") == []
+    assert stale.exists()
+
+
+def test_temp_of_a_writer_killed_with_sigkill_is_removed_by_the_next_write(
+    tmp_path: Path,
+) -> None:
+    killed_mid_write = (
+        "import os, signal, sys\n"
+        "from pytest_automem.atomic import atomic_writer\n"
+        "with atomic_writer(sys.argv[1]) as handle:\n"
+        "    handle.write('half a file')\n"
+        "    handle.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    target = tmp_path / "results.json"
+    killed = subprocess.run(
+        [sys.executable, "-c", killed_mid_write, str(target)], env=env, timeout=60, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(tmp_path.glob(".results.json.*.tmp"))) == 1  # what kill -9 left
+
+    _write_results(tmp_path)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json"]

@@ -494,6 +494,17 @@ def test_second_automaton_gets_a_clear_error_instead_of_overwriting(jsonl: Path)
     assert [obj["id"] for obj in Automaton(jsonl)] == ["first-1", "second-1"]
 
 
+def test_concurrent_write_error_is_importable_from_the_package(jsonl: Path) -> None:
+    """Users of the public ``Automaton`` get this error, so they must be able to catch it."""
+    import pytest_automem
+
+    assert "ConcurrentWriteError" in pytest_automem.__all__
+    first, second = Automaton(jsonl), Automaton(jsonl)
+    first.save()
+    with pytest.raises(pytest_automem.ConcurrentWriteError):
+        second.save()
+
+
 def test_a_file_changed_by_a_writer_without_the_lock_is_not_overwritten(jsonl: Path) -> None:
     write_lines(jsonl, ['{"id": "a"}'])
     automaton = Automaton(jsonl)

@@ -30,6 +30,7 @@ import pytest
 from helpers import assert_input_error
 
 from pytest_automem.cli import exit_codes, main, monitor_command
+from pytest_automem.monitor import DEFAULT_MAX_PROCESSES
 from pytest_automem.snapshots import list_snapshots, read_snapshot
 from pytest_automem.units import format_size
 
@@ -1002,6 +1003,18 @@ def test_help_says_what_happens_to_the_processes() -> None:
     assert "a command still running is left running" in text  # --duration
     assert "exit 124, as timeout(1)" in text  # --timeout
     assert "killed with SIGKILL" in text  # --grace
+
+
+def test_help_says_the_whole_process_tree_is_measured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["monitor", "--help"])
+    text = " ".join(capsys.readouterr().out.split()).lower()
+    assert "whole process tree" in text
+    assert "summed in every sample" in text
+    assert f"at most {DEFAULT_MAX_PROCESSES} processes are followed at once" in text
+    assert "each process's own peak" in text
 
 
 # -- internal failures and a closed stdout ------------------------------------

@@ -6,11 +6,15 @@ files and the JUnit attachments that point at them are written at its end.
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from helpers import INNER_ALLOC
+
+from pytest_automem.atomic import atomic_writer
+from pytest_automem.report.session_outputs import report_file_name
 
 pytest_plugins = ["pytester"]
 
@@ -57,3 +61,101 @@ def test_colliding_node_ids_get_a_report_file_and_an_attachment_each(
     assert len(set(attachments.values())) == 4
     for nodeid, path in attachments.items():
         assert path.read_text().splitlines()[0] == nodeid
+
+
+def _memory_failure_and_a_pass(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(alloc=INNER_ALLOC)
+    pytester.makepyfile(
+        test_s="""
+        import pytest
+        from alloc import MB, spike
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_over():
+            spike(40 * MB)
+
+        @pytest.mark.memory_budget(peak="1GB")
+        def test_fine():
+            pass
+        """
+    )
+
+
+def test_step_summary_at_a_link_is_a_warning_and_every_other_output_is_written(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _memory_failure_and_a_pass(pytester)
+    target = pytester.path / "elsewhere.md"
+    target.write_text("theirs\n")
+    link = pytester.path / "summary.md"
+    link.symlink_to(target)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(link))
+
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark", "-W", "error",
+        "--junitxml=junit.xml", "--automem-report-dir=reports", "--automem-json=results.json",
+        timeout=120,
+    )  # fmt: skip
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1, passed=1)
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    warnings = [line for line in output.splitlines() if "GITHUB_STEP_SUMMARY" in line]
+    assert len(warnings) == 1, output
+    assert str(link) in warnings[0] and "symbolic link" in warnings[0]
+    assert target.read_text() == "theirs\n" and link.is_symlink()
+    results = json.loads((pytester.path / "results.json").read_text())
+    assert set(results["tests"]) == {"test_s.py::test_over", "test_s.py::test_fine"}
+    assert len(list((pytester.path / "reports").iterdir())) == 1
+    assert "[[ATTACHMENT|" in (pytester.path / "junit.xml").read_text()
+
+
+def test_stale_temps_of_our_outputs_are_removed_and_nothing_else(
+    pytester: pytest.Pytester,
+) -> None:
+    # A pytest killed with -9 while writing leaves the writer's temp beside
+    # each output; the next run removes those, and only those.
+    _memory_failure_and_a_pass(pytester)
+    report = report_file_name("test_s.py::test_over")
+    reports = pytester.mkdir("reports")
+    stale = [
+        pytester.path / ".results.json.k1ll3d_9.tmp",
+        pytester.path / ".junit.xml.abcdefgh.tmp",
+        reports / f".{report}.zzzzzzzz.tmp",
+        reports / f".{report_file_name('test_s.py::test_gone')}.a1b2c3d4.tmp",
+    ]
+    foreign = [
+        pytester.path / ".results.json.abc.tmp",  # not mkstemp's eight characters
+        pytester.path / ".results.json.ABCDEFGH.tmp",
+        pytester.path / "results.json.abcdefgh.tmp",
+        pytester.path / ".other.json.abcdefgh.tmp",  # another file's temp
+        reports / ".notes.txt.abcdefgh.tmp",  # not a report file's name
+    ]
+    for path in stale + foreign:
+        path.write_text("half a file")
+
+    with atomic_writer(pytester.path / "results.json") as live:  # a live writer, mid-write
+        live.write('{"written": "by the live writer"}\n')
+        planted = {*stale, *foreign}
+        live_temps = [p for p in pytester.path.iterdir() if p.suffix == ".tmp" and p not in planted]
+        assert len(live_temps) == 1
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-p", "no:randomly",
+            "--junitxml=junit.xml", "--automem-report-dir=reports",
+            "--automem-json=results.json",
+            timeout=120,
+        )  # fmt: skip
+        result.assert_outcomes(failed=1, passed=1)
+        assert set(json.loads((pytester.path / "results.json").read_text())["tests"]) == {
+            "test_s.py::test_over",
+            "test_s.py::test_fine",
+        }
+        assert all(path.exists() for path in live_temps)
+
+    assert [path.name for path in stale if path.exists()] == []
+    assert [path.name for path in foreign if not path.exists()] == []
+    assert json.loads((pytester.path / "results.json").read_text()) == {
+        "written": "by the live writer"
+    }
+    assert (reports / report).exists()

@@ -9,12 +9,21 @@ snapshot file per window to ``--snapshots`` (a new window every
 ``--snapshot-every``, oldest files pruned to ``--keep``), and a summary JSON.
 Pressure is measured on the process's whole RSS by default (``--basis``).
 
-A started command's peak is its own, from its ``exec`` on (see
-:class:`CommandMark` for where it comes from and why), and the summary says
-how it was measured: ``kernel-hwm`` (exact), ``kernel-hwm+sampled`` (exact
-up to the last reading of the mark, sampled after it), ``sampled`` (no
-kernel mark on this platform) or ``unmeasured`` (it exited before the first
-reading; ``peak_rss_at_most_bytes`` bounds it).
+The whole process tree is measured: the command (or the ``--pid`` process)
+and every process it starts, summed in every sample, so a shell's few MB
+cannot hide a large job.  At most 128 processes are followed at once (the
+rest are counted as not followed), and the summary says how many processes
+were seen and lists each process's own peak (docs/monitor.md, "Process
+trees").
+
+While the command is the only process of its tree, its peak is its own,
+from its ``exec`` on (see :class:`CommandMark` for where it comes from and
+why), and the summary says how it was measured: ``kernel-hwm`` (exact),
+``kernel-hwm+sampled`` (exact up to the last reading of the mark, sampled
+after it), ``sampled`` (no kernel mark on this platform) or ``unmeasured``
+(it exited before the first reading; ``peak_rss_at_most_bytes`` bounds it).
+Once it has had more processes, the peak is the sampled peak of the sum
+(``sampled-tree``).
 
 The command runs in a process group of its own.  SIGINT (Ctrl-C) and
 SIGTERM to the monitor are forwarded to that group; ``--timeout`` sends it

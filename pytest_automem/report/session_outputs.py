@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "append_step_summary",
+    "is_report_file_name",
     "junit_attachment",
     "report_file_name",
     "step_summary_markdown",
@@ -39,6 +40,11 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _WINDOWS_DEVICE = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])\.")
 _READABLE_CHARS = 80
 _HASH_CHARS = 16
+#: What :func:`report_file_name` gives: a readable part (one more
+#: character for a device name's ``_``), a dash, the hash, ``.txt``.
+_REPORT_FILE_NAME = re.compile(
+    rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{_READABLE_CHARS}}}-[0-9a-f]{{{_HASH_CHARS}}}\.txt"
+)
 
 
 def junit_attachment(
@@ -99,9 +105,20 @@ def report_file_name(nodeid: str) -> str:
     return f"{readable or 'test'}-{digest[:_HASH_CHARS]}.txt"
 
 
+def is_report_file_name(name: str) -> bool:
+    """Whether ``name`` is one :func:`report_file_name` could give."""
+    return _REPORT_FILE_NAME.fullmatch(name) is not None
+
+
 def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict[str, Path]:
-    """Write each failed test's report to ``folder``; return nodeid -> path."""
-    from ..atomic import atomic_write_text  # only a session with failures writes files
+    """Write each failed test's report to ``folder``; return nodeid -> path.
+
+    Then remove the temps that killed writes of report files left in
+    ``folder`` (any test's, not only this run's: a test that no longer fails
+    would leave its temp forever), recognised by the report files' exact
+    naming and only once their writer is dead.
+    """
+    from ..atomic import atomic_write_text, remove_stale_temps_in
 
     written = {}
     for nodeid, record in records.items():
@@ -109,6 +126,7 @@ def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict
             path = folder / report_file_name(nodeid)
             atomic_write_text(path, f"{nodeid}\n{record['message']}\n\n{record['report']}\n")
             written[nodeid] = path
+    remove_stale_temps_in(folder, is_report_file_name)
     return written
 
 
