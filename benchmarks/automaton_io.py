@@ -29,8 +29,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_automem.automaton import Automaton
-from pytest_automem.policies import MemoryOptimizedAutomaton
+from pytest_automem.automaton.policies import MemoryOptimizedAutomaton
+from pytest_automem.automaton.store import Automaton
 
 KINDS = ("state", "transition", "event", "snapshot")
 

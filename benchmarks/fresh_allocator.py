@@ -4,7 +4,7 @@ Run with ``python benchmarks/fresh_allocator.py`` (``--rounds``).  A test
 with a budget gets a window opened with ``fresh_allocator``: glibc's free
 memory is handed back, growth is what the allocators' live bytes gained,
 and the call is traced when the allocators cached more than 5 % of its peak
-limit (:mod:`pytest_automem.allocator`).  Printed, measured side by side in
+limit (:mod:`pytest_automem.measure.allocator`).  Printed, measured side by side in
 one run:
 
 * the cost of opening and closing an empty window plain, with the fresh
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_automem.monitor import MeasurementWindow, MemoryMonitor
+from pytest_automem.measure.monitor import MeasurementWindow, MemoryMonitor
 
 MB = 1 << 20
 

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.stats import differences, percentile
+from pytest_automem.base.stats import differences, percentile
+from pytest_automem.measure.monitor import MemoryMonitor
 
 MB = 1 << 20
 SPIKE_BYTES = 100 * MB

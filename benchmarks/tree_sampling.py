@@ -30,8 +30,8 @@ from checkout import describe_checkout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_automem import sampler
-from pytest_automem.monitor import MemoryMonitor
+from pytest_automem.measure import sampler_child as sampler
+from pytest_automem.measure.monitor import MemoryMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPACITY = 16

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_automem.monitor import MemoryMonitor
+from pytest_automem.measure.monitor import MemoryMonitor
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
-from pytest_automem.window_result import WindowResult
+from pytest_automem.measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from pytest_automem.measure.window_result import WindowResult
 
 #: JSON readers must turn Python's refusal of long integers (3.10.7 and later
 #: refuse more than 4300 digits) into their own error; older Pythons accept them.

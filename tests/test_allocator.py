@@ -6,10 +6,10 @@ import tracemalloc
 
 import pytest
 
-from pytest_automem import allocator
-from pytest_automem._platform import heap
-from pytest_automem._platform.heap import HeapReading, read_heap
-from pytest_automem.pressure import PressureLevel, PressureThresholds
+from pytest_automem.measure import allocator
+from pytest_automem.measure._platform import heap
+from pytest_automem.measure._platform.heap import HeapReading, read_heap
+from pytest_automem.measure.pressure import PressureLevel, PressureThresholds
 
 NEEDS_PYMALLOC = pytest.mark.skipif(
     heap.pymalloc_bytes() is None, reason="this interpreter does not use pymalloc"

@@ -2,7 +2,7 @@
 written through, and no written file carries setuid, setgid or sticky bits.
 
 Every writer of a user file (results, reports, snapshots, JUnit, the monitor's
-summary) goes through :mod:`pytest_automem.atomic`; the planted-link tests run
+summary) goes through :mod:`pytest_automem.base.atomic`; the planted-link tests run
 the real writers, so that none of them bypasses it.
 """
 
@@ -21,20 +21,21 @@ from pathlib import Path
 import pytest
 from helpers import resident_block
 
-from pytest_automem import atomic, snapshots
-from pytest_automem.atomic import (
+from pytest_automem.base import atomic
+from pytest_automem.base.atomic import (
     UnsafeOutputPathError,
     atomic_write_text,
     open_for_append_nofollow,
 )
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.pressure import PressureThresholds
-from pytest_automem.report.session_outputs import (
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.pressure import PressureThresholds
+from pytest_automem.outputs.session_outputs import (
     append_step_summary,
     report_file_name,
     write_report_files,
 )
-from pytest_automem.results import write_results
+from pytest_automem.results.results_file import write_results
+from pytest_automem.snapshots import files as snapshots
 
 MB = 1 << 20
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
@@ -291,7 +292,7 @@ def test_temp_of_a_writer_killed_with_sigkill_is_removed_by_the_next_write(
 ) -> None:
     killed_mid_write = (
         "import os, signal, sys\n"
-        "from pytest_automem.atomic import atomic_writer\n"
+        "from pytest_automem.base.atomic import atomic_writer\n"
         "with atomic_writer(sys.argv[1]) as handle:\n"
         "    handle.write('half a file')\n"
         "    handle.flush()\n"

@@ -23,7 +23,7 @@ import pluggy
 import pytest
 
 import pytest_automem
-from pytest_automem.automaton import Automaton
+from pytest_automem.automaton.store import Automaton
 from pytest_automem.investigator import Severity
 from pytest_automem.investigator.attribution import (
     NOISE_FLOOR_BYTES,

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from helpers import NEEDS_DIGIT_LIMIT, NESTED_TOO_DEEP, TOO_MANY_DIGITS
 
-from pytest_automem import automaton as automaton_module
-from pytest_automem.automaton import (
+from pytest_automem.automaton import store as automaton_module
+from pytest_automem.automaton.store import (
     Automaton,
     AutomatonFormatError,
     ConcurrentWriteError,
     append_jsonl_durably,
     archive_path_for,
 )
-from pytest_automem.filelock import lock_path_for
+from pytest_automem.base.filelock import lock_path_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -543,7 +543,7 @@ def test_one_automaton_saves_again_and_again_without_conflict(jsonl: Path) -> No
 
 SAVE_AFTER_GO = """
 import sys
-from pytest_automem.automaton import Automaton, ConcurrentWriteError
+from pytest_automem.automaton.store import Automaton, ConcurrentWriteError
 
 name, path = sys.argv[1], sys.argv[2]
 automaton = Automaton(path)
@@ -600,8 +600,8 @@ def test_works_without_fcntl_as_on_windows(tmp_path: Path) -> None:
     script = """
 import sys
 sys.modules["fcntl"] = None  # what Windows has: importing it fails
-from pytest_automem.filelock import LOCKING_AVAILABLE
-from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
+from pytest_automem.base.filelock import LOCKING_AVAILABLE
+from pytest_automem.automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
 automaton = MemoryOptimizedAutomaton(sys.argv[1], OptimizationConfig(max_objects=1))
 automaton.add({"id": "a"})
 automaton.add({"id": "b"})
@@ -623,7 +623,7 @@ print(LOCKING_AVAILABLE, [obj["id"] for obj in automaton.trim()], len(automaton)
 
 SAVE_AND_HANG = """
 import os, sys, time
-from pytest_automem.automaton import Automaton
+from pytest_automem.automaton.store import Automaton
 
 automaton = Automaton(sys.argv[1])
 automaton.add({"id": "new"})

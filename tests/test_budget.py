@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from helpers import make_window
 
-from pytest_automem.budget import BudgetError, MemoryBudget, Verdict, judge
-from pytest_automem.pressure import PressureLevel, PressureThresholds
-from pytest_automem.scenario import ScenarioResult
-from pytest_automem.window_result import WindowResult
+from pytest_automem.automaton.scenario import ScenarioResult
+from pytest_automem.measure.pressure import PressureLevel, PressureThresholds
+from pytest_automem.measure.window_result import WindowResult
+from pytest_automem.verdicts.budget import BudgetError, MemoryBudget, Verdict, judge
 
 KB = 1 << 10
 MB = 1 << 20

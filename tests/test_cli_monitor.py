@@ -29,10 +29,10 @@ import psutil
 import pytest
 from helpers import assert_input_error
 
+from pytest_automem.base.units import format_size
 from pytest_automem.cli import exit_codes, main, monitor_command
-from pytest_automem.monitor import DEFAULT_MAX_PROCESSES
-from pytest_automem.snapshots import list_snapshots, read_snapshot
-from pytest_automem.units import format_size
+from pytest_automem.measure.monitor import DEFAULT_MAX_PROCESSES
+from pytest_automem.snapshots.files import list_snapshots, read_snapshot
 
 MIB = 1 << 20
 LINUX = sys.platform.startswith("linux")
@@ -1026,7 +1026,7 @@ def sampler_of(monitor: MonitorRun) -> psutil.Process:
     while time.monotonic() < deadline:
         for child in psutil.Process(monitor.pid).children():
             with contextlib.suppress(psutil.Error):
-                if any(part.endswith("sampler.py") for part in child.cmdline()):
+                if any(part.endswith("sampler_child.py") for part in child.cmdline()):
                     return child
         time.sleep(0.01)
     raise AssertionError("no sampler")

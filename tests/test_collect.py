@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pytest_automem import _platform, collect
-from pytest_automem.collect import Collector, GcMode, generational_young_collections
+from pytest_automem.measure import _platform
+from pytest_automem.measure import garbage as collect
+from pytest_automem.measure.garbage import Collector, GcMode, generational_young_collections
 
 Calls = list[tuple[int, ...]]
 #: Taken at import, before any test replaces it.

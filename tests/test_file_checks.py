@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_automem.automaton import Automaton, AutomatonFormatError
+from pytest_automem.automaton.store import Automaton, AutomatonFormatError
 from pytest_automem.investigator.file_checks import (
     FILE_CHECKS,
     MAX_DETAILS,

@@ -12,10 +12,10 @@ from typing import Any
 import helpers
 import pytest
 
+from pytest_automem.automaton.scenario import ScenarioResult
 from pytest_automem.investigator import Finding, Investigation, Severity, investigate
-from pytest_automem.pressure import PressureLevel
-from pytest_automem.scenario import ScenarioResult
-from pytest_automem.window_result import WindowResult
+from pytest_automem.measure.pressure import PressureLevel
+from pytest_automem.measure.window_result import WindowResult
 
 KB = 1 << 10
 MB = 1 << 20

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from helpers import resident_block
 
-from pytest_automem.collect import GcMode
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.pressure import MeasurementBasis, PressureLevel, PressureThresholds
-from pytest_automem.results import REQUIRED_TEST_KEYS
+from pytest_automem.measure.garbage import GcMode
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from pytest_automem.results.results_file import REQUIRED_TEST_KEYS
 
 MB = 1 << 20
 LINUX = sys.platform.startswith("linux")
@@ -186,7 +186,7 @@ def test_unstarted_monitor_says_so() -> None:
 
 
 def test_missing_process_is_a_clear_error() -> None:
-    from pytest_automem._platform import ProcessGoneError
+    from pytest_automem.measure._platform import ProcessGoneError
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -271,7 +271,7 @@ def test_kernel_mark_reset_is_skipped_only_when_it_changes_nothing(
     import os
     from types import SimpleNamespace
 
-    from pytest_automem._platform import linux
+    from pytest_automem.measure._platform import linux
 
     process = monitor._process
     if not getattr(process, "_own", False):

@@ -459,7 +459,7 @@ def test_unmonitored_run_writes_nothing_and_starts_no_sampler(pytester: pytest.P
 
         def test_no_sampler_child():
             children = psutil.Process().children(recursive=True)
-            assert not any("sampler.py" in " ".join(c.cmdline()) for c in children)
+            assert not any("sampler_child.py" in " ".join(c.cmdline()) for c in children)
         """
     )
     before = sorted(p.name for p in pytester.path.iterdir())

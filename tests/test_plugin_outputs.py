@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import INNER_ALLOC
 
-from pytest_automem.atomic import atomic_writer
-from pytest_automem.report.session_outputs import report_file_name
+from pytest_automem.base.atomic import atomic_writer
+from pytest_automem.outputs.session_outputs import report_file_name
 
 pytest_plugins = ["pytester"]
 

@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 
-from pytest_automem import policies as policies_module
-from pytest_automem.automaton import ConcurrentWriteError
-from pytest_automem.filelock import lock_path_for
-from pytest_automem.policies import (
+from pytest_automem.automaton import policies as policies_module
+from pytest_automem.automaton.policies import (
     DEFAULT_CONFIG,
     Event,
     MemoryOptimizedAutomaton,
@@ -32,7 +30,9 @@ from pytest_automem.policies import (
     StepContext,
     TrimPlan,
 )
-from pytest_automem.pressure import PressureLevel
+from pytest_automem.automaton.store import ConcurrentWriteError
+from pytest_automem.base.filelock import lock_path_for
+from pytest_automem.measure.pressure import PressureLevel
 
 MB = 1 << 20
 LOW, MEDIUM, HIGH, CRITICAL = (
@@ -592,7 +592,7 @@ CRASH_CAP = 20
 
 TRIM_FOREVER = """
 import sys
-from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
+from pytest_automem.automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
 
 automaton = MemoryOptimizedAutomaton(sys.argv[1], OptimizationConfig(max_objects=int(sys.argv[2])))
 number = int(automaton.objects[-1]["id"][1:]) + 1
@@ -676,8 +676,8 @@ def test_kill_9_during_saves_and_trims_loses_nothing_and_leaves_no_temp(
 
 APPEND_AND_TRIM = """
 import json, sys
-from pytest_automem.automaton import ConcurrentWriteError
-from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
+from pytest_automem.automaton.store import ConcurrentWriteError
+from pytest_automem.automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
 
 name, path, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 config = OptimizationConfig(max_objects=7)

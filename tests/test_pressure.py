@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_automem.pressure import (
+from pytest_automem.measure.pressure import (
     PressureLevel,
     PressureThresholds,
     distribution_of_values,

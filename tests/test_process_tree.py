@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from pytest_automem import sampler
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.process_tree import TreeReport, read_process_table
-from pytest_automem.snapshots import list_snapshots, read_snapshot
+from pytest_automem.measure import sampler_child as sampler
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.process_tree import TreeReport, read_process_table
+from pytest_automem.snapshots.files import list_snapshots, read_snapshot
 
 MIB = 1 << 20
 LINUX = sys.platform.startswith("linux")

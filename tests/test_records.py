@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pytest_automem.records import RecordStore, encode_record
-from pytest_automem.results import build_results, read_results, write_results
+from pytest_automem.results.records import RecordStore, encode_record
+from pytest_automem.results.results_file import build_results, read_results, write_results
 
 MB = 1 << 20
 

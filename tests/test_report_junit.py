@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from pytest_automem.report.junit import (
+from pytest_automem.outputs.junit import (
     JunitAttachment,
     JunitFileError,
     attach_to_junit,

@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from helpers import INNER_ALLOC, NEEDS_DIGIT_LIMIT, NESTED_TOO_DEEP, TOO_MANY_DIGITS, resident_block
 
-from pytest_automem.budget import MemoryBudget, judge
 from pytest_automem.investigator import investigate
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.results import (
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.window_result import WindowResult
+from pytest_automem.results.results_file import (
     REQUIRED_TEST_KEYS,
     RESULTS_VERSION,
     build_results,
     read_results,
     write_results,
 )
-from pytest_automem.window_result import WindowResult
+from pytest_automem.verdicts.budget import MemoryBudget, judge
 
 MB = 1 << 20
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,9 +19,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_automem import sampler
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.sampling import RingReader, SamplerDiedError, SamplerProcess, _ring_folder
+from pytest_automem.measure import sampler_child as sampler
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.sampler_process import (
+    RingReader,
+    SamplerDiedError,
+    SamplerProcess,
+    _ring_folder,
+)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -275,7 +280,7 @@ def test_sampler_outlives_the_thread_that_started_it() -> None:
 def _parent_script(path: Path, body: str) -> Path:
     path.write_text(
         "import os, signal, sys, threading, time\n"
-        "from pytest_automem.monitor import MemoryMonitor\n" + textwrap.dedent(body)
+        "from pytest_automem.measure.monitor import MemoryMonitor\n" + textwrap.dedent(body)
     )
     return path
 
@@ -378,7 +383,7 @@ def test_sampler_dies_with_its_parent_while_a_fork_of_it_lives(tmp_path: Path) -
 
 
 def test_sampler_stops_when_the_target_exits() -> None:
-    from pytest_automem._platform import ProcessGoneError
+    from pytest_automem.measure._platform import ProcessGoneError
 
     child = subprocess.Popen(
         [sys.executable, "-c", "x = b'x' * (30 << 20); import time; time.sleep(0.3)"]

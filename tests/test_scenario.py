@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 from helpers import resident_block
 
-from pytest_automem.automaton import Automaton
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.policies import MemoryOptimizedAutomaton, OptimizationConfig
-from pytest_automem.pressure import PressureLevel, PressureThresholds
-from pytest_automem.scenario import (
+from pytest_automem.automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
+from pytest_automem.automaton.scenario import (
     MAX_STEPS,
     ScenarioLoadError,
     ScenarioResult,
     load_scenario,
     run_scenario,
 )
+from pytest_automem.automaton.store import Automaton
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.pressure import PressureLevel, PressureThresholds
 
 KB = 1024
 MB = 1 << 20
@@ -181,7 +181,7 @@ def test_cache_filled_after_warmup_is_a_leak(monitor: MemoryMonitor) -> None:
 
 
 def test_result_shape_and_json(monitor: MemoryMonitor) -> None:
-    from pytest_automem._platform import heap_bytes
+    from pytest_automem.measure._platform import heap_bytes
 
     warmup, iterations = 3, 7
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_automem.records import RecordStore
-from pytest_automem.report.session_outputs import (
+from pytest_automem.outputs.session_outputs import (
     append_step_summary,
     junit_attachment,
     report_file_name,
@@ -17,6 +16,7 @@ from pytest_automem.report.session_outputs import (
     summary_lines,
     write_report_files,
 )
+from pytest_automem.results.records import RecordStore
 
 MB = 1 << 20
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from helpers import NESTED_TOO_DEEP, assert_input_error, resident_block
 
-from pytest_automem.monitor import MemoryMonitor
-from pytest_automem.pressure import PressureLevel, PressureThresholds
-from pytest_automem.snapshots import (
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.pressure import PressureLevel, PressureThresholds
+from pytest_automem.snapshots.files import (
     SnapshotFormatError,
     _file_name,
     cleanup_snapshots,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pytest_automem.units import (
+from pytest_automem.base.units import (
     MAX_DURATION_S,
     MAX_RATE_BYTES_PER_S,
     MAX_SIZE_BYTES,

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 import psutil
 
-from .. import _platform
+from ..measure import _platform
 from . import group_guard
 
 #: Rounds of SIGKILL at the end, until the command's tree has no live member left.

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..automaton import AutomatonFormatError
+from ..automaton.store import AutomatonFormatError
 from ..investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK, investigate_file
 from ..investigator.findings import Finding, Investigation
 from ..investigator.render import FORMATS, render
@@ -100,7 +100,7 @@ def _print(text: str) -> None:
 
 
 def _write_junit(path: Path, xml: str) -> None:
-    from ..atomic import atomic_write_text
+    from ..base.atomic import atomic_write_text
 
     atomic_write_text(path, xml)
 
@@ -128,7 +128,7 @@ def junit_report(investigation: Investigation, checks: Sequence[str]) -> str:
     """
     from junitparser import Failure, JUnitXml, TestCase, TestSuite
 
-    from ..report.junit import xml_safe
+    from ..outputs.junit import xml_safe
 
     by_check: dict[str, list[Finding]] = {}
     for finding in investigation.findings:

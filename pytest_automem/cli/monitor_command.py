@@ -58,15 +58,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import _platform
-from .._platform import MemoryReadError, ProcessGoneError
-from ..atomic import atomic_write_text
-from ..monitor import MeasurementWindow, MemoryMonitor
-from ..pressure import MeasurementBasis, PressureLevel, PressureThresholds
-from ..process_tree import TreeReport
-from ..sampling import SamplerDiedError
-from ..snapshots import DEFAULT_KEEP, write_snapshot
-from ..units import (
+from ..base.atomic import atomic_write_text
+from ..base.units import (
     format_duration,
     format_rate,
     format_size,
@@ -74,7 +67,14 @@ from ..units import (
     parse_interval_ms,
     parse_size_bytes,
 )
-from ..window_result import WindowResult
+from ..measure import _platform
+from ..measure._platform import MemoryReadError, ProcessGoneError
+from ..measure.monitor import MeasurementWindow, MemoryMonitor
+from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from ..measure.process_tree import TreeReport
+from ..measure.sampler_process import SamplerDiedError
+from ..measure.window_result import WindowResult
+from ..snapshots.files import DEFAULT_KEEP, write_snapshot
 from . import command_group
 from .command_group import CommandGroup
 from .common import InputError, redirect_stdout_to_devnull, typed

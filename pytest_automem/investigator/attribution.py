@@ -62,7 +62,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
-from ..units import format_size
+from ..base.units import format_size
 from .findings import Finding, Severity
 
 __all__ = [

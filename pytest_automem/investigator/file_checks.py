@@ -26,10 +26,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..automaton import Automaton, AutomatonFormatError, JsonObject
-from ..policies import OptimizationConfig
-from ..snapshots import DEFAULT_KEEP, list_snapshots
-from ..units import format_size
+from ..automaton.policies import OptimizationConfig
+from ..automaton.store import Automaton, AutomatonFormatError, JsonObject
+from ..base.units import format_size
+from ..snapshots.files import DEFAULT_KEEP, list_snapshots
 from .findings import Finding, Investigation, Severity
 
 __all__ = [
@@ -455,7 +455,7 @@ def check_snapshots(
 ) -> list[Finding]:
     """More than ``max_files`` snapshot files in ``folder``, or more than ``max_total_bytes``.
 
-    Only files named as :func:`~pytest_automem.snapshots.write_snapshot`
+    Only files named as :func:`~pytest_automem.snapshots.files.write_snapshot`
     names them count.  Raises FileNotFoundError or NotADirectoryError when
     ``folder`` is not a folder.
     """
@@ -479,7 +479,7 @@ def check_snapshots(
                 f"the oldest {len(surplus):,} take {format_size(sum(s for _, s in surplus))}",
                 evidence={"files": len(sized), "max_files": max_files, "total_bytes": total},
                 recommendation=f"prune old snapshots: {keep} deletes all but the newest "
-                f"{max_files} (pytest_automem.snapshots)",
+                f"{max_files} (pytest_automem.snapshots.files)",
                 details=_bounded_details(
                     [f"oldest: {path.name} ({format_size(size)})" for path, size in surplus],
                     "files",
@@ -552,7 +552,7 @@ def investigate_file(
     snapshot files there.  ``strict`` loads as ``Automaton(path, strict=True)``
     does: a duplicate id is then a format error rather than a finding.
 
-    Raises :class:`~pytest_automem.automaton.AutomatonFormatError` (naming
+    Raises :class:`~pytest_automem.automaton.store.AutomatonFormatError` (naming
     ``file:line``) for content that is not an automaton, and OSError for a
     missing or unreadable file or a ``snapshots`` path that is not a folder;
     the folder is checked before the file is read.

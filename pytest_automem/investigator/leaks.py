@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..pressure import PressureLevel
+from ..measure.pressure import PressureLevel
 from .attribution import Attribution, attribute_iterations
 
 if TYPE_CHECKING:
-    from ..automaton import Automaton
-    from ..scenario import Scenario
+    from ..automaton.scenario import Scenario
+    from ..automaton.store import Automaton
 
 __all__ = ["ATTRIBUTION_ITERATIONS", "attribute_scenario"]
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..units import format_rate, format_size
+from ..base.units import format_rate, format_size
 from .findings import Finding, Investigation, Severity
 
 if TYPE_CHECKING:
-    from ..monitor import BriefResult
-    from ..scenario import ScenarioResult
-    from ..window_result import WindowResult
+    from ..automaton.scenario import ScenarioResult
+    from ..measure.monitor import BriefResult
+    from ..measure.window_result import WindowResult
 
 __all__ = ["investigate_measured"]
 

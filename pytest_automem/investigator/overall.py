@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..units import format_size
+from ..base.units import format_size
 from .attribution import Attribution
 from .file_checks import (
     check_duplicate_ids,
@@ -26,10 +26,10 @@ from .findings import Finding, Investigation, Severity
 from .measured import investigate_measured
 
 if TYPE_CHECKING:
-    from ..automaton import Automaton
-    from ..monitor import BriefResult
-    from ..scenario import ScenarioResult
-    from ..window_result import WindowResult
+    from ..automaton.scenario import ScenarioResult
+    from ..automaton.store import Automaton
+    from ..measure.monitor import BriefResult
+    from ..measure.window_result import WindowResult
 
 __all__ = ["Attributed", "investigate"]
 

@@ -6,7 +6,7 @@ collector's error, naming the test and the argument), whether its setup and
 teardown are measured, and whether it is monitored only because of
 ``--automem``.  This module is all a session with the plugin installed but
 unused imports beyond the surface; the per-test hooks
-(:mod:`pytest_automem.runtest`) are imported only when something is
+(:mod:`pytest_automem.pytest_plugin.runtest`) are imported only when something is
 monitored.
 """
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .budget import MemoryBudget
+    from ..verdicts.budget import MemoryBudget
 
 __all__ = [
     "MARKER",
@@ -105,7 +105,7 @@ def parse_budget(item: pytest.Item, marker: pytest.Mark) -> MemoryBudget:
 
     Raises MarkerError whose message names the test and the argument.
     """
-    from .budget import BudgetError, MemoryBudget  # only once a test has a budget
+    from ..verdicts.budget import BudgetError, MemoryBudget  # only once a test has a budget
 
     try:
         return MemoryBudget.from_marker(marker.args, marker.kwargs)

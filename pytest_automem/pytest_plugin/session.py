@@ -1,12 +1,12 @@
 """The per-session plugin object: settings, the monitor, collection, outputs.
 
-Registered by :mod:`pytest_automem.plugin` at configure time (by name, so
+Registered by :mod:`pytest_automem.pytest_plugin.plugin` at configure time (by name, so
 other plugins and tests can find it) and unregistered at unconfigure.  It
 owns the session's one :class:`MemoryMonitor`, started when collection
 finds a test to monitor: a session that monitors nothing starts no sampler
 and registers no per-test hook.  What each test gets is decided at collection
-(:mod:`pytest_automem.plan`); what happens as it runs is in
-:mod:`pytest_automem.runtest`, imported only when something is monitored.
+(:mod:`pytest_automem.pytest_plugin.plan`); what happens as it runs is in
+:mod:`pytest_automem.pytest_plugin.runtest`, imported only when something is monitored.
 
 Records reach this object directly, or on an xdist controller as a plain
 dict on each teardown report (``report.automem``).  At the end of the
@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..results.records import RecordStore
 from .plan import ItemPlan, MarkerError, Plans, closest_marker, is_current, plan_item
-from .records import RecordStore
 
 if TYPE_CHECKING:
-    from .automaton import Automaton
-    from .collect import GcMode
-    from .monitor import MeasurementWindow, MemoryMonitor
-    from .pressure import PressureThresholds
+    from ..automaton.scenario import Scenario, ScenarioResult
+    from ..automaton.store import Automaton
+    from ..measure.garbage import GcMode
+    from ..measure.monitor import MeasurementWindow, MemoryMonitor
+    from ..measure.pressure import PressureThresholds
     from .runtest import ItemState, RunSettings, RuntestHooks
-    from .scenario import Scenario, ScenarioResult
 
 __all__ = ["AutomemSession"]
 
@@ -107,7 +107,7 @@ class AutomemSession:
     def monitor(self) -> MemoryMonitor:
         """The session's monitor, started on first use (without waiting for a sample)."""
         if self._monitor is None:
-            from .monitor import MemoryMonitor
+            from ..measure.monitor import MemoryMonitor
 
             self._monitor = MemoryMonitor(interval_ms=self.interval_ms).start(wait=False)
         return self._monitor
@@ -301,7 +301,7 @@ class AutomemSession:
         self.close(wait=False)
         if self.is_worker or not (self.records or self.config.option.automem_json):
             return
-        from .report.session_outputs import (
+        from ..outputs.session_outputs import (
             append_step_summary,
             junit_attachment,
             step_summary_markdown,
@@ -318,7 +318,7 @@ class AutomemSession:
             self.written.append(("results", str(options.automem_json)))
         xml_path = getattr(options, "xmlpath", None)
         if xml_path and failures and Path(xml_path).exists():
-            from .report.junit import attach_to_junit
+            from ..outputs.junit import attach_to_junit
 
             attach_to_junit(
                 xml_path,
@@ -329,7 +329,7 @@ class AutomemSession:
                 prefix=getattr(options, "junitprefix", None) or None,
             )
         if xml_path:
-            from .atomic import remove_stale_temps
+            from ..base.atomic import remove_stale_temps
 
             remove_stale_temps(xml_path)  # of our rewrite, killed in an earlier run
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -373,7 +373,7 @@ class AutomemSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.records:
             return
-        from .report.session_outputs import summary_lines
+        from ..outputs.session_outputs import summary_lines
 
         lines = summary_lines(self.records, verbosity=self.config.get_verbosity())
         terminalreporter.section("automem: memory")

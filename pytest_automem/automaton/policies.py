@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from .automaton import (
+from ..base.units import parse_duration_s, parse_size_bytes
+from ..measure.pressure import PressureLevel
+from .store import (
     Automaton,
     JsonObject,
     append_jsonl_durably,
     archive_path_for,
 )
-from .pressure import PressureLevel
-from .units import parse_duration_s, parse_size_bytes
 
 __all__ = [
     "DEFAULT_CONFIG",

@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._platform import heap_bytes
-from .automaton import Automaton
-from .monitor import MemoryMonitor
+from ..base.stats import theil_sen_slope
+from ..base.units import format_size
+from ..measure._platform import heap_bytes
+from ..measure.monitor import MemoryMonitor
+from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from ..measure.window_result import WindowResult
 from .policies import MemoryOptimizedAutomaton, OptimizationConfig, short_repr
-from .pressure import MeasurementBasis, PressureLevel, PressureThresholds
-from .stats import theil_sen_slope
-from .units import format_size
-from .window_result import WindowResult
+from .store import Automaton
 
 __all__ = [
     "MAX_STEPS",

@@ -1,6 +1,6 @@
 """What a session leaves behind for people: terminal lines, report files, JUnit.
 
-The session (:mod:`pytest_automem.session`) collects one plain record per
+The session (:mod:`pytest_automem.pytest_plugin.session`) collects one plain record per
 monitored test; these functions turn the records into the outputs CI users
 read, and are kept apart so each can be tested without a pytest session.
 """
@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..units import format_size
+from ..base.units import format_size
 
 if TYPE_CHECKING:
-    from ..records import RecordStore
+    from ..results.records import RecordStore
     from .junit import JunitAttachment
 
 __all__ = [
@@ -118,7 +118,7 @@ def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict
     would leave its temp forever), recognised by the report files' exact
     naming and only once their writer is dead.
     """
-    from ..atomic import atomic_write_text, remove_stale_temps_in
+    from ..base.atomic import atomic_write_text, remove_stale_temps_in
 
     written = {}
     for nodeid, record in records.items():
@@ -179,9 +179,9 @@ def append_step_summary(path: str | os.PathLike[str], markdown: str) -> None:
     """Append to the CI's summary file, as GitHub's protocol asks (it owns the file).
 
     A link at ``path`` is refused rather than followed (see
-    :func:`~pytest_automem.atomic.open_for_append_nofollow`).
+    :func:`~pytest_automem.base.atomic.open_for_append_nofollow`).
     """
-    from ..atomic import open_for_append_nofollow
+    from ..base.atomic import open_for_append_nofollow
 
     fd = open_for_append_nofollow(path)
     with os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace") as handle:

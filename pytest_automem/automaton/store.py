@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .atomic import atomic_write_lines, open_for_append_nofollow, remove_stale_temps
-from .filelock import LOCKING_AVAILABLE, HeldLock, exclusive_lock, shared_lock
+from ..base.atomic import atomic_write_lines, open_for_append_nofollow, remove_stale_temps
+from ..base.filelock import LOCKING_AVAILABLE, HeldLock, exclusive_lock, shared_lock
 
 __all__ = [
     "Automaton",

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import sampler as layout
+from . import sampler_child as layout
 from ._platform import ProcessGoneError, ProcessMemory
 
 if TYPE_CHECKING:
-    from .sampling import SamplerProcess
+    from .sampler_process import SamplerProcess
 
 __all__ = ["ProcessFigures", "TreeMemory", "TreeReport", "read_process_table"]
 
@@ -144,7 +144,7 @@ def _figures(slot: tuple[Any, ...], origin_ns: int) -> ProcessFigures:
 
 
 class TreeMemory:
-    """A process tree as one :class:`~pytest_automem._platform.ProcessMemory`.
+    """A process tree as one :class:`~pytest_automem.measure._platform.ProcessMemory`.
 
     Its RSS is the sampler's newest sum (at most one interval old): reading
     every process again here would cost as much as a sample, and could not

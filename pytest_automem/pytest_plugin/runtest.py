@@ -1,7 +1,7 @@
 """Per-test measurement: a window per phase, the verdict, the test's record.
 
 Imported and registered by the session only when collection found a test to
-monitor (what each test gets is decided in :mod:`pytest_automem.plan`), so
+monitor (what each test gets is decided in :mod:`pytest_automem.pytest_plugin.plan`), so
 a session that monitors nothing pays for no per-test hook.  Each monitored
 test gets:
 
@@ -19,7 +19,7 @@ Short tests are thousands a session, so their path is kept lean: a test
 monitored only because of ``--automem`` (no budget, no automem fixture),
 with no phases measured and no output that needs every results key, costs
 one hook wrapper, one span of the session's
-:class:`~pytest_automem.monitor.BriefProbe` (kernel reads, no samples, no
+:class:`~pytest_automem.measure.monitor.BriefProbe` (kernel reads, no samples, no
 statistics, no object made) and a record of :data:`SUMMARY_KEYS`.
 :class:`PhasedRuntestHooks` (setup and teardown too) is registered only when
 some test measures them, and :class:`ReportHooks`, which annotates reports,
@@ -36,19 +36,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from .collect import GcMode
+from ..measure.garbage import GcMode
+from ..measure.pressure import PressureThresholds
+from ..results.records import encode_record
 from .plan import ItemPlan
-from .pressure import PressureThresholds
-from .records import encode_record
 
 if TYPE_CHECKING:
-    from .automaton import Automaton
-    from .budget import MemoryBudget, Verdict
-    from .investigator.attribution import AllocationTracer
-    from .investigator.overall import Attributed
-    from .monitor import BriefProbe, BriefResult, MeasurementWindow, MemoryMonitor
-    from .scenario import Scenario, ScenarioResult
-    from .window_result import WindowResult
+    from ..automaton.scenario import Scenario, ScenarioResult
+    from ..automaton.store import Automaton
+    from ..investigator.attribution import AllocationTracer
+    from ..investigator.overall import Attributed
+    from ..measure.monitor import BriefProbe, BriefResult, MeasurementWindow, MemoryMonitor
+    from ..measure.window_result import WindowResult
+    from ..verdicts.budget import MemoryBudget, Verdict
 
 __all__ = [
     "SUMMARY_KEYS",
@@ -161,7 +161,7 @@ class RunSettings:
 
 
 class RecordSink(Protocol):
-    """Where finished records go (:class:`~pytest_automem.records.RecordStore`
+    """Where finished records go (:class:`~pytest_automem.results.records.RecordStore`
     in a session that writes outputs, :class:`UnsentRecords` on a worker)."""
 
     def add(self, nodeid: str, record: dict[str, Any]) -> None: ...
@@ -265,7 +265,7 @@ class RuntestHooks:
             state = self._state = ItemState(plan)
         budget = plan.budget
         if self.settings.trace_all or (budget is not None and budget.trace):
-            from .investigator.attribution import AllocationTracer
+            from ..investigator.attribution import AllocationTracer
 
             state.tracer = AllocationTracer(min_type_count=_MIN_TYPE_GROWTH)
             state.tracer.start()
@@ -320,7 +320,7 @@ class RuntestHooks:
         A long one goes on as a full window (its growth rate can be judged).
         Without an output that needs every results key, the record has only
         the :data:`SUMMARY_KEYS`; with one, the call's figures are a
-        :class:`~pytest_automem.monitor.BriefResult` with its samples'
+        :class:`~pytest_automem.measure.monitor.BriefResult` with its samples'
         statistics, and the record is completed as any test's (at teardown
         if that is measured).
         """
@@ -343,7 +343,7 @@ class RuntestHooks:
                 }
             self._records.add(item.nodeid, record)
             return
-        from .budget import Verdict
+        from ..verdicts.budget import Verdict
 
         state.phases["call"] = probe.close_brief(thresholds)
         state.verdict = Verdict()  # no budget: nothing to judge
@@ -429,17 +429,17 @@ class RuntestHooks:
         if state.to_attribute:
             _attribute_leaks(state)
         if attribution is not None:
-            from .investigator.overall import Attributed
+            from ..investigator.overall import Attributed
 
             state.attributions.append(
                 Attributed("the test's call", attribution, max(window.growth_bytes, 0))
             )
-        from .budget import judge
+        from ..verdicts.budget import judge
 
         state.verdict = judge(state.plan.budget, window, state.scenarios)
         state.failed_on_memory = not (call_raised or state.verdict.passed)
         if _worth_investigating(state, window):
-            from .investigator import investigate
+            from ..investigator import investigate
 
             investigation = investigate(
                 automaton=_automaton_of(item),
@@ -522,7 +522,7 @@ def record_of(state: ItemState) -> dict[str, Any]:
     call = state.phases["call"]
     record = state.record
     if record is None:
-        from .budget import Verdict
+        from ..verdicts.budget import Verdict
 
         verdict = state.verdict or Verdict()
         record = {
@@ -568,7 +568,7 @@ def verdict_text(state: ItemState) -> str:
 class ReportHooks:
     """Puts the verdict on the call's report and, on xdist workers, the record
     on the teardown report, encoded (xdist serialises it like the rest of the
-    report; see :func:`~pytest_automem.records.encode_record`): a full
+    report; see :func:`~pytest_automem.results.records.encode_record`): a full
     record, or the summary keys of a blanket call measured in brief."""
 
     def __init__(self, settings: RunSettings, runtest: RuntestHooks) -> None:
@@ -601,7 +601,7 @@ class ReportHooks:
         elif not state.verdict.passed:
             report.sections.append(("automem: memory budget exceeded too", verdict_text(state)))
         if self._carries_properties(state):
-            from .results import REQUIRED_TEST_KEYS
+            from ..results.results_file import REQUIRED_TEST_KEYS
 
             state.record = record_of(state)
             item.user_properties.extend(
@@ -637,7 +637,7 @@ def _trace_peak_above_bytes(
     from their live bytes): when more is cached than
     :data:`_TRACE_PEAK_SHARE` of the smallest peak limit the budget sets
     (its ``peak``, or the boundary its ``pressure`` allows up to), the
-    call is traced so that memory counts (:mod:`pytest_automem.allocator`).
+    call is traced so that memory counts (:mod:`pytest_automem.measure.allocator`).
     """
     if budget is None:
         return None
@@ -656,8 +656,8 @@ def _thresholds_for(item: pytest.Item, default: PressureThresholds) -> PressureT
 
 def _attribute_leaks(state: ItemState) -> None:
     """Trace a few more steps of each scenario that went over its leak budget."""
-    from .investigator.leaks import attribute_scenario
-    from .investigator.overall import Attributed
+    from ..investigator.leaks import attribute_scenario
+    from ..investigator.overall import Attributed
 
     for scenario, automaton, result in state.to_attribute:
         attribution = attribute_scenario(

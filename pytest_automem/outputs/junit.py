@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from junitparser import Failure, JUnitXml, JUnitXmlError, TestCase
 
-from pytest_automem.atomic import atomic_writer
+from pytest_automem.base.atomic import atomic_writer
 
 __all__ = [
     "JunitAttachment",

@@ -3,7 +3,7 @@
 :class:`MemoryMonitor` owns one sampler process for its whole life (a pytest
 session, or one monitored child).  Each test or scenario opens a
 :class:`MeasurementWindow`; closing it gives a frozen
-:class:`~pytest_automem.window_result.WindowResult`:
+:class:`~pytest_automem.measure.window_result.WindowResult`:
 baseline and end (both after ``gc.collect()``), the exact peak, growth, growth
 rate, pressure, and how all of it was measured.
 
@@ -29,9 +29,10 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..base.units import parse_interval_ms
 from . import _platform
 from .allocator import FreshHeap, HeapFigures
-from .collect import Collector, GcMode
+from .garbage import Collector, GcMode
 from .pressure import (
     MeasurementBasis,
     PressureLevel,
@@ -39,8 +40,7 @@ from .pressure import (
     distribution_of_values,
     measured_bytes,
 )
-from .sampling import SampleBlock, SamplerDiedError, SamplerProcess
-from .units import parse_interval_ms
+from .sampler_process import SampleBlock, SamplerDiedError, SamplerProcess
 
 if TYPE_CHECKING:
     from .process_tree import TreeMemory, TreeReport
@@ -648,7 +648,7 @@ class MemoryMonitor:
     samples are the sum over the tree (at most ``max_processes`` followed at
     once), each process's own figures are in :meth:`tree_report`, and once
     the tree has had more than one process its peaks are sampled (a kernel
-    mark is per process; see :mod:`pytest_automem.process_tree`).
+    mark is per process; see :mod:`pytest_automem.measure.process_tree`).
     """
 
     def __init__(
@@ -820,11 +820,11 @@ class MemoryMonitor:
 
         ``collect_garbage`` (a :class:`GcMode`, its name, or a bool) says how
         the baseline and the end are collected.  It defaults to ``auto``
-        when watching this process (see :mod:`pytest_automem.collect`) and to
+        when watching this process (see :mod:`pytest_automem.measure.garbage`) and to
         ``off`` for another process, whose garbage we cannot collect.
 
         ``fresh_allocator`` takes the memory the allocators keep for reuse
-        out of the measurement (:mod:`pytest_automem.allocator`): glibc's is
+        out of the measurement (:mod:`pytest_automem.measure.allocator`): glibc's is
         handed back at the start, and growth is what the allocators' live
         bytes gained.  Without it, memory freed earlier and kept for reuse
         can absorb the window's allocations (the peak understated) and

@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from .results import write_results_lines
+from .results_file import write_results_lines
 
 __all__ = ["RecordStore", "encode_record"]
 

@@ -765,7 +765,7 @@ class Options:
 
 
 _USAGE = (
-    "usage: sampler.py --ring PATH|fd:N --target-pid PID --parent-pid PID"
+    "usage: sampler_child.py --ring PATH|fd:N --target-pid PID --parent-pid PID"
     " [--reader procfs|psutil] [--lifeline FD]"
 )
 _OPTIONS = {"--ring", "--target-pid", "--parent-pid", "--reader", "--lifeline"}

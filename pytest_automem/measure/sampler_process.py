@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import sampler as ring_layout
+from . import sampler_child as ring_layout
 from ._platform import ProcessGoneError
 
 if TYPE_CHECKING:

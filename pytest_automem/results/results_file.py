@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .atomic import atomic_writer, remove_stale_temps
+from ..base.atomic import atomic_writer, remove_stale_temps
 
 __all__ = [
     "REQUIRED_TEST_KEYS",
@@ -95,7 +95,7 @@ def write_results_lines(
     4x slower on a thousand tests).  ``header``: add the ``session`` keys
     every results file has (:func:`session_header`).  Temps that killed
     writes of ``path`` left are removed after (see
-    :func:`~pytest_automem.atomic.remove_stale_temps`).
+    :func:`~pytest_automem.base.atomic.remove_stale_temps`).
     """
     with atomic_writer(path) as handle:
         handle.write(f'{{\n"version": {RESULTS_VERSION},\n')

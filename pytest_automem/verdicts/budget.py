@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .pressure import PressureLevel
-from .units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
+from ..base.units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
+from ..measure.pressure import PressureLevel
 
 if TYPE_CHECKING:
-    from .scenario import ScenarioResult
-    from .window_result import WindowResult
+    from ..automaton.scenario import ScenarioResult
+    from ..measure.window_result import WindowResult
 
 __all__ = ["BudgetError", "MemoryBudget", "Verdict", "judge"]
 

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .units import format_size, parse_size_bytes
+from ..base.units import format_size, parse_size_bytes
 
 __all__ = [
     "MeasurementBasis",

@@ -2,7 +2,7 @@
 
 Its own module because a pytest session that only measures short tests in
 brief never builds one: defining this 24-field frozen dataclass costs
-~0.65 ms, and the statistics behind it (:mod:`pytest_automem.stats`) are
+~0.65 ms, and the statistics behind it (:mod:`pytest_automem.base.stats`) are
 loaded with it, when :meth:`MeasurementWindow.stop` first needs them.
 """
 
@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..base.stats import differences, least_squares_slope, percentile
+from ..base.units import format_size
 from .pressure import MeasurementBasis, PressureLevel, PressureThresholds, measured_bytes
-from .stats import differences, least_squares_slope, percentile
-from .units import format_size
 
 __all__ = ["WindowResult", "growth_rate", "interval_stats_ms"]
 

@@ -1,7 +1,7 @@
 """The pytest surface: options, ini settings, the marker and the fixtures.
 
 Kept thin (the pytest-xdist pattern): settings are parsed here, once, and
-handed to :class:`pytest_automem.session.AutomemSession`, which holds the
+handed to :class:`pytest_automem.pytest_plugin.session.AutomemSession`, which holds the
 hooks.  Nothing heavy is imported until pytest configures the session.
 """
 
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from .pressure import PressureThresholds
+from ..measure.pressure import PressureThresholds
 
 if TYPE_CHECKING:
-    from .automaton import Automaton
-    from .monitor import MeasurementWindow
-    from .policies import MemoryOptimizedAutomaton, OptimizationConfig
-    from .scenario import Scenario, ScenarioResult
+    from ..automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
+    from ..automaton.scenario import Scenario, ScenarioResult
+    from ..automaton.store import Automaton
+    from ..measure.monitor import MeasurementWindow
     from .session import AutomemSession
 
 DEFAULT_THRESHOLDS_TEXT = "50MB,200MB,500MB"
@@ -124,9 +124,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "fail the test if its memory exceeds these limits, at least one given "
         "(sizes like '64MB', rates like '1MB/s', pressure a level name) — pytest-automem",
     )
-    from .collect import GcMode
+    from ..base.units import parse_interval_ms
+    from ..measure.garbage import GcMode
     from .session import AutomemSession
-    from .units import parse_interval_ms
 
     interval_option = (
         "--automem-interval"
@@ -339,9 +339,9 @@ def run_scenario(
     ``automaton=``, each call runs on a fresh automaton in ``tmp_path``
     (optimized when ``config=`` is given).
     """
-    from .automaton import Automaton
-    from .policies import MemoryOptimizedAutomaton
-    from .scenario import run_scenario as run
+    from ..automaton.policies import MemoryOptimizedAutomaton
+    from ..automaton.scenario import run_scenario as run
+    from ..automaton.store import Automaton
 
     session = _session(request)
     counter = itertools.count()
@@ -366,7 +366,7 @@ def run_scenario(
 @pytest.fixture
 def automaton(tmp_path: Path) -> Automaton:
     """A fresh, empty :class:`Automaton` on ``tmp_path / "automaton.jsonl"``."""
-    from .automaton import Automaton
+    from ..automaton.store import Automaton
 
     return Automaton(tmp_path / "automaton.jsonl")
 
@@ -374,7 +374,7 @@ def automaton(tmp_path: Path) -> Automaton:
 @pytest.fixture
 def optimized_automaton(tmp_path: Path) -> Callable[..., MemoryOptimizedAutomaton]:
     """Factory: ``optimized_automaton(config=None, **overrides)`` on a fresh file each call."""
-    from .policies import MemoryOptimizedAutomaton, OptimizationConfig
+    from ..automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
 
     counter = itertools.count()
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_writer
-from .pressure import MeasurementBasis, PressureLevel
-from .window_result import WindowResult
+from ..base.atomic import atomic_writer
+from ..measure.pressure import MeasurementBasis, PressureLevel
+from ..measure.window_result import WindowResult
 
 __all__ = [
     "DEFAULT_KEEP",

@@ -1,0 +1,1 @@
+"""The system under test: the JSONL automaton store, its policies, and the scenario runner."""
