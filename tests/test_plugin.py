@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import junitparser
 import pytest
 from helpers import INNER_ALLOC
 
@@ -692,7 +693,6 @@ def test_junit_stays_valid_xml_whatever_the_report_holds(
     result.assert_outcomes(failed=3)
     raw = (pytester.path / "junit.xml").read_bytes()
     root = ET.fromstring(raw)  # a standard XML parser accepts it
-    junitparser = pytest.importorskip("junitparser")
     suites = junitparser.JUnitXml.fromfile(str(pytester.path / "junit.xml"))
     cases = [case for suite in suites for case in suite]
     assert len(cases) == 3
@@ -729,6 +729,7 @@ def test_github_step_summary_is_appended_when_ci_sets_it(
 
 
 _HOOKS_CONFTEST = """
+import junitparser
 import pytest
 
 @pytest.hookimpl(trylast=True)
