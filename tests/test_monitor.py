@@ -342,34 +342,101 @@ def test_probe_nests_with_windows_both_ways(monitor: MemoryMonitor) -> None:
     assert outer.stop().peak_bytes >= 79 * MB
 
 
+def _promoted_cycle() -> _Cycle:
+    """A 16 MiB resident cycle, moved to the oldest generation while alive.
+
+    ``gc.collect(1)`` is what the interpreter does on its own in a busy test:
+    a young collection can no longer free the cycle once it is garbage. The
+    payload is its own mapping, so RSS shows it exactly when the cycle is
+    alive, whatever the C allocator cached before.
+    """
+    cycle = _Cycle(0)
+    cycle.payload = resident_block(16 * MB)  # type: ignore[assignment]
+    gc.collect(1)
+    assert gc.is_tracked(cycle)
+    return cycle
+
+
+_WINDOW_KINDS = {
+    "collected-baseline": {"collect_garbage": "auto"},
+    "end-only": {"collect_garbage": "auto", "fresh_allocator": False, "collect_at_start": False},
+}
+
+
+@pytest.mark.parametrize("kind", list(_WINDOW_KINDS))
+def test_window_frees_a_cycle_promoted_during_it_before_reading_the_end(
+    monitor: MemoryMonitor, kind: str
+) -> None:
+    window = monitor.window(**_WINDOW_KINDS[kind])
+    cycle = _promoted_cycle()
+    del cycle
+    assert window.stop().growth_bytes < 4 * MB
+
+
+@pytest.mark.parametrize("kind", list(_WINDOW_KINDS))
+def test_window_counts_a_promoted_cycle_still_referenced_at_its_end(
+    monitor: MemoryMonitor, kind: str
+) -> None:
+    window = monitor.window(**_WINDOW_KINDS[kind])
+    cycle = _promoted_cycle()
+    assert window.stop().growth_bytes >= 15 * MB
+    del cycle
+    gc.collect()
+
+
 def test_probe_collects_garbage_promoted_during_the_span(monitor: MemoryMonitor) -> None:
     """Cyclic garbage an older collection promoted during the span is out of a
     young collection's reach: a span still grown by a megabyte goes full."""
     probe = monitor.probe(gc_mode=GcMode.AUTO)
     probe.open()
-    cycle = _Cycle(0)
-    cycle.payload = bytearray(os.urandom(1024)) * (16 * 1024)  # 16 MiB, resident
-    gc.collect(1)  # what the interpreter does on its own in a busy test: promotes it
+    cycle = _promoted_cycle()
     del cycle
     _, growth = probe.close()
     assert growth < 4 * MB
 
 
-def test_probe_span_does_not_go_full_for_collections_before_it(
-    monitor: MemoryMonitor, monkeypatch: pytest.MonkeyPatch
+def test_probe_counts_a_promoted_cycle_still_referenced_at_its_end(
+    monitor: MemoryMonitor,
 ) -> None:
+    probe = monitor.probe(gc_mode=GcMode.AUTO)
+    probe.open()
+    cycle = _promoted_cycle()
+    _, growth = probe.close()
+    assert growth >= 15 * MB
+    del cycle
+    gc.collect()
+
+
+def _full_collections_during(action: Any) -> int:
+    """How many full (generation 2) collections the interpreter ran during ``action``."""
+    generations: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            generations.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        action()
+    finally:
+        gc.callbacks.remove(note)
+    return generations.count(2)
+
+
+def test_probe_span_does_not_go_full_for_collections_before_it(monitor: MemoryMonitor) -> None:
     """Older collections between spans (other tests, pytest) are no reason to
     walk the whole heap at a span's end."""
     probe = monitor.probe(gc_mode=GcMode.AUTO)
     gc.collect(1)  # an older collection before the span
     probe.open()
     kept = resident_block(4 * MB)
-    calls: list[tuple[int, ...]] = []
-    real_collect = gc.collect
-    monkeypatch.setattr(gc, "collect", lambda *args: calls.append(args) or real_collect(*args))
-    _, growth = probe.close()
-    assert calls == [(1,)]
-    assert growth >= 3 * MB
+    closed: list[tuple[int, int]] = []
+    gc.disable()  # only the probe's own collections run
+    try:
+        assert _full_collections_during(lambda: closed.append(probe.close())) == 0
+    finally:
+        gc.enable()
+    assert closed[0][1] >= 3 * MB
     kept.close()
 
 
