@@ -276,32 +276,30 @@ def test_kernel_mark_reset_is_skipped_only_when_it_changes_nothing(
     process = monitor._process
     if not getattr(process, "_own", False):
         pytest.skip("the mark is not read through getrusage here")
-    writes: list[bytes] = []
     marks_kib: list[int] = []  # what getrusage reports, one value per call
-
-    class CountingOs:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
-
-        @staticmethod
-        def write(fd: int, data: bytes) -> int:
-            writes.append(data)
-            return os.write(fd, data)
-
     # The mark is faked (a background thread, xdist's for one, moves the real
-    # one between two reads); the write to clear_refs is real and counted.
-    monkeypatch.setattr(linux, "os", CountingOs())
+    # one between two reads); what reaches clear_refs is read back from a pipe
+    # standing in for it.
     monkeypatch.setattr(
         linux, "_getrusage", lambda who: SimpleNamespace(ru_maxrss=marks_kib.pop(0))
     )
-    rss = 100 * MB
-    marks_kib[:] = [(rss + 64 * MB) // 1024, rss // 1024]  # above the RSS, then reset
-    assert process.reset_peak(rss)
-    assert writes == [b"5"]  # it had to be reset
-    marks_kib[:] = [rss // 1024]  # already at the current RSS
-    assert process.reset_peak(rss)
-    assert writes == [b"5"]  # no second write
-    assert marks_kib == [] and process._own  # each mark read once; still trusted
+    clear_refs = process._clear_refs
+    received, process._clear_refs = os.pipe()
+    os.set_blocking(received, False)
+    try:
+        rss = 100 * MB
+        marks_kib[:] = [(rss + 64 * MB) // 1024, rss // 1024]  # above the RSS, then reset
+        assert process.reset_peak(rss)
+        assert os.read(received, 64) == b"5"  # it had to be reset
+        marks_kib[:] = [rss // 1024]  # already at the current RSS
+        assert process.reset_peak(rss)
+        with pytest.raises(BlockingIOError):  # nothing more was written
+            os.read(received, 64)
+        assert marks_kib == [] and process._own  # each mark read once; still trusted
+    finally:
+        os.close(process._clear_refs)
+        os.close(received)
+        process._clear_refs = clear_refs
     monkeypatch.undo()
     window = monitor.window(collect_garbage=False, fresh_allocator=False)
     spike_inside_one_c_call(32 * MB)
