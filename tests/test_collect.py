@@ -1,13 +1,16 @@
 """Garbage collection at measurement points: GcMode parsing and what each mode collects.
 
-``gc.collect`` is replaced by a recorder, so the tests see which collection a
-mode asks for; the interpreter's automatic collector is paused meanwhile, so
-only the collections a test runs itself move ``gc.get_stats()``.
+Real garbage, real collections: a reference cycle (freed only by the cyclic
+collector) is watched through a weak reference, and one kept alive through a
+``gc.collect(1)`` lands in the oldest generation, out of a young collection's
+reach. The interpreter's automatic collector is paused meanwhile, so only the
+collections a test runs itself happen.
 """
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,8 +19,6 @@ from pytest_automem.measure import _platform
 from pytest_automem.measure import garbage as collect
 from pytest_automem.measure.garbage import Collector, GcMode, generational_young_collections
 
-Calls = list[tuple[int, ...]]
-#: Taken at import, before any test replaces it.
 REAL_COLLECT = gc.collect
 
 
@@ -75,22 +76,31 @@ def no_automatic_gc() -> Iterator[None]:
             gc.enable()
 
 
-@pytest.fixture
-def gc_calls(monkeypatch: pytest.MonkeyPatch, no_automatic_gc: None) -> Calls:
-    """Record every ``gc.collect(...)`` the collector makes (and collect nothing)."""
-    calls: Calls = []
+class _Node:
+    """A member of a reference cycle: only the cyclic collector can free it."""
 
-    def recorder(*args: int) -> int:
-        calls.append(args)
-        return 0
+    def __init__(self) -> None:
+        self.me = self
 
-    monkeypatch.setattr(gc, "collect", recorder)
-    return calls
+
+def _cycle_garbage(promoted: bool) -> weakref.ref[_Node]:
+    """A cycle, now garbage; alive until a collection reaches its generation.
+
+    ``promoted``: the cycle was alive during a generation-1 collection (run by
+    someone else, as the interpreter or a test would), which moved it to the
+    oldest generation, out of a young collection's reach.
+    """
+    node = _Node()
+    if promoted:
+        REAL_COLLECT(1)
+    ref = weakref.ref(node)
+    del node
+    return ref
 
 
 @pytest.fixture
 def someone_else_collects() -> Callable[[], int]:
-    """The real ``gc.collect(2)``, as another piece of code would run it."""
+    """A full ``gc.collect()``, as another piece of code would run it."""
     return lambda: REAL_COLLECT(2)
 
 
@@ -107,13 +117,14 @@ def trims(monkeypatch: pytest.MonkeyPatch) -> list[None]:
     return done
 
 
-def test_auto_does_young_collections_normally(gc_calls: Calls, trims: list[None]) -> None:
+def test_auto_frees_young_garbage_with_young_collections(
+    no_automatic_gc: None, trims: list[None]
+) -> None:
     collector = Collector(GcMode.AUTO)
-    assert gc_calls == []
-    collector.collect()
-    collector.collect()
-    collector.collect()
-    assert gc_calls == [(1,), (1,), (1,)]
+    for _ in range(3):
+        garbage = _cycle_garbage(promoted=False)
+        collector.collect()
+        assert garbage() is None
     assert (collector.young_collections, collector.full_collections) == (3, 0)
     assert trims == []  # trimming is asked for separately
     assert collector.release_allocator_memory() is True
@@ -125,27 +136,28 @@ def test_auto_is_the_default() -> None:
     assert Collector().mode is GcMode.AUTO
 
 
-def test_auto_goes_full_after_someone_else_ran_a_full_collection(
-    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+def test_auto_frees_a_cycle_promoted_to_the_oldest_generation_since_the_last_point(
+    no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector("auto")
     collector.collect()
-    assert gc_calls == [(1,)]
-    someone_else_collects()
+    garbage = _cycle_garbage(promoted=True)
     collector.collect()
-    assert gc_calls == [(1,), ()]
-    collector.collect()  # the full one is marked: back to young
-    assert gc_calls == [(1,), (), (1,)]
+    assert garbage() is None
+    young = _cycle_garbage(promoted=False)
+    collector.collect()  # nothing promoted since the last point: young again
+    assert young() is None
     assert (collector.young_collections, collector.full_collections) == (2, 1)
 
 
-def test_auto_goes_full_when_older_collections_ran_before_the_first_point(
-    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+def test_auto_frees_a_cycle_promoted_before_the_first_point(
+    no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector(GcMode.AUTO)
-    someone_else_collects()
+    garbage = _cycle_garbage(promoted=True)
     collector.collect()
-    assert gc_calls == [()]
+    assert garbage() is None
+    assert collector.full_collections == 1
 
 
 def test_auto_with_the_real_collector_stays_young(no_automatic_gc: None) -> None:
@@ -159,56 +171,65 @@ def test_auto_with_the_real_collector_stays_young(no_automatic_gc: None) -> None
 # -- a lazy end: young first, full only when garbage may have escaped and matters
 
 
-def test_lazy_end_stays_young_when_no_older_collection_ran(
-    gc_calls: Calls, trims: list[None]
+def test_lazy_end_frees_young_garbage_with_a_young_collection(
+    no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector(GcMode.AUTO)
     collector.mark()
+    garbage = _cycle_garbage(promoted=False)
     collector.collect_lazily(lambda: True)
-    assert gc_calls == [(1,)]
+    assert garbage() is None
     assert (collector.young_collections, collector.full_collections) == (1, 0)
 
 
-def test_lazy_end_goes_full_when_an_older_collection_ran_and_it_still_looks_grown(
-    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+def test_lazy_end_frees_a_cycle_promoted_during_the_window_when_it_still_looks_grown(
+    no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector(GcMode.AUTO)
     collector.mark()
-    someone_else_collects()  # may have promoted the window's garbage
+    garbage = _cycle_garbage(promoted=True)
     collector.collect_lazily(lambda: True)
-    assert gc_calls == [(1,), ()]
+    assert garbage() is None
     assert (collector.young_collections, collector.full_collections) == (1, 1)
 
 
 def test_lazy_end_stays_young_when_what_is_left_is_small(
-    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+    no_automatic_gc: None, trims: list[None]
 ) -> None:
-    asked: list[None] = []
+    """Below the threshold a promoted cycle may stay: it can only make growth look bigger."""
+    asked: list[bool] = []
 
     def still_grown() -> bool:
-        asked.append(None)
+        asked.append(promoted() is not None)
         return False
 
     collector = Collector(GcMode.AUTO)
     collector.mark()
-    someone_else_collects()
+    promoted = _cycle_garbage(promoted=True)
+    young = _cycle_garbage(promoted=False)
     collector.collect_lazily(still_grown)
-    assert gc_calls == [(1,)]
-    assert len(asked) == 1  # asked after the young collection
+    assert young() is None
+    assert asked == [True]  # asked once, after the young collection
+    assert (collector.young_collections, collector.full_collections) == (1, 0)
+    REAL_COLLECT()
 
 
 def test_mark_forgets_older_collections_run_before_the_window(
-    someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+    someone_else_collects: Callable[[], int], no_automatic_gc: None, trims: list[None]
 ) -> None:
     """A probe serves many spans: collections between them are no reason to go full."""
     collector = Collector(GcMode.AUTO)
     someone_else_collects()  # during an earlier test, or between tests
     collector.mark()
+    garbage = _cycle_garbage(promoted=False)
     collector.collect_lazily(lambda: True)
-    assert gc_calls == [(1,)]
+    assert garbage() is None
+    assert (collector.young_collections, collector.full_collections) == (1, 0)
 
 
-def test_lazy_end_never_asks_when_nothing_was_promoted(gc_calls: Calls, trims: list[None]) -> None:
+def test_lazy_end_never_asks_when_nothing_was_promoted(
+    no_automatic_gc: None, trims: list[None]
+) -> None:
     def forbidden() -> bool:
         raise AssertionError("asked whether the window still looks grown")
 
@@ -216,29 +237,30 @@ def test_lazy_end_never_asks_when_nothing_was_promoted(gc_calls: Calls, trims: l
     collector.mark()
     collector.collect_lazily(forbidden)
     collector.collect_lazily(forbidden)  # its own young collection is no older one
-    assert gc_calls == [(1,), (1,)]
+    assert (collector.young_collections, collector.full_collections) == (2, 0)
 
 
-@pytest.mark.parametrize(("mode", "calls"), [(GcMode.FULL, [()]), (GcMode.OFF, [])])
+@pytest.mark.parametrize(("mode", "freed"), [(GcMode.FULL, True), (GcMode.OFF, False)])
 def test_lazy_end_in_other_modes_collects_as_the_mode_says(
-    mode: GcMode, calls: Calls, gc_calls: Calls, trims: list[None]
+    mode: GcMode, freed: bool, no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector(mode)
     collector.mark()
+    garbage = _cycle_garbage(promoted=True)
     collector.collect_lazily(lambda: False)
-    assert gc_calls == calls
+    assert (garbage() is None) is freed
+    REAL_COLLECT()
 
 
 @pytest.mark.parametrize("mode", [GcMode.FULL, "full", True])
 def test_full_always_collects_everything(
-    mode: object, someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+    mode: object, no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector(mode)  # type: ignore[arg-type]
-    collector.collect()
-    someone_else_collects()
-    collector.collect()
-    collector.collect()
-    assert gc_calls == [(), (), ()]
+    for promoted in (False, True, True):
+        garbage = _cycle_garbage(promoted=promoted)
+        collector.collect()
+        assert garbage() is None
     assert (collector.young_collections, collector.full_collections) == (0, 3)
     assert trims == []
     assert collector.release_allocator_memory() is True
@@ -247,17 +269,18 @@ def test_full_always_collects_everything(
 
 @pytest.mark.parametrize("mode", [GcMode.OFF, "off", False])
 def test_off_never_collects_nor_trims(
-    mode: object, someone_else_collects: Callable[[], int], gc_calls: Calls, trims: list[None]
+    mode: object, no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector(mode)  # type: ignore[arg-type]
+    garbage = _cycle_garbage(promoted=False)
     collector.collect()
-    someone_else_collects()
     collector.collect()
+    assert garbage() is not None
     assert collector.release_allocator_memory() is False
-    assert gc_calls == []
     assert trims == []
     assert (collector.young_collections, collector.full_collections) == (0, 0)
     assert collector.trims_allocator is False
+    REAL_COLLECT()
 
 
 def test_collector_rejects_a_bad_mode() -> None:
@@ -305,25 +328,27 @@ def test_auto_means_full_where_young_collections_are_not_generational(
     mode: object,
     monkeypatch: pytest.MonkeyPatch,
     counter_forbidden: None,
-    gc_calls: Calls,
+    no_automatic_gc: None,
     trims: list[None],
 ) -> None:
     monkeypatch.setattr(collect, "_AUTO_GOES_YOUNG", False)
 
     collector = Collector(mode)  # type: ignore[arg-type]
-    collector.collect()
-    collector.collect()
+    for _ in range(2):
+        garbage = _cycle_garbage(promoted=True)
+        collector.collect()
+        assert garbage() is None
 
     assert collector.mode is GcMode.FULL
-    assert gc_calls == [(), ()]
     assert (collector.young_collections, collector.full_collections) == (0, 2)
 
 
 def test_full_never_consults_the_older_collection_counter(
-    counter_forbidden: None, gc_calls: Calls, trims: list[None]
+    counter_forbidden: None, no_automatic_gc: None, trims: list[None]
 ) -> None:
     collector = Collector(GcMode.FULL)
-    collector.collect()
-    collector.collect()
-
-    assert gc_calls == [(), ()]
+    for _ in range(2):
+        garbage = _cycle_garbage(promoted=True)
+        collector.collect()
+        assert garbage() is None
+    assert (collector.young_collections, collector.full_collections) == (0, 2)

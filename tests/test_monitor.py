@@ -276,32 +276,30 @@ def test_kernel_mark_reset_is_skipped_only_when_it_changes_nothing(
     process = monitor._process
     if not getattr(process, "_own", False):
         pytest.skip("the mark is not read through getrusage here")
-    writes: list[bytes] = []
     marks_kib: list[int] = []  # what getrusage reports, one value per call
-
-    class CountingOs:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
-
-        @staticmethod
-        def write(fd: int, data: bytes) -> int:
-            writes.append(data)
-            return os.write(fd, data)
-
     # The mark is faked (a background thread, xdist's for one, moves the real
-    # one between two reads); the write to clear_refs is real and counted.
-    monkeypatch.setattr(linux, "os", CountingOs())
+    # one between two reads); what reaches clear_refs is read back from a pipe
+    # standing in for it.
     monkeypatch.setattr(
         linux, "_getrusage", lambda who: SimpleNamespace(ru_maxrss=marks_kib.pop(0))
     )
-    rss = 100 * MB
-    marks_kib[:] = [(rss + 64 * MB) // 1024, rss // 1024]  # above the RSS, then reset
-    assert process.reset_peak(rss)
-    assert writes == [b"5"]  # it had to be reset
-    marks_kib[:] = [rss // 1024]  # already at the current RSS
-    assert process.reset_peak(rss)
-    assert writes == [b"5"]  # no second write
-    assert marks_kib == [] and process._own  # each mark read once; still trusted
+    clear_refs = process._clear_refs
+    received, process._clear_refs = os.pipe()
+    os.set_blocking(received, False)
+    try:
+        rss = 100 * MB
+        marks_kib[:] = [(rss + 64 * MB) // 1024, rss // 1024]  # above the RSS, then reset
+        assert process.reset_peak(rss)
+        assert os.read(received, 64) == b"5"  # it had to be reset
+        marks_kib[:] = [rss // 1024]  # already at the current RSS
+        assert process.reset_peak(rss)
+        with pytest.raises(BlockingIOError):  # nothing more was written
+            os.read(received, 64)
+        assert marks_kib == [] and process._own  # each mark read once; still trusted
+    finally:
+        os.close(process._clear_refs)
+        os.close(received)
+        process._clear_refs = clear_refs
     monkeypatch.undo()
     window = monitor.window(collect_garbage=False, fresh_allocator=False)
     spike_inside_one_c_call(32 * MB)
@@ -342,34 +340,101 @@ def test_probe_nests_with_windows_both_ways(monitor: MemoryMonitor) -> None:
     assert outer.stop().peak_bytes >= 79 * MB
 
 
+def _promoted_cycle() -> _Cycle:
+    """A 16 MiB resident cycle, moved to the oldest generation while alive.
+
+    ``gc.collect(1)`` is what the interpreter does on its own in a busy test:
+    a young collection can no longer free the cycle once it is garbage. The
+    payload is its own mapping, so RSS shows it exactly when the cycle is
+    alive, whatever the C allocator cached before.
+    """
+    cycle = _Cycle(0)
+    cycle.payload = resident_block(16 * MB)  # type: ignore[assignment]
+    gc.collect(1)
+    assert gc.is_tracked(cycle)
+    return cycle
+
+
+_WINDOW_KINDS = {
+    "collected-baseline": {"collect_garbage": "auto"},
+    "end-only": {"collect_garbage": "auto", "fresh_allocator": False, "collect_at_start": False},
+}
+
+
+@pytest.mark.parametrize("kind", list(_WINDOW_KINDS))
+def test_window_frees_a_cycle_promoted_during_it_before_reading_the_end(
+    monitor: MemoryMonitor, kind: str
+) -> None:
+    window = monitor.window(**_WINDOW_KINDS[kind])
+    cycle = _promoted_cycle()
+    del cycle
+    assert window.stop().growth_bytes < 4 * MB
+
+
+@pytest.mark.parametrize("kind", list(_WINDOW_KINDS))
+def test_window_counts_a_promoted_cycle_still_referenced_at_its_end(
+    monitor: MemoryMonitor, kind: str
+) -> None:
+    window = monitor.window(**_WINDOW_KINDS[kind])
+    cycle = _promoted_cycle()
+    assert window.stop().growth_bytes >= 15 * MB
+    del cycle
+    gc.collect()
+
+
 def test_probe_collects_garbage_promoted_during_the_span(monitor: MemoryMonitor) -> None:
     """Cyclic garbage an older collection promoted during the span is out of a
     young collection's reach: a span still grown by a megabyte goes full."""
     probe = monitor.probe(gc_mode=GcMode.AUTO)
     probe.open()
-    cycle = _Cycle(0)
-    cycle.payload = bytearray(os.urandom(1024)) * (16 * 1024)  # 16 MiB, resident
-    gc.collect(1)  # what the interpreter does on its own in a busy test: promotes it
+    cycle = _promoted_cycle()
     del cycle
     _, growth = probe.close()
     assert growth < 4 * MB
 
 
-def test_probe_span_does_not_go_full_for_collections_before_it(
-    monitor: MemoryMonitor, monkeypatch: pytest.MonkeyPatch
+def test_probe_counts_a_promoted_cycle_still_referenced_at_its_end(
+    monitor: MemoryMonitor,
 ) -> None:
+    probe = monitor.probe(gc_mode=GcMode.AUTO)
+    probe.open()
+    cycle = _promoted_cycle()
+    _, growth = probe.close()
+    assert growth >= 15 * MB
+    del cycle
+    gc.collect()
+
+
+def _full_collections_during(action: Any) -> int:
+    """How many full (generation 2) collections the interpreter ran during ``action``."""
+    generations: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            generations.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        action()
+    finally:
+        gc.callbacks.remove(note)
+    return generations.count(2)
+
+
+def test_probe_span_does_not_go_full_for_collections_before_it(monitor: MemoryMonitor) -> None:
     """Older collections between spans (other tests, pytest) are no reason to
     walk the whole heap at a span's end."""
     probe = monitor.probe(gc_mode=GcMode.AUTO)
     gc.collect(1)  # an older collection before the span
     probe.open()
     kept = resident_block(4 * MB)
-    calls: list[tuple[int, ...]] = []
-    real_collect = gc.collect
-    monkeypatch.setattr(gc, "collect", lambda *args: calls.append(args) or real_collect(*args))
-    _, growth = probe.close()
-    assert calls == [(1,)]
-    assert growth >= 3 * MB
+    closed: list[tuple[int, int]] = []
+    gc.disable()  # only the probe's own collections run
+    try:
+        assert _full_collections_during(lambda: closed.append(probe.close())) == 0
+    finally:
+        gc.enable()
+    assert closed[0][1] >= 3 * MB
     kept.close()
 
 

@@ -199,7 +199,10 @@ def test_report_dir_under_a_file_is_a_usage_error(pytester: pytest.Pytester) -> 
     _assert_usage_error(result, "--automem-report-dir", "plain.txt")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="running as root: a read-only folder refuses only an unprivileged user",
+)
 def test_json_path_in_a_read_only_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
     locked = pytester.path / "locked"
     locked.mkdir(mode=0o555)

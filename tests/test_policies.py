@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +64,37 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def gc_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count gc.collect() calls instead of running them."""
-    calls: list[int] = []
+def gc_calls() -> Iterator[list[int]]:
+    """The full collections the interpreter really runs (its automatic collector paused)."""
+    full: list[int] = []
 
-    def fake_collect(generation: int = 2) -> int:
-        calls.append(generation)
-        return 0
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(info["collected"])
 
-    monkeypatch.setattr(gc, "collect", fake_collect)
-    return calls
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.callbacks.append(note)
+    try:
+        yield full
+    finally:
+        gc.callbacks.remove(note)
+        if was_enabled:
+            gc.enable()
+
+
+class _Cycle:
+    """Garbage only the cyclic collector frees."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _cycle_garbage() -> weakref.ref[_Cycle]:
+    cycle = _Cycle()
+    ref = weakref.ref(cycle)
+    del cycle
+    return ref
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -784,9 +807,12 @@ def test_gc_after_a_spike_even_at_low(
     )
 
     automaton.on_step_boundary(10 * MB, LOW)
+    garbage = _cycle_garbage()
     [event] = automaton.on_step_boundary(15 * MB + 1, LOW)
 
     assert len(gc_calls) == 1
+    assert garbage() is None
+    assert event.count == gc_calls[0] >= 1  # what the collection found
     assert (event.kind, event.reason, event.bytes_before, event.bytes_after) == (
         "gc",
         "spike",
@@ -798,11 +824,13 @@ def test_gc_after_a_spike_even_at_low(
 def test_no_gc_when_disabled(tmp_path: Path, clock: FakeClock, gc_calls: list[int]) -> None:
     automaton = make_automaton(tmp_path, 0, clock, enable_gc=False, gc_interval="1ms")
 
+    garbage = _cycle_garbage()
     automaton.on_step_boundary(0, CRITICAL)
     clock.advance(1.0)
     automaton.on_step_boundary(100 * MB, CRITICAL)
 
     assert gc_calls == []
+    assert garbage() is not None
 
 
 def test_trim_then_gc_in_one_boundary(
