@@ -18,7 +18,7 @@ import junitparser
 import pytest
 from helpers import INNER_ALLOC
 
-from pytest_automem.results import REQUIRED_TEST_KEYS
+from pytest_automem.results.results_file import REQUIRED_TEST_KEYS
 
 pytest_plugins = ["pytester"]
 
