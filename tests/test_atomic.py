@@ -310,3 +310,21 @@ def test_temp_of_a_writer_killed_with_sigkill_is_removed_by_the_next_write(
     _write_results(tmp_path)
 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_writer_that_cannot_set_the_mode_leaves_no_descriptor_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old\n")
+
+    def refuse(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refuse)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(PermissionError), atomic.atomic_writer(target) as handle:
+        handle.write("new\n")
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    assert target.read_text() == "old\n"

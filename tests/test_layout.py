@@ -27,6 +27,10 @@ PACKAGE = ROOT / "pytest_automem"
 # Which layers each layer may import, mirroring docs/architecture.md.  A
 # module at the top of the package (``__init__``, ``__main__``) may import
 # anything: it only wires the layers together.
+#: Everything below the two top layers, which may import all of it.
+_BELOW_TOP = frozenset(
+    {"base", "measure", "results", "snapshots", "automaton", "verdicts", "investigator", "outputs"}
+)
 ALLOWED: dict[str, frozenset[str]] = {
     "base": frozenset(),
     "measure": frozenset({"base"}),
@@ -35,33 +39,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "automaton": frozenset({"base", "measure"}),
     "verdicts": frozenset({"base", "measure", "automaton"}),
     "investigator": frozenset({"base", "measure", "snapshots", "automaton"}),
-    "outputs": frozenset(
-        {"base", "measure", "results", "snapshots", "automaton", "verdicts", "investigator"}
-    ),
-    "pytest_plugin": frozenset(
-        {
-            "base",
-            "measure",
-            "results",
-            "snapshots",
-            "automaton",
-            "verdicts",
-            "investigator",
-            "outputs",
-        }
-    ),
-    "cli": frozenset(
-        {
-            "base",
-            "measure",
-            "results",
-            "snapshots",
-            "automaton",
-            "verdicts",
-            "investigator",
-            "outputs",
-        }
-    ),
+    "outputs": _BELOW_TOP - {"outputs"},
+    "pytest_plugin": _BELOW_TOP,
+    "cli": _BELOW_TOP,
 }
 
 # Run as scripts by path (``python -I -S <file>``), so nothing of ours can be

@@ -61,11 +61,11 @@ def atomic_writer(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> I
     fd, tmp_name = _locked_temp(target)
     lock_fd = os.dup(fd) if fcntl is not None else None  # holds the lock past the close
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, _mode_for(target))
         with os.fdopen(
             fd, "w", encoding=encoding, errors="backslashreplace", newline="\n"
-        ) as handle:
+        ) as handle:  # owns ``fd`` from here: a failure below closes it
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, _mode_for(target))
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
