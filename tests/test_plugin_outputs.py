@@ -32,7 +32,10 @@ def test_colliding_node_ids_get_a_report_file_and_an_attachment_each(
         import pytest
         from alloc import MB, spike
 
-        @pytest.mark.parametrize("case", ["a/b", "a?b", "{LONG}1", "{LONG}2"])
+        CASES = ["a/b", "a?b", "{LONG}1", "{LONG}2"]
+
+        # Explicit ids: pytest >= 9.2 replaces long generated ids with "case2".
+        @pytest.mark.parametrize("case", CASES, ids=CASES)
         @pytest.mark.memory_budget(peak="8MB")
         def test_c(case):
             spike(40 * MB)
