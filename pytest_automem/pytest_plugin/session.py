@@ -269,9 +269,10 @@ class AutomemSession:
         state = self._state_of(item)
         if state is None:
             return
+        from ..verdicts.budget import leak_violation
+
         state.scenarios.append(result)
-        limit = state.budget.leak_bytes_per_iteration if state.budget else None
-        if limit is not None and result.leak_bytes_per_iteration > limit:
+        if leak_violation(state.budget, result) is not None:
             state.to_attribute.append((scenario, automaton, result))
 
     def current_window(self, item: pytest.Item) -> MeasurementWindow | None:
