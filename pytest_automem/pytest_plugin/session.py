@@ -265,6 +265,9 @@ class AutomemSession:
         the call's window has closed (tracing's own memory must not count
         against the test): the scenario then runs a few more steps on the
         same automaton under tracing, paid only where a verdict needs it.
+        Whether it is over is the verdict's own rule
+        (:func:`~pytest_automem.verdicts.budget.leak_violation`), asked now
+        because only such runs keep their automaton until then.
         """
         state = self._state_of(item)
         if state is None:
