@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_automem.base.atomic import atomic_writer
 from pytest_automem.results.results_file import REQUIRED_TEST_KEYS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # importing it loads the investigator, which pytest's JUnit never needs
     from pytest_automem.verdicts.findings import CheckVerdict
 
 __all__ = [
