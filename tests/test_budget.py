@@ -14,7 +14,13 @@ from helpers import make_window
 from pytest_automem.automaton.scenario import ScenarioResult
 from pytest_automem.measure.pressure import PressureLevel, PressureThresholds
 from pytest_automem.measure.window_result import WindowResult
-from pytest_automem.verdicts.budget import BudgetError, MemoryBudget, Verdict, judge
+from pytest_automem.verdicts.budget import (
+    BudgetError,
+    MemoryBudget,
+    Verdict,
+    judge,
+    leak_violation,
+)
 
 KB = 1 << 10
 MB = 1 << 20
@@ -344,6 +350,28 @@ def test_leak_lists_only_the_leaking_scenarios_by_name() -> None:
     joined = "\n".join(verdict.violations)
     for quiet in ("flat", "at_limit", "shrinks"):
         assert quiet not in joined
+
+
+@pytest.mark.parametrize(
+    ("budget", "leak", "attributed"),
+    [
+        pytest.param(MemoryBudget(leak_bytes_per_iteration=64 * KB), 64 * KB, False, id="at"),
+        pytest.param(MemoryBudget(leak_bytes_per_iteration=64 * KB), 64 * KB + 1, True, id="over"),
+        pytest.param(MemoryBudget(peak_bytes=1 * MB), 1 * GB, False, id="no-leak-limit"),
+        pytest.param(None, 1 * GB, False, id="no-budget"),
+    ],
+)
+def test_a_run_is_kept_for_attribution_exactly_when_the_verdict_fails_it(
+    budget: MemoryBudget | None, leak: float, attributed: bool
+) -> None:
+    # The session decides at the run's end which runs to keep for attribution;
+    # the test's verdict comes after the call.  Both read leak_violation.
+    result = make_scenario("pkg.mod:step", leak)
+    violation = leak_violation(budget, result)
+    assert (violation is not None) == attributed
+    assert judge(budget, make_window(), [result]).violations == (
+        (violation,) if violation is not None else ()
+    )
 
 
 def test_leak_limit_without_scenarios_passes() -> None:

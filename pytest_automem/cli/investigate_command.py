@@ -19,23 +19,20 @@ error.  Every ``automem`` command shares these codes (docs/guarantees.md).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..automaton.store import AutomatonFormatError
 from ..investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK, investigate_file
-from ..investigator.findings import Finding, Investigation
 from ..investigator.render import FORMATS, render
+from ..verdicts.findings import judge_investigation
 from .common import InputError
 from .exit_codes import EXIT_FINDING, EXIT_OK
 
-__all__ = ["junit_report", "register", "run"]
+__all__ = ["register", "run"]
 
 _SUITE = "automem investigate"
 _CLASSNAME = "automem.investigate"
-_XML_DECLARATION = re.compile(r"\A<\?xml[^>]*\?>\s*")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -78,16 +75,25 @@ def run(args: argparse.Namespace) -> int:
         name = exc.filename if exc.filename is not None else args.automaton
         what = "--snapshots " if args.snapshots is not None and Path(name) == args.snapshots else ""
         raise InputError(_one_line(f"{what}{name}: {exc.strerror or exc}")) from None
+    checks = [*FILE_CHECKS, *([SNAPSHOT_CHECK] if args.snapshots is not None else [])]
+    verdict = judge_investigation(investigation, checks)
     if args.junit is not None:
-        checks = [*FILE_CHECKS, *([SNAPSHOT_CHECK] if args.snapshots is not None else [])]
+        from ..outputs.junit import write_check_report
+
         try:
-            _write_junit(args.junit, junit_report(investigation, checks))
+            write_check_report(
+                args.junit,
+                verdict.checks,
+                suite=_SUITE,
+                classname=_CLASSNAME,
+                properties=investigation.figures,
+            )
         except OSError as exc:
             raise InputError(
                 _one_line(f"cannot write --junit {args.junit}: {exc.strerror or exc}")
             ) from None
     _print(render(investigation, args.format))
-    return EXIT_FINDING if investigation.findings else EXIT_OK
+    return EXIT_OK if verdict.passed else EXIT_FINDING
 
 
 def _print(text: str) -> None:
@@ -97,61 +103,3 @@ def _print(text: str) -> None:
     except UnicodeEncodeError:
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
         print(text.encode(encoding, "backslashreplace").decode(encoding))
-
-
-def _write_junit(path: Path, xml: str) -> None:
-    from ..base.atomic import atomic_write_text
-
-    atomic_write_text(path, xml)
-
-
-def _failure_text(findings: Sequence[Finding]) -> str:
-    lines: list[str] = []
-    for finding in findings:
-        if lines:
-            lines.append("")
-        lines.append(f"[{finding.severity.name}] {finding.summary}")
-        lines.extend(f"  {detail}" for detail in finding.details)
-        if finding.recommendation:
-            lines.append(f"what to do: {finding.recommendation}")
-    return "\n".join(lines) + "\n"
-
-
-def junit_report(investigation: Investigation, checks: Sequence[str]) -> str:
-    """The investigation as a JUnit document: one test case per check in ``checks``.
-
-    A check with findings fails: the most severe finding's summary is the
-    one-line message (with "(+N more)" when there are several), and every
-    finding's summary, details and recommendation are the failure text.  The
-    figures become suite properties.  All text passes through ``xml_safe``,
-    so ids with control characters still give well-formed XML.
-    """
-    from junitparser import Failure, JUnitXml, TestCase, TestSuite
-
-    from ..outputs.junit import xml_safe
-
-    by_check: dict[str, list[Finding]] = {}
-    for finding in investigation.findings:
-        by_check.setdefault(finding.check, []).append(finding)
-    names = list(dict.fromkeys([*checks, *by_check]))
-
-    suite = TestSuite(xml_safe(_SUITE))
-    for name, value in investigation.figures.items():
-        suite.add_property(xml_safe(str(name)), xml_safe(str(value)))
-    for name in names:
-        case = TestCase(xml_safe(name), classname=_CLASSNAME)
-        findings = by_check.get(name)
-        if findings:
-            message = _one_line(findings[0].summary)
-            if len(findings) > 1:
-                message += f" (+{len(findings) - 1} more)"
-            failure = Failure(xml_safe(message), type_=findings[0].severity.name)
-            failure.text = xml_safe(_failure_text(findings))
-            case.result = [failure]
-        suite.add_testcase(case)
-    suite.update_statistics()
-    document = JUnitXml()
-    document.add_testsuite(suite)
-    document.update_statistics()
-    body = _XML_DECLARATION.sub("", document.tostring().decode("utf-8"))
-    return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'

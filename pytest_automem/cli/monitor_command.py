@@ -75,6 +75,7 @@ from ..measure.process_tree import TreeReport
 from ..measure.sampler_process import SamplerDiedError
 from ..measure.window_result import WindowResult
 from ..snapshots.files import DEFAULT_KEEP, write_snapshot
+from ..verdicts.limits import CommandLimits, LimitsVerdict, judge_limits
 from . import command_group
 from .command_group import CommandGroup
 from .common import InputError, redirect_stdout_to_devnull, typed
@@ -710,14 +711,12 @@ def _summary(
     if whole_process and peak.rss_bytes is not None:
         fallback_level = args.thresholds.classify(peak.rss_bytes)
     max_pressure = max((r.max_pressure for r in results), default=fallback_level)
-    findings = []
-    if args.max_peak is not None and peak.rss_bytes is not None and peak.rss_bytes > args.max_peak:
-        findings.append(
-            f"peak RSS {format_size(peak.rss_bytes)} > --max-peak {format_size(args.max_peak)}"
-        )
-    if args.fail_on_pressure is not None and max_pressure >= args.fail_on_pressure:
-        limit = args.fail_on_pressure.name
-        findings.append(f"pressure reached {max_pressure.name} (--fail-on-pressure {limit})")
+    verdict = judge_limits(
+        CommandLimits(max_peak_bytes=args.max_peak, fail_on_pressure=args.fail_on_pressure),
+        peak_rss_bytes=peak.rss_bytes,
+        peak_rss_at_most_bytes=peak.at_most_bytes,
+        max_pressure=max_pressure,
+    )
     return {
         "version": 1,
         "command": command,
@@ -729,7 +728,7 @@ def _summary(
         "killed_after_grace": watched.killed_after_grace,
         "left_running": watched.left_running,
         "internal_error": watched.internal_error,
-        "monitor_exit_code": _exit_code(watched, findings),
+        "monitor_exit_code": _exit_code(watched, verdict),
         "peak_rss_bytes": peak.rss_bytes,
         "peak_source": peak.source,
         "peak_rss_at_most_bytes": peak.at_most_bytes,
@@ -737,14 +736,14 @@ def _summary(
         "thresholds_bytes": list(args.thresholds.boundaries()),
         "snapshots": str(args.snapshots) if args.snapshots else None,
         "snapshots_kept": args.keep if args.snapshots else None,
-        "findings": findings,
-        "notes": _notes(args, peak),
+        "findings": list(verdict.findings),
+        "notes": list(verdict.notes),
         "windows": [r.to_dict() for r in results],
         **_tree_fields(tree),
     }
 
 
-def _exit_code(watched: Watched, findings: list[str]) -> int:
+def _exit_code(watched: Watched, verdict: LimitsVerdict) -> int:
     """The monitor's exit code (docs/guarantees.md, "Exit codes"), first rule that applies.
 
     An internal failure beats everything (the figures are incomplete); a
@@ -759,7 +758,7 @@ def _exit_code(watched: Watched, findings: list[str]) -> int:
         return watched.stopped_by.exit_code
     if watched.exit_code:
         return of_returncode(watched.exit_code)
-    return EXIT_LIMIT if findings else EXIT_OK
+    return EXIT_LIMIT if verdict.crossed else EXIT_OK
 
 
 def _signal_of(returncode: int | None) -> str | None:
@@ -777,15 +776,6 @@ def _ended_text(watched: Watched, args: argparse.Namespace) -> str:
     if watched.killed_after_grace:
         text += f", SIGKILL after the {format_duration(_grace_s(args))} grace"
     return f"{text}; command {watched.reason}"
-
-
-def _notes(args: argparse.Namespace, peak: Peak) -> list[str]:
-    """Limits that could not be checked because the peak was not measured."""
-    if peak.rss_bytes is not None or args.max_peak is None:
-        return []
-    if peak.at_most_bytes is not None and peak.at_most_bytes <= args.max_peak:
-        return []  # not measured, but it cannot have crossed the limit
-    return ["--max-peak not checked: the peak RSS was not measured"]
 
 
 #: How each ``peak_source`` of the summary reads in its text.

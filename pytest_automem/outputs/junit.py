@@ -1,16 +1,25 @@
-"""Attach memory reports to the JUnit file pytest has written.
+"""The one writer of JUnit XML: the files ``automem`` writes, and our reports in pytest's.
 
-pytest's ``--junitxml`` writer knows nothing of our reports: when a test fails
-on memory its ``<failure message=...>`` is the whole multi-line longrepr, and
-``<system-out>`` holds only captured output.  After pytest has written the file
-(on the controller, at session end) :func:`attach_to_junit` rewrites it: a
-one-line failure message, the report in the failure text and, after pytest's
-own output, the report in ``<system-out>`` led by a ``[[ATTACHMENT|path]]``
-line that GitLab, Jenkins and Azure turn into a link.
+Three things reach JUnit, all from here:
+
+* :func:`write_check_report` writes a JUnit file of its own (``automem
+  investigate --junit``): one test case per check, failed where the check's
+  verdict failed;
+* :func:`junit_properties` gives a test's ``automem.*`` properties, which the
+  plugin hands to pytest through ``item.user_properties`` (pytest's writer
+  then puts them on the test's case, on xdist too);
+* :func:`attach_to_junit` rewrites the file pytest's ``--junitxml`` wrote.
+  pytest's writer knows nothing of our reports: when a test fails on memory
+  its ``<failure message=...>`` is the whole multi-line longrepr, and
+  ``<system-out>`` holds only captured output.  After pytest has written the
+  file (on the controller, at session end) the rewrite gives a one-line
+  failure message, the report in the failure text and, after pytest's own
+  output, the report in ``<system-out>`` led by a ``[[ATTACHMENT|path]]``
+  line that GitLab, Jenkins and Azure turn into a link.
 
 The module is pure: no pytest import, so it can be tested and reused alone.
 
-Two details of pytest's writer shape the code:
+Two details of pytest's writer shape the rewrite:
 
 * it writes a testcase ``name`` through its ``bin_xml_escape``, which turns
   characters it deems invalid into ``#xNN``.  Up to pytest 9.0 that regex
@@ -21,10 +30,12 @@ Two details of pytest's writer shape the code:
 * a test whose call fails and whose teardown errors gets two ``<testcase>``
   elements with the same address; every match is updated.
 
-The file is parsed and written with the standard library's ElementTree
-whatever junitparser's backend is (it prefers lxml when installed), so the
-output does not depend on what else is installed; junitparser supplies the
-JUnit model (root check, testcase and failure accessors) over that tree.
+Every file is read and written with the standard library's ElementTree, the
+library pytest's own writer uses: junitparser switches to lxml when that is
+installed, and the bytes a user gets would then depend on what else is
+installed (lxml also serialises differently from pytest's writer).  The
+parser keeps comments and processing instructions, so a rewrite loses
+nothing pytest or another tool put in the file.
 """
 
 from __future__ import annotations
@@ -32,18 +43,23 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from junitparser import Failure, JUnitXml, JUnitXmlError, TestCase
+from typing import TYPE_CHECKING, Any
 
 from pytest_automem.base.atomic import atomic_writer
+from pytest_automem.results.results_file import REQUIRED_TEST_KEYS
+
+if TYPE_CHECKING:  # importing it loads the investigator, which pytest's JUnit never needs
+    from pytest_automem.verdicts.findings import CheckVerdict
 
 __all__ = [
     "JunitAttachment",
     "JunitFileError",
     "attach_to_junit",
     "junit_address",
+    "junit_properties",
+    "write_check_report",
     "xml_safe",
 ]
 
@@ -87,6 +103,9 @@ _PYTEST_INVALID_FIXED = re.compile(
 )
 
 _NEWLINE = re.compile(r"\r\n?|\n")
+_XML_DECLARATION = '<?xml version="1.0" encoding="utf-8"?>\n'
+#: The root elements a JUnit file may have.
+_JUNIT_ROOTS = ("testsuites", "testsuite")
 
 
 def _escape_invalid(match: re.Match[str]) -> str:
@@ -173,15 +192,13 @@ def _load(path: str) -> ET.ElementTree:
         raise JunitFileError(path, f"cannot read it ({exc.strerror or exc})") from None
     except ET.ParseError as exc:
         raise JunitFileError(path, f"not well-formed XML ({exc})") from None
-    try:
-        JUnitXml.fromroot(tree.getroot())
-    except JUnitXmlError:
+    if tree.getroot().tag not in _JUNIT_ROOTS:
         reason = f"root element is <{tree.getroot().tag}>, not <testsuites> or <testsuite>"
-        raise JunitFileError(path, reason) from None
+        raise JunitFileError(path, reason)
     return tree
 
 
-def _update_failures(case: TestCase, attachment: JunitAttachment) -> None:
+def _update_failures(case: ET.Element, attachment: JunitAttachment) -> None:
     assert attachment.failure_message is not None
     message = xml_safe(_first_line(attachment.failure_message))
     report = attachment.report_text.strip()
@@ -193,10 +210,8 @@ def _update_failures(case: TestCase, attachment: JunitAttachment) -> None:
             _pytest_escape(report, _PYTEST_INVALID_FIXED),
         )
     }
-    for failure in case.result:
-        if not isinstance(failure, Failure):
-            continue
-        failure.message = message
+    for failure in case.findall("failure"):
+        failure.set("message", message)
         if not report:
             continue
         text = failure.text or ""
@@ -265,22 +280,118 @@ def attach_to_junit(
 
     updated = 0
     for elem in tree.getroot().iter("testcase"):
-        case = TestCase.fromelem(elem)
-        matching = by_address.get((case.classname or "", case.name or ""), [])
+        matching = by_address.get((elem.get("classname", ""), elem.get("name", "")), [])
         if not matching:
             continue
         updated += 1
         for attachment in matching:
             if attachment.failure_message is not None:
-                _update_failures(case, attachment)
+                _update_failures(elem, attachment)
             block = _system_out_block(attachment)
             if block:
                 _append_system_out(elem, block)
 
     if updated:
-        body = ET.tostring(tree.getroot(), encoding="unicode")
-        with atomic_writer(path) as handle:
-            handle.write('<?xml version="1.0" encoding="utf-8"?>\n')
-            handle.write(body)
-            handle.write("\n")
+        _write(path, tree.getroot())
     return updated
+
+
+def _write(path: str | os.PathLike[str], root: ET.Element) -> None:
+    """Replace the file at ``path`` with ``root`` as a UTF-8 document, atomically."""
+    body = ET.tostring(root, encoding="unicode")
+    with atomic_writer(path) as handle:
+        handle.write(_XML_DECLARATION)
+        handle.write(body)
+        handle.write("\n")
+
+
+# -- a JUnit file of our own ---------------------------------------------------
+
+
+def write_check_report(
+    path: str | os.PathLike[str],
+    verdicts: Sequence[CheckVerdict],
+    *,
+    suite: str,
+    classname: str,
+    properties: Mapping[str, object],
+) -> None:
+    """Write ``verdicts`` as a JUnit file at ``path``: one test case per check.
+
+    A failed check's case gets a ``<failure>`` whose message is the verdict's
+    one-line message and whose type is its most severe finding's severity;
+    the failure text lists every finding with its details and
+    recommendation.  ``properties`` become suite properties.  All text
+    passes through :func:`xml_safe`, so ids with control characters still
+    give well-formed XML.  The file is replaced atomically (OSError if it
+    cannot be written).
+    """
+    failures = sum(not verdict.passed for verdict in verdicts)
+    tests = str(len(verdicts))
+    root = ET.Element(
+        "testsuites",
+        {"tests": tests, "failures": str(failures), "errors": "0", "skipped": "0", "time": "0.0"},
+    )
+    element = ET.SubElement(
+        root,
+        "testsuite",
+        {
+            "name": xml_safe(suite),
+            "tests": tests,
+            "errors": "0",
+            "failures": str(failures),
+            "skipped": "0",
+            "time": "0",
+        },
+    )
+    if properties:
+        holder = ET.SubElement(element, "properties")
+        for name, value in properties.items():
+            attributes = {"name": xml_safe(str(name)), "value": xml_safe(str(value))}
+            ET.SubElement(holder, "property", attributes)
+    for verdict in verdicts:
+        case = ET.SubElement(
+            element, "testcase", {"name": xml_safe(verdict.check), "classname": classname}
+        )
+        if not verdict.passed:
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {"message": xml_safe(verdict.message), "type": verdict.severity_name},
+            )
+            failure.text = xml_safe(_failure_text(verdict))
+    _write(path, root)
+
+
+def _failure_text(verdict: CheckVerdict) -> str:
+    """Every finding of a failed check: summary, details, what to do."""
+    lines: list[str] = []
+    for finding in verdict.findings:
+        if lines:
+            lines.append("")
+        lines.append(f"[{finding.severity.name}] {finding.summary}")
+        lines.extend(f"  {detail}" for detail in finding.details)
+        if finding.recommendation:
+            lines.append(f"what to do: {finding.recommendation}")
+    return "\n".join(lines) + "\n"
+
+
+# -- properties on pytest's test cases -------------------------------------------
+
+
+def junit_properties(record: Mapping[str, Any]) -> list[tuple[str, str | int | float | bool]]:
+    """A test's ``automem.<key>`` properties, one per results key, from its record.
+
+    pytest writes them (the plugin adds them to ``item.user_properties``): a
+    list becomes one ``"; "``-joined value and a missing figure an empty one,
+    since a property holds a single string.
+    """
+    return [(f"automem.{key}", _property_value(record[key])) for key in REQUIRED_TEST_KEYS]
+
+
+def _property_value(value: object) -> str | int | float | bool:
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    return value if isinstance(value, (str, int, float, bool)) else str(value)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.units import format_size
+from ..verdicts.budget import failure_message
+from .junit import JunitAttachment
 
 if TYPE_CHECKING:
     from ..results.records import RecordStore
-    from .junit import JunitAttachment
 
 __all__ = [
     "append_step_summary",
@@ -52,12 +53,10 @@ def junit_attachment(
 ) -> JunitAttachment:
     """What the JUnit file gets for one failed test: the report, and a one-line
     message when the failure was the memory budget's own."""
-    from .junit import JunitAttachment  # junitparser: only once there is a failure
-
     return JunitAttachment(
         nodeid=nodeid,
         report_text=record["report"],
-        failure_message=f"memory budget exceeded: {record['message']}"
+        failure_message=failure_message(record["message"])
         if record.get("failed_on_memory")
         else None,
         attachment_path=str(report_file.resolve()) if report_file else None,

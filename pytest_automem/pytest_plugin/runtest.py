@@ -287,7 +287,7 @@ class RuntestHooks:
                 if not self._phases_left(plan):
                     self._finish_test(item, state)
         if state.verdict is not None and not state.verdict.passed:
-            raise MemoryBudgetExceeded(f"memory budget exceeded: {state.verdict.headline()}")
+            raise MemoryBudgetExceeded(state.verdict.failure_message())
         return outcome
 
     def _phases_left(self, plan: ItemPlan) -> bool:
@@ -595,18 +595,14 @@ class ReportHooks:
     ) -> None:
         assert state.verdict is not None
         if report.failed and state.failed_on_memory:
-            report.longrepr = (
-                f"memory budget exceeded: {state.verdict.headline()}\n\n{verdict_text(state)}"
-            )
+            report.longrepr = f"{state.verdict.failure_message()}\n\n{verdict_text(state)}"
         elif not state.verdict.passed:
             report.sections.append(("automem: memory budget exceeded too", verdict_text(state)))
         if self._carries_properties(state):
-            from ..results.results_file import REQUIRED_TEST_KEYS
+            from ..outputs.junit import junit_properties
 
             state.record = record_of(state)
-            item.user_properties.extend(
-                (f"automem.{key}", _property_value(state.record[key])) for key in REQUIRED_TEST_KEYS
-            )
+            item.user_properties.extend(junit_properties(state.record))
 
     def _carries_properties(self, state: ItemState) -> bool:
         """Whether the test's JUnit case gets ``automem.*`` properties.
@@ -690,11 +686,3 @@ def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:
     data = result.to_dict()
     data.pop("measurement", None)
     return data
-
-
-def _property_value(value: object) -> str | int | float | bool:
-    if isinstance(value, (list, tuple)):
-        return "; ".join(str(v) for v in value)
-    if value is None:
-        return ""
-    return value if isinstance(value, (str, int, float, bool)) else str(value)

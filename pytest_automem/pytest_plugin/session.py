@@ -265,13 +265,17 @@ class AutomemSession:
         the call's window has closed (tracing's own memory must not count
         against the test): the scenario then runs a few more steps on the
         same automaton under tracing, paid only where a verdict needs it.
+        Whether it is over is the verdict's own rule
+        (:func:`~pytest_automem.verdicts.budget.leak_violation`), asked now
+        because only such runs keep their automaton until then.
         """
         state = self._state_of(item)
         if state is None:
             return
+        from ..verdicts.budget import leak_violation
+
         state.scenarios.append(result)
-        limit = state.budget.leak_bytes_per_iteration if state.budget else None
-        if limit is not None and result.leak_bytes_per_iteration > limit:
+        if leak_violation(state.budget, result) is not None:
             state.to_attribute.append((scenario, automaton, result))
 
     def current_window(self, item: pytest.Item) -> MeasurementWindow | None:

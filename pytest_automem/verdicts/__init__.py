@@ -1,1 +1,7 @@
-"""Verdicts: a test's memory budget and the judgement of a window against it."""
+"""Verdicts: every pass or fail, decided in one place.
+
+A test against its ``memory_budget`` (:mod:`.budget`), a watched command
+against ``automem monitor``'s limits (:mod:`.limits`), an investigation's
+checks (:mod:`.findings`).  The plugin and the commands gather the figures,
+ask here, and report what they are told.
+"""

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..automaton.scenario import ScenarioResult
     from ..measure.window_result import WindowResult
 
-__all__ = ["BudgetError", "MemoryBudget", "Verdict", "judge"]
+__all__ = ["BudgetError", "MemoryBudget", "Verdict", "failure_message", "judge", "leak_violation"]
 
 _LIMITS = ("peak", "growth", "rate", "pressure", "leak_per_iteration")
 #: Not limits: how the test is examined.
@@ -133,6 +133,16 @@ class Verdict:
         more = len(self.violations) - 1
         return self.violations[0] + (f" (and {more} more)" if more else "")
 
+    def failure_message(self) -> str:
+        """The one-line message of a test that failed on this verdict."""
+        return failure_message(self.headline())
+
+
+def failure_message(headline: str) -> str:
+    """The one-line message of a test that failed on memory, from its verdict's
+    headline: pytest's report and the JUnit file say the same."""
+    return f"memory budget exceeded: {headline}"
+
 
 def judge(
     budget: MemoryBudget | None,
@@ -166,8 +176,10 @@ def judge(
             f"({_pressure_basis_text(window)}; "
             f"thresholds {window.thresholds.describe()})"
         )
-    if budget.leak_bytes_per_iteration is not None:
-        violations.extend(_leak_violations(budget.leak_bytes_per_iteration, scenarios))
+    for result in scenarios:
+        leak = leak_violation(budget, result)
+        if leak is not None:
+            violations.append(leak)
     return Verdict(tuple(violations))
 
 
@@ -177,11 +189,19 @@ def _pressure_basis_text(window: WindowResult) -> str:
     return f"peak {format_size(window.peak_bytes)} above the test's baseline"
 
 
-def _leak_violations(limit: int, scenarios: Sequence[ScenarioResult]) -> list[str]:
-    return [
+def leak_violation(budget: MemoryBudget | None, result: ScenarioResult) -> str | None:
+    """The violation of one scenario run against the budget's leak limit, or None.
+
+    Decided as soon as the run ends: a run over its limit is attributed
+    after the call (a few more steps under tracing), which needs its
+    automaton kept, and only such runs are kept.  :func:`judge` reads the
+    same decision for the test's verdict.
+    """
+    limit = budget.leak_bytes_per_iteration if budget is not None else None
+    if limit is None or result.leak_bytes_per_iteration <= limit:
+        return None
+    return (
         f"leak {format_size(result.leak_bytes_per_iteration)}/iteration > budget "
         f"{format_size(limit)}/iteration (scenario {result.name}, slope of retained memory "
         f"over {result.iterations} iterations after {result.warmup} warm-up)"
-        for result in scenarios
-        if result.leak_bytes_per_iteration > limit
-    ]
+    )
