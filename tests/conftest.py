@@ -34,6 +34,10 @@ ALLOWED_SKIP_REASONS: dict[str, str] = {
     # The interpreter: another Python build or implementation.
     "this Python has no digit limit": "a Python before 3.11's int digit limit",
     "this interpreter does not use pymalloc": "a Python built without pymalloc",
+    # The environment: tracing on from the start, another allocator, no own-process mark.
+    "tracemalloc is already tracing in this process": "PYTHONTRACEMALLOC or -X tracemalloc set",
+    "this allocator did not reuse the cached chunk: nothing to hide": "a malloc other than glibc's",
+    "the mark is not read through getrusage here": "not Linux (the portable process handle)",
     # The process runs as root: no unprivileged user whom a read-only folder refuses.
     "running as root: a read-only folder refuses only an unprivileged user": "running as root",
     # A minimal install without the test extra.
