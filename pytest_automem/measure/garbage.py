@@ -90,11 +90,6 @@ def generational_young_collections(
 _AUTO_GOES_YOUNG = generational_young_collections()
 
 
-#: Members read through the class cost a descriptor call (~50 ns in Python
-#: 3.11); measurement points, thousands a session, read these.
-_FULL, _OFF = GcMode.FULL, GcMode.OFF
-
-
 class _OlderCollectionCounter:
     """Counts generation-1 and -2 collections as they happen (a gc callback).
 
@@ -131,15 +126,10 @@ class Collector:
     __slots__ = ("_older_seen", "full_collections", "mode", "trims_allocator", "young_collections")
 
     def __init__(self, mode: GcMode | str | bool = GcMode.AUTO) -> None:
-        # Made for every measurement window: slots, no re-parsing of a mode.
-        self.mode = mode if mode.__class__ is GcMode else GcMode.parse(mode)
+        self.mode = GcMode.parse(mode)
         if self.mode is GcMode.AUTO and not _AUTO_GOES_YOUNG:
-            self.mode = _FULL  # so results report the collection that ran
-        if self.mode is not GcMode.AUTO:
-            self._older_seen = 0
-        else:
-            counter = _counter
-            self._older_seen = counter.count if counter is not None else _older_collections()
+            self.mode = GcMode.FULL  # so results report the collection that ran
+        self._older_seen = _older_collections() if self.mode is GcMode.AUTO else 0
         self.full_collections = 0
         self.young_collections = 0
         #: True once a collection also returned the C allocator's free memory.
@@ -147,9 +137,9 @@ class Collector:
 
     def collect(self) -> None:
         """Collect garbage per the mode, then mark this point."""
-        if self.mode is _OFF:
+        if self.mode is GcMode.OFF:
             return
-        if self.mode is _FULL:
+        if self.mode is GcMode.FULL:
             gc.collect()
             self.full_collections += 1
             return
@@ -198,7 +188,7 @@ class Collector:
 
     def release_allocator_memory(self) -> bool:
         """Hand glibc's cached free memory back to the OS (not in mode OFF)."""
-        if self.mode is _OFF:
+        if self.mode is GcMode.OFF:
             return False
         from ._platform import release_free_memory  # ctypes: only once measuring
 

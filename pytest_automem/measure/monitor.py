@@ -27,7 +27,8 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..base.units import parse_interval_ms
 from . import _platform
@@ -41,10 +42,10 @@ from .pressure import (
     measured_bytes,
 )
 from .sampler_process import SampleBlock, SamplerDiedError, SamplerProcess
+from .window_result import WindowResult, growth_rate, interval_stats_ms
 
 if TYPE_CHECKING:
     from .process_tree import TreeMemory, TreeReport
-    from .window_result import WindowResult
 
 __all__ = [
     "BriefProbe",
@@ -75,19 +76,11 @@ _NOT_STARTED = "MemoryMonitor is not started: call start() or use it as a contex
 _LIVENESS_CHECK_S = 0.05
 #: Windows that collect no garbage share one collector: it never changes.
 _NO_COLLECTION = Collector(GcMode.OFF)
-#: Enum members read through their class cost a descriptor call each (~50 ns
-#: in Python 3.11); windows, opened for every test, read these instead.
-_GC_OFF, _RELATIVE = GcMode.OFF, MeasurementBasis.RELATIVE
 
 
-class BriefResult(NamedTuple):
-    """A window's headline figures, for phases and calls reported in brief.
-
-    A named tuple rather than a frozen dataclass, though it is one in
-    spirit: one is made for every short test's call (and its setup and
-    teardown), and a named tuple is built in ~0.2 µs, a frozen dataclass in
-    ~0.9 µs.
-    """
+@dataclass(frozen=True)
+class BriefResult:
+    """A window's headline figures, for phases and calls reported in brief."""
 
     peak_bytes: int
     growth_bytes: int
@@ -222,10 +215,8 @@ class MeasurementWindow(_Span):
         collect_at_start: bool = True,
         trace_peak_above_bytes: int | None = None,
     ) -> None:
-        # Opened thousands of times a session (with phases measured): slots,
-        # the monitor's handles looked up once, its checks only when due, and
-        # made with positional arguments (a class called with keywords
-        # builds a dict for them).
+        # The sampler's liveness is asked of the OS only when due: windows
+        # open for every measured phase.
         if (
             monitor._sampler_handle is None
             or not monitor._watches_itself
@@ -235,23 +226,23 @@ class MeasurementWindow(_Span):
         process = monitor._process_handle
         sampler = monitor._sampler_handle
         assert process is not None and sampler is not None  # checked: the monitor runs
-        collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
+        collector = _NO_COLLECTION if gc_mode is GcMode.OFF else Collector(gc_mode)
         if collect_at_start:
             collector.collect()
         fresh = _fresh_heap(monitor, collector, trace_peak_above_bytes) if fresh_allocator else None
         baseline = process.rss_bytes()
         monitor._reset_peak(process, baseline)
         self._set(
-            monitor,
-            thresholds,
-            basis,
-            collector,
-            baseline,
-            sampler.write_count(),
-            time.monotonic_ns(),
-            collect_at_start and collector.mode is not _GC_OFF,
-            0,
-            fresh,
+            monitor=monitor,
+            thresholds=thresholds,
+            basis=basis,
+            collector=collector,
+            baseline_bytes=baseline,
+            start_count=sampler.write_count(),
+            opened_ns=time.monotonic_ns(),
+            baseline_collected=collect_at_start and collector.mode is not GcMode.OFF,
+            kernel_peak_so_far=0,
+            fresh=fresh,
         )
 
     @classmethod
@@ -261,22 +252,23 @@ class MeasurementWindow(_Span):
         """The span ``probe`` has open, as a window: same baseline, mark and samples."""
         window = cls.__new__(cls)
         window._set(
-            probe._monitor,
-            thresholds,
-            basis,
-            probe._collector,
-            probe.baseline_bytes,
-            probe._start_count,
-            probe.opened_ns,
-            False,
-            probe._kernel_peak_so_far,
-            probe._fresh,
+            monitor=probe._monitor,
+            thresholds=thresholds,
+            basis=basis,
+            collector=probe._collector,
+            baseline_bytes=probe.baseline_bytes,
+            start_count=probe._start_count,
+            opened_ns=probe.opened_ns,
+            baseline_collected=False,
+            kernel_peak_so_far=probe._kernel_peak_so_far,
+            fresh=probe._fresh,
         )
         probe._fresh = None
         return window
 
     def _set(
         self,
+        *,
         monitor: MemoryMonitor,
         thresholds: PressureThresholds,
         basis: MeasurementBasis,
@@ -433,8 +425,6 @@ class MeasurementWindow(_Span):
             if self._monitor.tree and not self._monitor._peak_is_per_process():
                 kernel_peak = None  # a bound from below, not the tree's peak
         peak_rss = max(sampled_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
-        from .window_result import WindowResult, growth_rate, interval_stats_ms
-
         peak, growth = _peak_and_growth(peak_rss, end_rss, self.baseline_bytes, heap)
         p50, p99, gap_max = interval_stats_ms(block.times_ns)
         offset = self.baseline_bytes if self.basis is MeasurementBasis.RELATIVE else 0
@@ -511,7 +501,7 @@ class BriefProbe(_Span):
         self._monitor = monitor
         self._process = monitor._process_handle
         self._sampler = monitor._sampler_handle
-        self._collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
+        self._collector = _NO_COLLECTION if gc_mode is GcMode.OFF else Collector(gc_mode)
         self._fresh_allocator = fresh_allocator
         self._kernel_peak_so_far = 0
         self._start_count = 0
@@ -539,7 +529,7 @@ class BriefProbe(_Span):
         return peak, growth
 
     def close_brief(
-        self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE
+        self, thresholds: PressureThresholds, basis: MeasurementBasis = MeasurementBasis.RELATIVE
     ) -> BriefResult:
         """End the span with the figures a results file keeps of a call.
 
@@ -553,8 +543,6 @@ class BriefProbe(_Span):
         samples = end_count - self._start_count
         rate = p50 = p99 = None
         if samples >= 2:  # else there is no interval, nor a slope
-            from .window_result import growth_rate, interval_stats_ms
-
             block = self._sampler.read(self._start_count, end_count)
             samples = len(block)
             p50, p99, _ = interval_stats_ms(block.times_ns)
@@ -589,7 +577,7 @@ class BriefProbe(_Span):
         return (*_peak_and_growth(peak, end, baseline, heap), heap)
 
     def to_window(
-        self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE
+        self, thresholds: PressureThresholds, basis: MeasurementBasis = MeasurementBasis.RELATIVE
     ) -> MeasurementWindow:
         """The open span as a window (stop that instead of closing the probe)."""
         open_windows = self._monitor._open_windows
@@ -630,7 +618,7 @@ def _fresh_heap(
     Only for a monitor watching its own process (another process's
     allocators are out of reach) and a collector that may touch memory.
     """
-    if collector.mode is _GC_OFF or not monitor._watches_itself:
+    if collector.mode is GcMode.OFF or not monitor._watches_itself:
         return None
     collector.release_allocator_memory()
     fresh = FreshHeap(trace_above_bytes=trace_above_bytes)
