@@ -1,10 +1,10 @@
 """Garbage collection at measurement points, as cheap as correctness allows.
 
 Growth is measured after ``gc.collect()``.  A full collection walks every
-tracked object in the process: in a pytest session with a thousand collected
-tests that is ~8 ms, a hundred times the cost of a short test, paid twice per
-measured window.  Almost always a young collection (generations 0 and 1,
-microseconds) finds the same garbage, because a window's garbage is young:
+tracked object in the process, which in a pytest session with thousands of
+collected tests costs many times a short test, paid twice per measured
+window.  Almost always a young collection (generations 0 and 1, which walk
+only what was made since the last one) finds the same garbage, because a window's garbage is young:
 objects only reach the oldest generation when a generation-1 collection runs
 while they are alive.  So :attr:`GcMode.AUTO` does a young collection unless
 the interpreter ran a generation-1 or -2 collection since the last mark, and
@@ -30,7 +30,7 @@ the generational collector in later 3.14 releases and in 3.15,
 python/cpython#148726; AUTO can go young there again once that is tested.)
 
 After collecting, the C allocator's cached free memory is handed back to the
-OS (glibc ``malloc_trim``, a few µs when there is nothing to give back): glibc
+OS (glibc ``malloc_trim``): glibc
 keeps freed memory mapped for reuse, so without this a test that allocated
 and freed 5 MB can look 5 MB bigger, and growth would depend on what earlier
 tests left in the allocator.  Both ends of a window are trimmed, so the
@@ -93,8 +93,8 @@ _AUTO_GOES_YOUNG = generational_young_collections()
 class _OlderCollectionCounter:
     """Counts generation-1 and -2 collections as they happen (a gc callback).
 
-    ``gc.get_stats()`` gives the same count but builds three dicts per call
-    (~1.5 µs); measurement points ask often, so a counter is kept instead.
+    ``gc.get_stats()`` gives the same count but builds three dicts per call;
+    measurement points ask often, so a counter is kept instead.
     The interpreter has one garbage collector, so there is one counter,
     registered on first use.
     """

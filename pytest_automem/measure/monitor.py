@@ -57,7 +57,7 @@ __all__ = [
 
 DEFAULT_INTERVAL_MS = 1.0
 #: Processes of a tree followed at once (``tree=True``): each costs a read
-#: per sample, ~1.5 µs (docs/benchmarks.md, tree_sampling.py); more are counted.
+#: per sample (docs/benchmarks.md, tree_sampling.py); more are counted.
 DEFAULT_MAX_PROCESSES = 128
 #: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
 DEFAULT_CAPACITY = 1 << 18
@@ -125,14 +125,14 @@ def _end_rss(
     A window without a collected baseline collects only when RSS grew by
     more than :data:`_LAZY_COLLECT_BYTES`: a collection lowers RSS only
     by freeing whole pymalloc arenas (1 MiB) or blocks large enough for
-    the allocator to hand back, so below that it would cost ~25 µs to
-    change nothing of the window's own (what it could free is older
+    the allocator to hand back, so below that it would cost a collection
+    to change nothing of the window's own (what it could free is older
     garbage, which would only make the growth look smaller).  Such a
     window collects young, and fully only when it still looks grown by
     :data:`_FULL_COLLECT_BYTES` or more (:meth:`Collector.collect_lazily`).
     glibc keeps freed memory mapped for reuse, so a test that allocated
-    and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
-    µs) is only done when RSS is up by more than
+    and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``) is
+    only done when RSS is up by more than
     :data:`_TRIM_TRIGGER_BYTES`.  A window opened with ``fresh_allocator``
     trimmed at its start too, so both ends are measured alike; one
     without may also hand back memory cached before it opened, so its
@@ -481,9 +481,8 @@ class BriefProbe(_Span):
     ``--automem`` alone monitors.  One probe serves every span in turn, and
     a span costs its kernel reads (RSS and the mark at each end; the mark is
     reset only when it is above RSS) and little else: no object is made,
-    no sample read, no statistic computed.  A window opened and closed in
-    brief cost ~2.4 µs more per span, measured with cold caches as a test
-    session leaves them (docs/benchmarks.md).
+    no sample read, no statistic computed: these spans are most of what a
+    blanket ``--automem`` run measures.
 
     The figures are a window's: the kernel mark is reset when a span opens
     and read when it closes (the sampled maximum where there is no mark),
@@ -679,8 +678,9 @@ class MemoryMonitor:
     def start(self, *, wait: bool = True) -> MemoryMonitor:
         """Start the sampler process (idempotent); returns self for chaining.
 
-        ``wait=False`` returns before the sampler's first sample (~16 ms
-        sooner); the first windows then hold fewer samples.  The target is
+        ``wait=False`` returns before the sampler's first sample, without
+        waiting for a Python process to start; the first windows then hold
+        fewer samples.  The target is
         checked either way: a process that has exited raises ProcessGoneError.
         """
         if self._sampler_handle is not None:
@@ -825,7 +825,7 @@ class MemoryMonitor:
         ``collect_at_start=False`` collects garbage at the end only, and
         only if RSS grew.  A young collection walks every object made since
         the last one: in a pytest session, everything pytest made since the
-        previous test (~12 µs, the largest cost of a short monitored test).
+        previous test, the largest cost of a short monitored test.
         Skipping it can only make growth look smaller (the interpreter may
         free older garbage during the window), never raise a false alarm.
         The plugin does so for tests without a budget or automem fixture.

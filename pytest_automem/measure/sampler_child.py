@@ -112,8 +112,8 @@ def _linux_timer_slack() -> None:
     1 ms interval that is 5 % jitter for nothing.  ctypes is imported here,
     in the child only (the parent imports this module for the ring layout),
     and libc is reached through the process's own symbols: ``ctypes.util``,
-    for ``find_library``, imports ~14 ms of modules into a start that
-    should take ~16.
+    for ``find_library``, would nearly double the child's start (its
+    imports, and ``ldconfig``).
     """
     import ctypes
 
@@ -126,7 +126,8 @@ def _linux_timer_slack() -> None:
 
 
 def _procfs_reader(pid: int) -> Callable[[], int]:
-    """RSS of ``pid`` from ``/proc/<pid>/statm`` on a kept fd (~1.4 µs)."""
+    """RSS of ``pid`` from ``/proc/<pid>/statm`` on a descriptor kept open:
+    the sampler reads it every interval."""
     fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
     page = os.sysconf("SC_PAGE_SIZE")
     pread = os.pread
@@ -216,7 +217,7 @@ SCAN_INTERVAL_NS = 20_000_000
 #: are spaced further apart rather than delaying the samples.
 _SCAN_TIME_SHARE = 0.05
 #: Processes whose name and kernel mark are read at each look: bounds a
-#: look's cost in a large tree (each read of ``status`` costs ~10 µs); the
+#: look's cost in a large tree (a read of ``status`` each); the
 #: others wait for their turn, and their 1 ms samples keep their peak.
 _DETAILS_PER_SCAN = 16
 
@@ -306,8 +307,8 @@ def _procfs_last_pid() -> Callable[[], int | None]:
     While it stays put no process has started anywhere (in our pid
     namespace, which also numbers the processes of those below it), so a
     look can skip listing ``/proc``: that listing is most of a look's cost
-    (~240 µs measured when its caches are cold, as they are 20 ms apart;
-    this read, a few µs).
+    (its caches are cold, as looks are 20 ms apart), and this read is one
+    small ``pread``.
     """
     try:
         fd = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)

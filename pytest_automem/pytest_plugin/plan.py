@@ -126,9 +126,10 @@ def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> 
         )
     if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
         # A test with a budget is judged on its directory's thresholds, so a
-        # conftest override must apply.  Requesting the fixture costs ~60 µs
-        # a test, which blanket --automem monitoring does not pay: there the
-        # ini thresholds apply unless the test asks for the fixture itself.
+        # conftest override must apply.  Requesting the fixture costs every
+        # test a fixture setup, which blanket --automem monitoring does not
+        # pay: there the ini thresholds apply unless the test asks for the
+        # fixture itself.
         names.append("pressure_thresholds")
     return plan
 

@@ -99,9 +99,8 @@ class ItemState:
     measured) or else when its call starts, kept until the next test starts.
     The lean call of a blanket test needs none.
 
-    A plain class with slots, not a dataclass: it is mutable state made
-    once per test, and defining a dataclass costs a pytest session ~0.5 ms
-    of import time for nothing here.
+    A plain class with slots: mutable state, one per test, whose fields
+    all start empty.
     """
 
     __slots__ = (
@@ -398,7 +397,7 @@ class RuntestHooks:
         """Whether the call starts by handing back the allocator's cached memory.
 
         Without it a peak can hide in memory an earlier test freed and glibc
-        kept; with it each test pays ~30 µs (``malloc_trim`` walks the heap).
+        kept; with it each test pays for a ``malloc_trim``, which walks the heap.
         ``automem_fresh_allocator``: ``budgeted`` (tests whose figures are
         judged), ``always`` or ``never``.
         """
