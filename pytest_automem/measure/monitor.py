@@ -830,20 +830,18 @@ class MemoryMonitor:
         free older garbage during the window), never raise a false alarm.
         The plugin does so for tests without a budget or automem fixture.
         """
-        if collect_garbage.__class__ is GcMode:  # the plugin's case, thousands of times
-            mode = collect_garbage
-        elif collect_garbage is None:
+        if collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
         else:
             mode = GcMode.parse(collect_garbage)
         window = MeasurementWindow(
             self,
-            thresholds or PressureThresholds(),
-            basis,
-            mode,
-            fresh_allocator,
-            collect_at_start,
-            trace_peak_above_bytes,
+            thresholds=thresholds or PressureThresholds(),
+            basis=basis,
+            gc_mode=mode,
+            fresh_allocator=fresh_allocator,
+            collect_at_start=collect_at_start,
+            trace_peak_above_bytes=trace_peak_above_bytes,
         )
         self._open_windows.append(window)
         return window
