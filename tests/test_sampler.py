@@ -420,14 +420,20 @@ def test_child_command_line_is_parsed() -> None:
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--ring", "x", "--target-pid", "1"], "--parent-pid is required"),
-        (["--ring", "x", "--target-pid", "one", "--parent-pid", "2"], "--target-pid 'one'"),
+        (
+            ["--ring", "x", "--target-pid", "1"],
+            "the following arguments are required: --parent-pid",
+        ),
+        (
+            ["--ring", "x", "--target-pid", "one", "--parent-pid", "2"],
+            "argument --target-pid: expected a process id, got 'one'",
+        ),
         (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--colour", "red"], "--colour"),
         (["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--reader", "s"], "--reader"),
-        (["--ring"], "option --ring needs a value"),
+        (["--ring"], "argument --ring: expected one argument"),
         (
             ["--ring", "x", "--target-pid", "1", "--parent-pid", "2", "--lifeline", "w"],
-            "--lifeline 'w': expected a file descriptor",
+            "argument --lifeline: expected a file descriptor, got 'w'",
         ),
     ],
 )

@@ -26,10 +26,11 @@ made during a held call lands in a new arena: over 300 small budgeted tests
 the allocators' footprint grew from 23 MB to 149 MB, and each hold took
 longer than the last (docs/pytest-plugin.md, "Verdicts").
 
-The statistics are read twice per measurement (~0.3 ms each); tracing
-slows the call several times over, and is paid only where cached memory
-could change the verdict.  The results say how much freed memory the
-allocators kept at both ends.
+The statistics are read twice per measurement, and only for windows opened
+with a fresh allocator (by default, tests with a budget); tracing slows the
+call several times over, and is paid only where cached memory could change
+the verdict.  The results say how much freed memory the allocators kept at
+both ends.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Garbage collection at measurement points, as cheap as correctness allows.
 
 Growth is measured after ``gc.collect()``.  A full collection walks every
-tracked object in the process: in a pytest session with a thousand collected
-tests that is ~8 ms, a hundred times the cost of a short test, paid twice per
-measured window.  Almost always a young collection (generations 0 and 1,
-microseconds) finds the same garbage, because a window's garbage is young:
+tracked object in the process, which in a pytest session with thousands of
+collected tests costs many times a short test, paid twice per measured
+window.  Almost always a young collection (generations 0 and 1, which walk
+only what was made since the last one) finds the same garbage, because a window's garbage is young:
 objects only reach the oldest generation when a generation-1 collection runs
 while they are alive.  So :attr:`GcMode.AUTO` does a young collection unless
 the interpreter ran a generation-1 or -2 collection since the last mark, and
@@ -30,7 +30,7 @@ the generational collector in later 3.14 releases and in 3.15,
 python/cpython#148726; AUTO can go young there again once that is tested.)
 
 After collecting, the C allocator's cached free memory is handed back to the
-OS (glibc ``malloc_trim``, a few µs when there is nothing to give back): glibc
+OS (glibc ``malloc_trim``): glibc
 keeps freed memory mapped for reuse, so without this a test that allocated
 and freed 5 MB can look 5 MB bigger, and growth would depend on what earlier
 tests left in the allocator.  Both ends of a window are trimmed, so the
@@ -90,16 +90,11 @@ def generational_young_collections(
 _AUTO_GOES_YOUNG = generational_young_collections()
 
 
-#: Members read through the class cost a descriptor call (~50 ns in Python
-#: 3.11); measurement points, thousands a session, read these.
-_FULL, _OFF = GcMode.FULL, GcMode.OFF
-
-
 class _OlderCollectionCounter:
     """Counts generation-1 and -2 collections as they happen (a gc callback).
 
-    ``gc.get_stats()`` gives the same count but builds three dicts per call
-    (~1.5 µs); measurement points ask often, so a counter is kept instead.
+    ``gc.get_stats()`` gives the same count but builds three dicts per call;
+    measurement points ask often, so a counter is kept instead.
     The interpreter has one garbage collector, so there is one counter,
     registered on first use.
     """
@@ -131,15 +126,10 @@ class Collector:
     __slots__ = ("_older_seen", "full_collections", "mode", "trims_allocator", "young_collections")
 
     def __init__(self, mode: GcMode | str | bool = GcMode.AUTO) -> None:
-        # Made for every measurement window: slots, no re-parsing of a mode.
-        self.mode = mode if mode.__class__ is GcMode else GcMode.parse(mode)
+        self.mode = GcMode.parse(mode)
         if self.mode is GcMode.AUTO and not _AUTO_GOES_YOUNG:
-            self.mode = _FULL  # so results report the collection that ran
-        if self.mode is not GcMode.AUTO:
-            self._older_seen = 0
-        else:
-            counter = _counter
-            self._older_seen = counter.count if counter is not None else _older_collections()
+            self.mode = GcMode.FULL  # so results report the collection that ran
+        self._older_seen = _older_collections() if self.mode is GcMode.AUTO else 0
         self.full_collections = 0
         self.young_collections = 0
         #: True once a collection also returned the C allocator's free memory.
@@ -147,9 +137,9 @@ class Collector:
 
     def collect(self) -> None:
         """Collect garbage per the mode, then mark this point."""
-        if self.mode is _OFF:
+        if self.mode is GcMode.OFF:
             return
-        if self.mode is _FULL:
+        if self.mode is GcMode.FULL:
             gc.collect()
             self.full_collections += 1
             return
@@ -198,7 +188,7 @@ class Collector:
 
     def release_allocator_memory(self) -> bool:
         """Hand glibc's cached free memory back to the OS (not in mode OFF)."""
-        if self.mode is _OFF:
+        if self.mode is GcMode.OFF:
             return False
         from ._platform import release_free_memory  # ctypes: only once measuring
 

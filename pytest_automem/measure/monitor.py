@@ -27,7 +27,8 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..base.units import parse_interval_ms
 from . import _platform
@@ -41,10 +42,10 @@ from .pressure import (
     measured_bytes,
 )
 from .sampler_process import SampleBlock, SamplerDiedError, SamplerProcess
+from .window_result import WindowResult, growth_rate, interval_stats_ms
 
 if TYPE_CHECKING:
     from .process_tree import TreeMemory, TreeReport
-    from .window_result import WindowResult
 
 __all__ = [
     "BriefProbe",
@@ -56,7 +57,7 @@ __all__ = [
 
 DEFAULT_INTERVAL_MS = 1.0
 #: Processes of a tree followed at once (``tree=True``): each costs a read
-#: per sample, ~1.5 µs (docs/benchmarks.md, tree_sampling.py); more are counted.
+#: per sample (docs/benchmarks.md, tree_sampling.py); more are counted.
 DEFAULT_MAX_PROCESSES = 128
 #: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
 DEFAULT_CAPACITY = 1 << 18
@@ -75,19 +76,11 @@ _NOT_STARTED = "MemoryMonitor is not started: call start() or use it as a contex
 _LIVENESS_CHECK_S = 0.05
 #: Windows that collect no garbage share one collector: it never changes.
 _NO_COLLECTION = Collector(GcMode.OFF)
-#: Enum members read through their class cost a descriptor call each (~50 ns
-#: in Python 3.11); windows, opened for every test, read these instead.
-_GC_OFF, _RELATIVE = GcMode.OFF, MeasurementBasis.RELATIVE
 
 
-class BriefResult(NamedTuple):
-    """A window's headline figures, for phases and calls reported in brief.
-
-    A named tuple rather than a frozen dataclass, though it is one in
-    spirit: one is made for every short test's call (and its setup and
-    teardown), and a named tuple is built in ~0.2 µs, a frozen dataclass in
-    ~0.9 µs.
-    """
+@dataclass(frozen=True)
+class BriefResult:
+    """A window's headline figures, for phases and calls reported in brief."""
 
     peak_bytes: int
     growth_bytes: int
@@ -132,14 +125,14 @@ def _end_rss(
     A window without a collected baseline collects only when RSS grew by
     more than :data:`_LAZY_COLLECT_BYTES`: a collection lowers RSS only
     by freeing whole pymalloc arenas (1 MiB) or blocks large enough for
-    the allocator to hand back, so below that it would cost ~25 µs to
-    change nothing of the window's own (what it could free is older
+    the allocator to hand back, so below that it would cost a collection
+    to change nothing of the window's own (what it could free is older
     garbage, which would only make the growth look smaller).  Such a
     window collects young, and fully only when it still looks grown by
     :data:`_FULL_COLLECT_BYTES` or more (:meth:`Collector.collect_lazily`).
     glibc keeps freed memory mapped for reuse, so a test that allocated
-    and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``, a few
-    µs) is only done when RSS is up by more than
+    and freed 5 MB can look 5 MB bigger.  The trim (``malloc_trim``) is
+    only done when RSS is up by more than
     :data:`_TRIM_TRIGGER_BYTES`.  A window opened with ``fresh_allocator``
     trimmed at its start too, so both ends are measured alike; one
     without may also hand back memory cached before it opened, so its
@@ -222,10 +215,8 @@ class MeasurementWindow(_Span):
         collect_at_start: bool = True,
         trace_peak_above_bytes: int | None = None,
     ) -> None:
-        # Opened thousands of times a session (with phases measured): slots,
-        # the monitor's handles looked up once, its checks only when due, and
-        # made with positional arguments (a class called with keywords
-        # builds a dict for them).
+        # The sampler's liveness is asked of the OS only when due: windows
+        # open for every measured phase.
         if (
             monitor._sampler_handle is None
             or not monitor._watches_itself
@@ -235,23 +226,23 @@ class MeasurementWindow(_Span):
         process = monitor._process_handle
         sampler = monitor._sampler_handle
         assert process is not None and sampler is not None  # checked: the monitor runs
-        collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
+        collector = _NO_COLLECTION if gc_mode is GcMode.OFF else Collector(gc_mode)
         if collect_at_start:
             collector.collect()
         fresh = _fresh_heap(monitor, collector, trace_peak_above_bytes) if fresh_allocator else None
         baseline = process.rss_bytes()
         monitor._reset_peak(process, baseline)
         self._set(
-            monitor,
-            thresholds,
-            basis,
-            collector,
-            baseline,
-            sampler.write_count(),
-            time.monotonic_ns(),
-            collect_at_start and collector.mode is not _GC_OFF,
-            0,
-            fresh,
+            monitor=monitor,
+            thresholds=thresholds,
+            basis=basis,
+            collector=collector,
+            baseline_bytes=baseline,
+            start_count=sampler.write_count(),
+            opened_ns=time.monotonic_ns(),
+            baseline_collected=collect_at_start and collector.mode is not GcMode.OFF,
+            kernel_peak_so_far=0,
+            fresh=fresh,
         )
 
     @classmethod
@@ -261,22 +252,23 @@ class MeasurementWindow(_Span):
         """The span ``probe`` has open, as a window: same baseline, mark and samples."""
         window = cls.__new__(cls)
         window._set(
-            probe._monitor,
-            thresholds,
-            basis,
-            probe._collector,
-            probe.baseline_bytes,
-            probe._start_count,
-            probe.opened_ns,
-            False,
-            probe._kernel_peak_so_far,
-            probe._fresh,
+            monitor=probe._monitor,
+            thresholds=thresholds,
+            basis=basis,
+            collector=probe._collector,
+            baseline_bytes=probe.baseline_bytes,
+            start_count=probe._start_count,
+            opened_ns=probe.opened_ns,
+            baseline_collected=False,
+            kernel_peak_so_far=probe._kernel_peak_so_far,
+            fresh=probe._fresh,
         )
         probe._fresh = None
         return window
 
     def _set(
         self,
+        *,
         monitor: MemoryMonitor,
         thresholds: PressureThresholds,
         basis: MeasurementBasis,
@@ -433,8 +425,6 @@ class MeasurementWindow(_Span):
             if self._monitor.tree and not self._monitor._peak_is_per_process():
                 kernel_peak = None  # a bound from below, not the tree's peak
         peak_rss = max(sampled_peak, self._kernel_peak_so_far, self.baseline_bytes, end_rss)
-        from .window_result import WindowResult, growth_rate, interval_stats_ms
-
         peak, growth = _peak_and_growth(peak_rss, end_rss, self.baseline_bytes, heap)
         p50, p99, gap_max = interval_stats_ms(block.times_ns)
         offset = self.baseline_bytes if self.basis is MeasurementBasis.RELATIVE else 0
@@ -491,9 +481,8 @@ class BriefProbe(_Span):
     ``--automem`` alone monitors.  One probe serves every span in turn, and
     a span costs its kernel reads (RSS and the mark at each end; the mark is
     reset only when it is above RSS) and little else: no object is made,
-    no sample read, no statistic computed.  A window opened and closed in
-    brief cost ~2.4 µs more per span, measured with cold caches as a test
-    session leaves them (docs/benchmarks.md).
+    no sample read, no statistic computed: these spans are most of what a
+    blanket ``--automem`` run measures.
 
     The figures are a window's: the kernel mark is reset when a span opens
     and read when it closes (the sampled maximum where there is no mark),
@@ -511,7 +500,7 @@ class BriefProbe(_Span):
         self._monitor = monitor
         self._process = monitor._process_handle
         self._sampler = monitor._sampler_handle
-        self._collector = _NO_COLLECTION if gc_mode is _GC_OFF else Collector(gc_mode)
+        self._collector = _NO_COLLECTION if gc_mode is GcMode.OFF else Collector(gc_mode)
         self._fresh_allocator = fresh_allocator
         self._kernel_peak_so_far = 0
         self._start_count = 0
@@ -539,7 +528,7 @@ class BriefProbe(_Span):
         return peak, growth
 
     def close_brief(
-        self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE
+        self, thresholds: PressureThresholds, basis: MeasurementBasis = MeasurementBasis.RELATIVE
     ) -> BriefResult:
         """End the span with the figures a results file keeps of a call.
 
@@ -553,8 +542,6 @@ class BriefProbe(_Span):
         samples = end_count - self._start_count
         rate = p50 = p99 = None
         if samples >= 2:  # else there is no interval, nor a slope
-            from .window_result import growth_rate, interval_stats_ms
-
             block = self._sampler.read(self._start_count, end_count)
             samples = len(block)
             p50, p99, _ = interval_stats_ms(block.times_ns)
@@ -589,7 +576,7 @@ class BriefProbe(_Span):
         return (*_peak_and_growth(peak, end, baseline, heap), heap)
 
     def to_window(
-        self, thresholds: PressureThresholds, basis: MeasurementBasis = _RELATIVE
+        self, thresholds: PressureThresholds, basis: MeasurementBasis = MeasurementBasis.RELATIVE
     ) -> MeasurementWindow:
         """The open span as a window (stop that instead of closing the probe)."""
         open_windows = self._monitor._open_windows
@@ -630,7 +617,7 @@ def _fresh_heap(
     Only for a monitor watching its own process (another process's
     allocators are out of reach) and a collector that may touch memory.
     """
-    if collector.mode is _GC_OFF or not monitor._watches_itself:
+    if collector.mode is GcMode.OFF or not monitor._watches_itself:
         return None
     collector.release_allocator_memory()
     fresh = FreshHeap(trace_above_bytes=trace_above_bytes)
@@ -691,8 +678,9 @@ class MemoryMonitor:
     def start(self, *, wait: bool = True) -> MemoryMonitor:
         """Start the sampler process (idempotent); returns self for chaining.
 
-        ``wait=False`` returns before the sampler's first sample (~16 ms
-        sooner); the first windows then hold fewer samples.  The target is
+        ``wait=False`` returns before the sampler's first sample, without
+        waiting for a Python process to start; the first windows then hold
+        fewer samples.  The target is
         checked either way: a process that has exited raises ProcessGoneError.
         """
         if self._sampler_handle is not None:
@@ -837,25 +825,23 @@ class MemoryMonitor:
         ``collect_at_start=False`` collects garbage at the end only, and
         only if RSS grew.  A young collection walks every object made since
         the last one: in a pytest session, everything pytest made since the
-        previous test (~12 µs, the largest cost of a short monitored test).
+        previous test, the largest cost of a short monitored test.
         Skipping it can only make growth look smaller (the interpreter may
         free older garbage during the window), never raise a false alarm.
         The plugin does so for tests without a budget or automem fixture.
         """
-        if collect_garbage.__class__ is GcMode:  # the plugin's case, thousands of times
-            mode = collect_garbage
-        elif collect_garbage is None:
+        if collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
         else:
             mode = GcMode.parse(collect_garbage)
         window = MeasurementWindow(
             self,
-            thresholds or PressureThresholds(),
-            basis,
-            mode,
-            fresh_allocator,
-            collect_at_start,
-            trace_peak_above_bytes,
+            thresholds=thresholds or PressureThresholds(),
+            basis=basis,
+            gc_mode=mode,
+            fresh_allocator=fresh_allocator,
+            collect_at_start=collect_at_start,
+            trace_peak_above_bytes=trace_peak_above_bytes,
         )
         self._open_windows.append(window)
         return window

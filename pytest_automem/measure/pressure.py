@@ -47,11 +47,6 @@ class PressureLevel(enum.IntEnum):
         raise ValueError(f"invalid pressure level {value!r}: expected one of {names}")
 
 
-#: Enum members read through their class cost a descriptor call each
-#: (~50 ns in Python 3.11); the per-test paths read these instead.
-_LOW, _MEDIUM, _HIGH, _CRITICAL = PressureLevel
-
-
 class MeasurementBasis(enum.Enum):
     """What a pressure level is measured on.
 
@@ -64,12 +59,9 @@ class MeasurementBasis(enum.Enum):
     ABSOLUTE = "absolute"
 
 
-_RELATIVE = MeasurementBasis.RELATIVE
-
-
 def measured_bytes(rss_bytes: int, baseline_bytes: int, basis: MeasurementBasis) -> int:
     """An RSS reading as a level judges it: above the baseline when relative."""
-    return rss_bytes - baseline_bytes if basis is _RELATIVE else rss_bytes
+    return rss_bytes - baseline_bytes if basis is MeasurementBasis.RELATIVE else rss_bytes
 
 
 @dataclass(frozen=True)
@@ -116,18 +108,14 @@ class PressureThresholds:
             raise ValueError(f"invalid pressure thresholds {text!r}: {exc}") from None
 
     def classify(self, measured_bytes: float) -> PressureLevel:
-        """The highest level whose boundary ``measured_bytes`` reaches.
-
-        Called for every measured test: the usual answer (LOW) comes first,
-        and levels are module constants (see ``_LOW``).
-        """
+        """The highest level whose boundary ``measured_bytes`` reaches."""
         if measured_bytes < self.medium:
-            return _LOW
+            return PressureLevel.LOW
         if measured_bytes < self.high:
-            return _MEDIUM
+            return PressureLevel.MEDIUM
         if measured_bytes < self.critical:
-            return _HIGH
-        return _CRITICAL
+            return PressureLevel.HIGH
+        return PressureLevel.CRITICAL
 
     def describe(self) -> str:
         """The thresholds as the text form the ini setting accepts."""

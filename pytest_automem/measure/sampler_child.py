@@ -43,6 +43,7 @@ processes followed; each process's own figures are in the process table
 
 from __future__ import annotations
 
+import argparse
 import mmap
 import os
 import select
@@ -50,6 +51,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 MAGIC = b"AUTOMEM1"
 HEADER = struct.Struct("=8sqqqqqqq")
@@ -110,8 +112,8 @@ def _linux_timer_slack() -> None:
     1 ms interval that is 5 % jitter for nothing.  ctypes is imported here,
     in the child only (the parent imports this module for the ring layout),
     and libc is reached through the process's own symbols: ``ctypes.util``,
-    for ``find_library``, imports ~14 ms of modules into a start that
-    should take ~16.
+    for ``find_library``, would nearly double the child's start (its
+    imports, and ``ldconfig``).
     """
     import ctypes
 
@@ -124,7 +126,8 @@ def _linux_timer_slack() -> None:
 
 
 def _procfs_reader(pid: int) -> Callable[[], int]:
-    """RSS of ``pid`` from ``/proc/<pid>/statm`` on a kept fd (~1.4 µs)."""
+    """RSS of ``pid`` from ``/proc/<pid>/statm`` on a descriptor kept open:
+    the sampler reads it every interval."""
     fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
     page = os.sysconf("SC_PAGE_SIZE")
     pread = os.pread
@@ -214,7 +217,7 @@ SCAN_INTERVAL_NS = 20_000_000
 #: are spaced further apart rather than delaying the samples.
 _SCAN_TIME_SHARE = 0.05
 #: Processes whose name and kernel mark are read at each look: bounds a
-#: look's cost in a large tree (each read of ``status`` costs ~10 µs); the
+#: look's cost in a large tree (a read of ``status`` each); the
 #: others wait for their turn, and their 1 ms samples keep their peak.
 _DETAILS_PER_SCAN = 16
 
@@ -304,8 +307,8 @@ def _procfs_last_pid() -> Callable[[], int | None]:
     While it stays put no process has started anywhere (in our pid
     namespace, which also numbers the processes of those below it), so a
     look can skip listing ``/proc``: that listing is most of a look's cost
-    (~240 µs measured when its caches are cold, as they are 20 ms apart;
-    this read, a few µs).
+    (its caches are cold, as looks are 20 ms apart), and this read is one
+    small ``pread``.
     """
     try:
         fd = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
@@ -745,69 +748,35 @@ class UsageError(ValueError):
     """A bad command line; the message names the option."""
 
 
-class Options:
-    """The child's command line (written by the parent, see ``SamplerProcess``).
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises :class:`UsageError` (one line)
+    instead of exiting, so :func:`main` decides the exit status."""
 
-    A plain class: a dataclass would import ``dataclasses`` (and ``inspect``)
-    into a child whose start is meant to take ~15 ms.
-    """
-
-    __slots__ = ("lifeline", "parent_pid", "reader", "ring", "target_pid")
-
-    def __init__(
-        self, ring: str, target_pid: int, parent_pid: int, reader: str, lifeline: int | None
-    ) -> None:
-        self.ring = ring
-        self.target_pid = target_pid
-        self.parent_pid = parent_pid
-        self.reader = reader
-        self.lifeline = lifeline
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"automem sampler: {message}")
 
 
-_USAGE = (
-    "usage: sampler_child.py --ring PATH|fd:N --target-pid PID --parent-pid PID"
-    " [--reader procfs|psutil] [--lifeline FD]"
-)
-_OPTIONS = {"--ring", "--target-pid", "--parent-pid", "--reader", "--lifeline"}
-_NUMBERS = {
-    "--target-pid": "a process id",
-    "--parent-pid": "a process id",
-    "--lifeline": "a file descriptor",
-}
+def _number(meaning: str) -> Callable[[str], int]:
+    """An argparse ``type`` for an integer that means ``meaning``."""
 
-
-def parse_args(argv: list[str]) -> Options:
-    """Parse ``--name value`` pairs by hand: argparse would cost every
-    session's child ~6 ms to import, for five options only the parent writes."""
-    if len(argv) % 2:
-        raise UsageError(f"{_USAGE}\nautomem sampler: option {argv[-1]} needs a value")
-    given = dict(zip(argv[0::2], argv[1::2], strict=True))
-    unknown = sorted(set(given) - _OPTIONS)
-    if unknown:
-        raise UsageError(f"{_USAGE}\nautomem sampler: unknown option {unknown[0]}")
-    for name in ("--ring", "--target-pid", "--parent-pid"):
-        if name not in given:
-            raise UsageError(f"{_USAGE}\nautomem sampler: {name} is required")
-    reader = given.get("--reader", "procfs")
-    if reader not in ("procfs", "psutil"):
-        raise UsageError(f"automem sampler: --reader {reader!r}: expected procfs or psutil")
-    numbers = {}
-    for name, meaning in _NUMBERS.items():
-        if name not in given:
-            continue
+    def convert(text: str) -> int:
         try:
-            numbers[name] = int(given[name])
+            return int(text)
         except ValueError:
-            raise UsageError(
-                f"automem sampler: {name} {given[name]!r}: expected {meaning}"
-            ) from None
-    return Options(
-        given["--ring"],
-        numbers["--target-pid"],
-        numbers["--parent-pid"],
-        reader,
-        numbers.get("--lifeline"),
-    )
+            raise argparse.ArgumentTypeError(f"expected {meaning}, got {text!r}") from None
+
+    return convert
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The child's command line, written by the parent (see ``SamplerProcess``)."""
+    parser = _Parser(prog="sampler_child.py", allow_abbrev=False, add_help=False)
+    parser.add_argument("--ring", required=True, help="PATH of the ring file, or fd:N")
+    parser.add_argument("--target-pid", required=True, type=_number("a process id"))
+    parser.add_argument("--parent-pid", required=True, type=_number("a process id"))
+    parser.add_argument("--reader", choices=("procfs", "psutil"), default="procfs")
+    parser.add_argument("--lifeline", type=_number("a file descriptor"), default=None)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -851,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _open_tree(ring: Ring, args: Options, max_processes: int) -> ProcessTree:
+def _open_tree(ring: Ring, args: argparse.Namespace, max_processes: int) -> ProcessTree:
     """The target's tree, found at once: a process it had already started counts
     from the first sample.  Raises ``OSError`` if the target cannot be read."""
     source = procfs_source() if args.reader == "procfs" else psutil_source()

@@ -158,7 +158,7 @@ class SamplerProcess:
     ) -> None:
         """Start the child.  ``wait=False`` returns before its first sample.
 
-        Starting a Python child takes ~16 ms; a pytest session need not wait
+        Starting a Python child takes milliseconds; a pytest session need not wait
         for it (its first windows simply hold fewer samples), an API user who
         measures at once should.  On POSIX the child inherits the ring's
         descriptor and the file is unlinked at once; elsewhere it opens the
@@ -242,9 +242,8 @@ class SamplerProcess:
     def _command(self, ring: str, lifeline: int | None = None) -> list[str]:
         """``-I``: isolated from the environment.  ``-S`` as well for the procfs
         reader, which needs only the standard library: processing
-        site-packages' ``.pth`` files took 26 of the child's 33 ms start
-        (measured on the development machine), CPU the test session may
-        need.  The psutil reader needs site-packages."""
+        site-packages' ``.pth`` files is most of a child's start, CPU the
+        test session may need.  The psutil reader needs site-packages."""
         flags = ["-I", "-S"] if self.reader == "procfs" else ["-I"]
         watch = [] if lifeline is None else ["--lifeline", str(lifeline)]
         return [
@@ -339,9 +338,9 @@ class SamplerProcess:
 
         It holds nothing to flush (it only writes shared memory), so it is
         killed rather than asked and polled for, and reaped with a blocking
-        ``waitpid``: ``Popen.wait`` with a timeout polls with sleeps of
-        0.5 ms and more, which a session pays at its end.  The wait itself
-        is ~0.9 ms (the kernel frees the child's memory first); a caller
+        ``waitpid``: ``Popen.wait`` with a timeout polls with sleeps, which a
+        session pays at its end.  The wait itself lasts until the kernel has
+        freed the child's memory; a caller
         with other work to do meanwhile (a pytest session prints its
         summary) passes ``wait=False`` and finds the child dead later.
         """

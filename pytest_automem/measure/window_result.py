@@ -1,9 +1,9 @@
 """What a measurement window saw: the frozen :class:`WindowResult`.
 
-Its own module because a pytest session that only measures short tests in
-brief never builds one: defining this 24-field frozen dataclass costs
-~0.65 ms, and the statistics behind it (:mod:`pytest_automem.base.stats`) are
-loaded with it, when :meth:`MeasurementWindow.stop` first needs them.
+Its own module because its readers are many and need no monitor: verdicts,
+snapshot files, the investigator and the CLI read a window's figures, and
+only :mod:`.monitor` makes them.  The statistics a result is computed from
+(growth rate, interval percentiles) live here with it.
 """
 
 from __future__ import annotations

@@ -23,10 +23,9 @@ if TYPE_CHECKING:
 __all__ = [
     "MARKER",
     "MONITORING_FIXTURES",
+    "PLAN_KEY",
     "ItemPlan",
     "MarkerError",
-    "Plans",
-    "closest_marker",
     "is_current",
     "parse_budget",
     "plan_item",
@@ -61,33 +60,18 @@ class ItemPlan:
     marker: pytest.Mark | None = None
 
 
+#: Plans without a budget, shared by kind: a session holds one plan per
+#: test, and most tests are of a few kinds.
 _PLANS = {
-    (monitored, phases, blanket): ItemPlan(None, monitored, phases, blanket)
+    (monitored, phases, blanket): ItemPlan(
+        budget=None, monitored=monitored, measure_phases=phases, blanket=blanket
+    )
     for monitored in (False, True)
     for phases in (False, True)
     for blanket in (False, True)
 }
-#: The session's plans: ``id(item)`` to the item and its plan.  Keyed by id
-#: (a C call), not by the item (``Node.__hash__`` is Python code) nor in its
-#: stash (three Python calls a lookup): it is read once per test.  Holding
-#: the item keeps its id from being reused.
-Plans = dict[int, tuple[pytest.Item, ItemPlan]]
-
-
-def closest_marker(node: pytest.Item | pytest.Collector | None) -> pytest.Mark | None:
-    """The ``memory_budget`` marker closest to ``node``: its own, else its
-    class's, its module's, and so on up the tree (None without one).
-
-    What ``node.get_closest_marker`` returns, found by a plain walk: it runs
-    for every collected test, and pytest's three nested generators cost a
-    large test suite a measurable part of its collection.
-    """
-    while node is not None:
-        for mark in node.own_markers:
-            if mark.name == MARKER:
-                return mark
-        node = node.parent
-    return None
+#: Where each collected test keeps its plan.
+PLAN_KEY = pytest.StashKey[ItemPlan]()
 
 
 def is_current(plan: ItemPlan, item: pytest.Item) -> bool:
@@ -97,7 +81,7 @@ def is_current(plan: ItemPlan, item: pytest.Item) -> bool:
     ``pytest_collection_modifyitems`` hooks and fixtures (``request.applymarker``)
     add marks after the collector reported the test.
     """
-    return closest_marker(item) is plan.marker
+    return item.get_closest_marker(MARKER) is plan.marker
 
 
 def parse_budget(item: pytest.Item, marker: pytest.Mark) -> MemoryBudget:
@@ -113,28 +97,16 @@ def parse_budget(item: pytest.Item, marker: pytest.Mark) -> MemoryBudget:
         raise MarkerError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
 
 
-def plan_item(
-    item: pytest.Item,
-    *,
-    monitor_all: bool,
-    blanket_phases: bool,
-    parent_marker: pytest.Mark | None,
-) -> ItemPlan:
+def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> ItemPlan:
     """Decide how ``item`` is measured (raises MarkerError).
 
     ``blanket_phases``: measure the setup and teardown of tests monitored
     only by ``--automem`` too.  Only the results file and JUnit properties
     report those phases (written by the controller under xdist); without
     them nothing would read the figures, and measuring them would cost every such test two hook
-    wrappers and two windows.  ``parent_marker``: ``closest_marker`` of the
-    test's parent, which the caller finds once for all the tests a
-    collector reports.
+    wrappers and two windows.
     """
-    for marker in item.own_markers:
-        if marker.name == MARKER:
-            break
-    else:
-        marker = parent_marker
+    marker = item.get_closest_marker(MARKER)
     budget = parse_budget(item, marker) if marker is not None else None
     names = getattr(item, "fixturenames", None) or ()
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
@@ -145,12 +117,19 @@ def plan_item(
     if budget is None:  # one shared plan per kind: thousands of tests, a few kinds
         plan = _PLANS[monitored, measure_phases, not uses_automem]
     else:
-        plan = ItemPlan(budget, monitored, measure_phases, blanket=False, marker=marker)
+        plan = ItemPlan(
+            budget=budget,
+            monitored=monitored,
+            measure_phases=measure_phases,
+            blanket=False,
+            marker=marker,
+        )
     if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
         # A test with a budget is judged on its directory's thresholds, so a
-        # conftest override must apply.  Requesting the fixture costs ~60 µs
-        # a test, which blanket --automem monitoring does not pay: there the
-        # ini thresholds apply unless the test asks for the fixture itself.
+        # conftest override must apply.  Requesting the fixture costs every
+        # test a fixture setup, which blanket --automem monitoring does not
+        # pay: there the ini thresholds apply unless the test asks for the
+        # fixture itself.
         names.append("pressure_thresholds")
     return plan
 

@@ -99,9 +99,8 @@ class ItemState:
     measured) or else when its call starts, kept until the next test starts.
     The lean call of a blanket test needs none.
 
-    A plain class with slots, not a dataclass: it is mutable state made
-    once per test, and defining a dataclass costs a pytest session ~0.5 ms
-    of import time for nothing here.
+    A plain class with slots: mutable state, one per test, whose fields
+    all start empty.
     """
 
     __slots__ = (
@@ -190,8 +189,7 @@ class RuntestHooks:
     Registered when no monitored test measures its setup and teardown (see
     :class:`PhasedRuntestHooks`): then a test costs one hook wrapper, not
     three.  Tests run one at a time in a process, so the running test's
-    plan and state live here (``_item``, ``_plan``, ``_state``) rather than
-    in the item's stash: a short test pays for one lookup of its plan.  The
+    plan and state live here (``_item``, ``_plan``, ``_state``).  The
     state of the last test stays until the next one starts, so the report
     hooks (which run after each phase) can still read it.
     """
@@ -248,9 +246,13 @@ class RuntestHooks:
         self._plan = plan
         return plan
 
-    #: The plan of the test whose call starts (None if it is not monitored):
-    #: here the call starts the test; with phases measured, setup does.
-    _plan_at_call = _begin
+    def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
+        """The plan of the test whose call starts (None if it is not monitored).
+
+        Here the call starts the test; with phases measured, setup does
+        (:meth:`PhasedRuntestHooks._plan_at_call`).
+        """
+        return self._begin(item)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -395,7 +397,7 @@ class RuntestHooks:
         """Whether the call starts by handing back the allocator's cached memory.
 
         Without it a peak can hide in memory an earlier test freed and glibc
-        kept; with it each test pays ~30 µs (``malloc_trim`` walks the heap).
+        kept; with it each test pays for a ``malloc_trim``, which walks the heap.
         ``automem_fresh_allocator``: ``budgeted`` (tests whose figures are
         judged), ``always`` or ``never``.
         """

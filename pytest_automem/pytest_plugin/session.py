@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..results.records import RecordStore
-from .plan import ItemPlan, MarkerError, Plans, closest_marker, is_current, plan_item
+from .plan import PLAN_KEY, ItemPlan, MarkerError, is_current, plan_item
 
 if TYPE_CHECKING:
     from ..automaton.scenario import Scenario, ScenarioResult
@@ -94,9 +94,6 @@ class AutomemSession:
         self.records = RecordStore(
             None if self.is_worker or not options.automem_json else _folder_of(options.automem_json)
         )
-        #: Every collected test's plan, made as it is collected.
-        self.plans: Plans = {}
-        self._is_item_class: dict[type, bool] = {}
         self.written: list[tuple[str, str]] = []
         self._monitor: MemoryMonitor | None = None
         self._runtest: RuntestHooks | None = None
@@ -153,17 +150,10 @@ class AutomemSession:
         """
         report = yield
         if report.passed:
-            is_item = self._is_item_class
-            above = closest_marker(collector)  # the same for every test it reports
             try:
                 for node in report.result:
-                    kind = node.__class__
-                    item = is_item.get(kind)
-                    if item is None:  # pytest.Item is an ABC: isinstance runs Python code
-                        item = is_item[kind] = isinstance(node, pytest.Item)
-                    if item:
-                        parent = node.parent
-                        self._plan(node, above if parent is collector else closest_marker(parent))
+                    if isinstance(node, pytest.Item):
+                        self._plan(node)
             except MarkerError as exc:
                 return pytest.CollectReport(report.nodeid, "failed", str(exc), [])
         return report
@@ -222,20 +212,16 @@ class AutomemSession:
     def current_plan(self, item: pytest.Item) -> ItemPlan:
         """``item``'s plan for the mark it carries now, made again if that
         mark changed since it was planned (raises MarkerError)."""
-        entry = self.plans.get(id(item))
-        if entry is not None and entry[0] is item and is_current(entry[1], item):
-            return entry[1]
-        return self._plan(item, closest_marker(item.parent))
+        plan = item.stash.get(PLAN_KEY, None)
+        if plan is not None and is_current(plan, item):
+            return plan
+        return self._plan(item)
 
-    def _plan(self, item: pytest.Item, parent_marker: pytest.Mark | None) -> ItemPlan:
-        """Plan ``item`` with the session's settings and keep the plan (raises MarkerError)."""
-        plan = plan_item(
-            item,
-            monitor_all=self.monitor_all,
-            blanket_phases=self.full_records,
-            parent_marker=parent_marker,
-        )
-        self.plans[id(item)] = (item, plan)
+    def _plan(self, item: pytest.Item) -> ItemPlan:
+        """Plan ``item`` with the session's settings and keep the plan in its
+        stash (raises MarkerError)."""
+        plan = plan_item(item, monitor_all=self.monitor_all, blanket_phases=self.full_records)
+        item.stash[PLAN_KEY] = plan
         return plan
 
     def run_settings(self) -> RunSettings:

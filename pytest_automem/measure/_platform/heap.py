@@ -7,7 +7,7 @@ themselves know exactly how much is in use:
 
 * CPython's small-object allocator (pymalloc) reports "bytes in allocated
   blocks" in ``sys._debugmallocstats()``, which writes to the C stderr; we
-  read it through a pipe (about 0.1 ms);
+  read it through a pipe;
 * glibc's ``mallinfo2()`` reports the bytes in use for everything larger
   (``uordblks`` in its heaps, ``hblkhd`` in its own mmaps).
 
@@ -74,8 +74,8 @@ def release_free_memory() -> bool:
     """Give the C allocator's free memory back to the OS (glibc ``malloc_trim``).
 
     glibc keeps freed memory mapped for reuse, so a test that allocated and
-    freed 5 MB can leave RSS 5 MB higher without retaining anything.  About
-    50 µs; returns False where there is no such call.
+    freed 5 MB can leave RSS 5 MB higher without retaining anything.
+    Returns False where there is no such call.
     """
     libc = _libc()
     trim = getattr(libc, "malloc_trim", None) if libc is not None else None
@@ -174,7 +174,7 @@ class HeapReading:
 
 
 def read_heap() -> HeapReading | None:
-    """The allocators' state now (~0.1 ms), or None where neither can be read."""
+    """The allocators' state now, or None where neither can be read."""
     pymalloc = _parse_pymalloc(_pymalloc_stats())
     libc = _libc_reading()
     if pymalloc is None and libc is None:
