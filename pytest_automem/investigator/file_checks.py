@@ -1,7 +1,7 @@
 """Checks on an automaton file: what a saved ``automaton.jsonl`` says about a leak.
 
-The original guide's leak investigator looked at the file an automaton saves
-as well as at memory: ids that occur more than once (objects added again
+A leak often shows in the file an automaton saves before it shows in
+memory, so these checks read that file: ids that occur more than once (objects added again
 instead of updated), large arrays inside objects (bulk data kept in the
 automaton), an execution history without a bound, few objects per megabyte,
 and snapshot files piling up.  Each check returns :class:`.Finding` objects of
@@ -55,7 +55,8 @@ SNAPSHOT_CHECK = "snapshots"
 
 #: Names of list fields that hold a history when an automaton saves one in an object.
 HISTORY_FIELDS = frozenset({"history", "execution_history", "executionHistory", "events", "log"})
-#: The original guide's object efficiency target: more than 10 objects per MB.
+#: Object efficiency target: more than 10 objects per MB; fewer means the
+#: objects carry bulk data the automaton need not keep.
 OBJECTS_PER_MB_TARGET = 10.0
 #: Detail lines (and evidence entries) a finding keeps at most.
 MAX_DETAILS = 20
@@ -393,7 +394,7 @@ def _encoded_size(automaton: Automaton) -> int:
 
 
 def check_object_efficiency(automaton: Automaton, memory_bytes: int | None) -> list[Finding]:
-    """Objects per MB of ``memory_bytes`` not above the original's target of 10.
+    """Objects per MB of ``memory_bytes`` not above :data:`OBJECTS_PER_MB_TARGET`.
 
     ``memory_bytes`` is a measured figure (e.g. the memory an automaton holds);
     None uses the automaton's file size (or, for an automaton never saved,

@@ -5,7 +5,7 @@ After a test frees many small objects, pymalloc keeps their blocks resident
 chunks.  The next test's allocations fill that memory without moving RSS,
 so its kernel peak looks small; and a test that allocated and freed a lot
 looks, in RSS, as if it kept what the allocators kept.  Its verdict would
-depend on which tests ran before it (DESIGN.md, "Verdict rules").
+depend on which tests ran before it (docs/pytest-plugin.md, "Verdict rules").
 
 :class:`FreshHeap` brackets a measurement whose figures are judged:
 
