@@ -83,10 +83,11 @@ _GC_OFF, _RELATIVE = GcMode.OFF, MeasurementBasis.RELATIVE
 class BriefResult(NamedTuple):
     """A window's headline figures, for phases and calls reported in brief.
 
-    A named tuple rather than a frozen dataclass, though it is one in
-    spirit: one is made for every short test's call (and its setup and
-    teardown), and a named tuple is built in ~0.2 µs, a frozen dataclass in
-    ~0.9 µs.
+    Made by :meth:`MeasurementWindow.stop_brief` for every measured setup
+    and teardown, and by :meth:`BriefProbe.close_brief` for a short call
+    whose record needs every results key.  A named tuple rather than a
+    frozen dataclass, though it is one in spirit, because one is built for
+    nearly every monitored test and a named tuple is the cheaper to build.
     """
 
     peak_bytes: int
@@ -385,9 +386,9 @@ class MeasurementWindow(_Span):
         """Close the window with its headline figures only (peak, growth, samples).
 
         No samples are copied and no statistics computed: a test's setup and
-        teardown, and the call of a test monitored only by ``--automem`` when
-        no output asks for more, are measured thousands of times a session
-        and only these figures are reported for them.  Garbage is collected
+        teardown are measured thousands of times a session and only these
+        figures are reported for them (the calls of tests ``--automem``
+        alone monitors go through :class:`BriefProbe` instead).  Garbage is collected
         and the end measured per the window's mode, as in :meth:`stop`.  The
         sampler's liveness was checked when the window opened: no sample is
         read here unless the platform has no kernel peak.
