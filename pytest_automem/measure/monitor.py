@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -679,7 +678,7 @@ class MemoryMonitor:
         if capacity < 16:
             raise ValueError(f"invalid sampler capacity {capacity}: need at least 16 samples")
         self.capacity = capacity
-        self.portable = portable or not sys.platform.startswith("linux")
+        self.portable = portable or not _platform.HAS_PROCFS
         self._sampler_handle: SamplerProcess | None = None
         #: A sampler stopped by ``close(wait=False)``, to reap at the next close.
         self._unreaped: SamplerProcess | None = None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol
+
+#: The unit of ``ru_maxrss`` (``getrusage``, ``wait4``): bytes on macOS, KiB elsewhere.
+MAXRSS_UNIT_BYTES = 1 if sys.platform == "darwin" else 1024
 
 
 class MemoryReadError(RuntimeError):
