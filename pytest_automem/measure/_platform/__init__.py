@@ -4,8 +4,9 @@ The rest of the package asks this module for a :class:`ProcessMemory`, and
 for what the platform makes possible (:data:`HAS_PROCFS`, :data:`IS_POSIX`,
 :data:`MAXRSS_UNIT_BYTES`), and never looks at ``sys.platform``, ``os.name``
 or ``OSError`` itself (the psutil pattern: pick the platform module once,
-translate its errors into ours).  The sampler child is the one exception: it
-runs by path and may import nothing of ours (docs/architecture.md).
+translate its errors into ours).  Only the sampler child, which may import
+nothing of ours, and the results file, which records the platform, read it
+themselves (docs/architecture.md, "Where the platform is known").
 
 Linux reads ``/proc/<pid>/statm`` on a kept-open descriptor (about a
 microsecond) and takes exact peaks from the kernel's resident high-water mark
