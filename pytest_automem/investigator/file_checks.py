@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..automaton.policies import OptimizationConfig
-from ..automaton.store import Automaton, AutomatonFormatError, JsonObject
+from ..automaton.store import Automaton, JsonObject
 from ..base.units import format_size
 from ..snapshots.files import DEFAULT_KEEP, list_snapshots
 from .findings import Finding, Investigation, Severity
@@ -514,29 +514,12 @@ def check_snapshots(
 
 
 def _load(path: Path, strict: bool) -> Automaton:
-    """Load ``path``; any content it cannot hold is an AutomatonFormatError naming file:line."""
+    """Load ``path``; any content it cannot hold is an AutomatonFormatError naming
+    file:line (the store's loader maps every JSON error, too deep nesting and
+    too long integers included, to the line that holds it)."""
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
-    try:
-        return Automaton(path, strict=strict)
-    except AutomatonFormatError:
-        raise
-    except (RecursionError, ValueError) as exc:
-        # json.loads raises these, not JSONDecodeError, for nesting deeper than
-        # the recursion limit and integers beyond sys.get_int_max_str_digits().
-        raise _locate(path, exc) from None
-
-
-def _locate(path: Path, exc: BaseException) -> AutomatonFormatError:
-    """The error for the first line that ``json.loads`` refuses the way it refused ``exc``."""
-    reason = str(exc).split(";")[0] or type(exc).__name__
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                json.loads(raw.decode("utf-8-sig" if line_no == 1 else "utf-8"))
-            except (RecursionError, ValueError):
-                return AutomatonFormatError(path, line_no, f"invalid JSON: {reason}")
-    return AutomatonFormatError(path, 0, f"cannot load it: {reason}")
+    return Automaton(path, strict=strict)
 
 
 def investigate_file(

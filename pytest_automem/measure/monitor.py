@@ -305,10 +305,6 @@ class MeasurementWindow(_Span):
 
     # -- live view -----------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self.result is not None
-
     def current_rss_bytes(self) -> int:
         """The process's resident memory now (read directly, not sampled)."""
         return self._monitor._process.rss_bytes()

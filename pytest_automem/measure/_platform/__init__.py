@@ -27,7 +27,6 @@ __all__ = [
     "HAS_PROCFS",
     "IS_POSIX",
     "MAXRSS_UNIT_BYTES",
-    "PLATFORM_KIND",
     "MemoryReadError",
     "ProcessGoneError",
     "ProcessMemory",
@@ -48,11 +47,11 @@ HAS_PROCFS = sys.platform.startswith("linux")
 IS_POSIX = os.name == "posix"
 
 if HAS_PROCFS:
-    from .linux import PLATFORM_KIND, own_peak_rss_bytes, rss_counter_error_bytes
     from .linux import open_process as _open_native
+    from .linux import own_peak_rss_bytes, rss_counter_error_bytes
 else:  # pragma: no cover - exercised on macOS/Windows only
-    from .portable import PLATFORM_KIND, own_peak_rss_bytes, rss_counter_error_bytes
     from .portable import open_process as _open_native
+    from .portable import own_peak_rss_bytes, rss_counter_error_bytes
 
 
 def open_process(pid: int, *, portable: bool = False) -> ProcessMemory:

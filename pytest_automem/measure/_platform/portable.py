@@ -6,13 +6,10 @@ import psutil
 
 from .common import MAXRSS_UNIT_BYTES, MemoryReadError, ProcessGoneError
 
-PLATFORM_KIND = "psutil"
-
 
 class PsutilProcessMemory:
     """RSS through psutil; peaks must come from the sampler's maximum."""
 
-    reader_kind = "psutil"
     peak_source: str | None = None
 
     def __init__(self, pid: int) -> None:
