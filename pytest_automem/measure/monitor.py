@@ -383,10 +383,10 @@ class MeasurementWindow(_Span):
         No samples are copied and no statistics computed: a test's setup and
         teardown are measured thousands of times a session and only these
         figures are reported for them (the calls of tests ``--automem``
-        alone monitors go through :class:`BriefProbe` instead).  Garbage is collected
-        and the end measured per the window's mode, as in :meth:`stop`.  The
-        sampler's liveness was checked when the window opened: no sample is
-        read here unless the platform has no kernel peak.
+        alone monitors go through :class:`BriefProbe` instead).  Garbage is
+        collected and the end measured per the window's mode, as in
+        :meth:`stop`.  The sampler's liveness was checked when the window
+        opened: no sample is read here unless the platform has no kernel peak.
         """
         monitor = self._monitor
         end_count = self._sampler.write_count()
