@@ -1,7 +1,7 @@
 """The investigator: growth-rate targets, scenario findings, ordering, rendering.
 
 Windows and scenario results are built directly with chosen figures (the
-original guide's targets: < 1 MB/s, warning > 5 MB/s, critical > 10 MB/s).
+growth-rate targets: < 1 MB/s, warning > 5 MB/s, critical > 10 MB/s).
 """
 
 from __future__ import annotations

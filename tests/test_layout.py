@@ -50,6 +50,25 @@ ALLOWED: dict[str, frozenset[str]] = {
 RUN_BY_PATH = ("measure/sampler_child.py", "cli/group_guard.py")
 SCRIPT_MAY_IMPORT = frozenset(sys.stdlib_module_names) | {"psutil"}
 
+# ``measure/_platform/`` alone decides by platform (docs/architecture.md).  The
+# exceptions: the sampler child may import nothing of ours, and the results
+# file records the platform as measurement context without deciding by it.
+PLATFORM_FACADE = "measure/_platform/"
+PLATFORM_READ_ELSEWHERE = ("measure/sampler_child.py", "results/results_file.py")
+#: ``module.attribute`` reads that say which platform this is.
+PLATFORM_ATTRIBUTES = frozenset(
+    {
+        ("sys", "platform"),
+        ("os", "name"),
+        ("os", "uname"),
+        ("platform", "system"),
+        ("platform", "platform"),
+        ("platform", "uname"),
+        ("platform", "mac_ver"),
+        ("platform", "win32_ver"),
+    }
+)
+
 
 @dataclass(frozen=True)
 class ImportEdge:
@@ -183,3 +202,48 @@ def test_scripts_run_by_path_import_nothing_of_ours(script: str) -> None:
             if name.startswith(".") or name.split(".")[0] not in SCRIPT_MAY_IMPORT
         )
     assert outside == []
+
+
+def _platform_reads(source: str, where: str) -> list[str]:
+    """Where ``source`` reads which platform it runs on (``sys.platform``,
+    ``os.name``, ``platform.system()``…), attribute or ``from`` import."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename=where)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            pair = (node.value.id, node.attr)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            pair = next(
+                (
+                    (node.module, a.name)
+                    for a in node.names
+                    if (node.module, a.name) in PLATFORM_ATTRIBUTES
+                ),
+                ("", ""),
+            )
+        else:
+            continue
+        if pair in PLATFORM_ATTRIBUTES:
+            found.append(f"{where}:{node.lineno} reads {'.'.join(pair)}")
+    return found
+
+
+def test_only_the_platform_facade_reads_the_platform() -> None:
+    """Code outside ``measure/_platform/`` asks it what is possible instead."""
+    reads = []
+    for path in _modules():
+        where = path.relative_to(PACKAGE).as_posix()
+        if where.startswith(PLATFORM_FACADE) or where in PLATFORM_READ_ELSEWHERE:
+            continue
+        reads.extend(_platform_reads(path.read_text(encoding="utf-8"), where))
+    assert reads == []
+
+
+def test_the_platform_check_sees_each_way_of_reading_it() -> None:
+    source = (
+        "import os, sys\nfrom platform import system\ndef f():\n    return sys.platform, os.name\n"
+    )
+    assert _platform_reads(source, "cli/x.py") == [
+        "cli/x.py:2 reads platform.system",
+        "cli/x.py:4 reads sys.platform",
+        "cli/x.py:4 reads os.name",
+    ]

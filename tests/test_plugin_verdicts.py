@@ -1,4 +1,4 @@
-"""End-to-end: the verdict rules of DESIGN.md ("Verdict rules").
+"""End-to-end: the verdict rules (docs/pytest-plugin.md, "Verdict rules").
 
 The marker that counts is the one on the item when it runs; a test that did
 not finish gets no verdict; a verdict does not depend on the tests that ran

@@ -8,7 +8,6 @@ from pytest_automem.measure.pressure import (
     PressureLevel,
     PressureThresholds,
     distribution_of_values,
-    pressure_distribution,
 )
 
 MB = 1 << 20
@@ -81,16 +80,15 @@ def test_constructor_validates() -> None:
         PressureThresholds("50MB", 2, 3)  # type: ignore[arg-type]
 
 
-def test_distribution_counts_every_level() -> None:
-    levels = [PressureLevel.LOW] * 6 + [PressureLevel.HIGH] * 3 + [PressureLevel.CRITICAL]
-    dist = pressure_distribution(levels)
-    assert dist == {"LOW": 0.6, "MEDIUM": 0.0, "HIGH": 0.3, "CRITICAL": 0.1}
-    assert pressure_distribution([]) == dict.fromkeys(dist, 0.0)
-
-
-def test_sorted_distribution_matches_the_plain_one() -> None:
+def test_distribution_counts_every_level_with_boundaries_in_the_higher_one() -> None:
     t = PressureThresholds(10, 20, 30)
     values = sorted([0, 5, 10, 10, 19, 20, 29, 30, 31, 100, -3])
-    expected = pressure_distribution(t.classify(v) for v in values)
-    assert distribution_of_values(values, t) == expected
-    assert distribution_of_values([], t) == pressure_distribution([])
+    assert distribution_of_values(values, t) == {
+        "LOW": 3 / 11,
+        "MEDIUM": 3 / 11,
+        "HIGH": 2 / 11,
+        "CRITICAL": 3 / 11,
+    }
+    assert distribution_of_values([], t) == dict.fromkeys(
+        ["LOW", "MEDIUM", "HIGH", "CRITICAL"], 0.0
+    )

@@ -1,7 +1,7 @@
 """The results file: its JSON Schema, atomic writing, sorted output, reading back.
 
 ``schema/results.schema.json`` is the contract's machine-readable form
-(DESIGN.md "Results JSON"); documents built from real measurement windows,
+(docs/pytest-plugin.md, "Results file"); documents built from real measurement windows,
 and one written by a real pytest session, must validate against it.
 """
 

@@ -1,7 +1,7 @@
 """Trim and GC policies, their configuration, and the automaton that applies them.
 
-The original guide's memory-optimized automaton, rebuilt for step boundaries:
-the scenario runner calls :meth:`MemoryOptimizedAutomaton.on_step_boundary`
+A memory-optimized automaton that acts at step boundaries only: the
+scenario runner calls :meth:`MemoryOptimizedAutomaton.on_step_boundary`
 between steps (never from another thread in the middle of one) with the
 measured memory and its pressure level, and the policies decide what to do:
 
@@ -13,7 +13,7 @@ measured memory and its pressure level, and the policies decide what to do:
   boundary); never at LOW without a spike, never with ``enable_gc=False``;
 * cap the execution history at ``max_execution_history``.
 
-Policies are small :class:`typing.Protocol` objects (STYLE #5), each testable
+Policies are small :class:`typing.Protocol` objects, each testable
 alone and swappable through the automaton's constructor.  Time comes from an
 injectable clock, so interval rules are tested without waiting.
 """
@@ -64,7 +64,7 @@ MB = 1 << 20
 
 @dataclass(frozen=True)
 class PressureProfile:
-    """The limits the original spawner uses at one pressure level."""
+    """The tighter limits that apply at one pressure level."""
 
     max_objects: int
     max_execution_history: int
@@ -170,7 +170,7 @@ class _ForLevel:
 
 @dataclass(frozen=True)
 class OptimizationConfig:
-    """Limits of the memory-optimized automaton; the original's names and defaults.
+    """Limits of the memory-optimized automaton, with its defaults.
 
     Intervals are float seconds and sizes int bytes once constructed; text is
     accepted and normalised (``gc_interval="500ms"``,
@@ -274,7 +274,7 @@ class GcPolicy(Protocol):
 
 
 class OldestFirstTrimPolicy:
-    """The original's trim: cap at ``max_objects``, then a fraction more under pressure.
+    """The default trim: cap at ``max_objects``, then a fraction more under pressure.
 
     The pressure trim takes ``trim_fraction`` of the objects left after the
     cap, rounded up and at least one so it always makes progress, and waits ``trim_interval``
@@ -307,7 +307,7 @@ class OldestFirstTrimPolicy:
 
 
 class PressureGcPolicy:
-    """The original's GC: periodic at MEDIUM or above, and after every spike.
+    """The default GC: periodic at MEDIUM or above, and after every spike.
 
     Any collection, whatever its reason, restarts the interval.
     """
@@ -374,8 +374,8 @@ class MemoryOptimizedAutomaton(Automaton):
     it writes anything.
 
     ``memory_probe``, when given, is read after each GC to fill the event's
-    ``bytes_after``.  ``trim_policy`` and ``gc_policy`` default to the
-    original's rules built from ``config``.
+    ``bytes_after``.  ``trim_policy`` and ``gc_policy`` default to
+    :class:`OldestFirstTrimPolicy` and :class:`PressureGcPolicy` built from ``config``.
     """
 
     def __init__(

@@ -3,8 +3,8 @@
 Everything inside the package works in plain integers (bytes, nanoseconds) or
 floats with the unit in the name (``interval_ms``, ``rate_bytes_per_s``).  Text
 such as ``"64MB"`` or ``"1MB/s"`` is turned into those numbers here and nowhere
-else, so there is exactly one definition of what "MB" means: like the original
-TypeScript guide, 1 MB = 1 MiB = 1024 × 1024 bytes.
+else, so there is exactly one definition of what "MB" means:
+1 MB = 1 MiB = 1024 × 1024 bytes, as memory tools and budgets usually count.
 """
 
 from __future__ import annotations

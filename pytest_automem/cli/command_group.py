@@ -40,7 +40,6 @@ from . import group_guard
 #: Rounds of SIGKILL at the end, until the command's tree has no live member left.
 _KILL_ROUNDS = 100
 _ROUND_S = 0.01
-_POSIX = os.name == "posix"
 
 
 class CommandGroup:
@@ -65,7 +64,7 @@ class CommandGroup:
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to every process in the command's group (gone: nothing to do)."""
-        if not _POSIX:
+        if not _platform.IS_POSIX:
             with contextlib.suppress(OSError):
                 self.process.send_signal(signum)
             return
@@ -133,7 +132,7 @@ class CommandGroup:
         """Live processes of the command's tree, after reaping the dead we adopted."""
         self.reap_orphans()
         found: dict[int, psutil.Process] = {}
-        if _POSIX:
+        if _platform.IS_POSIX:
             for process in psutil.process_iter():
                 with contextlib.suppress(psutil.Error, OSError):
                     if os.getpgid(process.pid) == self.pgid and _alive(process):
@@ -186,7 +185,7 @@ def start(command: list[str], *, die_with_monitor: bool) -> CommandGroup:
     children_before = _children_now()
     process = subprocess.Popen(command, **_group_options(die_with_monitor))
     guard, guard_fd = (None, None)
-    if _POSIX:
+    if _platform.IS_POSIX:
         try:
             guard, guard_fd = _start_guard(process.pid)
         except BaseException:
@@ -198,7 +197,7 @@ def start(command: list[str], *, die_with_monitor: bool) -> CommandGroup:
 
 def _group_options(die_with_monitor: bool) -> dict[str, object]:
     """Popen options: a new process group, and the parent-death signal if wanted."""
-    if not _POSIX:
+    if not _platform.IS_POSIX:
         return {}
     setter = None
     if die_with_monitor and threading.current_thread() is threading.main_thread():

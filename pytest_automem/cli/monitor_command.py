@@ -91,8 +91,6 @@ from .exit_codes import (
 )
 from .stop_signals import StopSignals, shielded
 
-#: ``ru_maxrss`` is KiB on Linux and bytes on macOS.
-_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 _POLL_S = 0.02
 #: How long a command may take to exit once asked to stop (``--grace``).
 DEFAULT_GRACE = "5s"
@@ -615,7 +613,7 @@ def _reap(spawned: Spawned, *, blocking: bool) -> Watched | None:
         spawned.group.reap_orphans()
         return None
     child.returncode = os.waitstatus_to_exitcode(status)
-    maxrss = usage.ru_maxrss * _MAXRSS_UNIT
+    maxrss = usage.ru_maxrss * _platform.MAXRSS_UNIT_BYTES
     return Watched(
         child.returncode,
         describe_returncode(child.returncode),

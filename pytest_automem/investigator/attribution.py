@@ -49,6 +49,7 @@ points shows up too, at that thread's own lines.
 
 from __future__ import annotations
 
+import enum
 import gc
 import importlib.util
 import linecache
@@ -80,7 +81,22 @@ NOISE_FLOOR_BYTES = 1024
 GROUP_BY = ("lineno", "traceback")
 CHECK = "allocation-sites"
 
-_OWN, _EXCLUDED, _STDLIB, _USER = -1, 0, 1, 2
+
+class _FrameKind(enum.Enum):
+    """Whose code a traceback frame runs: it decides which frame is blamed."""
+
+    #: This module: the tracer's own bookkeeping, never the caller's.
+    TRACER = "tracer"
+    #: Ours or pytest's (``exclude``): skipped, like the tracer's.
+    EXCLUDED = "excluded"
+    #: The standard library: blamed only when no user frame called it.
+    STDLIB = "stdlib"
+    #: Everything else: the code under test, blamed first.
+    USER = "user"
+
+
+#: Frames never blamed: the harness's, not the code under test.
+_SKIPPED = frozenset({_FrameKind.TRACER, _FrameKind.EXCLUDED})
 _THIS_FILE = os.path.abspath(__file__)
 # Bookkeeping keys are plain strings (never tracked by the garbage collector,
 # so they do not show up in the type counts): "lineno<TAB>filename" per frame,
@@ -150,29 +166,29 @@ class _Classifier:
             else:
                 self._files.add(pattern)
                 self._files.add(os.path.abspath(pattern))
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str, _FrameKind] = {}
 
-    def __call__(self, filename: str) -> int:
+    def __call__(self, filename: str) -> _FrameKind:
         kind = self._cache.get(filename)
         if kind is None:
             kind = self._cache[filename] = self._classify(filename)
         return kind
 
-    def _classify(self, filename: str) -> int:
+    def _classify(self, filename: str) -> _FrameKind:
         names = [filename]
         if not filename.startswith("<"):
             names.append(os.path.abspath(filename))
         if names[-1] == _THIS_FILE:
-            return _OWN
+            return _FrameKind.TRACER
         for name in names:
             if name in self._files or name.startswith(tuple(self._prefixes)):
-                return _EXCLUDED
+                return _FrameKind.EXCLUDED
         if filename.startswith("<frozen "):
-            return _STDLIB
+            return _FrameKind.STDLIB
         absolute = names[-1]
         if absolute.startswith(_STDLIB_DIRS) and not absolute.startswith(_SITE_DIRS):
-            return _STDLIB
-        return _USER
+            return _FrameKind.STDLIB
+        return _FrameKind.USER
 
 
 def _relative(filename: str) -> str:
@@ -562,14 +578,14 @@ class AllocationTracer:
         kept: list[tuple[str, int]] = []
         for frame in frames:
             kind = classify(frame[0])
-            if kind == _OWN and site is None:
+            if kind is _FrameKind.TRACER and site is None:
                 return None  # the tracer's own bookkeeping, whoever called the tracer
-            if kind <= _EXCLUDED:
+            if kind in _SKIPPED:
                 saw_excluded = True
                 continue
             if innermost is None:
                 innermost = frame
-            if kind == _USER and site is None:
+            if kind is _FrameKind.USER and site is None:
                 site = frame
                 if self.group_by == "lineno":
                     break

@@ -1,7 +1,7 @@
 """Checks on an automaton file: what a saved ``automaton.jsonl`` says about a leak.
 
-The original guide's leak investigator looked at the file an automaton saves
-as well as at memory: ids that occur more than once (objects added again
+A leak often shows in the file an automaton saves before it shows in
+memory, so these checks read that file: ids that occur more than once (objects added again
 instead of updated), large arrays inside objects (bulk data kept in the
 automaton), an execution history without a bound, few objects per megabyte,
 and snapshot files piling up.  Each check returns :class:`.Finding` objects of
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..automaton.policies import OptimizationConfig
-from ..automaton.store import Automaton, AutomatonFormatError, JsonObject
+from ..automaton.store import Automaton, JsonObject
 from ..base.units import format_size
 from ..snapshots.files import DEFAULT_KEEP, list_snapshots
 from .findings import Finding, Investigation, Severity
@@ -55,7 +55,8 @@ SNAPSHOT_CHECK = "snapshots"
 
 #: Names of list fields that hold a history when an automaton saves one in an object.
 HISTORY_FIELDS = frozenset({"history", "execution_history", "executionHistory", "events", "log"})
-#: The original guide's object efficiency target: more than 10 objects per MB.
+#: Object efficiency target: more than 10 objects per MB; fewer means the
+#: objects carry bulk data the automaton need not keep.
 OBJECTS_PER_MB_TARGET = 10.0
 #: Detail lines (and evidence entries) a finding keeps at most.
 MAX_DETAILS = 20
@@ -393,7 +394,7 @@ def _encoded_size(automaton: Automaton) -> int:
 
 
 def check_object_efficiency(automaton: Automaton, memory_bytes: int | None) -> list[Finding]:
-    """Objects per MB of ``memory_bytes`` not above the original's target of 10.
+    """Objects per MB of ``memory_bytes`` not above :data:`OBJECTS_PER_MB_TARGET`.
 
     ``memory_bytes`` is a measured figure (e.g. the memory an automaton holds);
     None uses the automaton's file size (or, for an automaton never saved,
@@ -513,29 +514,12 @@ def check_snapshots(
 
 
 def _load(path: Path, strict: bool) -> Automaton:
-    """Load ``path``; any content it cannot hold is an AutomatonFormatError naming file:line."""
+    """Load ``path``; any content it cannot hold is an AutomatonFormatError naming
+    file:line (the store's loader maps every JSON error, too deep nesting and
+    too long integers included, to the line that holds it)."""
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
-    try:
-        return Automaton(path, strict=strict)
-    except AutomatonFormatError:
-        raise
-    except (RecursionError, ValueError) as exc:
-        # json.loads raises these, not JSONDecodeError, for nesting deeper than
-        # the recursion limit and integers beyond sys.get_int_max_str_digits().
-        raise _locate(path, exc) from None
-
-
-def _locate(path: Path, exc: BaseException) -> AutomatonFormatError:
-    """The error for the first line that ``json.loads`` refuses the way it refused ``exc``."""
-    reason = str(exc).split(";")[0] or type(exc).__name__
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                json.loads(raw.decode("utf-8-sig" if line_no == 1 else "utf-8"))
-            except (RecursionError, ValueError):
-                return AutomatonFormatError(path, line_no, f"invalid JSON: {reason}")
-    return AutomatonFormatError(path, 0, f"cannot load it: {reason}")
+    return Automaton(path, strict=strict)
 
 
 def investigate_file(

@@ -1,7 +1,7 @@
 """Checks on what a run measured: a monitor window, its phases, scenario results.
 
-The original guide's growth-rate targets apply: < 1 MB/s is the target,
-> 5 MB/s a warning, > 10 MB/s critical.  A scenario's leak slope, and RSS
+Growth-rate targets: < 1 MB/s is the target, > 5 MB/s a warning, > 10 MB/s
+critical.  A scenario's leak slope, and RSS
 growing while the allocators' heap does not (growth outside the tracked
 objects), are findings too.
 """

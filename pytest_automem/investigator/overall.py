@@ -69,8 +69,10 @@ def investigate(
     ``automaton``: a path (the file checks, as ``automem investigate`` runs
     them) or a loaded :class:`Automaton` (the same checks on its objects and
     its execution history).  ``window``/``phases``/``scenarios``: what the
-    monitor measured.  ``attributions``: results of tracing, which name the
-    lines that allocated what was retained.
+    monitor measured; a phase is a full window's result or, for setup,
+    teardown and a short call measured in brief, its headline figures.
+    ``attributions``: results of tracing, which name the lines that
+    allocated what was retained.
     """
     parts = []
     if window is not None or scenarios or phases:

@@ -5,7 +5,7 @@ After a test frees many small objects, pymalloc keeps their blocks resident
 chunks.  The next test's allocations fill that memory without moving RSS,
 so its kernel peak looks small; and a test that allocated and freed a lot
 looks, in RSS, as if it kept what the allocators kept.  Its verdict would
-depend on which tests ran before it (DESIGN.md, "Verdict rules").
+depend on which tests ran before it (docs/pytest-plugin.md, "Verdict rules").
 
 :class:`FreshHeap` brackets a measurement whose figures are judged:
 
@@ -20,11 +20,11 @@ depend on which tests ran before it (DESIGN.md, "Verdict rules").
   the peak is the most memory Python's allocators had handed out at once:
   a figure that does not depend on what was cached.
 
-Taking the cached blocks instead (holding them with placeholder objects for
-the length of the call) was measured and rejected: every long-lived object
-made during a held call lands in a new arena: over 300 small budgeted tests
-the allocators' footprint grew from 23 MB to 149 MB, and each hold took
-longer than the last (docs/pytest-plugin.md, "Verdicts").
+The cached blocks are not taken instead (held with placeholder objects for
+the length of the call): every long-lived object made during a held call
+would land in a new arena, so over 300 small budgeted tests the allocators'
+footprint grows from 23 MB to 149 MB, and each hold takes longer than the
+last (docs/pytest-plugin.md, "Verdicts").
 
 The statistics are read twice per measurement, and only for windows opened
 with a fresh allocator (by default, tests with a budget); tracing slows the

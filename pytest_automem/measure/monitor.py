@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,7 +79,12 @@ _NO_COLLECTION = Collector(GcMode.OFF)
 
 @dataclass(frozen=True)
 class BriefResult:
-    """A window's headline figures, for phases and calls reported in brief."""
+    """A window's headline figures, for phases and calls reported in brief.
+
+    Made by :meth:`MeasurementWindow.stop_brief` for every measured setup
+    and teardown, and by :meth:`BriefProbe.close_brief` for a short call
+    whose record needs every results key.
+    """
 
     peak_bytes: int
     growth_bytes: int
@@ -297,10 +301,6 @@ class MeasurementWindow(_Span):
 
     # -- live view -----------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self.result is not None
-
     def current_rss_bytes(self) -> int:
         """The process's resident memory now (read directly, not sampled)."""
         return self._monitor._process.rss_bytes()
@@ -377,12 +377,12 @@ class MeasurementWindow(_Span):
         """Close the window with its headline figures only (peak, growth, samples).
 
         No samples are copied and no statistics computed: a test's setup and
-        teardown, and the call of a test monitored only by ``--automem`` when
-        no output asks for more, are measured thousands of times a session
-        and only these figures are reported for them.  Garbage is collected
-        and the end measured per the window's mode, as in :meth:`stop`.  The
-        sampler's liveness was checked when the window opened: no sample is
-        read here unless the platform has no kernel peak.
+        teardown are measured thousands of times a session and only these
+        figures are reported for them (the calls of tests ``--automem``
+        alone monitors go through :class:`BriefProbe` instead).  Garbage is
+        collected and the end measured per the window's mode, as in
+        :meth:`stop`.  The sampler's liveness was checked when the window
+        opened: no sample is read here unless the platform has no kernel peak.
         """
         monitor = self._monitor
         end_count = self._sampler.write_count()
@@ -665,7 +665,7 @@ class MemoryMonitor:
         if capacity < 16:
             raise ValueError(f"invalid sampler capacity {capacity}: need at least 16 samples")
         self.capacity = capacity
-        self.portable = portable or not sys.platform.startswith("linux")
+        self.portable = portable or not _platform.HAS_PROCFS
         self._sampler_handle: SamplerProcess | None = None
         #: A sampler stopped by ``close(wait=False)``, to reap at the next close.
         self._unreaped: SamplerProcess | None = None

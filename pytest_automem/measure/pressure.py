@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..base.units import format_size, parse_size_bytes
@@ -22,7 +22,6 @@ __all__ = [
     "PressureThresholds",
     "distribution_of_values",
     "measured_bytes",
-    "pressure_distribution",
 ]
 
 MB = 1 << 20
@@ -133,10 +132,11 @@ class PressureThresholds:
 def distribution_of_values(
     sorted_measured_bytes: Sequence[int], thresholds: PressureThresholds
 ) -> dict[str, float]:
-    """Like :func:`pressure_distribution`, for already sorted measurements.
+    """Fraction of the measurements at each level, keyed by level name, all
+    four present; all zeros for none (rather than dividing by zero).
 
-    Bisecting a sorted list costs O(log n) per boundary, which keeps closing
-    a long measurement window cheap.
+    The measurements come sorted, so each boundary is one bisection, which
+    keeps closing a long measurement window cheap.
     """
     total = len(sorted_measured_bytes)
     if not total:
@@ -147,18 +147,3 @@ def distribution_of_values(
         total,
     ]
     return {level.name: (cuts[i + 1] - cuts[i]) / total for i, level in enumerate(PressureLevel)}
-
-
-def pressure_distribution(
-    levels: Iterable[PressureLevel],
-) -> dict[str, float]:
-    """Fraction of samples at each level, keyed by level name, all four present.
-
-    An empty window gives all zeros rather than dividing by zero.
-    """
-    counts = dict.fromkeys(PressureLevel, 0)
-    total = 0
-    for level in levels:
-        counts[level] += 1
-        total += 1
-    return {level.name: (counts[level] / total if total else 0.0) for level in PressureLevel}

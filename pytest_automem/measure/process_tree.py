@@ -153,8 +153,6 @@ class TreeMemory:
     take the sampled maximum of the sum.
     """
 
-    reader_kind = "tree"
-
     def __init__(self, root: ProcessMemory, sampler: SamplerProcess) -> None:
         self.pid = root.pid
         self._root = root

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import _platform
 from . import sampler_child as ring_layout
 from ._platform import ProcessGoneError
 
@@ -173,7 +174,7 @@ class SamplerProcess:
         #: ``time.monotonic_ns()`` at the start: time zero of the process table.
         self.started_ns = time.monotonic_ns()
         fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
-        by_path = os.name != "posix"
+        by_path = not _platform.IS_POSIX
         if not by_path:
             os.unlink(ring_path)  # our descriptors keep it for both sides
         try:

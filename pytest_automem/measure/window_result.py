@@ -23,7 +23,7 @@ __all__ = ["WindowResult", "growth_rate", "interval_stats_ms"]
 _MAX_SLOPE_POINTS = 20_000
 #: Windows with fewer samples than this give no growth rate: a rate over a
 #: few milliseconds is an allocation burst, not the sustained growth (MB/s)
-#: that rate budgets and the original's targets are about.
+#: that rate budgets and the investigator's growth-rate targets are about.
 _MIN_RATE_SAMPLES = 100
 
 

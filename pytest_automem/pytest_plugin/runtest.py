@@ -67,7 +67,8 @@ _MIN_TYPE_GROWTH = 10
 #: What the terminal and step summaries read of a record: all a lean call
 #: keeps when no output needs every results key.
 SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
-#: What the results file keeps of each phase (a BriefResult's figures).
+#: What the results file keeps of each phase: figures that a window's
+#: result and a BriefResult both have.
 PHASE_KEYS = (
     "peak_bytes",
     "growth_bytes",

@@ -4,10 +4,10 @@
 
 Per test at least: ``peak_bytes``, ``growth_bytes``, ``rate_bytes_per_s``,
 ``max_pressure``, ``samples``, ``interval_p50_ms``, ``interval_p99_ms``,
-``peak_source``, ``verdict`` ("pass"/"fail") and ``violations`` — the keys
-DESIGN.md makes a contract, checked by ``schema/results.schema.json`` in the
-tests.  Written once, atomically, at the end of the session on the
-controller.
+``peak_source``, ``verdict`` ("pass"/"fail") and ``violations``: the keys a
+reader may rely on (docs/pytest-plugin.md, "Results file"), required by
+``schema/results.schema.json``, which the tests check documents against.
+Written once, atomically, at the end of the session on the controller.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ measured; every further line is one sample::
 
 ``t_ms`` counts from the window's first sample.  Files are written atomically
 and old ones are pruned (keep the newest N) so a long CI job cannot fill its
-disk with snapshots — the original guide's "old snapshots cleaned up".
+disk with snapshots.
 
 Pruning touches only regular files whose whole name is one this module
 writes (:func:`is_snapshot_name`), and orders them by the time in their

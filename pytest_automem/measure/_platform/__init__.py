@@ -1,8 +1,12 @@
-"""One facade over the operating system's memory readers.
+"""One facade over the operating system: its memory readers, and what it offers.
 
-The rest of the package asks this module for a :class:`ProcessMemory` and
-never looks at ``sys.platform`` or ``OSError`` itself (the psutil pattern:
-pick the platform module once, translate its errors into ours).
+The rest of the package asks this module for a :class:`ProcessMemory`, and
+for what the platform makes possible (:data:`HAS_PROCFS`, :data:`IS_POSIX`,
+:data:`MAXRSS_UNIT_BYTES`), and never looks at ``sys.platform``, ``os.name``
+or ``OSError`` itself (the psutil pattern: pick the platform module once,
+translate its errors into ours).  Only the sampler child, which may import
+nothing of ours, and the results file, which records the platform, read it
+themselves (docs/architecture.md, "Where the platform is known").
 
 Linux reads ``/proc/<pid>/statm`` on a kept-open descriptor (about a
 microsecond) and takes exact peaks from the kernel's resident high-water mark
@@ -13,13 +17,16 @@ the sampler's maximum and results say so.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
-from .common import MemoryReadError, ProcessGoneError, ProcessMemory
+from .common import MAXRSS_UNIT_BYTES, MemoryReadError, ProcessGoneError, ProcessMemory
 
 __all__ = [
-    "PLATFORM_KIND",
+    "HAS_PROCFS",
+    "IS_POSIX",
+    "MAXRSS_UNIT_BYTES",
     "MemoryReadError",
     "ProcessGoneError",
     "ProcessMemory",
@@ -33,12 +40,18 @@ __all__ = [
     "set_child_subreaper",
 ]
 
-if sys.platform.startswith("linux"):
-    from .linux import PLATFORM_KIND, own_peak_rss_bytes, rss_counter_error_bytes
+#: Linux: memory is read from ``/proc`` and the kernel keeps a resettable
+#: peak; elsewhere psutil reads it and peaks are sampled.
+HAS_PROCFS = sys.platform.startswith("linux")
+#: POSIX: process groups, and descriptors a child inherits by number.
+IS_POSIX = os.name == "posix"
+
+if HAS_PROCFS:
     from .linux import open_process as _open_native
+    from .linux import own_peak_rss_bytes, rss_counter_error_bytes
 else:  # pragma: no cover - exercised on macOS/Windows only
-    from .portable import PLATFORM_KIND, own_peak_rss_bytes, rss_counter_error_bytes
     from .portable import open_process as _open_native
+    from .portable import own_peak_rss_bytes, rss_counter_error_bytes
 
 
 def open_process(pid: int, *, portable: bool = False) -> ProcessMemory:

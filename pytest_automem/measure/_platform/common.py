@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol
+
+#: The unit of ``ru_maxrss`` (``getrusage``, ``wait4``): bytes on macOS, KiB elsewhere.
+MAXRSS_UNIT_BYTES = 1 if sys.platform == "darwin" else 1024
 
 
 class MemoryReadError(RuntimeError):
@@ -20,8 +24,6 @@ class ProcessMemory(Protocol):
     #: ``"kernel-hwm"`` when :meth:`reset_peak` / :meth:`peak_rss_bytes` use the
     #: kernel's high-water mark, ``None`` when the platform has no resettable peak.
     peak_source: str | None
-    #: How samples are read, e.g. ``"procfs-statm"`` or ``"psutil"``.
-    reader_kind: str
 
     def rss_bytes(self) -> int:
         """Current resident set size in bytes."""

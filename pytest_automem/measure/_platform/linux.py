@@ -9,8 +9,6 @@ import resource
 
 from .common import MemoryReadError, ProcessGoneError
 
-PLATFORM_KIND = "linux-procfs"
-
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 #: getrusage's scope for our own mark (used only where it exists: see ``_own``).
 _THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
@@ -34,8 +32,6 @@ class LinuxProcessMemory:
     ``clear_refs`` needs the same user as the target; where it cannot be
     opened the reader still works and reports no resettable peak.
     """
-
-    reader_kind = "procfs-statm"
 
     def __init__(self, pid: int) -> None:
         self.pid = pid

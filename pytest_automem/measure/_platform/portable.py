@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import psutil
 
-from .common import MemoryReadError, ProcessGoneError
-
-PLATFORM_KIND = "psutil"
+from .common import MAXRSS_UNIT_BYTES, MemoryReadError, ProcessGoneError
 
 
 class PsutilProcessMemory:
     """RSS through psutil; peaks must come from the sampler's maximum."""
 
-    reader_kind = "psutil"
     peak_source: str | None = None
 
     def __init__(self, pid: int) -> None:
@@ -52,8 +47,7 @@ def own_peak_rss_bytes() -> int | None:
         import resource
     except ImportError:  # Windows
         return None
-    unit = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MAXRSS_UNIT_BYTES
 
 
 def rss_counter_error_bytes() -> int:
