@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ..base.units import parse_duration_s, parse_size_bytes
+from ..base.units import is_count, parse_duration_s, parse_size_bytes
 from ..measure.pressure import PressureLevel
 from .store import (
     Automaton,
@@ -87,7 +87,7 @@ MAX_SIZE_BYTES = (1 << 63) - 1
 
 
 def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_count(value):
         raise ValueError("expected an int >= 0")
     if value > MAX_COUNT:
         raise ValueError(f"expected an int <= {MAX_COUNT} (sys.maxsize)")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.stats import theil_sen_slope
-from ..base.units import format_size
+from ..base.units import format_size, is_count
 from ..measure._platform import heap_bytes
 from ..measure.monitor import MemoryMonitor
 from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
@@ -173,7 +173,7 @@ def _slope(values: tuple[int, ...], offset: int) -> float:
 def _check_arguments(iterations: int, warmup: int, config: OptimizationConfig | None) -> None:
     """Reject bad arguments before the first step, each in one line naming it."""
     for name, value in (("iterations", iterations), ("warmup", warmup)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_count(value):
             raise ValueError(f"run_scenario: {name} must be an int >= 0, got {short_repr(value)}")
         if value > MAX_STEPS:
             raise ValueError(

@@ -62,7 +62,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
-from ..base.units import format_size
+from ..base.units import format_size, is_count
 from .findings import Finding, Severity
 
 __all__ = [
@@ -420,13 +420,13 @@ class AllocationTracer:
         min_site_bytes: int = NOISE_FLOOR_BYTES,
         min_type_count: int = 1,
     ) -> None:
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        if not is_count(frames, minimum=1):
             raise ValueError(f"AllocationTracer: frames must be an int >= 1, got {frames!r}")
         if group_by not in GROUP_BY:
             raise ValueError(
                 f"AllocationTracer: group_by must be one of {GROUP_BY}, got {group_by!r}"
             )
-        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        if not is_count(top, minimum=1):
             raise ValueError(f"AllocationTracer: top must be an int >= 1, got {top!r}")
         if isinstance(exclude, str):
             raise TypeError("AllocationTracer: exclude must be a sequence of patterns, not a str")
@@ -648,7 +648,7 @@ def attribute_iterations(
     least one object per iteration).  Tracing is stopped if a step raises.
     """
     for name, value in (("iterations", iterations), ("warmup", warmup)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_count(value):
             raise ValueError(f"attribute_iterations: {name} must be an int >= 0, got {value!r}")
     if iterations < 1:
         raise ValueError(f"attribute_iterations: iterations must be >= 1, got {iterations}")

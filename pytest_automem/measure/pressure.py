@@ -14,7 +14,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..base.units import format_size, parse_size_bytes
+from ..base.units import format_size, is_count, parse_size_bytes
 
 __all__ = [
     "MeasurementBasis",
@@ -83,7 +83,7 @@ class PressureThresholds:
     def __post_init__(self) -> None:
         for name in ("medium", "high", "critical"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_count(value, minimum=1):
                 raise ValueError(
                     f"invalid pressure threshold {name}={value!r}: expected a positive "
                     "int of bytes (use PressureThresholds.parse for text such as '50MB')"
