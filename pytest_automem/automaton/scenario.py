@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..base.defaults import THEIL_SEN_MAX_POINTS
 from ..base.stats import theil_sen_slope
 from ..base.units import format_size, is_count
 from ..measure._platform import heap_bytes
@@ -61,9 +62,6 @@ The runner keeps two 8-byte figures per step (16 MB at this bound) and
 collects garbage after every step, so a million steps is already hours of
 run; a larger count is a typo, and would otherwise fail only on allocation.
 """
-
-#: Theil–Sen is quadratic; longer runs are evenly subsampled to this many points.
-_MAX_SLOPE_POINTS = 300
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ def _leak_slope(retained: tuple[int, ...], warmup: int) -> float:
 
 def _slope(values: tuple[int, ...], offset: int) -> float:
     """Theil–Sen slope of ``values`` at x = offset, offset+1, …, subsampled if long."""
-    step = max(1, -(-len(values) // _MAX_SLOPE_POINTS))
+    step = max(1, -(-len(values) // THEIL_SEN_MAX_POINTS))
     xs = list(range(0, len(values), step))
     slope = theil_sen_slope([values[i] for i in xs], [offset + i for i in xs])
     return 0.0 if slope is None else float(slope)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..base.defaults import DEFAULT_CAPACITY, DEFAULT_INTERVAL_MS, DEFAULT_MAX_PROCESSES
 from ..base.units import parse_interval_ms
 from . import _platform
 from .allocator import FreshHeap, HeapFigures
@@ -54,12 +55,6 @@ __all__ = [
     "SamplerDiedError",
 ]
 
-DEFAULT_INTERVAL_MS = 1.0
-#: Processes of a tree followed at once (``tree=True``): each costs a read
-#: per sample, ~1.5 µs (docs/benchmarks.md, tree_sampling.py); more are counted.
-DEFAULT_MAX_PROCESSES = 128
-#: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
-DEFAULT_CAPACITY = 1 << 18
 #: RSS growth at a window's end above which the allocator's free memory is
 #: returned first.  Not below ``_LAZY_COLLECT_BYTES`` (``BriefProbe.close``).
 _TRIM_TRIGGER_BYTES = 256 * 1024

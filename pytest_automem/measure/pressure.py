@@ -14,6 +14,12 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..base.defaults import (
+    DEFAULT_CRITICAL_PRESSURE_BYTES,
+    DEFAULT_HIGH_PRESSURE_BYTES,
+    DEFAULT_MEDIUM_PRESSURE_BYTES,
+    DEFAULT_THRESHOLDS_TEXT,
+)
 from ..base.units import format_size, is_count, parse_size_bytes
 
 __all__ = [
@@ -24,8 +30,6 @@ __all__ = [
     "measured_bytes",
     "pressure_distribution",
 ]
-
-MB = 1 << 20
 
 
 class PressureLevel(enum.IntEnum):
@@ -76,9 +80,9 @@ def measured_bytes(rss_bytes: int, baseline_bytes: int, basis: MeasurementBasis)
 class PressureThresholds:
     """Where MEDIUM, HIGH and CRITICAL begin, in bytes; strictly increasing."""
 
-    medium: int = 50 * MB
-    high: int = 200 * MB
-    critical: int = 500 * MB
+    medium: int = DEFAULT_MEDIUM_PRESSURE_BYTES
+    high: int = DEFAULT_HIGH_PRESSURE_BYTES
+    critical: int = DEFAULT_CRITICAL_PRESSURE_BYTES
 
     def __post_init__(self) -> None:
         for name in ("medium", "high", "critical"):
@@ -108,7 +112,7 @@ class PressureThresholds:
         if len(parts) != 3 or not all(parts):
             raise ValueError(
                 f"invalid pressure thresholds {text!r}: expected three sizes separated by "
-                "commas, where MEDIUM, HIGH and CRITICAL begin, e.g. '50MB,200MB,500MB'"
+                f"commas, where MEDIUM, HIGH and CRITICAL begin, e.g. '{DEFAULT_THRESHOLDS_TEXT}'"
             )
         try:
             return cls.from_sizes(*parts)
