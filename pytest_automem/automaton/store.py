@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..base.atomic import atomic_write_lines, open_for_append_nofollow, remove_stale_temps
+from ..base.defaults import MB
 from ..base.filelock import LOCKING_AVAILABLE, HeldLock, exclusive_lock, shared_lock
 from ..base.json_files import JsonTextError, json_kind, parse_json, strict_decoder
 
@@ -56,7 +57,7 @@ HistoryEntry = dict[str, Any]
 _NO_LINE = 0
 """Line number stored for objects added in memory rather than read from the file."""
 
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = MB
 """Archive appends are written in chunks of about this size, not one blob per trim."""
 
 

@@ -26,6 +26,12 @@ TB = 1 << 40
 #: sampler runs in its own process, so the test does not pay for it.
 DEFAULT_INTERVAL_MS = 1.0
 DEFAULT_INTERVAL_TEXT = f"{DEFAULT_INTERVAL_MS:g}ms"
+#: A sampler cannot usefully wake more often than every 50 µs.
+MIN_INTERVAL_MS = 0.05
+#: Sampling less often than once a second sees no sample in most tests.
+MAX_INTERVAL_MS = 1000.0
+#: The interval's range as the options' help states it.
+INTERVAL_RANGE_TEXT = f"{MIN_INTERVAL_MS:g}ms to {MAX_INTERVAL_MS / 1000:g}s"
 #: Processes of a tree followed at once (``tree=True``): each costs a read
 #: per sample (figures in docs/benchmarks.md); more are counted, not followed.
 DEFAULT_MAX_PROCESSES = 128
@@ -89,6 +95,24 @@ OBJECTS_PER_MB_TARGET = 10.0
 #: bulk data worth a finding.
 LARGE_ARRAY_MIN_ELEMENTS = 10_000
 LARGE_ARRAY_MIN_BYTES = 1 * MB
+
+# ------------------------------------------------------------------- tracing and reports
+
+#: tracemalloc frames kept per allocation: enough to reach the caller's line
+#: through a few helper layers, few enough to keep tracing's memory small.
+TRACE_FRAMES = 10
+#: Allocation sites and growing types an attribution keeps, largest first.
+ATTRIBUTION_TOP = 10
+#: Extra steps traced to attribute a leak: enough for a per-step retention
+#: to stand out of one-off noise, few enough to keep tracing's cost small.
+ATTRIBUTION_ITERATIONS = 5
+#: Steps traced before the baseline, so one-time costs (lazy caches,
+#: interned strings) are not blamed on the iterations.
+ATTRIBUTION_WARMUP = 1
+#: A text or Markdown report shows this many findings, and this many detail
+#: lines of each, then "… and N more": failure messages stay readable.
+FINDINGS_SHOWN = 10
+DETAILS_SHOWN = 5
 
 # ------------------------------------------------------------------- automaton
 

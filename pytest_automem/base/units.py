@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 
-from .defaults import GB, KB, MB, TB
+from .defaults import GB, KB, MAX_INTERVAL_MS, MB, MIN_INTERVAL_MS, TB
 
 __all__ = [
     "MAX_DURATION_S",
@@ -73,10 +73,6 @@ MAX_RATE_BYTES_PER_S = float(MAX_SIZE_BYTES)
 #: A year.  Every duration the package takes (a monitor's ``--duration``, a
 #: policy's ``gc_interval``) is far shorter; longer ones overflow timers.
 MAX_DURATION_S = 365 * 24 * 3600.0
-#: A sampler cannot usefully wake more often than every 50 µs.
-MIN_INTERVAL_MS = 0.05
-#: Sampling less often than once a second sees no sample in most tests.
-MAX_INTERVAL_MS = 1000.0
 
 SIZE_FORMS = "an int of bytes or a number with B, KB/KiB, MB/MiB, GB/GiB, TB/TiB (e.g. '64MB')"
 RATE_FORMS = "a size per second or minute, e.g. '1MB/s', '512KiB/s', '60MB/min'"

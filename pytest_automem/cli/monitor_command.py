@@ -65,6 +65,7 @@ from ..base.defaults import (
     DEFAULT_KEEP,
     DEFAULT_LIVE_EVERY,
     DEFAULT_THRESHOLDS_TEXT,
+    INTERVAL_RANGE_TEXT,
 )
 from ..base.units import (
     format_duration,
@@ -258,7 +259,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--interval",
         default=DEFAULT_INTERVAL_TEXT,
         type=typed(parse_interval_ms, "--interval"),
-        help="sampling interval, 0.05ms to 1s; a bare number is ms "
+        help=f"sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
         f"(default {DEFAULT_INTERVAL_TEXT})",
     )
     parser.add_argument(

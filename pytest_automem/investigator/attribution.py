@@ -62,6 +62,12 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
+from ..base.defaults import (
+    ATTRIBUTION_ITERATIONS,
+    ATTRIBUTION_TOP,
+    ATTRIBUTION_WARMUP,
+    TRACE_FRAMES,
+)
 from ..base.units import format_size, is_count
 from .findings import Finding, Severity
 
@@ -268,7 +274,7 @@ class Attribution:
     #: Steps between the two points (0 when not from :func:`attribute_iterations`).
     iterations: int = 0
     #: The bound on ``sites``, ``types`` and the finding's detail lines.
-    top: int = 10
+    top: int = ATTRIBUTION_TOP
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -412,9 +418,9 @@ class AllocationTracer:
     def __init__(
         self,
         *,
-        frames: int = 10,
+        frames: int = TRACE_FRAMES,
         group_by: str = "lineno",
-        top: int = 10,
+        top: int = ATTRIBUTION_TOP,
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
         count_types: bool = True,
         min_site_bytes: int = NOISE_FLOOR_BYTES,
@@ -629,8 +635,8 @@ def attribute_iterations(
     step: Callable[[int], object],
     *,
     start_step: int,
-    iterations: int = 5,
-    warmup: int = 1,
+    iterations: int = ATTRIBUTION_ITERATIONS,
+    warmup: int = ATTRIBUTION_WARMUP,
     **tracer_kwargs: Any,
 ) -> Attribution:
     """Run ``warmup + iterations`` steps under tracing; attribute what the iterations retained.

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..base.defaults import DETAILS_SHOWN, FINDINGS_SHOWN
 from ..base.text import markdown_code, markdown_text
 from .findings import Finding, Investigation
 
 __all__ = ["render", "render_json", "render_markdown", "render_text"]
 
-DEFAULT_LIMIT = 10
-DEFAULT_DETAIL_LIMIT = 5
 FORMATS = ("text", "json", "markdown")
 
 
@@ -34,8 +33,8 @@ def _bounded(items: tuple[Any, ...] | list[Any], limit: int) -> tuple[list[Any],
 def render_text(
     investigation: Investigation,
     *,
-    limit: int = DEFAULT_LIMIT,
-    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    limit: int = FINDINGS_SHOWN,
+    detail_limit: int = DETAILS_SHOWN,
 ) -> str:
     """Indented plain text: figures, then findings with details and advice."""
     lines = [investigation.title]
@@ -78,8 +77,8 @@ def _md_finding(finding: Finding, detail_limit: int) -> list[str]:
 def render_markdown(
     investigation: Investigation,
     *,
-    limit: int = DEFAULT_LIMIT,
-    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    limit: int = FINDINGS_SHOWN,
+    detail_limit: int = DETAILS_SHOWN,
 ) -> str:
     """Markdown for CI step summaries: a figures table, then one section per finding."""
     lines = [f"## {markdown_text(investigation.title)}", ""]

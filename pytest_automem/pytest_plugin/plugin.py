@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from ..base.defaults import DEFAULT_INTERVAL_TEXT, DEFAULT_THRESHOLDS_TEXT
+from ..base.defaults import DEFAULT_INTERVAL_TEXT, DEFAULT_THRESHOLDS_TEXT, INTERVAL_RANGE_TEXT
 from ..measure.pressure import PressureThresholds
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--automem-interval",
         default=None,
         metavar="DURATION",
-        help="memory sampling interval, 0.05ms to 1s; a bare number is ms "
+        help=f"memory sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
         f"(default: ini automem_interval, {DEFAULT_INTERVAL_TEXT})",
     )
     group.addoption(
@@ -78,7 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "automem_interval",
-        "memory sampling interval, 0.05ms to 1s; a bare number is ms "
+        f"memory sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
         f"(default {DEFAULT_INTERVAL_TEXT})",
         default=DEFAULT_INTERVAL_TEXT,
     )
