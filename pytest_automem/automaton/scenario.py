@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..base.defaults import THEIL_SEN_MAX_POINTS
+from ..base.defaults import SCENARIO_ITERATIONS, SCENARIO_WARMUP, THEIL_SEN_MAX_POINTS
 from ..base.stats import theil_sen_slope
 from ..base.units import format_size, is_count
 from ..measure._platform import heap_bytes
@@ -231,8 +231,8 @@ def run_scenario(
     scenario: Scenario,
     *,
     automaton: Automaton | None = None,
-    iterations: int = 100,
-    warmup: int = 10,
+    iterations: int = SCENARIO_ITERATIONS,
+    warmup: int = SCENARIO_WARMUP,
     config: OptimizationConfig | None = None,
     thresholds: PressureThresholds | None = None,
     monitor: MemoryMonitor | None = None,

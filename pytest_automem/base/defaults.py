@@ -125,6 +125,11 @@ DEFAULT_TRIM_INTERVAL_S = 10.0
 DEFAULT_MEMORY_PRESSURE_THRESHOLD_BYTES = 200 * MB
 DEFAULT_SPIKE_THRESHOLD_BYTES = 5 * MB
 DEFAULT_TRIM_FRACTION = 0.10
+#: ``run_scenario``'s steps: warm-up steps fill one-time caches before the
+#: slope is measured; 100 iterations give the robust slope enough points to
+#: ignore a few outlier steps.
+SCENARIO_ITERATIONS = 100
+SCENARIO_WARMUP = 10
 #: Tighter limits at HIGH and CRITICAL pressure, by level name: fewer objects
 #: and history entries, and GCs and trims more often.
 PRESSURE_PROFILE_LIMITS: Mapping[str, Mapping[str, float]] = {
