@@ -523,8 +523,9 @@ def check_snapshots(
 def _load(path: Path, strict: bool) -> Automaton:
     """Load ``path``; content it cannot hold is an AutomatonFormatError naming file:line.
 
-    The automaton's loader maps every JSON error (:mod:`..base.json_files`);
-    a missing file is said here, before the loader would create nothing.
+    The automaton's loader already names file and line for every JSON error
+    (through :mod:`pytest_automem.base.json_files`); a missing file is an
+    error here, where ``Automaton(path)`` would start an empty automaton.
     """
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
