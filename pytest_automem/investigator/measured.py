@@ -38,6 +38,8 @@ _RATE_MARKS_TEXT = (
     f"warning > {RATE_WARNING_BYTES_PER_S // MB} MB/s, "
     f"critical > {RATE_CRITICAL_BYTES_PER_S // MB} MB/s"
 )
+#: A window too short for a growth rate, as its figures say.
+_NO_RATE_TEXT = f"n/a (under {MIN_RATE_SAMPLES} samples)"
 
 
 def investigate_measured(
@@ -67,9 +69,7 @@ def _window_figures(window: WindowResult) -> dict[str, Any]:
         "peak": f"{format_size(window.peak_bytes)} above the baseline "
         f"({format_size(window.peak_rss_bytes)} RSS)",
         "growth": f"{format_size(window.growth_bytes)} after gc.collect()",
-        "growth rate": format_rate(rate)
-        if rate is not None
-        else f"n/a (under {MIN_RATE_SAMPLES} samples)",
+        "growth rate": format_rate(rate) if rate is not None else _NO_RATE_TEXT,
         "pressure": f"{window.max_pressure.name} (thresholds {window.thresholds.describe()})",
         "measured by": window.how_measured(),
     }
