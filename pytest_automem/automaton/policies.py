@@ -32,7 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ..base.units import parse_duration_s, parse_size_bytes
+from ..base.defaults import (
+    DEFAULT_GC_INTERVAL_S,
+    DEFAULT_MAX_EXECUTION_HISTORY,
+    DEFAULT_MAX_OBJECTS,
+    DEFAULT_MEMORY_PRESSURE_THRESHOLD_BYTES,
+    DEFAULT_SPIKE_THRESHOLD_BYTES,
+    DEFAULT_TRIM_FRACTION,
+    DEFAULT_TRIM_INTERVAL_S,
+    PRESSURE_PROFILE_LIMITS,
+)
+from ..base.units import is_count, parse_duration_s, parse_size_bytes
 from ..measure.pressure import PressureLevel
 from .store import (
     Automaton,
@@ -59,8 +69,6 @@ __all__ = [
     "TrimPolicy",
 ]
 
-MB = 1 << 20
-
 
 @dataclass(frozen=True)
 class PressureProfile:
@@ -73,8 +81,8 @@ class PressureProfile:
 
 
 PRESSURE_PROFILES: Mapping[PressureLevel, PressureProfile] = {
-    PressureLevel.HIGH: PressureProfile(1000, 250, 3.0, 7.0),
-    PressureLevel.CRITICAL: PressureProfile(500, 100, 2.0, 5.0),
+    PressureLevel[name]: PressureProfile(**limits)
+    for name, limits in PRESSURE_PROFILE_LIMITS.items()
 }
 """Pressure-specific limits; LOW and MEDIUM have none (the base config applies)."""
 
@@ -87,7 +95,7 @@ MAX_SIZE_BYTES = (1 << 63) - 1
 
 
 def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_count(value):
         raise ValueError("expected an int >= 0")
     if value > MAX_COUNT:
         raise ValueError(f"expected an int <= {MAX_COUNT} (sys.maxsize)")
@@ -179,21 +187,21 @@ class OptimizationConfig:
     field and the value.
 
     ``OptimizationConfig.for_level(PressureLevel.HIGH)`` gives the HIGH
-    profile (1000 objects, 250 history, 3 s GC, 7 s trim); CRITICAL gives
-    500, 100, 2 s, 5 s; LOW and MEDIUM give the defaults.  Called on an
+    profile (:data:`~pytest_automem.base.defaults.PRESSURE_PROFILE_LIMITS`);
+    CRITICAL gives a tighter one; LOW and MEDIUM give the defaults.  Called on an
     instance, ``config.for_level(level)`` tightens that config instead: each
     profiled limit becomes the smaller of the config's and the profile's, so
     a profile never loosens a limit a user set lower.
     """
 
-    max_objects: int = 2000
-    max_execution_history: int = 500
-    gc_interval: float = 5.0
-    trim_interval: float = 10.0
-    memory_pressure_threshold: int = 200 * MB
+    max_objects: int = DEFAULT_MAX_OBJECTS
+    max_execution_history: int = DEFAULT_MAX_EXECUTION_HISTORY
+    gc_interval: float = DEFAULT_GC_INTERVAL_S
+    trim_interval: float = DEFAULT_TRIM_INTERVAL_S
+    memory_pressure_threshold: int = DEFAULT_MEMORY_PRESSURE_THRESHOLD_BYTES
     enable_gc: bool = True
-    spike_threshold: int = 5 * MB
-    trim_fraction: float = 0.10
+    spike_threshold: int = DEFAULT_SPIKE_THRESHOLD_BYTES
+    trim_fraction: float = DEFAULT_TRIM_FRACTION
 
     for_level = _ForLevel()
 

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..base.defaults import SCENARIO_ITERATIONS, SCENARIO_WARMUP, THEIL_SEN_MAX_POINTS
 from ..base.stats import theil_sen_slope
-from ..base.units import format_size
+from ..base.units import format_size, is_count
 from ..measure._platform import heap_bytes
 from ..measure.monitor import MemoryMonitor
 from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
@@ -61,9 +62,6 @@ The runner keeps two 8-byte figures per step (16 MB at this bound) and
 collects garbage after every step, so a million steps is already hours of
 run; a larger count is a typo, and would otherwise fail only on allocation.
 """
-
-#: Theil–Sen is quadratic; longer runs are evenly subsampled to this many points.
-_MAX_SLOPE_POINTS = 300
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ def _leak_slope(retained: tuple[int, ...], warmup: int) -> float:
 
 def _slope(values: tuple[int, ...], offset: int) -> float:
     """Theil–Sen slope of ``values`` at x = offset, offset+1, …, subsampled if long."""
-    step = max(1, -(-len(values) // _MAX_SLOPE_POINTS))
+    step = max(1, -(-len(values) // THEIL_SEN_MAX_POINTS))
     xs = list(range(0, len(values), step))
     slope = theil_sen_slope([values[i] for i in xs], [offset + i for i in xs])
     return 0.0 if slope is None else float(slope)
@@ -173,7 +171,7 @@ def _slope(values: tuple[int, ...], offset: int) -> float:
 def _check_arguments(iterations: int, warmup: int, config: OptimizationConfig | None) -> None:
     """Reject bad arguments before the first step, each in one line naming it."""
     for name, value in (("iterations", iterations), ("warmup", warmup)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_count(value):
             raise ValueError(f"run_scenario: {name} must be an int >= 0, got {short_repr(value)}")
         if value > MAX_STEPS:
             raise ValueError(
@@ -233,8 +231,8 @@ def run_scenario(
     scenario: Scenario,
     *,
     automaton: Automaton | None = None,
-    iterations: int = 100,
-    warmup: int = 10,
+    iterations: int = SCENARIO_ITERATIONS,
+    warmup: int = SCENARIO_WARMUP,
     config: OptimizationConfig | None = None,
     thresholds: PressureThresholds | None = None,
     monitor: MemoryMonitor | None = None,

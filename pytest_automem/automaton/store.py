@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..base.atomic import atomic_write_lines, open_for_append_nofollow, remove_stale_temps
+from ..base.defaults import MB
 from ..base.filelock import LOCKING_AVAILABLE, HeldLock, exclusive_lock, shared_lock
+from ..base.json_files import JsonTextError, json_kind, parse_json, strict_decoder
 
 __all__ = [
     "Automaton",
@@ -55,7 +57,7 @@ HistoryEntry = dict[str, Any]
 _NO_LINE = 0
 """Line number stored for objects added in memory rather than read from the file."""
 
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = MB
 """Archive appends are written in chunks of about this size, not one blob per trim."""
 
 
@@ -117,22 +119,6 @@ def _stat_or_none(path: Path) -> os.stat_result | None:
         return None
 
 
-class _NotJson(ValueError):
-    """A value Python's decoder accepts but JSON does not (NaN, 1e400)."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        shown = text if len(text) <= 24 else text[:21] + "..."
-        raise _NotJson(f"{shown} is out of range for a float")
-    return value
-
-
 def object_problem(value: object) -> str | None:
     """Say why ``value`` cannot be an automaton object, or None if it can.
 
@@ -140,7 +126,7 @@ def object_problem(value: object) -> str | None:
     with the same words.
     """
     if not isinstance(value, dict):
-        return f"expected a JSON object, got {_json_kind(value)}"
+        return f"expected a JSON object, got {json_kind(value)}"
     if "id" not in value:
         return 'object has no "id"'
     object_id = value["id"]
@@ -154,24 +140,7 @@ def _describe(value: object) -> str:
     if value is None:
         return "null"
     text = json.dumps(value, ensure_ascii=False, default=repr)
-    return f"{_json_kind(value)} {text if len(text) <= 60 else text[:57] + '...'}"
-
-
-def _json_kind(value: object) -> str:
-    """The JSON name of a decoded value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return f"{json_kind(value)} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def unwritable_problem(obj: object) -> str | None:
@@ -600,11 +569,7 @@ class Automaton:
         def shared_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             return {keys.setdefault(key, key): value for key, value in pairs}
 
-        decoder = json.JSONDecoder(
-            object_pairs_hook=shared_keys,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
+        decoder = strict_decoder(object_pairs_hook=shared_keys)
         for line_no, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
@@ -618,17 +583,8 @@ class Automaton:
 
     def _decode(self, decoder: json.JSONDecoder, raw: bytes, line_no: int) -> Any:
         """One line's JSON value; a UTF-8 byte-order mark is allowed on line 1."""
+        encoding = "utf-8-sig" if line_no == 1 else "utf-8"
         try:
-            text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8").rstrip("\r\n")
-            return decoder.decode(text)
-        except json.JSONDecodeError as exc:
-            reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
-        except _NotJson as exc:
-            reason = f"invalid JSON: {exc}"
-        except UnicodeDecodeError as exc:
-            reason = f"invalid UTF-8: {exc.reason} at byte {exc.start + 1}"
-        except ValueError as exc:  # an integer past Python's digit limit
-            reason = f"invalid JSON: {str(exc).partition(':')[0]}"
-        except RecursionError:
-            reason = "invalid JSON: nested too deeply"
-        raise AutomatonFormatError(self._path, line_no, reason)
+            return parse_json(raw.rstrip(b"\r\n"), decoder, encoding=encoding)
+        except JsonTextError as exc:
+            raise AutomatonFormatError(self._path, line_no, str(exc)) from None

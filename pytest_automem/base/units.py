@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import re
 
+from .defaults import GB, KB, MAX_INTERVAL_MS, MB, MIN_INTERVAL_MS, TB
+
 __all__ = [
     "MAX_DURATION_S",
     "MAX_INTERVAL_MS",
@@ -21,6 +23,7 @@ __all__ = [
     "format_duration",
     "format_rate",
     "format_size",
+    "is_count",
     "parse_duration_s",
     "parse_interval_ms",
     "parse_rate_bytes_per_s",
@@ -30,18 +33,18 @@ __all__ = [
 _SIZE_FACTORS: dict[str, int] = {
     "": 1,
     "b": 1,
-    "k": 1 << 10,
-    "kb": 1 << 10,
-    "kib": 1 << 10,
-    "m": 1 << 20,
-    "mb": 1 << 20,
-    "mib": 1 << 20,
-    "g": 1 << 30,
-    "gb": 1 << 30,
-    "gib": 1 << 30,
-    "t": 1 << 40,
-    "tb": 1 << 40,
-    "tib": 1 << 40,
+    "k": KB,
+    "kb": KB,
+    "kib": KB,
+    "m": MB,
+    "mb": MB,
+    "mib": MB,
+    "g": GB,
+    "gb": GB,
+    "gib": GB,
+    "t": TB,
+    "tb": TB,
+    "tib": TB,
 }
 
 _DURATION_FACTORS: dict[str, float] = {
@@ -63,17 +66,13 @@ _DURATION_RE = re.compile(_NUMBER + r"\s*(?P<unit>[a-zA-Zµ]*)")
 #: 1 PiB.  Far above any machine's memory, so a real limit never meets it, and
 #: exact both as an int64 and as a double, so every reader of a results file
 #: gets the figure that was written.
-MAX_SIZE_BYTES = 1 << 50
-MAX_SIZE_TEXT = "1024TB"
+MAX_SIZE_BYTES = 1024 * TB
+MAX_SIZE_TEXT = f"{MAX_SIZE_BYTES // TB}TB"
 #: 1 PiB/s.  A rate beyond it comes from a typo such as ``"1MB/1e-320s"``.
 MAX_RATE_BYTES_PER_S = float(MAX_SIZE_BYTES)
 #: A year.  Every duration the package takes (a monitor's ``--duration``, a
 #: policy's ``gc_interval``) is far shorter; longer ones overflow timers.
 MAX_DURATION_S = 365 * 24 * 3600.0
-#: A sampler cannot usefully wake more often than every 50 µs.
-MIN_INTERVAL_MS = 0.05
-#: Sampling less often than once a second sees no sample in most tests.
-MAX_INTERVAL_MS = 1000.0
 
 SIZE_FORMS = "an int of bytes or a number with B, KB/KiB, MB/MiB, GB/GiB, TB/TiB (e.g. '64MB')"
 RATE_FORMS = "a size per second or minute, e.g. '1MB/s', '512KiB/s', '60MB/min'"
@@ -94,6 +93,14 @@ def _number_or_none(value: object) -> int | float | None:
     if isinstance(value, (int, float)):
         return value
     return None
+
+
+def is_count(value: object, minimum: int = 0) -> bool:
+    """True for an int of at least ``minimum``: a count, a limit or an index.
+
+    ``True`` is an int to Python but a flag to the reader, so it is no count.
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def _is_finite(number: int | float) -> bool:
@@ -212,7 +219,7 @@ def format_size(num_bytes: float) -> str:
     """Human text for a byte count, in the binary units the parser accepts."""
     sign = "-" if num_bytes < 0 else ""
     magnitude = abs(num_bytes)
-    for unit, factor in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+    for unit, factor in (("GB", GB), ("MB", MB), ("KB", KB)):
         if magnitude >= factor:
             return f"{sign}{magnitude / factor:.1f} {unit}"
     return f"{sign}{magnitude:.0f} B"

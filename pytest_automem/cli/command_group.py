@@ -37,10 +37,6 @@ import psutil
 from ..measure import _platform
 from . import group_guard
 
-#: Rounds of SIGKILL at the end, until the command's tree has no live member left.
-_KILL_ROUNDS = 100
-_ROUND_S = 0.01
-
 
 class CommandGroup:
     """A started command, the process group it leads, and the guard watching over it."""
@@ -102,12 +98,12 @@ class CommandGroup:
             self._signal_leftovers(signal.SIGTERM)
             deadline = time.monotonic() + grace_s
             while self._leftovers() and time.monotonic() < deadline:
-                time.sleep(_ROUND_S)
-            for _ in range(_KILL_ROUNDS):
+                time.sleep(group_guard.ROUND_S)
+            for _ in range(group_guard.KILL_ROUNDS):
                 if not self._leftovers():
                     break
                 self._signal_leftovers(signal.SIGKILL)
-                time.sleep(_ROUND_S)
+                time.sleep(group_guard.ROUND_S)
         self.release()
 
     def release(self) -> None:

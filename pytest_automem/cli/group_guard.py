@@ -31,9 +31,12 @@ import time
 #: What the monitor writes to release the guard.
 STAND_DOWN = b"."
 #: SIGKILL the group this many times at most, until no member is left: a
-#: member that was forking may have a child the first signal missed.
-_KILL_ROUNDS = 100
-_ROUND_S = 0.01
+#: member that was forking may have a child the first signal missed.  The
+#: monitor's own kill rounds (:mod:`.command_group`) read these too: this
+#: script may import nothing of ours, so they live here.
+KILL_ROUNDS = 100
+#: The pause between two rounds, for the kernel to deliver and reap.
+ROUND_S = 0.01
 
 
 def monitor_died(fd: int) -> bool:
@@ -47,12 +50,12 @@ def kill_group(pgid: int) -> None:
     Zombies stay members until their parent reaps them, so the rounds are
     bounded: a group left with zombies only is as stopped as it gets.
     """
-    for _ in range(_KILL_ROUNDS):
+    for _ in range(KILL_ROUNDS):
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             return
-        time.sleep(_ROUND_S)
+        time.sleep(ROUND_S)
 
 
 def main(argv: list[str]) -> int:

@@ -59,6 +59,14 @@ from pathlib import Path
 from typing import Any
 
 from ..base.atomic import atomic_write_text
+from ..base.defaults import (
+    DEFAULT_GRACE,
+    DEFAULT_INTERVAL_TEXT,
+    DEFAULT_KEEP,
+    DEFAULT_LIVE_EVERY,
+    DEFAULT_THRESHOLDS_TEXT,
+    INTERVAL_RANGE_TEXT,
+)
 from ..base.units import (
     format_duration,
     format_rate,
@@ -74,7 +82,7 @@ from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThreshol
 from ..measure.process_tree import TreeReport
 from ..measure.sampler_process import SamplerDiedError
 from ..measure.window_result import WindowResult
-from ..snapshots.files import DEFAULT_KEEP, write_snapshot
+from ..snapshots.files import write_snapshot
 from ..verdicts.limits import CommandLimits, LimitsVerdict, judge_limits
 from . import command_group
 from .command_group import CommandGroup
@@ -92,8 +100,6 @@ from .exit_codes import (
 from .stop_signals import StopSignals, shielded
 
 _POLL_S = 0.02
-#: How long a command may take to exit once asked to stop (``--grace``).
-DEFAULT_GRACE = "5s"
 
 
 @dataclass(frozen=True)
@@ -250,15 +256,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--interval",
-        default="1ms",
+        default=DEFAULT_INTERVAL_TEXT,
         type=typed(parse_interval_ms, "--interval"),
-        help="sampling interval, 0.05ms to 1s; a bare number is ms (default 1ms)",
+        help=f"sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
+        f"(default {DEFAULT_INTERVAL_TEXT})",
     )
     parser.add_argument(
         "--thresholds",
-        default="50MB,200MB,500MB",
+        default=DEFAULT_THRESHOLDS_TEXT,
         type=typed(PressureThresholds.parse, "--thresholds"),
-        help="where MEDIUM, HIGH, CRITICAL begin (default 50MB,200MB,500MB)",
+        help=f"where MEDIUM, HIGH, CRITICAL begin (default {DEFAULT_THRESHOLDS_TEXT})",
     )
     parser.add_argument(
         "--basis",
@@ -269,9 +276,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--every",
-        default="1s",
+        default=DEFAULT_LIVE_EVERY,
         type=typed(parse_duration_s, "--every"),
-        help="print a live line this often on stderr; 0 for none (default 1s)",
+        help=f"print a live line this often on stderr; 0 for none (default {DEFAULT_LIVE_EVERY})",
     )
     parser.add_argument(
         "--duration",

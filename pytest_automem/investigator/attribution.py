@@ -63,7 +63,13 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
-from ..base.units import format_size
+from ..base.defaults import (
+    ATTRIBUTION_ITERATIONS,
+    ATTRIBUTION_TOP,
+    ATTRIBUTION_WARMUP,
+    TRACE_FRAMES,
+)
+from ..base.units import format_size, is_count
 from .findings import Finding, Severity
 
 __all__ = [
@@ -284,7 +290,7 @@ class Attribution:
     #: Steps between the two points (0 when not from :func:`attribute_iterations`).
     iterations: int = 0
     #: The bound on ``sites``, ``types`` and the finding's detail lines.
-    top: int = 10
+    top: int = ATTRIBUTION_TOP
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -428,21 +434,21 @@ class AllocationTracer:
     def __init__(
         self,
         *,
-        frames: int = 10,
+        frames: int = TRACE_FRAMES,
         group_by: str = "lineno",
-        top: int = 10,
+        top: int = ATTRIBUTION_TOP,
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
         count_types: bool = True,
         min_site_bytes: int = NOISE_FLOOR_BYTES,
         min_type_count: int = 1,
     ) -> None:
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        if not is_count(frames, minimum=1):
             raise ValueError(f"AllocationTracer: frames must be an int >= 1, got {frames!r}")
         if group_by not in GROUP_BY:
             raise ValueError(
                 f"AllocationTracer: group_by must be one of {GROUP_BY}, got {group_by!r}"
             )
-        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        if not is_count(top, minimum=1):
             raise ValueError(f"AllocationTracer: top must be an int >= 1, got {top!r}")
         if isinstance(exclude, str):
             raise TypeError("AllocationTracer: exclude must be a sequence of patterns, not a str")
@@ -645,8 +651,8 @@ def attribute_iterations(
     step: Callable[[int], object],
     *,
     start_step: int,
-    iterations: int = 5,
-    warmup: int = 1,
+    iterations: int = ATTRIBUTION_ITERATIONS,
+    warmup: int = ATTRIBUTION_WARMUP,
     **tracer_kwargs: Any,
 ) -> Attribution:
     """Run ``warmup + iterations`` steps under tracing; attribute what the iterations retained.
@@ -664,7 +670,7 @@ def attribute_iterations(
     least one object per iteration).  Tracing is stopped if a step raises.
     """
     for name, value in (("iterations", iterations), ("warmup", warmup)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_count(value):
             raise ValueError(f"attribute_iterations: {name} must be an int >= 0, got {value!r}")
     if iterations < 1:
         raise ValueError(f"attribute_iterations: iterations must be >= 1, got {iterations}")

@@ -26,10 +26,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..automaton.policies import OptimizationConfig
 from ..automaton.store import Automaton, JsonObject
+from ..base.defaults import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_EXECUTION_HISTORY,
+    LARGE_ARRAY_MIN_BYTES,
+    LARGE_ARRAY_MIN_ELEMENTS,
+    MB,
+    OBJECTS_PER_MB_TARGET,
+    SNAPSHOTS_MAX_TOTAL_BYTES,
+)
 from ..base.units import format_size
-from ..snapshots.files import DEFAULT_KEEP, list_snapshots
+from ..snapshots.files import list_snapshots
 from .findings import Finding, Investigation, Severity
 
 __all__ = [
@@ -46,8 +54,6 @@ __all__ = [
     "investigate_file",
 ]
 
-MB = 1 << 20
-
 #: The checks :func:`investigate_file` always runs, by ``Finding.check`` name.
 FILE_CHECKS = ("duplicate-ids", "large-arrays", "execution-history", "object-efficiency")
 #: The check it adds when given a snapshot folder.
@@ -55,13 +61,9 @@ SNAPSHOT_CHECK = "snapshots"
 
 #: Names of list fields that hold a history when an automaton saves one in an object.
 HISTORY_FIELDS = frozenset({"history", "execution_history", "executionHistory", "events", "log"})
-#: Object efficiency target: more than 10 objects per MB; fewer means the
-#: objects carry bulk data the automaton need not keep.
-OBJECTS_PER_MB_TARGET = 10.0
 #: Detail lines (and evidence entries) a finding keeps at most.
 MAX_DETAILS = 20
 
-_DEFAULTS = OptimizationConfig()
 _LINES_SHOWN = 5
 _ID_CHARS_SHOWN = 80
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -227,7 +229,10 @@ def _large_lists(
 
 
 def check_large_arrays(
-    automaton: Automaton, *, min_elements: int = 10_000, min_bytes: int = MB
+    automaton: Automaton,
+    *,
+    min_elements: int = LARGE_ARRAY_MIN_ELEMENTS,
+    min_bytes: int = LARGE_ARRAY_MIN_BYTES,
 ) -> list[Finding]:
     """Lists inside objects with ``min_elements`` elements or more, or ``min_bytes`` or more.
 
@@ -307,14 +312,16 @@ def _history_fields(automaton: Automaton) -> list[tuple[str, int | None, str, in
     ]
 
 
-def check_execution_history(automaton: Automaton, *, limit: int = 500) -> list[Finding]:
+def check_execution_history(
+    automaton: Automaton, *, limit: int = DEFAULT_MAX_EXECUTION_HISTORY
+) -> list[Finding]:
     """An execution history longer than ``limit`` entries.
 
     Two places are checked: the automaton's own :attr:`~Automaton.execution_history`
     (what it did since it was created or loaded), and lists inside objects
     under a history-like name (:data:`HISTORY_FIELDS`, at any depth), which
     is what an unbounded history looks like in a saved file.  ``limit``
-    defaults to ``OptimizationConfig().max_execution_history`` (500).
+    defaults to ``OptimizationConfig().max_execution_history``.
     """
     return _history_findings(automaton, limit, _history_fields(automaton))
 
@@ -452,7 +459,7 @@ def check_snapshots(
     folder: str | os.PathLike[str],
     *,
     max_files: int = DEFAULT_KEEP,
-    max_total_bytes: int = 100 * MB,
+    max_total_bytes: int = SNAPSHOTS_MAX_TOTAL_BYTES,
 ) -> list[Finding]:
     """More than ``max_files`` snapshot files in ``folder``, or more than ``max_total_bytes``.
 
@@ -514,9 +521,12 @@ def check_snapshots(
 
 
 def _load(path: Path, strict: bool) -> Automaton:
-    """Load ``path``; any content it cannot hold is an AutomatonFormatError naming
-    file:line (the store's loader maps every JSON error, too deep nesting and
-    too long integers included, to the line that holds it)."""
+    """Load ``path``; content it cannot hold is an AutomatonFormatError naming file:line.
+
+    The automaton's loader already names file and line for every JSON error
+    (through :mod:`pytest_automem.base.json_files`); a missing file is an
+    error here, where ``Automaton(path)`` would start an empty automaton.
+    """
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
     return Automaton(path, strict=strict)
@@ -552,7 +562,7 @@ def investigate_file(
     findings = [
         *check_duplicate_ids(automaton),
         *check_large_arrays(automaton),
-        *_history_findings(automaton, _DEFAULTS.max_execution_history, history_fields),
+        *_history_findings(automaton, DEFAULT_MAX_EXECUTION_HISTORY, history_fields),
         *check_object_efficiency(automaton, None),
     ]
     longest = max((entry[3] for entry in history_fields), default=0)

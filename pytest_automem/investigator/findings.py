@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..base.defaults import FINDINGS_SHOWN
+
 __all__ = ["Finding", "Investigation", "Severity"]
 
 
@@ -66,7 +68,7 @@ class Investigation:
     def to_dict(self) -> dict[str, Any]:
         return {"figures": dict(self.figures), "findings": [f.to_dict() for f in self.findings]}
 
-    def render_text(self, limit: int = 10) -> str:
+    def render_text(self, limit: int = FINDINGS_SHOWN) -> str:
         """Plain text for failure messages and the terminal (see :mod:`.render`)."""
         from .render import render_text
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..base.defaults import ATTRIBUTION_ITERATIONS, ATTRIBUTION_WARMUP, TRACE_FRAMES
 from ..measure.pressure import PressureLevel
 from .attribution import Attribution, attribute_iterations
 
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ATTRIBUTION_ITERATIONS", "attribute_scenario"]
 
-#: Extra steps traced to attribute a leak: enough for a per-step retention
-#: to stand out of one-off noise, few enough to keep tracing's cost small.
-ATTRIBUTION_ITERATIONS = 5
-
 
 def attribute_scenario(
     scenario: Scenario,
@@ -31,8 +28,8 @@ def attribute_scenario(
     *,
     start_step: int,
     iterations: int = ATTRIBUTION_ITERATIONS,
-    warmup: int = 1,
-    frames: int = 10,
+    warmup: int = ATTRIBUTION_WARMUP,
+    frames: int = TRACE_FRAMES,
 ) -> Attribution:
     """Run ``warmup + iterations`` more steps under tracing; attribute what they kept.
 

@@ -11,6 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..base.defaults import (
+    GROWTH_NOISE_BYTES,
+    LEAK_FINDING_BYTES_PER_ITERATION,
+    MB,
+    MIN_RATE_SAMPLES,
+    MIN_RATE_WINDOW_S,
+    OUTSIDE_HEAP_SHARE,
+    RATE_CRITICAL_BYTES_PER_S,
+    RATE_TARGET_BYTES_PER_S,
+    RATE_WARNING_BYTES_PER_S,
+)
 from ..base.units import format_rate, format_size
 from .findings import Finding, Investigation, Severity
 
@@ -21,18 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = ["investigate_measured"]
 
-MB = 1 << 20
-RATE_TARGET_BYTES_PER_S = 1 * MB
-RATE_WARNING_BYTES_PER_S = 5 * MB
-RATE_CRITICAL_BYTES_PER_S = 10 * MB
-#: A heap slope below this share of the RSS slope means "growth outside the heap".
-_OUTSIDE_HEAP_SHARE = 0.25
-#: Scenario slopes below this are allocator noise, not a leak worth a finding.
-LEAK_FINDING_BYTES_PER_ITERATION = 256
-#: Setup/teardown growth below this is allocator noise, not worth a line.
-_PHASE_GROWTH_WORTH_SHOWING = 1 << 20
-#: Windows shorter than this give no growth-rate finding (too short for a trend).
-_MIN_RATE_WINDOW_S = 0.5
+#: The growth-rate marks as the finding states them.
+_RATE_MARKS_TEXT = (
+    f"target < {RATE_TARGET_BYTES_PER_S // MB} MB/s, "
+    f"warning > {RATE_WARNING_BYTES_PER_S // MB} MB/s, "
+    f"critical > {RATE_CRITICAL_BYTES_PER_S // MB} MB/s"
+)
+#: A window too short for a growth rate, as its figures say.
+_NO_RATE_TEXT = f"n/a (under {MIN_RATE_SAMPLES} samples)"
 
 
 def investigate_measured(
@@ -48,7 +55,7 @@ def investigate_measured(
         figures.update(_window_figures(window))
         findings.extend(_rate_findings(window))
     for name, phase in (phases or {}).items():
-        if name != "call" and phase.growth_bytes > _PHASE_GROWTH_WORTH_SHOWING:
+        if name != "call" and phase.growth_bytes > GROWTH_NOISE_BYTES:
             figures[f"{name} growth"] = format_size(phase.growth_bytes)
     for result in scenarios:
         findings.extend(_scenario_findings(result))
@@ -62,7 +69,7 @@ def _window_figures(window: WindowResult) -> dict[str, Any]:
         "peak": f"{format_size(window.peak_bytes)} above the baseline "
         f"({format_size(window.peak_rss_bytes)} RSS)",
         "growth": f"{format_size(window.growth_bytes)} after gc.collect()",
-        "growth rate": format_rate(rate) if rate is not None else "n/a (under 100 samples)",
+        "growth rate": format_rate(rate) if rate is not None else _NO_RATE_TEXT,
         "pressure": f"{window.max_pressure.name} (thresholds {window.thresholds.describe()})",
         "measured by": window.how_measured(),
     }
@@ -70,7 +77,7 @@ def _window_figures(window: WindowResult) -> dict[str, Any]:
 
 def _rate_findings(window: WindowResult) -> list[Finding]:
     rate = window.rate_bytes_per_s
-    if rate is None or window.duration_s < _MIN_RATE_WINDOW_S or rate <= RATE_TARGET_BYTES_PER_S:
+    if rate is None or window.duration_s < MIN_RATE_WINDOW_S or rate <= RATE_TARGET_BYTES_PER_S:
         return []
     severity = (
         Severity.CRITICAL
@@ -84,7 +91,7 @@ def _rate_findings(window: WindowResult) -> list[Finding]:
             check="growth-rate",
             severity=severity,
             summary=f"memory grew at {format_rate(rate)} for {window.duration_s:.1f} s "
-            f"(target < 1 MB/s, warning > 5 MB/s, critical > 10 MB/s)",
+            f"({_RATE_MARKS_TEXT})",
             evidence={"rate_bytes_per_s": rate, "duration_s": window.duration_s},
             recommendation="look for buffers, caches or histories that grow without a bound; "
             "cap them (e.g. OptimizationConfig.max_objects / max_execution_history)",
@@ -115,7 +122,7 @@ def _scenario_findings(result: ScenarioResult) -> list[Finding]:
         )
     heap = result.heap_leak_bytes_per_iteration
     rss = result.rss_leak_bytes_per_iteration
-    if heap is not None and rss > 0 and heap < _OUTSIDE_HEAP_SHARE * rss:
+    if heap is not None and rss > 0 and heap < OUTSIDE_HEAP_SHARE * rss:
         findings.append(
             Finding(
                 check="growth-outside-heap",

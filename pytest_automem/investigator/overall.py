@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..base.defaults import GROWTH_NOISE_BYTES, OUTSIDE_HEAP_SHARE
 from ..base.units import format_size
 from .attribution import Attribution
 from .file_checks import (
@@ -32,12 +33,6 @@ if TYPE_CHECKING:
     from ..measure.window_result import WindowResult
 
 __all__ = ["Attributed", "investigate"]
-
-#: Traced (Python heap) growth below this share of RSS growth: the growth is
-#: mostly outside the objects tracemalloc can see.
-_UNTRACED_SHARE = 0.25
-#: RSS growth below this is too small to compare with the traced heap.
-_MIN_GROWTH_TO_COMPARE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -121,10 +116,10 @@ def _attribution_part(attributions: Sequence[Attributed]) -> Investigation:
 def _growth_outside_traced_heap(item: Attributed) -> Finding | None:
     """RSS grew while the traced Python heap did not: growth outside Python objects."""
     measured = item.measured_growth_bytes
-    if measured is None or measured < _MIN_GROWTH_TO_COMPARE:
+    if measured is None or measured < GROWTH_NOISE_BYTES:
         return None
     traced = item.attribution.traced_growth_bytes
-    if traced >= _UNTRACED_SHARE * measured:
+    if traced >= OUTSIDE_HEAP_SHARE * measured:
         return None
     return Finding(
         check="growth-without-object-growth",

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..base.defaults import DETAILS_SHOWN, FINDINGS_SHOWN
+from ..base.text import markdown_code, markdown_text
 from .findings import Finding, Investigation
 
 __all__ = ["render", "render_json", "render_markdown", "render_text"]
 
-DEFAULT_LIMIT = 10
-DEFAULT_DETAIL_LIMIT = 5
 FORMATS = ("text", "json", "markdown")
 
 
@@ -33,8 +33,8 @@ def _bounded(items: tuple[Any, ...] | list[Any], limit: int) -> tuple[list[Any],
 def render_text(
     investigation: Investigation,
     *,
-    limit: int = DEFAULT_LIMIT,
-    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    limit: int = FINDINGS_SHOWN,
+    detail_limit: int = DETAILS_SHOWN,
 ) -> str:
     """Indented plain text: figures, then findings with details and advice."""
     lines = [investigation.title]
@@ -61,41 +61,31 @@ def render_json(investigation: Investigation) -> str:
     return json.dumps(document, indent=2, allow_nan=False, default=str)
 
 
-def _md_escape(text: str) -> str:
-    """Keep table cells and emphasis intact: escape pipes and backticks."""
-    return text.replace("|", "\\|").replace("`", "\\`").replace("\n", " ")
-
-
-def _code_span(text: str) -> str:
-    """Text safe inside a single-backtick code span."""
-    return text.replace("`", "'").replace("\n", " ")
-
-
 def _md_finding(finding: Finding, detail_limit: int) -> list[str]:
-    lines = [f"### {finding.severity.name}: {_md_escape(finding.summary)}", ""]
+    lines = [f"### {finding.severity.name}: {markdown_text(finding.summary)}", ""]
     details, more = _bounded(finding.details, detail_limit)
-    lines.extend(f"- `{_code_span(detail)}`" for detail in details)
+    lines.extend(f"- `{markdown_code(detail)}`" for detail in details)
     if more:
         lines.append(f"- {_more(more, 'line')}")
     if details:
         lines.append("")
     if finding.recommendation:
-        lines.extend([f"**What to do:** {_md_escape(finding.recommendation)}", ""])
+        lines.extend([f"**What to do:** {markdown_text(finding.recommendation)}", ""])
     return lines
 
 
 def render_markdown(
     investigation: Investigation,
     *,
-    limit: int = DEFAULT_LIMIT,
-    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    limit: int = FINDINGS_SHOWN,
+    detail_limit: int = DETAILS_SHOWN,
 ) -> str:
     """Markdown for CI step summaries: a figures table, then one section per finding."""
-    lines = [f"## {_md_escape(investigation.title)}", ""]
+    lines = [f"## {markdown_text(investigation.title)}", ""]
     if investigation.figures:
         lines.extend(["| figure | value |", "|---|---|"])
         lines.extend(
-            f"| {_md_escape(str(name))} | {_md_escape(str(value))} |"
+            f"| {markdown_text(str(name))} | {markdown_text(str(value))} |"
             for name, value in investigation.figures.items()
         )
         lines.append("")

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..base.defaults import DEFAULT_CAPACITY, DEFAULT_INTERVAL_MS, DEFAULT_MAX_PROCESSES, KB, MB
 from ..base.units import parse_interval_ms
 from . import _platform
 from .allocator import FreshHeap, HeapFigures
@@ -54,22 +55,16 @@ __all__ = [
     "SamplerDiedError",
 ]
 
-DEFAULT_INTERVAL_MS = 1.0
-#: Processes of a tree followed at once (``tree=True``): each costs a read
-#: per sample (docs/benchmarks.md, tree_sampling.py); more are counted.
-DEFAULT_MAX_PROCESSES = 128
-#: 2**18 samples = about 4.4 minutes at 1 ms, 4 MiB of shared memory.
-DEFAULT_CAPACITY = 1 << 18
 #: RSS growth at a window's end above which the allocator's free memory is
 #: returned first.  Not below ``_LAZY_COLLECT_BYTES`` (``BriefProbe.close``).
-_TRIM_TRIGGER_BYTES = 256 * 1024
+_TRIM_TRIGGER_BYTES = 256 * KB
 #: RSS growth at a window's end above which a window that did not collect
 #: garbage at its start collects before the end is read (see ``_end_rss``).
-_LAZY_COLLECT_BYTES = 64 * 1024
+_LAZY_COLLECT_BYTES = 64 * KB
 #: RSS growth left after a lazy end's young collection from which a full
 #: collection follows, if the interpreter ran an older one during the window
 #: (``Collector.collect_lazily``): one pymalloc arena.
-_FULL_COLLECT_BYTES = 1 << 20
+_FULL_COLLECT_BYTES = MB
 _NOT_STARTED = "MemoryMonitor is not started: call start() or use it as a context"
 #: How often (at most) windows ask the OS whether the sampler still lives.
 _LIVENESS_CHECK_S = 0.05

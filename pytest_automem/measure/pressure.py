@@ -14,7 +14,13 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..base.units import format_size, parse_size_bytes
+from ..base.defaults import (
+    DEFAULT_CRITICAL_PRESSURE_BYTES,
+    DEFAULT_HIGH_PRESSURE_BYTES,
+    DEFAULT_MEDIUM_PRESSURE_BYTES,
+    DEFAULT_THRESHOLDS_TEXT,
+)
+from ..base.units import format_size, is_count, parse_size_bytes
 
 __all__ = [
     "MeasurementBasis",
@@ -23,8 +29,6 @@ __all__ = [
     "distribution_of_values",
     "measured_bytes",
 ]
-
-MB = 1 << 20
 
 
 class PressureLevel(enum.IntEnum):
@@ -67,14 +71,14 @@ def measured_bytes(rss_bytes: int, baseline_bytes: int, basis: MeasurementBasis)
 class PressureThresholds:
     """Where MEDIUM, HIGH and CRITICAL begin, in bytes; strictly increasing."""
 
-    medium: int = 50 * MB
-    high: int = 200 * MB
-    critical: int = 500 * MB
+    medium: int = DEFAULT_MEDIUM_PRESSURE_BYTES
+    high: int = DEFAULT_HIGH_PRESSURE_BYTES
+    critical: int = DEFAULT_CRITICAL_PRESSURE_BYTES
 
     def __post_init__(self) -> None:
         for name in ("medium", "high", "critical"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_count(value, minimum=1):
                 raise ValueError(
                     f"invalid pressure threshold {name}={value!r}: expected a positive "
                     "int of bytes (use PressureThresholds.parse for text such as '50MB')"
@@ -99,7 +103,7 @@ class PressureThresholds:
         if len(parts) != 3 or not all(parts):
             raise ValueError(
                 f"invalid pressure thresholds {text!r}: expected three sizes separated by "
-                "commas, where MEDIUM, HIGH and CRITICAL begin, e.g. '50MB,200MB,500MB'"
+                f"commas, where MEDIUM, HIGH and CRITICAL begin, e.g. '{DEFAULT_THRESHOLDS_TEXT}'"
             )
         try:
             return cls.from_sizes(*parts)

@@ -13,19 +13,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..base.defaults import LEAST_SQUARES_MAX_POINTS, MIN_RATE_SAMPLES
 from ..base.stats import differences, least_squares_slope, percentile
 from ..base.units import format_size
 from .pressure import MeasurementBasis, PressureLevel, PressureThresholds, measured_bytes
 
 __all__ = ["WindowResult", "growth_rate", "interval_stats_ms"]
-
-#: Least-squares slopes over more points than this use an even subsample.
-_MAX_SLOPE_POINTS = 20_000
-#: Windows with fewer samples than this give no growth rate: a rate over a
-#: few milliseconds is an allocation burst, not the sustained growth (MB/s)
-#: that rate budgets and the investigator's growth-rate targets are about.
-_MIN_RATE_SAMPLES = 100
-
 
 _PEAK_SOURCE_TEXT = {
     "kernel-hwm": "kernel high-water mark",
@@ -138,8 +131,8 @@ def interval_stats_ms(times_ns: array.array) -> tuple[float | None, float | None
 
 def growth_rate(times_ns: array.array, rss_bytes: array.array) -> float | None:
     """Least-squares slope of RSS over time in bytes/s, subsampled when huge."""
-    if len(times_ns) < _MIN_RATE_SAMPLES:
+    if len(times_ns) < MIN_RATE_SAMPLES:
         return None
-    step = max(1, math.ceil(len(times_ns) / _MAX_SLOPE_POINTS))
+    step = max(1, math.ceil(len(times_ns) / LEAST_SQUARES_MAX_POINTS))
     slope_per_ns = least_squares_slope(times_ns[::step], rss_bytes[::step])
     return None if slope_per_ns is None else slope_per_ns * 1e9

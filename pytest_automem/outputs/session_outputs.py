@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..base.text import markdown_code
 from ..base.units import format_size
 from ..verdicts.budget import failure_message
 from .junit import JunitAttachment
@@ -143,7 +144,11 @@ def step_summary_markdown(records: RecordStore) -> str:
     lines.append("")
     if failed:
         lines.extend(["| test | reason |", "|---|---|"])
-        lines.extend(f"| `{_cell(n)}` | {_cell(failures[n]['message'] or '')} |" for n in failed)
+        lines.extend(
+            f"| `{markdown_code(n, in_table=True)}` | "
+            f"{markdown_code(failures[n]['message'] or '', in_table=True)} |"
+            for n in failed
+        )
         lines.append("")
         for nodeid in failed:
             lines.extend(
@@ -159,15 +164,11 @@ def step_summary_markdown(records: RecordStore) -> str:
             )
     lines.extend(_PEAKS_TABLE_HEAD)
     lines.extend(
-        f"| `{_cell(nodeid)}` | {format_size(summary['peak_bytes'])} | "
+        f"| `{markdown_code(nodeid, in_table=True)}` | {format_size(summary['peak_bytes'])} | "
         f"{format_size(summary['growth_bytes'])} | {summary['max_pressure']} |"
         for nodeid, summary in records.highest("peak_bytes")
     )
     return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
 def _html(text: str) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from ..base.defaults import DEFAULT_INTERVAL_TEXT, DEFAULT_THRESHOLDS_TEXT, INTERVAL_RANGE_TEXT
 from ..measure.pressure import PressureThresholds
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from ..measure.monitor import MeasurementWindow
     from .session import AutomemSession
 
-DEFAULT_THRESHOLDS_TEXT = "50MB,200MB,500MB"
-DEFAULT_INTERVAL_TEXT = "1ms"
 PLUGIN_NAME = "automem-session"
 FRESH_ALLOCATOR_CHOICES = ("budgeted", "always", "never")
 #: ini ``automem_junit_properties``: which tests carry ``automem.*`` properties.
@@ -50,8 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--automem-interval",
         default=None,
         metavar="DURATION",
-        help="memory sampling interval, 0.05ms to 1s; a bare number is ms "
-        "(default: ini automem_interval, 1ms)",
+        help=f"memory sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
+        f"(default: ini automem_interval, {DEFAULT_INTERVAL_TEXT})",
     )
     group.addoption(
         "--automem-json",
@@ -74,12 +73,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "automem_thresholds",
-        "where MEDIUM, HIGH and CRITICAL memory pressure begin, e.g. 50MB,200MB,500MB",
+        "where MEDIUM, HIGH and CRITICAL memory pressure begin, e.g. " + DEFAULT_THRESHOLDS_TEXT,
         default=DEFAULT_THRESHOLDS_TEXT,
     )
     parser.addini(
         "automem_interval",
-        "memory sampling interval, 0.05ms to 1s; a bare number is ms (default 1ms)",
+        f"memory sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
+        f"(default {DEFAULT_INTERVAL_TEXT})",
         default=DEFAULT_INTERVAL_TEXT,
     )
     parser.addini(

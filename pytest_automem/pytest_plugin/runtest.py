@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from ..base.defaults import MIN_RATE_WINDOW_S
 from ..measure.garbage import GcMode
 from ..measure.pressure import PressureThresholds
 from ..results.records import encode_record
@@ -79,8 +80,8 @@ PHASE_KEYS = (
     "gc_mode",
 )
 #: A call this long is measured in full whatever the outputs: its growth rate
-#: can be judged (the investigator's growth-rate findings need 0.5 s).
-_FULL_CALL_AFTER_S = 0.5
+#: can be judged (the investigator's growth-rate findings need this long).
+_FULL_CALL_AFTER_S = MIN_RATE_WINDOW_S
 _FULL_CALL_AFTER_NS = int(_FULL_CALL_AFTER_S * 1e9)
 #: Share of a peak limit that cached allocator memory may reach before the
 #: call is traced: below it, the verdict can only change for a peak within
@@ -679,7 +680,7 @@ def _automaton_of(item: pytest.Item) -> Automaton | None:
 
 def _worth_investigating(state: ItemState, window: WindowResult) -> bool:
     """The investigator runs where it can say something: a failure, a long
-    window (growth-rate findings need 0.5 s), or scenario results."""
+    window (growth-rate findings need :data:`_FULL_CALL_AFTER_S`), or scenario results."""
     failed = state.verdict is not None and not state.verdict.passed
     interesting = bool(state.scenarios or state.attributions)
     return failed or interesting or window.duration_s >= _FULL_CALL_AFTER_S

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..base.atomic import atomic_writer, remove_stale_temps
+from ..base.json_files import INVALID_JSON, JsonTextError, parse_json
 
 __all__ = [
     "REQUIRED_TEST_KEYS",
@@ -113,17 +114,14 @@ def _dump(value: Any) -> str:
 
 def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a results file back; a malformed one raises ValueError naming the file."""
+    with open(path, "rb") as handle:
+        text = handle.read()
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not a results file: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a results file: not UTF-8 text ({exc.reason})") from None
-    except ValueError as exc:  # an integer past Python's digit limit
-        raise ValueError(f"{path}: not a results file: {str(exc).partition(':')[0]}") from None
-    except RecursionError:
-        raise ValueError(f"{path}: not a results file: nested too deeply") from None
+        document = parse_json(text)
+    except JsonTextError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
+        why = exc.detail if exc.kind == INVALID_JSON else str(exc)
+        raise ValueError(f"{where}: not a results file: {why}") from None
     version = document.get("version") if isinstance(document, dict) else None
     if type(version) is not int or version != RESULTS_VERSION:
         raise ValueError(f"{path}: not a version-{RESULTS_VERSION} automem results file")

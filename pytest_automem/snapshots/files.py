@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from ..base.atomic import atomic_writer
+from ..base.defaults import DEFAULT_KEEP
+from ..base.json_files import JsonTextError, json_kind, parse_json
+from ..base.units import is_count
 from ..measure.pressure import MeasurementBasis, PressureLevel
 from ..measure.window_result import WindowResult
 
@@ -47,7 +50,6 @@ __all__ = [
 ]
 
 SNAPSHOT_VERSION = 1
-DEFAULT_KEEP = 50
 _PREFIX = "snapshot-"
 _SUFFIX = ".jsonl"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -110,7 +112,7 @@ def write_snapshot(
     if the clock went back and older names look newer: the path returned
     exists.  ``keep=None`` keeps everything.
     """
-    if keep is not None and keep < 1:
+    if keep is not None and not is_count(keep, minimum=1):
         raise ValueError(
             f"invalid snapshot keep count {keep}: must be >= 1 (the file just written is "
             "kept), or None to keep every file"
@@ -181,7 +183,7 @@ def cleanup_snapshots(folder: str | os.PathLike[str], *, keep: int = DEFAULT_KEE
     deletes every one of them: this is an explicit clean-up, with no file
     just written to protect (:func:`write_snapshot` needs ``keep >= 1``).
     """
-    if keep < 0:
+    if not is_count(keep):
         raise ValueError(f"invalid snapshot keep count {keep}: must be >= 0")
     return _prune(list_snapshots(folder), keep)
 
@@ -230,14 +232,11 @@ def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
 
 def _parse_line(source: Path, number: int, line: str) -> dict[str, Any]:
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise SnapshotFormatError(f"{source}:{number}: invalid JSON: {exc.msg}") from None
-    except ValueError as exc:  # an integer past Python's digit limit
-        reason = str(exc).partition(":")[0]
-        raise SnapshotFormatError(f"{source}:{number}: invalid JSON: {reason}") from None
-    except RecursionError:
-        raise SnapshotFormatError(f"{source}:{number}: invalid JSON: nested too deeply") from None
+        record = parse_json(line)
+    except JsonTextError as exc:
+        raise SnapshotFormatError(f"{source}:{number}: {exc}") from None
     if not isinstance(record, dict):
-        raise SnapshotFormatError(f"{source}:{number}: expected a JSON object")
+        raise SnapshotFormatError(
+            f"{source}:{number}: expected a JSON object, got {json_kind(record)}"
+        )
     return record

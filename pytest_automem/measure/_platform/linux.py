@@ -7,6 +7,7 @@ import errno
 import os
 import resource
 
+from ...base.defaults import MB
 from .common import MemoryReadError, ProcessGoneError
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -17,7 +18,7 @@ _GONE_ERRNOS = {errno.ESRCH, errno.ENOENT}
 _CLEAR_REFS_RESET_PEAK = b"5"
 #: getrusage's peak may exceed RSS right after a reset by the kernel's
 #: per-CPU counter batching; beyond this it is not the reset mark.
-_USAGE_SLACK_BYTES = 1 << 20
+_USAGE_SLACK_BYTES = MB
 
 
 def _translate(exc: OSError, pid: int, what: str) -> MemoryReadError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psutil
 
+from ...base.defaults import MB
 from .common import MAXRSS_UNIT_BYTES, MemoryReadError, ProcessGoneError
 
 
@@ -53,7 +54,7 @@ def own_peak_rss_bytes() -> int | None:
 def rss_counter_error_bytes() -> int:
     """How far two readings of the same resident size may disagree: a page
     either way is all we can assume without the kernel's own counters."""
-    return 1 << 20
+    return MB
 
 
 def open_process(pid: int) -> PsutilProcessMemory:

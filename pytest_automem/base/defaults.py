@@ -1,0 +1,160 @@
+"""Every default, mark and tunable of the package, each defined once.
+
+A user who wonders "what is the default interval?" or "when is growth a
+warning?" finds the answer here, and the plugin, the CLI, the automaton and
+the investigator import the value rather than writing it again.  Each value
+says at its definition what it is and why it has that value.  Sizes are int
+bytes and times float seconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# ------------------------------------------------------------------- size units
+
+#: Binary units, as the parser reads them: 1 MB = 1 MiB = 1024 × 1024 bytes,
+#: the unit ``ps``, ``top`` and RSS figures are usually read in.
+KB = 1 << 10
+MB = 1 << 20
+GB = 1 << 30
+TB = 1 << 40
+
+# ------------------------------------------------------------------- sampling
+
+#: The sampler's interval: 1 ms catches a test's short-lived peaks, and the
+#: sampler runs in its own process, so the test does not pay for it.
+DEFAULT_INTERVAL_MS = 1.0
+DEFAULT_INTERVAL_TEXT = f"{DEFAULT_INTERVAL_MS:g}ms"
+#: A sampler cannot usefully wake more often than every 50 µs.
+MIN_INTERVAL_MS = 0.05
+#: Sampling less often than once a second sees no sample in most tests.
+MAX_INTERVAL_MS = 1000.0
+#: The interval's range as the options' help states it.
+INTERVAL_RANGE_TEXT = f"{MIN_INTERVAL_MS:g}ms to {MAX_INTERVAL_MS / 1000:g}s"
+#: Processes of a tree followed at once (``tree=True``): each costs a read
+#: per sample (figures in docs/benchmarks.md); more are counted, not followed.
+DEFAULT_MAX_PROCESSES = 128
+#: Samples the shared ring holds: 2**18 is about 4.4 minutes at 1 ms, in
+#: 4 MiB of shared memory.
+DEFAULT_CAPACITY = 1 << 18
+
+# ------------------------------------------------------------------- pressure
+
+#: Where MEDIUM, HIGH and CRITICAL pressure begin.  Measured above a test's
+#: baseline, 50 MB is more than most unit tests add; 500 MB is a share of a
+#: CI runner's memory that crowds out parallel workers.
+DEFAULT_MEDIUM_PRESSURE_BYTES = 50 * MB
+DEFAULT_HIGH_PRESSURE_BYTES = 200 * MB
+DEFAULT_CRITICAL_PRESSURE_BYTES = 500 * MB
+#: The same thresholds as the text the ini setting and ``--thresholds`` take.
+DEFAULT_THRESHOLDS_TEXT = ",".join(
+    f"{size // MB}MB"
+    for size in (
+        DEFAULT_MEDIUM_PRESSURE_BYTES,
+        DEFAULT_HIGH_PRESSURE_BYTES,
+        DEFAULT_CRITICAL_PRESSURE_BYTES,
+    )
+)
+
+# ------------------------------------------------------------------- growth rate
+
+#: Sustained growth rates: below 1 MB/s is the target, above 5 MB/s a
+#: warning, above 10 MB/s critical (a CI runner fills within minutes).
+RATE_TARGET_BYTES_PER_S = 1 * MB
+RATE_WARNING_BYTES_PER_S = 5 * MB
+RATE_CRITICAL_BYTES_PER_S = 10 * MB
+#: Windows shorter than this give no growth-rate finding: too short for a
+#: trend.  A test's call that lasts this long is measured in full, so its
+#: rate can be judged.
+MIN_RATE_WINDOW_S = 0.5
+#: Windows with fewer samples than this give no growth rate: a rate over a
+#: few milliseconds is an allocation burst, not sustained growth.
+MIN_RATE_SAMPLES = 100
+#: A window's least-squares growth rate is linear in its samples; longer
+#: windows use an even subsample of this many, which keeps closing one cheap.
+LEAST_SQUARES_MAX_POINTS = 20_000
+#: A scenario's Theil–Sen leak slope is quadratic in its points (every pair),
+#: so a long run is evenly subsampled to far fewer than a window's rate.
+THEIL_SEN_MAX_POINTS = 300
+
+# ------------------------------------------------------------------- investigator marks
+
+#: Growth below this is allocator noise: a phase's growth is not shown, and
+#: RSS growth is not compared with the traced heap.
+GROWTH_NOISE_BYTES = 1 * MB
+#: A heap (or traced) growth below this share of the RSS growth means the
+#: memory grows outside what the allocators and tracemalloc see.
+OUTSIDE_HEAP_SHARE = 0.25
+#: Scenario leak slopes below this are allocator noise, not a leak worth a finding.
+LEAK_FINDING_BYTES_PER_ITERATION = 256
+#: Object efficiency: an automaton should hold more than 10 objects per MB;
+#: fewer means bulk data lives inside its objects.
+OBJECTS_PER_MB_TARGET = 10.0
+#: A list inside an automaton object this long, or this large as JSON, is
+#: bulk data worth a finding.
+LARGE_ARRAY_MIN_ELEMENTS = 10_000
+LARGE_ARRAY_MIN_BYTES = 1 * MB
+
+# ------------------------------------------------------------------- tracing and reports
+
+#: tracemalloc frames kept per allocation: enough to reach the caller's line
+#: through a few helper layers, few enough to keep tracing's memory small.
+TRACE_FRAMES = 10
+#: Allocation sites and growing types an attribution keeps, largest first.
+ATTRIBUTION_TOP = 10
+#: Extra steps traced to attribute a leak: enough for a per-step retention
+#: to stand out of one-off noise, few enough to keep tracing's cost small.
+ATTRIBUTION_ITERATIONS = 5
+#: Steps traced before the baseline, so one-time costs (lazy caches,
+#: interned strings) are not blamed on the iterations.
+ATTRIBUTION_WARMUP = 1
+#: A text or Markdown report shows this many findings, and this many detail
+#: lines of each, then "… and N more": failure messages stay readable.
+FINDINGS_SHOWN = 10
+DETAILS_SHOWN = 5
+
+# ------------------------------------------------------------------- automaton
+
+#: ``OptimizationConfig``'s defaults: the limits of a memory-optimized
+#: automaton at LOW and MEDIUM pressure.
+DEFAULT_MAX_OBJECTS = 2000
+DEFAULT_MAX_EXECUTION_HISTORY = 500
+DEFAULT_GC_INTERVAL_S = 5.0
+DEFAULT_TRIM_INTERVAL_S = 10.0
+DEFAULT_MEMORY_PRESSURE_THRESHOLD_BYTES = 200 * MB
+DEFAULT_SPIKE_THRESHOLD_BYTES = 5 * MB
+DEFAULT_TRIM_FRACTION = 0.10
+#: ``run_scenario``'s steps: warm-up steps fill one-time caches before the
+#: slope is measured; 100 iterations give the robust slope enough points to
+#: ignore a few outlier steps.
+SCENARIO_ITERATIONS = 100
+SCENARIO_WARMUP = 10
+#: Tighter limits at HIGH and CRITICAL pressure, by level name: fewer objects
+#: and history entries, and GCs and trims more often.
+PRESSURE_PROFILE_LIMITS: Mapping[str, Mapping[str, float]] = {
+    "HIGH": {
+        "max_objects": 1000,
+        "max_execution_history": 250,
+        "gc_interval": 3.0,
+        "trim_interval": 7.0,
+    },
+    "CRITICAL": {
+        "max_objects": 500,
+        "max_execution_history": 100,
+        "gc_interval": 2.0,
+        "trim_interval": 5.0,
+    },
+}
+
+# ------------------------------------------------------------------- snapshots and CLI
+
+#: Snapshot files kept in a folder: the newest windows to look back on, few
+#: enough that a long CI job cannot fill its disk.
+DEFAULT_KEEP = 50
+#: Snapshot files in a folder above this total are a finding.
+SNAPSHOTS_MAX_TOTAL_BYTES = 100 * MB
+#: How long a command may take to exit once asked to stop (``--grace``).
+DEFAULT_GRACE = "5s"
+#: How often ``automem monitor`` prints a live line (``--every``).
+DEFAULT_LIVE_EVERY = "1s"
