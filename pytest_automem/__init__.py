@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "MemoryMonitor": "measure.monitor",
     "PressureLevel": "measure.pressure",
     "PressureThresholds": "measure.pressure",
-    "SamplerDiedError": "measure.sampler_process",
+    "SamplerDiedError": "measure.sampler_parent",
     "WindowResult": "measure.window_result",
     "investigate": "investigator",
 }

@@ -1,4 +1,4 @@
-"""Measurement windows and the brief probe: growth, exact peaks, nesting, live view, bad input."""
+"""Measurement windows and the probe: growth, exact peaks, nesting, live view, bad input."""
 
 from __future__ import annotations
 
@@ -250,7 +250,7 @@ def test_end_only_window_collects_when_growth_is_worth_it(monitor: MemoryMonitor
     try:
         quiet = monitor.window(**end_only)
         small = _Cycle(1024)
-        assert _collections_during(quiet.stop_brief) == 0  # well under 64 KiB of growth
+        assert _collections_during(quiet.stop_headline) == 0  # well under 64 KiB of growth
 
         big = monitor.window(**end_only)
         for _ in range(64):
@@ -303,10 +303,10 @@ def test_kernel_mark_reset_is_skipped_only_when_it_changes_nothing(
     monkeypatch.undo()
     window = monitor.window(collect_garbage=False, fresh_allocator=False)
     spike_inside_one_c_call(32 * MB)
-    assert window.stop_brief().peak_bytes >= 31 * MB
+    assert window.stop_headline().peak_bytes >= 31 * MB
 
 
-# -- the brief probe -----------------------------------------------------------
+# -- the probe -----------------------------------------------------------
 
 
 @pytest.mark.skipif(not LINUX, reason="kernel high-water mark is Linux-only")

@@ -446,7 +446,7 @@ def test_budgeted_tests_collect_at_both_ends_and_blanket_summary_is_brief(
     tests = _results(pytester)["tests"]
     assert tests["test_mixed.py::test_budgeted"]["baseline_collected"] is True
     assert tests["test_mixed.py::test_blanket_small"]["baseline_collected"] is False
-    # Without outputs the blanket calls close in brief; the summary still ranks them.
+    # Without outputs the flag-only calls close in brief; the summary still ranks them.
     result = _run(pytester, "--automem")
     result.assert_outcomes(passed=3)
     lines = result.stdout.lines
@@ -778,7 +778,7 @@ def test_blanket_setup_and_teardown_are_measured_only_for_an_output(
             pass
         """
     )
-    # Nothing reads setup and teardown figures of blanket tests: only the call is measured.
+    # Nothing reads setup and teardown figures of flag-only tests: only the call is measured.
     result = _run(pytester, "--automem", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["automem wraps: ['pytest_runtest_call']", "*automem: memory*"])

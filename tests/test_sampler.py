@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pytest_automem.measure import sampler_child as sampler
 from pytest_automem.measure.monitor import MemoryMonitor
-from pytest_automem.measure.sampler_process import (
+from pytest_automem.measure.sampler_parent import (
     RingReader,
     SamplerDiedError,
     SamplerProcess,

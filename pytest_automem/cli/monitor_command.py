@@ -80,7 +80,7 @@ from ..measure._platform import MemoryReadError, ProcessGoneError
 from ..measure.monitor import MeasurementWindow, MemoryMonitor
 from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from ..measure.process_tree import TreeReport
-from ..measure.sampler_process import SamplerDiedError
+from ..measure.sampler_parent import SamplerDiedError
 from ..measure.window_result import WindowResult
 from ..snapshots.files import write_snapshot
 from ..verdicts.limits import CommandLimits, LimitsVerdict, judge_limits

@@ -27,7 +27,7 @@ from .findings import Finding, Investigation, Severity
 
 if TYPE_CHECKING:
     from ..automaton.scenario import ScenarioResult
-    from ..measure.monitor import BriefResult
+    from ..measure.monitor import HeadlineResult
     from ..measure.window_result import WindowResult
 
 __all__ = ["investigate_measured"]
@@ -46,7 +46,7 @@ def investigate_measured(
     *,
     window: WindowResult | None = None,
     scenarios: Sequence[ScenarioResult] = (),
-    phases: dict[str, WindowResult | BriefResult] | None = None,
+    phases: dict[str, WindowResult | HeadlineResult] | None = None,
 ) -> Investigation:
     """Diagnose one measured run: a test's window, its phases, its scenarios."""
     findings: list[Finding] = []

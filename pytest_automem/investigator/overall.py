@@ -29,14 +29,14 @@ from .measured import investigate_measured
 if TYPE_CHECKING:
     from ..automaton.scenario import ScenarioResult
     from ..automaton.store import Automaton
-    from ..measure.monitor import BriefResult
+    from ..measure.monitor import HeadlineResult
     from ..measure.window_result import WindowResult
 
-__all__ = ["Attributed", "investigate"]
+__all__ = ["SubjectAttribution", "investigate"]
 
 
 @dataclass(frozen=True)
-class Attributed:
+class SubjectAttribution:
     """An attribution with what it explains.
 
     ``measured_growth_bytes`` is the growth the monitor measured over the
@@ -54,8 +54,8 @@ def investigate(
     automaton: Automaton | str | os.PathLike[str] | None = None,
     window: WindowResult | None = None,
     scenarios: Sequence[ScenarioResult] = (),
-    phases: dict[str, WindowResult | BriefResult] | None = None,
-    attributions: Sequence[Attributed] = (),
+    phases: dict[str, WindowResult | HeadlineResult] | None = None,
+    attributions: Sequence[SubjectAttribution] = (),
     snapshots: str | os.PathLike[str] | None = None,
     strict: bool = False,
 ) -> Investigation:
@@ -101,7 +101,7 @@ def _investigate_object(automaton: Automaton) -> Investigation:
     return Investigation(tuple(findings), figures)
 
 
-def _attribution_part(attributions: Sequence[Attributed]) -> Investigation:
+def _attribution_part(attributions: Sequence[SubjectAttribution]) -> Investigation:
     findings: list[Finding] = []
     for item in attributions:
         finding = item.attribution.finding(subject=item.subject)
@@ -113,7 +113,7 @@ def _attribution_part(attributions: Sequence[Attributed]) -> Investigation:
     return Investigation(tuple(findings), {})
 
 
-def _growth_outside_traced_heap(item: Attributed) -> Finding | None:
+def _growth_outside_traced_heap(item: SubjectAttribution) -> Finding | None:
     """RSS grew while the traced Python heap did not: growth outside Python objects."""
     measured = item.measured_growth_bytes
     if measured is None or measured < GROWTH_NOISE_BYTES:

@@ -14,7 +14,7 @@ test); before a nested window resets the mark, the mark so far is folded into
 every window already open, so the outer one keeps its peak.  Elsewhere the
 peak is the sampler's maximum ("sampled").
 
-:class:`BriefProbe` measures many short spans one after the other (the
+:class:`SpanProbe` measures many short spans one after the other (the
 calls of tests ``--automem`` alone monitors) with the same exact peak and
 growth, and nothing else: no object per span, no samples, no statistics.
 """
@@ -41,22 +41,22 @@ from .pressure import (
     distribution_of_values,
     measured_bytes,
 )
-from .sampler_process import SampleBlock, SamplerDiedError, SamplerProcess
+from .sampler_parent import SampleBlock, SamplerDiedError, SamplerProcess
 from .window_result import WindowResult, growth_rate, interval_stats_ms
 
 if TYPE_CHECKING:
     from .process_tree import TreeMemory, TreeReport
 
 __all__ = [
-    "BriefProbe",
-    "BriefResult",
+    "HeadlineResult",
     "MeasurementWindow",
     "MemoryMonitor",
     "SamplerDiedError",
+    "SpanProbe",
 ]
 
 #: RSS growth at a window's end above which the allocator's free memory is
-#: returned first.  Not below ``_LAZY_COLLECT_BYTES`` (``BriefProbe.close``).
+#: returned first.  Not below ``_LAZY_COLLECT_BYTES`` (``SpanProbe.close``).
 _TRIM_TRIGGER_BYTES = 256 * KB
 #: RSS growth at a window's end above which a window that did not collect
 #: garbage at its start collects before the end is read (see ``_end_rss``).
@@ -73,11 +73,11 @@ _NO_COLLECTION = Collector(GcMode.OFF)
 
 
 @dataclass(frozen=True)
-class BriefResult:
+class HeadlineResult:
     """A window's headline figures, for phases and calls reported in brief.
 
-    Made by :meth:`MeasurementWindow.stop_brief` for every measured setup
-    and teardown, and by :meth:`BriefProbe.close_brief` for a short call
+    Made by :meth:`MeasurementWindow.stop_headline` for every measured setup
+    and teardown, and by :meth:`SpanProbe.close_headline` for a short call
     whose record needs every results key.
     """
 
@@ -91,7 +91,7 @@ class BriefResult:
     max_pressure: PressureLevel
     baseline_collected: bool = False
     #: From the span's samples, for a call whose record needs every results
-    #: key (:meth:`BriefProbe.close_brief`); None otherwise.
+    #: key (:meth:`SpanProbe.close_headline`); None otherwise.
     rate_bytes_per_s: float | None = None
     interval_p50_ms: float | None = None
     interval_p99_ms: float | None = None
@@ -157,7 +157,7 @@ def _trimmed_rss(process: _platform.ProcessMemory, collector: Collector, baselin
     return end
 
 
-class _Span:
+class _OpenSpan:
     """What a window and a probe's span share: the monitor's handles, the
     baseline, where the samples start, and the mark nested windows fold in.
 
@@ -195,7 +195,7 @@ class _Span:
         return max(self._sampler.read(self._start_count, end_count).rss_bytes, default=0)
 
 
-class MeasurementWindow(_Span):
+class MeasurementWindow(_OpenSpan):
     """An open window over the monitor's samples; :meth:`stop` closes it.
 
     While open it answers live questions (current, peak so far, pressure so
@@ -246,7 +246,7 @@ class MeasurementWindow(_Span):
 
     @classmethod
     def _continuing(
-        cls, probe: BriefProbe, thresholds: PressureThresholds, basis: MeasurementBasis
+        cls, probe: SpanProbe, thresholds: PressureThresholds, basis: MeasurementBasis
     ) -> MeasurementWindow:
         """The span ``probe`` has open, as a window: same baseline, mark and samples."""
         window = cls.__new__(cls)
@@ -368,13 +368,13 @@ class MeasurementWindow(_Span):
         self.result = self._build_result(block, kernel_peak, end_rss, end_ns, heap)
         return self.result
 
-    def stop_brief(self) -> BriefResult:
+    def stop_headline(self) -> HeadlineResult:
         """Close the window with its headline figures only (peak, growth, samples).
 
         No samples are copied and no statistics computed: a test's setup and
         teardown are measured thousands of times a session and only these
         figures are reported for them (the calls of tests ``--automem``
-        alone monitors go through :class:`BriefProbe` instead).  Garbage is
+        alone monitors go through :class:`SpanProbe` instead).  Garbage is
         collected and the end measured per the window's mode, as in
         :meth:`stop`.  The sampler's liveness was checked when the window
         opened: no sample is read here unless the platform has no kernel peak.
@@ -393,7 +393,7 @@ class MeasurementWindow(_Span):
         peak_rss = max(kernel_peak, self._kernel_peak_so_far, baseline, end_rss)
         self._kernel_peak_so_far = peak_rss
         peak, growth = _peak_and_growth(peak_rss, end_rss, baseline, heap)
-        return BriefResult(
+        return HeadlineResult(
             peak_bytes=peak,
             growth_bytes=growth,
             duration_s=(end_ns - self.opened_ns) / 1e9,
@@ -469,7 +469,7 @@ class MeasurementWindow(_Span):
         self.stop()
 
 
-class BriefProbe(_Span):
+class SpanProbe(_OpenSpan):
     """Peak and growth of one span at a time: the monitor's cheapest measurement.
 
     Made for thousands of short spans a session, the calls of tests that
@@ -477,11 +477,11 @@ class BriefProbe(_Span):
     a span costs its kernel reads (RSS and the mark at each end; the mark is
     reset only when it is above RSS) and little else: no object is made,
     no sample read, no statistic computed: these spans are most of what a
-    blanket ``--automem`` run measures.
+    flag_only ``--automem`` run measures.
 
     The figures are a window's: the kernel mark is reset when a span opens
     and read when it closes (the sampled maximum where there is no mark),
-    and the end is measured as :meth:`MeasurementWindow.stop_brief` does.
+    and the end is measured as :meth:`MeasurementWindow.stop_headline` does.
     An open span takes part in nesting like a window.  A span that turns
     out to need more (a long call, whose growth rate can be judged) goes on
     as a full window: :meth:`to_window`.
@@ -522,9 +522,9 @@ class BriefProbe(_Span):
         peak, growth, _ = self._close()
         return peak, growth
 
-    def close_brief(
+    def close_headline(
         self, thresholds: PressureThresholds, basis: MeasurementBasis = MeasurementBasis.RELATIVE
-    ) -> BriefResult:
+    ) -> HeadlineResult:
         """End the span with the figures a results file keeps of a call.
 
         Besides :meth:`close`'s, the duration, pressure, and what the span's
@@ -542,7 +542,7 @@ class BriefProbe(_Span):
             p50, p99, _ = interval_stats_ms(block.times_ns)
             rate = growth_rate(block.times_ns, block.rss_bytes)
         baseline = self.baseline_bytes
-        return BriefResult(
+        return HeadlineResult(
             peak_bytes=peak,
             growth_bytes=growth,
             duration_s=(end_ns - self.opened_ns) / 1e9,
@@ -665,7 +665,7 @@ class MemoryMonitor:
         #: A sampler stopped by ``close(wait=False)``, to reap at the next close.
         self._unreaped: SamplerProcess | None = None
         self._process_handle: _platform.ProcessMemory | None = None
-        self._open_windows: list[_Span] = []
+        self._open_windows: list[_OpenSpan] = []
         self._checked_at = -math.inf
 
     # -- lifecycle -----------------------------------------------------------
@@ -841,14 +841,14 @@ class MemoryMonitor:
         self._open_windows.append(window)
         return window
 
-    def probe(self, *, gc_mode: GcMode = GcMode.AUTO, fresh_allocator: bool = False) -> BriefProbe:
-        """A :class:`BriefProbe`: the cheapest way to measure many short spans.
+    def probe(self, *, gc_mode: GcMode = GcMode.AUTO, fresh_allocator: bool = False) -> SpanProbe:
+        """A :class:`SpanProbe`: the cheapest way to measure many short spans.
 
         ``gc_mode`` says how garbage is collected at a span's end (only when
         RSS grew, as for a window opened with ``collect_at_start=False``);
         ``fresh_allocator`` hands the allocator's cache back at each open.
         """
-        return BriefProbe(self, gc_mode, fresh_allocator)
+        return SpanProbe(self, gc_mode, fresh_allocator)
 
     @contextlib.contextmanager
     def measure(self, **kwargs: Any) -> Iterator[MeasurementWindow]:
@@ -869,6 +869,6 @@ class MemoryMonitor:
                     other._fold_kernel_peak(current_peak)
         process.reset_peak(rss_bytes)
 
-    def _forget(self, window: _Span) -> None:
+    def _forget(self, window: _OpenSpan) -> None:
         if window in self._open_windows:  # not when closed twice
             self._open_windows.remove(window)

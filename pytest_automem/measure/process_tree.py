@@ -25,7 +25,7 @@ from . import sampler_child as layout
 from ._platform import ProcessGoneError, ProcessMemory
 
 if TYPE_CHECKING:
-    from .sampler_process import SamplerProcess
+    from .sampler_parent import SamplerProcess
 
 __all__ = ["ProcessFigures", "TreeMemory", "TreeReport", "read_process_table"]
 

@@ -53,7 +53,7 @@ class ItemPlan:
     measure_phases: bool
     #: Monitored only because of ``--automem``: no budget to judge and no
     #: automem fixture whose results the investigator reads.
-    blanket: bool
+    flag_only: bool
     #: The ``memory_budget`` mark the plan was made from.  A conftest or a
     #: fixture may add one later; the plan is remade when the test's closest
     #: mark is no longer this one (see :func:`is_current`).
@@ -63,12 +63,12 @@ class ItemPlan:
 #: Plans without a budget, shared by kind: a session holds one plan per
 #: test, and most tests are of a few kinds.
 _PLANS = {
-    (monitored, phases, blanket): ItemPlan(
-        budget=None, monitored=monitored, measure_phases=phases, blanket=blanket
+    (monitored, phases, flag_only): ItemPlan(
+        budget=None, monitored=monitored, measure_phases=phases, flag_only=flag_only
     )
     for monitored in (False, True)
     for phases in (False, True)
-    for blanket in (False, True)
+    for flag_only in (False, True)
 }
 #: Where each collected test keeps its plan.
 PLAN_KEY = pytest.StashKey[ItemPlan]()
@@ -97,10 +97,10 @@ def parse_budget(item: pytest.Item, marker: pytest.Mark) -> MemoryBudget:
         raise MarkerError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
 
 
-def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> ItemPlan:
+def plan_item(item: pytest.Item, *, monitor_all: bool, flag_only_phases: bool) -> ItemPlan:
     """Decide how ``item`` is measured (raises MarkerError).
 
-    ``blanket_phases``: measure the setup and teardown of tests monitored
+    ``flag_only_phases``: measure the setup and teardown of tests monitored
     only by ``--automem`` too.  Only the results file and JUnit properties
     report those phases (written by the controller under xdist); without
     them nothing would read the figures, and measuring them would cost every such test two hook
@@ -112,7 +112,7 @@ def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> 
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
     monitored = monitor_all or uses_automem
     measure_phases = (
-        monitored and (uses_automem or blanket_phases) and _has_fixture_work(item, names)
+        monitored and (uses_automem or flag_only_phases) and _has_fixture_work(item, names)
     )
     if budget is None:  # one shared plan per kind: thousands of tests, a few kinds
         plan = _PLANS[monitored, measure_phases, not uses_automem]
@@ -121,13 +121,13 @@ def plan_item(item: pytest.Item, *, monitor_all: bool, blanket_phases: bool) -> 
             budget=budget,
             monitored=monitored,
             measure_phases=measure_phases,
-            blanket=False,
+            flag_only=False,
             marker=marker,
         )
     if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
         # A test with a budget is judged on its directory's thresholds, so a
         # conftest override must apply.  Requesting the fixture costs every
-        # test a fixture setup, which blanket --automem monitoring does not
+        # test a fixture setup, which monitoring by --automem alone does not
         # pay: there the ini thresholds apply unless the test asks for the
         # fixture itself.
         names.append("pressure_thresholds")

@@ -19,7 +19,7 @@ Short tests are thousands a session, so their path is kept lean: a test
 monitored only because of ``--automem`` (no budget, no automem fixture),
 with no phases measured and no output that needs every results key, costs
 one hook wrapper, one span of the session's
-:class:`~pytest_automem.measure.monitor.BriefProbe` (kernel reads, no samples, no
+:class:`~pytest_automem.measure.monitor.SpanProbe` (kernel reads, no samples, no
 statistics, no object made) and a record of :data:`SUMMARY_KEYS`.
 :class:`PhasedRuntestHooks` (setup and teardown too) is registered only when
 some test measures them, and :class:`ReportHooks`, which annotates reports,
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from ..automaton.scenario import Scenario, ScenarioResult
     from ..automaton.store import Automaton
     from ..investigator.attribution import AllocationTracer
-    from ..investigator.overall import Attributed
-    from ..measure.monitor import BriefProbe, BriefResult, MeasurementWindow, MemoryMonitor
+    from ..investigator.overall import SubjectAttribution
+    from ..measure.monitor import HeadlineResult, MeasurementWindow, MemoryMonitor, SpanProbe
     from ..measure.window_result import WindowResult
     from ..verdicts.budget import MemoryBudget, Verdict
 
@@ -69,7 +69,7 @@ _MIN_TYPE_GROWTH = 10
 #: keeps when no output needs every results key.
 SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
 #: What the results file keeps of each phase: figures that a window's
-#: result and a BriefResult both have.
+#: result and a HeadlineResult both have.
 PHASE_KEYS = (
     "peak_bytes",
     "growth_bytes",
@@ -99,7 +99,7 @@ class MemoryBudgetExceeded(AssertionError):
 class ItemState:
     """One run of a monitored test: made when its setup starts (if setup is
     measured) or else when its call starts, kept until the next test starts.
-    The lean call of a blanket test needs none.
+    The lean call of a flag-only test needs none.
 
     A plain class with slots: mutable state, one per test, whose fields
     all start empty.
@@ -123,7 +123,7 @@ class ItemState:
     def __init__(self, plan: ItemPlan) -> None:
         self.plan = plan
         self.window: MeasurementWindow | None = None
-        self.phases: dict[str, WindowResult | BriefResult] = {}
+        self.phases: dict[str, WindowResult | HeadlineResult] = {}
         self.scenarios: list[ScenarioResult] = []
         self.verdict: Verdict | None = None
         self.failed_on_memory = False
@@ -131,7 +131,7 @@ class ItemState:
         self.findings: list[dict[str, Any]] = []
         self.record: dict[str, Any] | None = None
         self.tracer: AllocationTracer | None = None
-        self.attributions: list[Attributed] = []
+        self.attributions: list[SubjectAttribution] = []
         #: Scenario runs over their leak budget, attributed after the call's window.
         self.to_attribute: list[tuple[Scenario, Automaton, ScenarioResult]] = []
 
@@ -158,7 +158,7 @@ class RunSettings:
     is_worker: bool
     #: Every record needs all the results keys: the results file and JUnit
     #: properties read them (on xdist, the controller writes them).
-    full_records: bool
+    records_need_all_keys: bool
 
 
 class RecordSink(Protocol):
@@ -218,7 +218,7 @@ class RuntestHooks:
         self._item: pytest.Item | None = None
         self._plan: ItemPlan | None = None
         self._state: ItemState | None = None
-        #: Measures blanket tests' calls in brief, unless every test is traced
+        #: Measures flag-only tests' calls in brief, unless every test is traced
         #: or carries JUnit properties (which need a state per test).
         self._probe = (
             None
@@ -262,7 +262,7 @@ class RuntestHooks:
         if plan is None:
             return (yield)
         probe = self._probe
-        if plan.blanket and probe is not None:
+        if plan.flag_only and probe is not None:
             return (yield from self._lean_call(item, plan, probe))
         state = self._state
         if state is None:
@@ -299,7 +299,7 @@ class RuntestHooks:
         return plan.measure_phases and self.measures_phases
 
     def _lean_call(
-        self, item: pytest.Item, plan: ItemPlan, probe: BriefProbe
+        self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe
     ) -> Generator[None, None, None]:
         """The call of a test monitored only by ``--automem``: thousands of
         short tests a session, so a span of the session's probe, no window."""
@@ -318,24 +318,24 @@ class RuntestHooks:
             else:
                 self._finish_lean_call(item, plan, probe)
 
-    def _finish_lean_call(self, item: pytest.Item, plan: ItemPlan, probe: BriefProbe) -> None:
+    def _finish_lean_call(self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe) -> None:
         """Record a lean call.
 
         A long one goes on as a full window (its growth rate can be judged).
         Without an output that needs every results key, the record has only
         the :data:`SUMMARY_KEYS`; with one, the call's figures are a
-        :class:`~pytest_automem.measure.monitor.BriefResult` with its samples'
+        :class:`~pytest_automem.measure.monitor.HeadlineResult` with its samples'
         statistics, and the record is completed as any test's (at teardown
         if that is measured).
         """
         thresholds = _thresholds_for(item, self.settings.thresholds)
         if time.monotonic_ns() - probe.opened_ns >= _FULL_CALL_AFTER_NS:
-            self._finish_long_blanket_call(item, plan, probe.to_window(thresholds))
+            self._finish_long_flag_only_call(item, plan, probe.to_window(thresholds))
             return
         state = self._state
         if state is None:  # no setup measured: nothing else goes in the record
-            if self.settings.full_records:
-                record = lean_record(probe.close_brief(thresholds))
+            if self.settings.records_need_all_keys:
+                record = lean_record(probe.close_headline(thresholds))
             else:
                 peak, growth = probe.close()
                 record = {
@@ -349,7 +349,7 @@ class RuntestHooks:
             return
         from ..verdicts.budget import Verdict
 
-        state.phases["call"] = probe.close_brief(thresholds)
+        state.phases["call"] = probe.close_headline(thresholds)
         state.verdict = Verdict()  # no budget: nothing to judge
         if not self._phases_left(plan):
             self._finish_test(item, state)
@@ -360,12 +360,12 @@ class RuntestHooks:
             state.tracer.stop()
             state.tracer = None
         if state.window is not None:
-            state.window.stop_brief()
+            state.window.stop_headline()
             state.window = None
         self._state = None
         self._item = None
 
-    def _finish_long_blanket_call(
+    def _finish_long_flag_only_call(
         self, item: pytest.Item, plan: ItemPlan, window: MeasurementWindow
     ) -> None:
         """A lean call that lasted :data:`_FULL_CALL_AFTER_S` or more is
@@ -391,7 +391,7 @@ class RuntestHooks:
             thresholds=thresholds,
             collect_garbage=self.settings.gc_mode if collect else GcMode.OFF,
             fresh_allocator=collect and self._fresh_allocator_for(state),
-            collect_at_start=collect and not state.plan.blanket,
+            collect_at_start=collect and not state.plan.flag_only,
             trace_peak_above_bytes=_trace_peak_above_bytes(state.plan.budget, thresholds),
         )
 
@@ -409,9 +409,9 @@ class RuntestHooks:
         return mode == "always"
 
     @staticmethod
-    def _close_brief(state: ItemState, phase: str) -> None:
+    def _close_headline(state: ItemState, phase: str) -> None:
         assert state.window is not None
-        state.phases[phase] = state.window.stop_brief()
+        state.phases[phase] = state.window.stop_headline()
         state.window = None
 
     # -- the call's verdict --------------------------------------------------
@@ -433,10 +433,10 @@ class RuntestHooks:
         if state.to_attribute:
             _attribute_leaks(state)
         if attribution is not None:
-            from ..investigator.overall import Attributed
+            from ..investigator.overall import SubjectAttribution
 
             state.attributions.append(
-                Attributed("the test's call", attribution, max(window.growth_bytes, 0))
+                SubjectAttribution("the test's call", attribution, max(window.growth_bytes, 0))
             )
         from ..verdicts.budget import judge
 
@@ -501,7 +501,7 @@ class PhasedRuntestHooks(RuntestHooks):
         try:
             return (yield)
         finally:
-            self._close_brief(state, "setup")
+            self._close_headline(state, "setup")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -512,7 +512,7 @@ class PhasedRuntestHooks(RuntestHooks):
         try:
             return (yield)
         finally:
-            self._close_brief(state, "teardown")
+            self._close_headline(state, "teardown")
             self._finish_test(item, state)
 
 
@@ -547,8 +547,8 @@ def record_of(state: ItemState) -> dict[str, Any]:
     return record
 
 
-def lean_record(call: BriefResult) -> dict[str, Any]:
-    """The record of a blanket test whose setup and teardown were not
+def lean_record(call: HeadlineResult) -> dict[str, Any]:
+    """The record of a flag-only test whose setup and teardown were not
     measured, when an output needs every results key: the call's figures,
     a pass, and the call as its one phase, as :func:`record_of` would give
     without the keys that only a budget or an automem fixture fills."""
@@ -573,7 +573,7 @@ class ReportHooks:
     """Puts the verdict on the call's report and, on xdist workers, the record
     on the teardown report, encoded (xdist serialises it like the rest of the
     report; see :func:`~pytest_automem.results.records.encode_record`): a full
-    record, or the summary keys of a blanket call measured in brief."""
+    record, or the summary keys of a flag-only call measured in brief."""
 
     def __init__(self, settings: RunSettings, runtest: RuntestHooks) -> None:
         self.settings = settings
@@ -621,7 +621,7 @@ class ReportHooks:
         if not settings.junit or settings.junit_properties == "none":
             return False
         return settings.junit_properties == "all" or not (
-            state.plan.blanket and state.verdict is not None and state.verdict.passed
+            state.plan.flag_only and state.verdict is not None and state.verdict.passed
         )
 
 
@@ -657,14 +657,16 @@ def _thresholds_for(item: pytest.Item, default: PressureThresholds) -> PressureT
 def _attribute_leaks(state: ItemState) -> None:
     """Trace a few more steps of each scenario that went over its leak budget."""
     from ..investigator.leaks import attribute_scenario
-    from ..investigator.overall import Attributed
+    from ..investigator.overall import SubjectAttribution
 
     for scenario, automaton, result in state.to_attribute:
         attribution = attribute_scenario(
             scenario, automaton, start_step=result.warmup + result.iterations
         )
         measured = round(result.leak_bytes_per_iteration * attribution.iterations)
-        state.attributions.append(Attributed(f"scenario {result.name}", attribution, measured))
+        state.attributions.append(
+            SubjectAttribution(f"scenario {result.name}", attribution, measured)
+        )
     state.to_attribute.clear()
 
 

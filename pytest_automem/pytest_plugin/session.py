@@ -89,7 +89,7 @@ class AutomemSession:
         #: Records need every results key: an output reads them all (see
         #: RunSettings).  An xdist worker sees its controller's command line,
         #: so it knows whether the controller will write one.
-        self.full_records = bool(options.automem_json or getattr(options, "xmlpath", None))
+        self.records_need_all_keys = bool(options.automem_json or getattr(options, "xmlpath", None))
         #: The finished records (spooled to disk next to the results file).
         self.records = RecordStore(
             None if self.is_worker or not options.automem_json else _folder_of(options.automem_json)
@@ -188,9 +188,9 @@ class AutomemSession:
             self._runtest = hooks(settings, self.monitor, self.current_plan, records)
             manager.register(self._runtest, RUNTEST_PLUGIN_NAME)
         reports_needed = (
-            settings.full_records
+            settings.records_need_all_keys
             or settings.is_worker
-            or not all(plan.blanket for plan in monitored)
+            or not all(plan.flag_only for plan in monitored)
         )
         if reports_needed and not manager.has_plugin(REPORT_PLUGIN_NAME):
             manager.register(ReportHooks(settings, self._runtest), REPORT_PLUGIN_NAME)
@@ -220,7 +220,9 @@ class AutomemSession:
     def _plan(self, item: pytest.Item) -> ItemPlan:
         """Plan ``item`` with the session's settings and keep the plan in its
         stash (raises MarkerError)."""
-        plan = plan_item(item, monitor_all=self.monitor_all, blanket_phases=self.full_records)
+        plan = plan_item(
+            item, monitor_all=self.monitor_all, flag_only_phases=self.records_need_all_keys
+        )
         item.stash[PLAN_KEY] = plan
         return plan
 
@@ -237,7 +239,7 @@ class AutomemSession:
             junit_properties=self.junit_properties,
             junit=junit,
             is_worker=self.is_worker,
-            full_records=self.full_records,
+            records_need_all_keys=self.records_need_all_keys,
         )
 
     # -- results -------------------------------------------------------------
