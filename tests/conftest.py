@@ -38,6 +38,7 @@ ALLOWED_SKIP_REASONS: dict[str, str] = {
     "tracemalloc is already tracing in this process": "PYTHONTRACEMALLOC or -X tracemalloc set",
     "this allocator did not reuse the cached chunk: nothing to hide": "a malloc other than glibc's",
     "the mark is not read through getrusage here": "not Linux (the portable process handle)",
+    "no real-time signals for stack dumps (not Linux)": "not Linux",
     # The process runs as root: no unprivileged user whom a read-only folder refuses.
     "running as root: a read-only folder refuses only an unprivileged user": "running as root",
     # A minimal install without the test extra.
