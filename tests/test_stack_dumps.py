@@ -6,11 +6,15 @@ import inspect
 import os
 import sysconfig
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
 
+from pytest_automem.measure import sampler_child
+from pytest_automem.measure.monitor import MemoryMonitor
+from pytest_automem.measure.sampler_child import MAX_TRIPS
 from pytest_automem.measure.stack_dumps import (
     STACK_SIGNAL,
     Frame,
@@ -148,3 +152,89 @@ def test_no_signal_no_dump_and_stop_restores_the_signal(recorder: StackRecorder)
     # A late signal, sent after the stop, must not end the process.
     os.kill(os.getpid(), recorder.signal_number)
     assert recorder.take() == ()
+
+
+def _build_floats() -> int:
+    values = [float(i) for i in range(4_000_000)]  # the loop
+    return len(values)
+
+
+@needs_signal
+@pytest.mark.parametrize(
+    ("spike", "line_of"),
+    [
+        (_blob_in_one_c_call, lambda: _line_of(_blob_in_one_c_call, "# the spike")),
+        (_spike_in_a_thread, lambda: _line_of(_blob_in_one_c_call, "# the spike")),
+        (_build_floats, lambda: _line_of(_build_floats, "# the loop")),
+    ],
+    ids=["c-call", "thread", "python-loop"],
+)
+def test_a_window_dumps_every_stack_when_memory_crosses_its_threshold(
+    spike: Callable[[], int], line_of: Callable[[], int]
+) -> None:
+    with MemoryMonitor(record_stacks=True) as monitor:
+        window = monitor.window(stacks_above_bytes=60 * MB)
+        spike()
+        window.stop()
+    dumps = window.stack_dumps
+    assert dumps is not None and 1 <= len(dumps) <= MAX_TRIPS
+    likely = dumps[0].likely_thread()
+    assert likely is not None and likely.user_frame is not None
+    assert (likely.user_frame.path, likely.user_frame.line) == (__file__, line_of())
+
+
+@needs_signal
+def test_no_threshold_no_dump_and_a_stopped_window_stops_the_signals() -> None:
+    with MemoryMonitor(record_stacks=True) as monitor:
+        plain = monitor.window()
+        _blob_in_one_c_call()
+        plain.stop()
+        assert plain.stack_dumps is None
+        armed = monitor.window(stacks_above_bytes=60 * MB)
+        armed.stop()
+        assert armed.stack_dumps == ()
+        _blob_in_one_c_call()
+        time.sleep(0.05)  # many sampling intervals: a live wire would have fired
+        sampler = monitor._sampler_handle
+        assert sampler is not None and sampler.trips_sent() == 0
+
+
+def test_a_monitor_of_another_process_records_no_stacks() -> None:
+    with MemoryMonitor(os.getppid(), record_stacks=True) as monitor:
+        window = monitor.window(stacks_above_bytes=1)
+        window.stop()
+    assert window.stack_dumps is None
+
+
+def test_the_trip_wire_signals_at_the_crossing_then_at_new_highs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(sampler_child.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    buffer = bytearray(sampler_child.ring_size_bytes(16))
+    sampler_child.HEADER.pack_into(buffer, 0, sampler_child.MAGIC, 16, 1, 0, 0, 0, 0, 0)
+    wire = sampler_child.TripWire(sampler_child.Ring(buffer), pid=42, signal_number=50)
+
+    def arm(rss_bytes: int, generation: int) -> None:
+        sampler_child.COUNT_FIELD.pack_into(buffer, sampler_child.OFFSET_TRIP_RSS, rss_bytes)
+        sampler_child.COUNT_FIELD.pack_into(
+            buffer, sampler_child.OFFSET_TRIP_GENERATION, generation
+        )
+
+    def trips_for(values: list[int]) -> int:
+        sent.clear()
+        for value in values:
+            wire.check(value)
+        return len(sent)
+
+    assert trips_for([500, 1000]) == 0  # never armed
+    arm(100 * MB, 1)
+    assert trips_for([99 * MB, 100 * MB]) == 0  # at the threshold is not past it
+    assert trips_for([101 * MB]) == 1 and sent == [(42, 50)]
+    assert trips_for([110 * MB]) == 0  # not a new high by an eighth
+    assert trips_for([120 * MB, 200 * MB, 300 * MB, 400 * MB, 500 * MB]) == MAX_TRIPS - 1
+    arm(0, 2)  # disarmed
+    assert trips_for([600 * MB]) == 0
+    assert sampler_child.COUNT_FIELD.unpack_from(buffer, sampler_child.OFFSET_TRIPS_SENT)[0] == 0
+    arm(100 * MB, 3)  # re-armed: a new generation starts the count again
+    assert trips_for([150 * MB]) == 1

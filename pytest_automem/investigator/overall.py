@@ -25,14 +25,16 @@ from .file_checks import (
 )
 from .findings import Finding, Investigation, Severity
 from .measured import investigate_measured
+from .peak_location import PEAK_LOCATION_CHECK, locate_peak
 
 if TYPE_CHECKING:
     from ..automaton.scenario import ScenarioResult
     from ..automaton.store import Automaton
     from ..measure.monitor import HeadlineResult
+    from ..measure.stack_dumps import StackDump
     from ..measure.window_result import WindowResult
 
-__all__ = ["SubjectAttribution", "investigate"]
+__all__ = ["PeakStacks", "SubjectAttribution", "investigate"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ def investigate(
     attributions: Sequence[SubjectAttribution] = (),
     snapshots: str | os.PathLike[str] | None = None,
     strict: bool = False,
+    peak_stacks: PeakStacks | None = None,
 ) -> Investigation:
     """Diagnose a run from whatever is known about it.
 
@@ -67,9 +70,12 @@ def investigate(
     monitor measured; a phase is a full window's result or, for setup,
     teardown and a short call measured in brief, its headline figures.
     ``attributions``: results of tracing, which name the lines that
-    allocated what was retained.
+    allocated what was retained.  ``peak_stacks``: the stacks dumped when
+    the window's memory crossed a peak limit, which name where.
     """
     parts = []
+    if peak_stacks is not None and window is not None:
+        parts.append(_peak_location_part(peak_stacks, window))
     if window is not None or scenarios or phases:
         parts.append(investigate_measured(window=window, scenarios=scenarios, phases=phases))
     if isinstance(automaton, (str, os.PathLike)):
@@ -84,6 +90,30 @@ def investigate(
     for part in parts:
         merged = merged.merged(part)
     return merged
+
+
+@dataclass(frozen=True)
+class PeakStacks:
+    """The stacks a window dumped once its memory passed ``limit_bytes``."""
+
+    dumps: tuple[StackDump, ...]
+    limit_bytes: int
+
+
+def _peak_location_part(stacks: PeakStacks, window: WindowResult) -> Investigation:
+    finding = locate_peak(stacks.dumps, stacks.limit_bytes)
+    if finding is None and window.peak_bytes > stacks.limit_bytes:
+        finding = Finding(
+            check=PEAK_LOCATION_CHECK,
+            severity=Severity.INFO,
+            summary="where the peak happened was not recorded: no sample saw memory above "
+            f"{format_size(stacks.limit_bytes)}, so the peak lasted less than a sampling "
+            "interval (the kernel's high-water mark caught it)",
+            evidence={"dumps": len(stacks.dumps)},
+            recommendation="mark the test memory_budget(..., trace=True) to name the lines "
+            "that allocated",
+        )
+    return Investigation((finding,) if finding is not None else (), {})
 
 
 def _investigate_object(automaton: Automaton) -> Investigation:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from .window_result import WindowResult, growth_rate, interval_stats_ms
 
 if TYPE_CHECKING:
     from .process_tree import TreeMemory, TreeReport
+    from .stack_dumps import StackDump, StackRecorder
 
 __all__ = [
     "HeadlineResult",
@@ -202,7 +204,14 @@ class MeasurementWindow(_OpenSpan):
     far) — that is what the ``memory_monitor`` fixture hands a test.
     """
 
-    __slots__ = ("_baseline_collected", "basis", "result", "thresholds")
+    __slots__ = (
+        "_baseline_collected",
+        "_stacks_armed",
+        "basis",
+        "result",
+        "stack_dumps",
+        "thresholds",
+    )
 
     def __init__(
         self,
@@ -213,6 +222,7 @@ class MeasurementWindow(_OpenSpan):
         fresh_allocator: bool = True,
         collect_at_start: bool = True,
         trace_peak_above_bytes: int | None = None,
+        stacks_above_bytes: int | None = None,
     ) -> None:
         # The sampler's liveness is asked of the OS only when due: windows
         # open for every measured phase.
@@ -243,6 +253,9 @@ class MeasurementWindow(_OpenSpan):
             kernel_peak_so_far=0,
             fresh=fresh,
         )
+        if stacks_above_bytes is not None:
+            trip_rss = stacks_above_bytes + (baseline if basis is MeasurementBasis.RELATIVE else 0)
+            self._stacks_armed = monitor._arm_stacks(trip_rss)
 
     @classmethod
     def _continuing(
@@ -293,6 +306,11 @@ class MeasurementWindow(_OpenSpan):
         self._kernel_peak_so_far = kernel_peak_so_far
         self._fresh = fresh
         self.result: WindowResult | None = None
+        self._stacks_armed = False
+        #: Every thread's stack when memory crossed ``stacks_above_bytes``, then
+        #: at new highs (oldest first), filled by :meth:`stop`; None where no
+        #: stacks were asked for or this monitor cannot record them.
+        self.stack_dumps: tuple[StackDump, ...] | None = None
 
     # -- live view -----------------------------------------------------------
 
@@ -350,6 +368,8 @@ class MeasurementWindow(_OpenSpan):
         end_count = monitor._sampler.write_count()
         end_ns = time.monotonic_ns()
         monitor._forget(self)
+        if self._stacks_armed:
+            self.stack_dumps = monitor._take_stacks()
         try:
             monitor._check()
             kernel_peak = monitor._process.peak_rss_bytes()
@@ -631,6 +651,12 @@ class MemoryMonitor:
     once), each process's own figures are in :meth:`tree_report`, and once
     the tree has had more than one process its peaks are sampled (a kernel
     mark is per process; see :mod:`pytest_automem.measure.process_tree`).
+
+    ``record_stacks=True`` (a monitor of this process, started from the main
+    thread, where the system has real-time signals) lets a window ask for
+    every thread's stack at the moment memory crosses a threshold
+    (``window(stacks_above_bytes=...)``): the sampler sends a signal and
+    :mod:`faulthandler` writes the stacks, mid C call too.
     """
 
     def __init__(
@@ -642,6 +668,7 @@ class MemoryMonitor:
         portable: bool = False,
         tree: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
+        record_stacks: bool = False,
     ) -> None:
         self.pid = os.getpid() if pid is None else pid
         #: A process watching itself cannot find itself gone.
@@ -667,6 +694,8 @@ class MemoryMonitor:
         self._process_handle: _platform.ProcessMemory | None = None
         self._open_windows: list[_OpenSpan] = []
         self._checked_at = -math.inf
+        self.record_stacks = record_stacks
+        self._stacks: StackRecorder | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -683,6 +712,7 @@ class MemoryMonitor:
         root = self._process_handle = _platform.open_process(self.pid, portable=self.portable)
         try:
             root.rss_bytes()  # a zombie or kernel thread fails here
+            self._stacks = self._start_stack_recorder()
             self._sampler_handle = SamplerProcess(
                 self.pid,
                 interval_ns=round(self.interval_ms * 1e6),
@@ -690,8 +720,10 @@ class MemoryMonitor:
                 reader="psutil" if self.portable else "procfs",
                 wait=wait,
                 max_processes=self.max_processes if self.tree else 0,
+                trip_signal=None if self._stacks is None else self._stacks.signal_number,
             )
         except BaseException:
+            self._stop_stack_recorder()
             root.close()
             self._process_handle = None
             raise
@@ -714,11 +746,36 @@ class MemoryMonitor:
             sampler.close(wait=wait)
         self._sampler_handle = None
         self._unreaped = None if wait else sampler
+        self._stop_stack_recorder()
         if self._process_handle is not None:
             self._process_handle.close()
             self._process_handle = None
         self._tree_memory = None
         self._open_windows.clear()
+
+    def _start_stack_recorder(self) -> StackRecorder | None:
+        """The recorder of stack dumps, where asked for and possible.
+
+        Only for a monitor that watches its own process, started from the
+        main thread: the dump's signal is made harmless there first
+        (:meth:`StackRecorder.start`), so a late one cannot end the process.
+        """
+        if not (self.record_stacks and self._watches_itself):
+            return None
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        from .stack_dumps import STACK_SIGNAL, StackRecorder
+
+        if STACK_SIGNAL is None:
+            return None
+        recorder = StackRecorder()
+        recorder.start()
+        return recorder
+
+    def _stop_stack_recorder(self) -> None:
+        if self._stacks is not None:
+            self._stacks.stop()
+            self._stacks = None
 
     def __enter__(self) -> MemoryMonitor:
         return self.start()
@@ -798,6 +855,7 @@ class MemoryMonitor:
         fresh_allocator: bool = True,
         collect_at_start: bool = True,
         trace_peak_above_bytes: int | None = None,
+        stacks_above_bytes: int | None = None,
     ) -> MeasurementWindow:
         """Open a measurement window now.
 
@@ -824,6 +882,12 @@ class MemoryMonitor:
         Skipping it can only make growth look smaller (the interpreter may
         free older garbage during the window), never raise a false alarm.
         The plugin does so for tests without a budget or automem fixture.
+
+        ``stacks_above_bytes`` (on the window's basis): when memory passes
+        it, every thread's stack is dumped at once, and again at new highs,
+        into :attr:`MeasurementWindow.stack_dumps` (a monitor started with
+        ``record_stacks=True``; :mod:`pytest_automem.measure.stack_dumps`).
+        Nothing runs until then: the sampler watches the threshold.
         """
         if collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
@@ -837,6 +901,7 @@ class MemoryMonitor:
             fresh_allocator=fresh_allocator,
             collect_at_start=collect_at_start,
             trace_peak_above_bytes=trace_peak_above_bytes,
+            stacks_above_bytes=stacks_above_bytes,
         )
         self._open_windows.append(window)
         return window
@@ -872,3 +937,20 @@ class MemoryMonitor:
     def _forget(self, window: _OpenSpan) -> None:
         if window in self._open_windows:  # not when closed twice
             self._open_windows.remove(window)
+
+    def _arm_stacks(self, rss_bytes: int) -> bool:
+        """Have every thread's stack dumped when RSS passes ``rss_bytes``;
+        False where this monitor records no stacks."""
+        if self._stacks is None or self._sampler_handle is None:
+            return False
+        self._stacks.take()  # a dump for a window that was never stopped
+        self._sampler_handle.arm_trip(rss_bytes)
+        return True
+
+    def _take_stacks(self) -> tuple[StackDump, ...]:
+        """Disarm, and the dumps taken since the arming."""
+        if self._stacks is None:
+            return ()
+        if self._sampler_handle is not None:
+            self._sampler_handle.disarm_trip()
+        return self._stacks.take()

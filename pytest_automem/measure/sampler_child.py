@@ -30,6 +30,9 @@ Ring layout (native-endian, all fields 8 bytes, in a shared file mapping)::
      80  processes_seen   (tree) distinct processes found in the tree
      88  not_followed     (tree) of those, processes never followed: over the cap
      96  table_used       (tree) slots of the process table in use
+    104  trip_rss_bytes   the parent's trip wire: signal it when RSS passes this (0: none)
+    112  trip_generation  the parent bumps it after each new trip_rss_bytes
+    120  trips_sent       signals sent for the current generation
     entries, ENTRY_SIZE bytes each: (t_ns: int64 CLOCK_MONOTONIC, rss_bytes: int64)
     process table (tree only), table_slots(max_processes) slots of SLOT
 
@@ -69,6 +72,13 @@ OFFSET_TABLE_GENERATION = 72
 OFFSET_PROCESSES_SEEN = 80
 OFFSET_NOT_FOLLOWED = 88
 OFFSET_TABLE_USED = 96
+OFFSET_TRIP_RSS = 104
+OFFSET_TRIP_GENERATION = 112
+OFFSET_TRIPS_SENT = 120
+#: Signals one trip wire sends at most: the crossing, then each new high
+#: :data:`TRIP_STEP_SHARE` above the last, so the last dump is near the peak.
+MAX_TRIPS = 4
+TRIP_STEP_SHARE = 0.125
 #: A process table slot: pid, peak_rss, last_rss, first_seen_ns,
 #: last_seen_ns, state, and the command name (``comm``, 15 bytes at most).
 SLOT = struct.Struct("=qqqqqq16s")
@@ -697,6 +707,46 @@ def _plain_waiter(seconds: float) -> bool:
     return False
 
 
+class TripWire:
+    """Signals the target when its RSS passes the parent's threshold.
+
+    The parent (:class:`~pytest_automem.measure.sampler_parent.SamplerProcess`)
+    writes a threshold, then bumps the generation; a new generation re-arms
+    the wire.  On a crossing the target gets ``signal_number`` (it dumps
+    every thread's stack: :mod:`pytest_automem.measure.stack_dumps`), and the
+    wire moves up by :data:`TRIP_STEP_SHARE`, so that of at most
+    :data:`MAX_TRIPS` dumps the last is taken near the highest sample.  The
+    sampler writes ``trips_sent`` only, the parent the other two fields.
+    """
+
+    __slots__ = ("_buffer", "_generation", "_next_bytes", "_sent", "pid", "signal_number")
+
+    def __init__(self, ring: Ring, pid: int, signal_number: int) -> None:
+        self._buffer = ring.buffer
+        self.pid = pid
+        self.signal_number = signal_number
+        self._generation = 0
+        self._next_bytes = 0
+        self._sent = 0
+
+    def check(self, rss_bytes: int) -> None:
+        generation = COUNT_FIELD.unpack_from(self._buffer, OFFSET_TRIP_GENERATION)[0]
+        if generation != self._generation:
+            self._generation = generation
+            self._next_bytes = COUNT_FIELD.unpack_from(self._buffer, OFFSET_TRIP_RSS)[0]
+            self._sent = 0
+            COUNT_FIELD.pack_into(self._buffer, OFFSET_TRIPS_SENT, 0)
+        if not self._next_bytes or rss_bytes <= self._next_bytes or self._sent >= MAX_TRIPS:
+            return
+        try:
+            os.kill(self.pid, self.signal_number)
+        except OSError:  # the target is exiting: the next read says so
+            return
+        self._sent += 1
+        COUNT_FIELD.pack_into(self._buffer, OFFSET_TRIPS_SENT, self._sent)
+        self._next_bytes = rss_bytes + int(rss_bytes * TRIP_STEP_SHARE)
+
+
 def run(
     ring: Ring,
     read_rss: Callable[[], int],
@@ -704,6 +754,7 @@ def run(
     parent_pid: int,
     sleep: Callable[[float], bool] = _plain_waiter,
     after_sample: Callable[[int], None] | None = None,
+    trip: TripWire | None = None,
 ) -> int:
     """Sample until asked to stop, the target exits or the parent dies.
 
@@ -711,7 +762,8 @@ def run(
     read takes; a wake-up that is more than one interval late restarts the
     schedule instead of firing a burst of catch-up samples.  ``sleep``
     returns True when it saw the parent die.  ``after_sample`` (a tree's
-    housekeeping) is called with each sample's time once it is published.
+    housekeeping) is called with each sample's time once it is published;
+    ``trip`` sees each sample's RSS.
     """
     monotonic_ns = time.monotonic_ns
     deadline = monotonic_ns()
@@ -728,6 +780,8 @@ def run(
         if rss == 0:  # a zombie's statm is all zeros: the target has exited
             return STATUS_TARGET_GONE
         ring.append(t_ns, rss)
+        if trip is not None:
+            trip.check(rss)
         if after_sample is not None:
             after_sample(t_ns)
         if ring.count % _HOUSEKEEPING_EVERY == 0:
@@ -776,6 +830,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--parent-pid", required=True, type=_number("a process id"))
     parser.add_argument("--reader", choices=("procfs", "psutil"), default="procfs")
     parser.add_argument("--lifeline", type=_number("a file descriptor"), default=None)
+    parser.add_argument("--trip-signal", type=_number("a signal number"), default=None)
     return parser.parse_args(argv)
 
 
@@ -813,7 +868,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     ring.set_status(STATUS_RUNNING)
     after_sample = None if tree is None else tree.after_sample
-    status = run(ring, read_rss, interval_ns, args.parent_pid, sleep, after_sample)
+    trip = None if args.trip_signal is None else TripWire(ring, args.target_pid, args.trip_signal)
+    status = run(ring, read_rss, interval_ns, args.parent_pid, sleep, after_sample, trip)
     if tree is not None:
         tree.finish()
     ring.set_status(status)

@@ -156,8 +156,12 @@ class SamplerProcess:
         reader: str,
         wait: bool = True,
         max_processes: int = 0,
+        trip_signal: int | None = None,
     ) -> None:
         """Start the child.  ``wait=False`` returns before its first sample.
+
+        ``trip_signal``: the signal the child sends the target when its RSS
+        passes the threshold of :meth:`arm_trip` (None: no trip wire).
 
         Starting a Python child takes milliseconds; a pytest session need not wait
         for it (its first windows simply hold fewer samples), an API user who
@@ -171,6 +175,8 @@ class SamplerProcess:
         self.capacity = capacity
         self.reader = reader
         self.max_processes = max_processes
+        self.trip_signal = trip_signal
+        self._trip_generation = 0
         #: ``time.monotonic_ns()`` at the start: time zero of the process table.
         self.started_ns = time.monotonic_ns()
         fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
@@ -247,6 +253,8 @@ class SamplerProcess:
         test session may need.  The psutil reader needs site-packages."""
         flags = ["-I", "-S"] if self.reader == "procfs" else ["-I"]
         watch = [] if lifeline is None else ["--lifeline", str(lifeline)]
+        if self.trip_signal is not None:
+            watch += ["--trip-signal", str(self.trip_signal)]
         return [
             sys.executable, *flags, ring_layout.__file__,
             "--ring", ring,
@@ -259,6 +267,33 @@ class SamplerProcess:
     @property
     def pid(self) -> int:
         return self._process.pid
+
+    def arm_trip(self, rss_bytes: int) -> None:
+        """Have the child signal the target once its RSS passes ``rss_bytes``
+        (and again at new highs, a few times at most: ``sampler_child.TripWire``).
+
+        The threshold is stored before the generation that publishes it, so
+        the child never pairs a new generation with an old threshold.
+        """
+        if self.trip_signal is None:
+            raise ValueError("this sampler was started without a trip signal")
+        self._set_trip(max(1, rss_bytes))
+
+    def disarm_trip(self) -> None:
+        """No more signals, until the next :meth:`arm_trip`."""
+        if self.trip_signal is not None:
+            self._set_trip(0)
+
+    def trips_sent(self) -> int:
+        """Signals the child sent since the last arming it has seen."""
+        return self._ring.field(ring_layout.OFFSET_TRIPS_SENT)
+
+    def _set_trip(self, rss_bytes: int) -> None:
+        self._trip_generation += 1
+        ring_layout.COUNT_FIELD.pack_into(self._buffer, ring_layout.OFFSET_TRIP_RSS, rss_bytes)
+        ring_layout.COUNT_FIELD.pack_into(
+            self._buffer, ring_layout.OFFSET_TRIP_GENERATION, self._trip_generation
+        )
 
     def write_count(self) -> int:
         """Samples published so far (monotonic); read at every window's ends."""

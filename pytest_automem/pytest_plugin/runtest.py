@@ -46,8 +46,9 @@ if TYPE_CHECKING:
     from ..automaton.scenario import Scenario, ScenarioResult
     from ..automaton.store import Automaton
     from ..investigator.attribution import AllocationTracer
-    from ..investigator.overall import SubjectAttribution
+    from ..investigator.overall import PeakStacks, SubjectAttribution
     from ..measure.monitor import HeadlineResult, MeasurementWindow, MemoryMonitor, SpanProbe
+    from ..measure.stack_dumps import StackDump
     from ..measure.window_result import WindowResult
     from ..verdicts.budget import MemoryBudget, Verdict
 
@@ -393,6 +394,7 @@ class RuntestHooks:
             fresh_allocator=collect and self._fresh_allocator_for(state),
             collect_at_start=collect and not state.plan.flag_only,
             trace_peak_above_bytes=_trace_peak_above_bytes(state.plan.budget, thresholds),
+            stacks_above_bytes=_peak_limit_bytes(state.plan.budget) if collect else None,
         )
 
     def _fresh_allocator_for(self, state: ItemState) -> bool:
@@ -428,6 +430,7 @@ class RuntestHooks:
             state.tracer = None
         assert state.window is not None
         window = state.window.stop()
+        peak_dumps = state.window.stack_dumps
         state.phases["call"] = window
         state.window = None
         if state.to_attribute:
@@ -440,7 +443,9 @@ class RuntestHooks:
             )
         from ..verdicts.budget import judge
 
-        state.verdict = judge(state.plan.budget, window, state.scenarios)
+        state.verdict = judge(
+            state.plan.budget, window, state.scenarios, peak_where=_crossing_place(peak_dumps)
+        )
         state.failed_on_memory = not (call_raised or state.verdict.passed)
         if _worth_investigating(state, window):
             from ..investigator import investigate
@@ -451,6 +456,7 @@ class RuntestHooks:
                 scenarios=state.scenarios,
                 phases=state.phases,
                 attributions=state.attributions,
+                peak_stacks=_peak_stacks(state.plan.budget, peak_dumps),
             )
             state.report_text = investigation.render_text()
             state.findings = [f.to_dict() for f in investigation.findings]
@@ -626,6 +632,32 @@ class ReportHooks:
 
 
 # -- helpers ------------------------------------------------------------------
+
+
+def _peak_limit_bytes(budget: MemoryBudget | None) -> int | None:
+    """Where the call's stacks are dumped: above its peak budget, if it has one."""
+    return None if budget is None else budget.peak_bytes
+
+
+def _crossing_place(dumps: tuple[StackDump, ...] | None) -> str | None:
+    """Where the call was when it crossed its peak budget (only dumped then)."""
+    if not dumps:
+        return None
+    from ..investigator.peak_location import crossing_place
+
+    return crossing_place(dumps)
+
+
+def _peak_stacks(
+    budget: MemoryBudget | None, dumps: tuple[StackDump, ...] | None
+) -> PeakStacks | None:
+    """The dumps of a call whose stacks were recorded, for the investigator."""
+    limit = _peak_limit_bytes(budget)
+    if dumps is None or limit is None:
+        return None
+    from ..investigator.overall import PeakStacks
+
+    return PeakStacks(dumps=dumps, limit_bytes=limit)
 
 
 def _trace_peak_above_bytes(

@@ -106,7 +106,9 @@ class AutomemSession:
         if self._monitor is None:
             from ..measure.monitor import MemoryMonitor
 
-            self._monitor = MemoryMonitor(interval_ms=self.interval_ms).start(wait=False)
+            self._monitor = MemoryMonitor(interval_ms=self.interval_ms, record_stacks=True).start(
+                wait=False
+            )
         return self._monitor
 
     def start(self) -> None:

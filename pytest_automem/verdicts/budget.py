@@ -148,16 +148,23 @@ def judge(
     budget: MemoryBudget | None,
     window: WindowResult,
     scenarios: Sequence[ScenarioResult] = (),
+    *,
+    peak_where: str | None = None,
 ) -> Verdict:
-    """Compare what was measured with ``budget`` (None: no limits, always passes)."""
+    """Compare what was measured with ``budget`` (None: no limits, always passes).
+
+    ``peak_where``: where the test was when its memory crossed the peak
+    budget (``path:line in function``), named in the peak's violation.
+    """
     if budget is None:
         return Verdict()
     how = window.how_measured()
     violations = []
     if budget.peak_bytes is not None and window.peak_bytes > budget.peak_bytes:
+        where = f", crossed at {peak_where}" if peak_where else ""
         violations.append(
             f"peak {format_size(window.peak_bytes)} > budget {format_size(budget.peak_bytes)} "
-            f"({how})"
+            f"({how}){where}"
         )
     if budget.growth_bytes is not None and window.growth_bytes > budget.growth_bytes:
         violations.append(
