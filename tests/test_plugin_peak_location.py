@@ -94,8 +94,10 @@ def test_peak_failures_name_the_line_in_every_output(pytester: pytest.Pytester) 
         for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
     }
     records = {
-        record["nodeid"].split("::")[-1]: record
-        for record in json.loads((pytester.path / "results.json").read_text())["tests"]
+        nodeid.split("::")[-1]: record
+        for nodeid, record in json.loads((pytester.path / "results.json").read_text())[
+            "tests"
+        ].items()
     }
     for name in EXPECTED:
         places = _places(name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import subprocess
+import sys
 import sysconfig
 import threading
 import time
@@ -84,21 +86,26 @@ def recorder() -> Iterator[StackRecorder]:
         yield armed
 
 
-def _signal_when_rss_crosses(limit_bytes: int, signal_number: int) -> threading.Thread:
-    """Stands in for the sampler: signals this process once RSS passes the limit."""
-    process = psutil.Process()
-    done = threading.Event()
+_WATCHER = """
+import os, sys, time
+pid, limit_bytes, signal_number = (int(arg) for arg in sys.argv[1:])
+page_bytes = os.sysconf("SC_PAGE_SIZE")
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    with open(f"/proc/{pid}/statm") as statm:
+        if int(statm.read().split()[1]) * page_bytes > limit_bytes:
+            os.kill(pid, signal_number)
+            break
+    time.sleep(0.0005)
+"""
 
-    def watch() -> None:
-        while not done.is_set():
-            if process.memory_info().rss > limit_bytes:
-                os.kill(os.getpid(), signal_number)
-                return
-            done.wait(0.0005)
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.done = done  # type: ignore[attr-defined]
-    watcher.start()
+def _signal_when_rss_crosses(limit_bytes: int, signal_number: int) -> subprocess.Popen[bytes]:
+    """Stands in for the sampler: another process, so it sees a spike made in one C call."""
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", _WATCHER, str(os.getpid()), str(limit_bytes), str(signal_number)]
+    )
+    time.sleep(0.2)  # the watcher is polling before the spike starts
     return watcher
 
 
@@ -132,8 +139,8 @@ def test_a_spike_is_dumped_at_its_line_while_it_happens(
     try:
         spike()
     finally:
-        watcher.done.set()  # type: ignore[attr-defined]
-        watcher.join()
+        watcher.kill()
+        watcher.wait()
     (dump,) = recorder.take()
     likely = dump.likely_thread()
     assert likely is not None and likely.user_frame is not None
