@@ -36,12 +36,15 @@ What it adds to ``Snapshot.compare_to``:
   dict resized, a code object's cache, a free-list refill) that move by a few
   hundred bytes whether or not anything leaks.  ``total_sites`` counts the
   sites above the floor, before bounding to ``top``.
-* **Types.**  Live objects per type are counted with ``gc.get_objects()`` at
-  both points.  That list holds only objects the garbage collector tracks:
-  instances of user classes, lists, most dicts and tuples — but not strings,
-  numbers, or dicts and tuples that hold only such atomic values (CPython
-  untracks those).  The counts are taken after ``gc.collect()`` and the list
-  is dropped at once; only type *names* are kept, never types or objects.
+* **Types, by the bytes they hold.**  At the second point, every live object
+  is asked where tracemalloc saw it allocated; the objects allocated at a
+  site that grew are summed per type (``sys.getsizeof``, each object on its
+  own).  So the type that leaked comes first by size — a few large
+  ``bytearray`` objects outrank thousands of small descriptors — and objects
+  the harness made (at excluded frames) never count.  Live objects are those
+  the garbage collector tracks plus the untracked ones they reach (strings,
+  numbers, buffers, containers of only such values); only type *names* are
+  kept, never types or objects.
 
 tracemalloc traces every thread: what another thread retains between the two
 points shows up too, at that thread's own lines.
@@ -58,7 +61,7 @@ import sys
 import sysconfig
 import tracemalloc
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -250,23 +253,18 @@ class SiteGrowth:
 
 @dataclass(frozen=True)
 class TypeGrowth:
-    """How many more live (GC-tracked) objects of one type there were at the end."""
+    """The live objects of one type allocated at the sites that grew."""
 
     type_name: str
-    count_before: int
-    count_after: int
-
-    @property
-    def count_diff(self) -> int:
-        return self.count_after - self.count_before
+    count: int
+    size_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type_name": self.type_name,
-            "count_before": self.count_before,
-            "count_after": self.count_after,
-            "count_diff": self.count_diff,
-        }
+        return {"type_name": self.type_name, "count": self.count, "size_bytes": self.size_bytes}
+
+    def describe(self) -> str:
+        """``+30.0 MB in 1 builtins.bytearray``."""
+        return f"+{format_size(self.size_bytes)} in {self.count:,} {self.type_name}"
 
 
 @dataclass(frozen=True)
@@ -279,7 +277,8 @@ class Attribution:
     total_sites: int
     #: Net change of all traced memory (excluded traces dropped) between the points.
     traced_growth_bytes: int
-    #: Types whose live count grew, largest growth first, at most ``top``.
+    #: Types of the live objects allocated at the sites that grew, most
+    #: bytes first, at most ``top``.
     types: tuple[TypeGrowth, ...]
     #: tracemalloc frames per traceback (the running limit if it was already tracing).
     frames: int
@@ -334,7 +333,7 @@ class Attribution:
         type_slots = min(len(self.types), max(limit - len(self.sites), limit // 3))
         site_slots = min(len(self.sites), limit - type_slots)
         details = [s.describe() for s in self.sites[:site_slots]]
-        details += [f"+{t.count_diff:,} {t.type_name}" for t in self.types[:type_slots]]
+        details += [t.describe() for t in self.types[:type_slots]]
         return Finding(
             check=CHECK,
             severity=Severity.WARNING,
@@ -356,7 +355,7 @@ def _recommendation(head: SiteGrowth, types: Sequence[TypeGrowth]) -> str:
         "should have died, find who still refers to them (gc.get_referrers)."
     )
     if types:
-        text += f" The type that grew most: {types[0].type_name} (+{types[0].count_diff:,})."
+        text += f" The type holding most of it: {types[0].type_name} ({types[0].describe()})."
     return text
 
 
@@ -390,27 +389,26 @@ def _raw_traces(snapshot: tracemalloc.Snapshot) -> Iterable[tuple[Any, ...]]:
     ]
 
 
-def _type_counts() -> dict[str, int]:
-    """Live GC-tracked objects per type name; the object list is dropped at once.
+def _live_objects() -> Iterator[object]:
+    """Every object the garbage collector tracks, and the untracked ones they
+    reach (strings, numbers, buffers and containers of only such values,
+    which CPython does not track), each once."""
+    seen: set[int] = set()
+    pending: list[object] = []
 
-    Counted by appending to one list per type, not with ``+= 1`` or
-    ``Counter``: this runs under tracing, where every new int (a count above
-    256) is a traced allocation — 20× slower on a pytest process's few
-    hundred thousand objects; and ``Counter``'s ``isinstance(…, Mapping)``
-    fills ABC caches the first time, which would show as type growth.
-    """
-    by_type: defaultdict[type, list[None]] = defaultdict(list)
-    objects = gc.get_objects()
-    try:
-        for kind in map(type, objects):
-            by_type[kind].append(None)
-    finally:
-        del objects
-    counts: dict[str, int] = {}
-    for kind, marks in by_type.items():
-        name = f"{getattr(kind, '__module__', None) or '?'}.{kind.__qualname__}"
-        counts[name] = counts.get(name, 0) + len(marks)
-    return counts
+    def untracked_referents(obj: object) -> None:
+        for referent in gc.get_referents(obj):
+            if not gc.is_tracked(referent) and id(referent) not in seen:
+                seen.add(id(referent))
+                pending.append(referent)
+
+    for obj in gc.get_objects():
+        yield obj
+        untracked_referents(obj)
+        while pending:
+            reached = pending.pop()
+            yield reached
+            untracked_referents(reached)
 
 
 class AllocationTracer:
@@ -426,8 +424,8 @@ class AllocationTracer:
 
     ``exclude`` replaces :data:`DEFAULT_EXCLUDE`; to add to it, pass
     ``(*DEFAULT_EXCLUDE, "/my/helpers/")``.  Sites below ``min_site_bytes``
-    and types that grew by fewer than ``min_type_count`` objects are not
-    reported.  As a context manager, the result is on ``.attribution``
+    and types with fewer than ``min_type_count`` live objects at the sites
+    that grew are not reported.  As a context manager, the result is on ``.attribution``
     (None if the block raised; tracing is stopped either way).
     """
 
@@ -465,7 +463,6 @@ class AllocationTracer:
         self._tracing_was_on = False
         self._tracing = False
         self._before: _Traced | None = None
-        self._types_before: dict[str, int] = {}
 
     # -- the two points -------------------------------------------------------
 
@@ -483,21 +480,21 @@ class AllocationTracer:
         if self._before is None:
             raise RuntimeError("AllocationTracer.stop() called before start()")
         before, self._before = self._before, None
-        types_before, self._types_before = self._types_before, {}
         try:
             gc.collect()
-            types_after = _type_counts() if self.count_types else {}
             after = self._take()
             frames = tracemalloc.get_traceback_limit()
+            grown = self._grown(before, after)
+            # While still tracing: an object's allocation site is known only then.
+            types = self._types_at({key for _, _, key in grown}) if self.count_types else []
         finally:
             self._end_tracing()
-        self.attribution = self._attribution(before, after, types_before, types_after, frames)
+        self.attribution = self._attribution(before, after, grown, types, frames)
         return self.attribution
 
     def close(self) -> None:
         """Stop tracing if we started it, without a result (after an error)."""
         self._before = None
-        self._types_before = {}
         self._end_tracing()
 
     def __enter__(self) -> AllocationTracer:
@@ -535,8 +532,6 @@ class AllocationTracer:
     def _take_baseline(self) -> None:
         gc.collect()
         self._before = self._take()
-        # After the snapshot is reduced and dropped, so its tuples are not counted.
-        self._types_before = _type_counts() if self.count_types else {}
 
     def _take(self) -> _Traced:
         if not tracemalloc.is_tracing():
@@ -606,27 +601,52 @@ class AllocationTracer:
             parts.extend(f"{lineno}{_FIELD}{filename}" for filename, lineno in kept)
         return _FRAME.join(parts)
 
-    def _attribution(
-        self,
-        before: _Traced,
-        after: _Traced,
-        types_before: dict[str, int],
-        types_after: dict[str, int],
-        frames: int,
-    ) -> Attribution:
+    def _grown(self, before: _Traced, after: _Traced) -> list[tuple[int, int, str]]:
+        """``(bytes, blocks, key)`` of each site that retained at least
+        ``min_site_bytes``, largest first."""
         grown = []
         for key, size in after.sizes.items():
             diff = size - before.sizes.get(key, 0)
             if diff >= self.min_site_bytes:
                 grown.append((diff, after.counts[key] - before.counts.get(key, 0), key))
         grown.sort(key=lambda g: (-g[0], g[2]))
-        sites = tuple(_site(diff, count, key) for diff, count, key in grown[: self.top])
+        return grown
+
+    def _types_at(self, keys: set[str]) -> list[TypeGrowth]:
+        """The live objects allocated at the sites ``keys``, per type, most bytes first."""
+        if not keys:
+            return []
+        found: defaultdict[type, list[int]] = defaultdict(list)
+        for obj in _live_objects():
+            if self._allocated_at(obj, keys) or (
+                _unreported_instance(obj)
+                and any(self._allocated_at(value, keys) for value in gc.get_referents(obj))
+            ):
+                found[type(obj)].append(sys.getsizeof(obj))
         types = [
-            TypeGrowth(name, types_before.get(name, 0), count)
-            for name, count in types_after.items()
-            if count - types_before.get(name, 0) >= self.min_type_count
+            TypeGrowth(_type_name(kind), len(sizes), sum(sizes))
+            for kind, sizes in found.items()
+            if len(sizes) >= self.min_type_count
         ]
-        types.sort(key=lambda t: (-t.count_diff, t.type_name))
+        types.sort(key=lambda t: (-t.size_bytes, t.type_name))
+        return types
+
+    def _allocated_at(self, obj: object, keys: set[str]) -> bool:
+        traceback = tracemalloc.get_object_traceback(obj)
+        if traceback is None:
+            return False
+        frames = tuple((frame.filename, frame.lineno) for frame in reversed(traceback))
+        return self._key(frames) in keys
+
+    def _attribution(
+        self,
+        before: _Traced,
+        after: _Traced,
+        grown: list[tuple[int, int, str]],
+        types: list[TypeGrowth],
+        frames: int,
+    ) -> Attribution:
+        sites = tuple(_site(diff, count, key) for diff, count, key in grown[: self.top])
         return Attribution(
             sites=sites,
             total_sites=len(grown),
@@ -638,6 +658,24 @@ class AllocationTracer:
             tracing_was_on=self._tracing_was_on,
             top=self.top,
         )
+
+
+#: ``Py_TPFLAGS_MANAGED_DICT`` (CPython 3.11's value).
+_MANAGED_DICT = 1 << 4
+_TRACEBACK_MISSES_MANAGED_DICTS = sys.version_info[:2] == (3, 11)
+
+
+def _unreported_instance(obj: object) -> bool:
+    """An instance whose allocation tracemalloc cannot report: on Python 3.11,
+    ``get_object_traceback`` returns None for instances with a managed
+    ``__dict__`` (user classes without ``__slots__``).  Such an instance
+    counts when an object it refers to (its attributes) was allocated at a
+    site that grew."""
+    return _TRACEBACK_MISSES_MANAGED_DICTS and bool(type(obj).__flags__ & _MANAGED_DICT)
+
+
+def _type_name(kind: type) -> str:
+    return f"{getattr(kind, '__module__', None) or '?'}.{kind.__qualname__}"
 
 
 def _site(size_diff: int, count_diff: int, key: str) -> SiteGrowth:

@@ -26,6 +26,7 @@ from .file_checks import (
 from .findings import Finding, Investigation, Severity
 from .measured import investigate_measured
 from .peak_location import PEAK_LOCATION_CHECK, locate_peak
+from .rerun import RERUN_SUBJECT, Rerun, rerun_findings
 
 if TYPE_CHECKING:
     from ..automaton.scenario import ScenarioResult
@@ -61,6 +62,7 @@ def investigate(
     snapshots: str | os.PathLike[str] | None = None,
     strict: bool = False,
     peak_stacks: PeakStacks | None = None,
+    rerun: Rerun | None = None,
 ) -> Investigation:
     """Diagnose a run from whatever is known about it.
 
@@ -71,7 +73,8 @@ def investigate(
     teardown and a short call measured in brief, its headline figures.
     ``attributions``: results of tracing, which name the lines that
     allocated what was retained.  ``peak_stacks``: the stacks dumped when
-    the window's memory crossed a peak limit, which name where.
+    the window's memory crossed a peak limit, which name where.  ``rerun``:
+    a failing call run once more under tracing, which names where it grew.
     """
     parts = []
     if peak_stacks is not None and window is not None:
@@ -85,6 +88,8 @@ def investigate(
             parts.append(_investigate_object(automaton))
         if snapshots is not None:
             parts.append(Investigation(tuple(check_snapshots(snapshots)), {}))
+    if rerun is not None:
+        parts.append(_rerun_part(rerun))
     parts.append(_attribution_part(attributions))
     merged = Investigation((), {})
     for part in parts:
@@ -114,6 +119,14 @@ def _peak_location_part(stacks: PeakStacks, window: WindowResult) -> Investigati
             "that allocated",
         )
     return Investigation((finding,) if finding is not None else (), {})
+
+
+def _rerun_part(rerun: Rerun) -> Investigation:
+    found = rerun_findings(rerun)
+    if rerun.attribution is not None and not found:
+        explained = SubjectAttribution(RERUN_SUBJECT, rerun.attribution, rerun.growth_bytes)
+        return _attribution_part((explained,))
+    return Investigation(found, {})
 
 
 def _investigate_object(automaton: Automaton) -> Investigation:

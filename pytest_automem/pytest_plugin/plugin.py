@@ -94,6 +94,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="budgeted",
     )
     parser.addini(
+        "automem_rerun_failures",
+        "run a call that fails its growth budget once more under tracing, to name the lines "
+        "that kept the memory (true or false)",
+        default="true",
+    )
+    parser.addini(
         "automem_step_summary",
         "append a Markdown memory summary to $GITHUB_STEP_SUMMARY when CI sets it (true or false)",
         default="true",
@@ -156,6 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
         trace_all=bool(config.getoption("automem_trace")),
         fresh_allocator=fresh_allocator,
         step_summary=step_summary,
+        rerun_failures=_ini_flag(config, "automem_rerun_failures"),
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ..automaton.store import Automaton
     from ..investigator.attribution import AllocationTracer
     from ..investigator.overall import PeakStacks, SubjectAttribution
+    from ..investigator.rerun import Rerun
     from ..measure.monitor import HeadlineResult, MeasurementWindow, MemoryMonitor, SpanProbe
     from ..measure.stack_dumps import StackDump
     from ..measure.window_result import WindowResult
@@ -64,8 +65,6 @@ __all__ = [
     "UnsentRecords",
 ]
 
-#: A test's call must add this many objects of a type for the type to be reported.
-_MIN_TYPE_GROWTH = 10
 #: What the terminal and step summaries read of a record: all a lean call
 #: keeps when no output needs every results key.
 SUMMARY_KEYS = ("peak_bytes", "growth_bytes", "max_pressure", "verdict", "message")
@@ -149,6 +148,9 @@ class RunSettings:
     gc_mode: GcMode
     #: ``budgeted``, ``always`` or ``never`` (ini ``automem_fresh_allocator``).
     fresh_allocator: str
+    #: A call over its growth budget runs once more under tracing
+    #: (ini ``automem_rerun_failures``; :mod:`.rerun`).
+    rerun_failures: bool
     trace_all: bool
     #: Which tests carry ``automem.*`` JUnit properties (ini
     #: ``automem_junit_properties``): ``budgeted``, ``all`` or ``none``.
@@ -272,7 +274,7 @@ class RuntestHooks:
         if self.settings.trace_all or (budget is not None and budget.trace):
             from ..investigator.attribution import AllocationTracer
 
-            state.tracer = AllocationTracer(min_type_count=_MIN_TYPE_GROWTH)
+            state.tracer = AllocationTracer()
             state.tracer.start()
         self._open(item, state, collect=True)
         unfinished = raised = False
@@ -441,12 +443,28 @@ class RuntestHooks:
             state.attributions.append(
                 SubjectAttribution("the test's call", attribution, max(window.growth_bytes, 0))
             )
-        from ..verdicts.budget import judge
+        from ..verdicts.budget import growth_exceeded, judge
 
-        state.verdict = judge(
-            state.plan.budget, window, state.scenarios, peak_where=_crossing_place(peak_dumps)
-        )
+        budget = state.plan.budget
+        peak_where = _crossing_place(peak_dumps)
+        state.verdict = judge(budget, window, state.scenarios, peak_where=peak_where)
         state.failed_on_memory = not (call_raised or state.verdict.passed)
+        rerun = None
+        if (
+            state.failed_on_memory
+            and attribution is None
+            and not state.scenarios
+            and self.settings.rerun_failures
+            and growth_exceeded(budget, window)
+        ):
+            rerun = self._rerun(item, window)
+            state.verdict = judge(
+                budget,
+                window,
+                state.scenarios,
+                peak_where=peak_where,
+                growth_where=_retained_place(rerun),
+            )
         if _worth_investigating(state, window):
             from ..investigator import investigate
 
@@ -457,9 +475,22 @@ class RuntestHooks:
                 phases=state.phases,
                 attributions=state.attributions,
                 peak_stacks=_peak_stacks(state.plan.budget, peak_dumps),
+                rerun=rerun,
             )
             state.report_text = investigation.render_text()
             state.findings = [f.to_dict() for f in investigation.findings]
+
+    def _rerun(self, item: pytest.Item, window: WindowResult) -> Rerun:
+        """The call once more under tracing, to name where it grew (:mod:`.rerun`)."""
+        from .rerun import rerun_traced
+
+        return rerun_traced(
+            item,
+            self._monitor,
+            first_growth_bytes=window.growth_bytes,
+            thresholds=_thresholds_for(item, self.settings.thresholds),
+            gc_mode=self.settings.gc_mode,
+        )
 
     # -- the record ----------------------------------------------------------
 
@@ -646,6 +677,17 @@ def _crossing_place(dumps: tuple[StackDump, ...] | None) -> str | None:
     from ..investigator.peak_location import crossing_place
 
     return crossing_place(dumps)
+
+
+def _retained_place(rerun: Rerun) -> str | None:
+    """``path:line`` of the line a re-run's traced growth is most at, if tracing saw it."""
+    if rerun.attribution is None or not rerun.attribution.sites or rerun.growth_bytes is None:
+        return None
+    from ..investigator.rerun import rerun_findings
+
+    if rerun_findings(rerun):
+        return None
+    return rerun.attribution.sites[0].location()
 
 
 def _peak_stacks(

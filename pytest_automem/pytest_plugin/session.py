@@ -74,6 +74,7 @@ class AutomemSession:
         trace_all: bool = False,
         fresh_allocator: str = "budgeted",
         step_summary: bool = True,
+        rerun_failures: bool = True,
     ) -> None:
         self.config = config
         self.monitor_all = monitor_all
@@ -83,6 +84,8 @@ class AutomemSession:
         self.junit_properties = junit_properties
         self.trace_all = trace_all
         self.fresh_allocator = fresh_allocator
+        #: Re-run a call over its growth budget under tracing (ini ``automem_rerun_failures``).
+        self.rerun_failures = rerun_failures
         #: Append to ``$GITHUB_STEP_SUMMARY`` (ini ``automem_step_summary``).
         self.step_summary = step_summary
         options = config.option
@@ -237,6 +240,7 @@ class AutomemSession:
             thresholds=self.thresholds,
             gc_mode=self.gc_mode,
             fresh_allocator=self.fresh_allocator,
+            rerun_failures=self.rerun_failures,
             trace_all=self.trace_all,
             junit_properties=self.junit_properties,
             junit=junit,

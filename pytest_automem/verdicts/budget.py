@@ -150,11 +150,14 @@ def judge(
     scenarios: Sequence[ScenarioResult] = (),
     *,
     peak_where: str | None = None,
+    growth_where: str | None = None,
 ) -> Verdict:
     """Compare what was measured with ``budget`` (None: no limits, always passes).
 
     ``peak_where``: where the test was when its memory crossed the peak
-    budget (``path:line in function``), named in the peak's violation.
+    budget (``path:line in function``), named in the peak's violation;
+    ``growth_where``: the line that kept most of the growth (``path:line``),
+    named in the growth's.
     """
     if budget is None:
         return Verdict()
@@ -166,10 +169,12 @@ def judge(
             f"peak {format_size(window.peak_bytes)} > budget {format_size(budget.peak_bytes)} "
             f"({how}){where}"
         )
-    if budget.growth_bytes is not None and window.growth_bytes > budget.growth_bytes:
+    if growth_exceeded(budget, window):
+        assert budget.growth_bytes is not None
+        where = f", retained at {growth_where}" if growth_where else ""
         violations.append(
             f"growth {format_size(window.growth_bytes)} > budget "
-            f"{format_size(budget.growth_bytes)} (after gc.collect(), {how})"
+            f"{format_size(budget.growth_bytes)} (after gc.collect(), {how}){where}"
         )
     rate = window.rate_bytes_per_s
     if budget.rate_bytes_per_s is not None and rate is not None and rate > budget.rate_bytes_per_s:
@@ -188,6 +193,12 @@ def judge(
         if leak is not None:
             violations.append(leak)
     return Verdict(tuple(violations))
+
+
+def growth_exceeded(budget: MemoryBudget | None, window: WindowResult) -> bool:
+    """Whether the window's growth is over the budget's growth limit."""
+    limit = budget.growth_bytes if budget is not None else None
+    return limit is not None and window.growth_bytes > limit
 
 
 def _pressure_basis_text(window: WindowResult) -> str:
