@@ -110,17 +110,25 @@ def test_automem_trace_names_the_line_and_the_type(pytester: pytest.Pytester) ->
     assert f"test_traced.py:{line}" in locations  # the append that keeps them
     assert locations[0] == f"test_traced.py:{_line_of(TRACED, '[n] * 50')}"  # the bulk
     assert not any("ctypes" in where or "pytest_automem" in where for where in locations)
-    grown = {
-        t["type_name"]: t["count_after"] - t["count_before"] for t in finding["evidence"]["types"]
-    }
-    assert grown["test_traced.Order"] == 3000
+    live = {t["type_name"]: t["count"] for t in finding["evidence"]["types"]}
+    assert live["test_traced.Order"] == 3000
+    assert "re-run" not in result.stdout.str()  # the first run was traced: no second
 
 
-def test_without_tracing_no_attribution_is_paid_for(pytester: pytest.Pytester) -> None:
+def test_without_tracing_a_failing_call_is_rerun_traced_unless_turned_off(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makepyfile(test_traced=TRACED)
     result = _run(pytester)
     result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*a traced re-run of the test's call: * retained, most at test_traced.py:*"]
+    )
+    pytester.makeini("[pytest]\nautomem_rerun_failures = false\n")
+    result = _run(pytester)
+    result.assert_outcomes(failed=1)
     assert "retained, most at" not in result.stdout.str()
+    assert "re-run" not in result.stdout.str()
 
 
 C_LEAK = """

@@ -58,6 +58,7 @@ class Rerun:
     attribution: Attribution | None
     #: ``ExceptionType: message`` when the re-run raised.
     error: str | None = None
+    #: The user's ``lru_cache`` caches the re-run called, most entries first.
     caches: tuple[CacheUse, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
@@ -101,7 +102,6 @@ def _raised(rerun: Rerun) -> Finding:
 def _kept_once(rerun: Rerun) -> Finding:
     assert rerun.growth_bytes is not None
     caches = [c for c in rerun.caches if c.hits > 0 and c.entries > 0]
-    caches.sort(key=lambda c: (-c.entries, c.function))
     summary = (
         f"{RERUN_SUBJECT} retained {format_size(max(rerun.growth_bytes, 0))}, against "
         f"{format_size(rerun.first_growth_bytes)} the first time: the memory was kept once, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import sys
 import tracemalloc
 
 import pytest
@@ -27,6 +28,9 @@ __all__ = ["rerun_traced"]
 
 #: What a re-run must let through: pytest's and the interpreter's own ends.
 _PASSED_ON = (KeyboardInterrupt, SystemExit, GeneratorExit)
+#: Caches of these top-level modules are the interpreter's and the harness's
+#: (``re``'s compiled patterns, say), not what the test filled.
+_NOT_THE_USERS = frozenset(sys.stdlib_module_names) | {"_pytest", "pytest", "pluggy"}
 
 
 def rerun_traced(
@@ -90,7 +94,10 @@ def _caches_used(
         if hits == hits_before and misses == misses_before:
             continue
         wrapped = getattr(wrapper, "__wrapped__", wrapper)
-        name = f"{getattr(wrapped, '__module__', '?')}.{getattr(wrapped, '__qualname__', '?')}"
+        module = str(getattr(wrapped, "__module__", "?"))
+        if module.partition(".")[0] in _NOT_THE_USERS:
+            continue
+        name = f"{module}.{getattr(wrapped, '__qualname__', '?')}"
         used.append(
             CacheUse(
                 function=name,
@@ -100,4 +107,5 @@ def _caches_used(
                 max_entries=wrapper.cache_parameters()["maxsize"],
             )
         )
+    used.sort(key=lambda cache: (-cache.entries, cache.function))
     return tuple(used)
