@@ -10,9 +10,10 @@ in one run:
   round on a fresh list, and the table gives the median over the rounds with
   the ratio against no tracing;
 * the cost of one attribution point with about ``--traces`` live traces:
-  ``AllocationTracer.stop()`` (``gc.collect()``, type counts, snapshot,
-  grouping by site, diff), its parts, and the standard library's own
-  ``take_snapshot`` + ``compare_to("lineno")`` for comparison;
+  ``AllocationTracer.stop()`` (``gc.collect()``, snapshot, grouping by
+  site, diff, the types of the live objects at the sites that grew), its
+  parts, and the standard library's own ``take_snapshot`` +
+  ``compare_to("lineno")`` for comparison;
 * what a verdict pays: the bundled leaking example (``examples/event_log.py``,
   100 iterations after 10 warm-up) measured by ``run_scenario`` without
   tracing, then attributed by ``attribute_scenario`` (5 traced steps after 1
@@ -36,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pytest_automem.investigator.attribution import (
     AllocationTracer,
     _raw_traces,
-    _type_counts,
 )
 
 T = TypeVar("T")
@@ -120,10 +120,13 @@ def point_cost(traces: int, repeat: int) -> None:
             counted.append(len(tracemalloc.take_snapshot().traces))
             # The parts of stop(), each on its own (under tracing, as in stop()).
             gc_times.append(timed(gc.collect)[0])
-            type_times.append(timed(_type_counts)[0])
             snap_s, second = timed(tracemalloc.take_snapshot)
             stdlib_snapshot.append(snap_s)
-            reduce_times.append(timed(lambda t=tracer, s=second: t._reduce(_raw_traces(s)))[0])
+            reduce_s, reduced = timed(lambda t=tracer, s=second: t._reduce(_raw_traces(s)))
+            reduce_times.append(reduce_s)
+            assert tracer._before is not None
+            keys = {key for _, _, key in tracer._grown(tracer._before, reduced)}
+            type_times.append(timed(lambda t=tracer, k=keys: t._types_at(k))[0])
             stdlib_compare.append(timed(lambda s=second, f=first: s.compare_to(f, "lineno"))[0])
             del first, second
             stop_s, attribution = timed(tracer.stop)
@@ -141,7 +144,7 @@ def point_cost(traces: int, repeat: int) -> None:
     print(f"  {'AllocationTracer.stop() in all':<44} {statistics.median(stops) * ms:>8.1f} ms")
     rows = (
         ("  gc.collect()", gc_times),
-        ("  type counts (gc.get_objects())", type_times),
+        ("  types of the objects at grown sites", type_times),
         ("  tracemalloc.take_snapshot()", stdlib_snapshot),
         ("  group by site (ours, one snapshot)", reduce_times),
         ("for comparison: stdlib compare_to(lineno)", stdlib_compare),

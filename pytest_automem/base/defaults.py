@@ -103,6 +103,11 @@ LARGE_ARRAY_MIN_BYTES = 1 * MB
 TRACE_FRAMES = 10
 #: Allocation sites and growing types an attribution keeps, largest first.
 ATTRIBUTION_TOP = 10
+#: Objects allocated under tracing that an attribution asks the type of, at
+#: most: each costs tens of µs under tracing (docs/benchmarks.md,
+#: attribution_cost.py), so a leak of millions of objects is typed from a
+#: sample, and the report says so.
+TYPE_SCAN_MAX_OBJECTS = 20_000
 #: Extra steps traced to attribute a leak: enough for a per-step retention
 #: to stand out of one-off noise, few enough to keep tracing's cost small.
 ATTRIBUTION_ITERATIONS = 5

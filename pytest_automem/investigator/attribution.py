@@ -71,6 +71,7 @@ from ..base.defaults import (
     ATTRIBUTION_TOP,
     ATTRIBUTION_WARMUP,
     TRACE_FRAMES,
+    TYPE_SCAN_MAX_OBJECTS,
 )
 from ..base.units import format_size, is_count
 from .findings import Finding, Severity
@@ -286,6 +287,9 @@ class Attribution:
     min_site_bytes: int = NOISE_FLOOR_BYTES
     #: True when tracemalloc was already tracing: its frame limit was kept.
     tracing_was_on: bool = False
+    #: The types come from the first :data:`TYPE_SCAN_MAX_OBJECTS` objects
+    #: allocated under tracing, not from all of them.
+    types_sampled: bool = False
     #: Steps between the two points (0 when not from :func:`attribute_iterations`).
     iterations: int = 0
     #: The bound on ``sites``, ``types`` and the finding's detail lines.
@@ -301,6 +305,7 @@ class Attribution:
             "group_by": self.group_by,
             "min_site_bytes": self.min_site_bytes,
             "tracing_was_on": self.tracing_was_on,
+            "types_sampled": self.types_sampled,
             "iterations": self.iterations,
             "top": self.top,
         }
@@ -334,6 +339,10 @@ class Attribution:
         site_slots = min(len(self.sites), limit - type_slots)
         details = [s.describe() for s in self.sites[:site_slots]]
         details += [t.describe() for t in self.types[:type_slots]]
+        if type_slots and self.types_sampled:
+            details.append(
+                f"(types of the first {TYPE_SCAN_MAX_OBJECTS:,} objects allocated under tracing)"
+            )
         return Finding(
             check=CHECK,
             severity=Severity.WARNING,
@@ -389,26 +398,41 @@ def _raw_traces(snapshot: tracemalloc.Snapshot) -> Iterable[tuple[Any, ...]]:
     ]
 
 
+def _object_frames(obj: object) -> tuple[tuple[str, int], ...] | None:
+    """Where tracemalloc saw ``obj`` allocated, innermost frame first, as the
+    snapshot's raw traces hold them; None when it was not traced.
+
+    The module's raw accessor where it has one (CPython 3.9–3.13): the public
+    ``get_object_traceback`` wraps every frame in an object of its own.
+    """
+    raw = getattr(tracemalloc, "_get_object_traceback", None)
+    if raw is not None:
+        return raw(obj)
+    traceback = tracemalloc.get_object_traceback(obj)
+    if traceback is None:
+        return None
+    return tuple((frame.filename, frame.lineno) for frame in reversed(traceback))
+
+
 def _live_objects() -> Iterator[object]:
-    """Every object the garbage collector tracks, and the untracked ones they
+    """Every object the garbage collector tracks, then the untracked ones they
     reach (strings, numbers, buffers and containers of only such values,
-    which CPython does not track), each once."""
-    seen: set[int] = set()
-    pending: list[object] = []
+    which CPython does not track), level by level.
 
-    def untracked_referents(obj: object) -> None:
-        for referent in gc.get_referents(obj):
-            if not gc.is_tracked(referent) and id(referent) not in seen:
-                seen.add(id(referent))
-                pending.append(referent)
-
-    for obj in gc.get_objects():
-        yield obj
-        untracked_referents(obj)
-        while pending:
-            reached = pending.pop()
-            yield reached
-            untracked_referents(reached)
+    An untracked object reached twice is yielded twice: the callers count
+    only the objects they match, once each.  Untracked objects cannot form
+    a cycle (a cycle needs a tracked container), so this ends.  Referents
+    are asked for a whole level at once: under tracing every list made per
+    object would be a traced allocation, forty times the cost.
+    """
+    tracked = gc.get_objects()
+    yield from tracked
+    pending = gc.get_referents(*tracked)
+    del tracked
+    while pending:
+        untracked = [obj for obj in pending if not gc.is_tracked(obj)]
+        yield from untracked
+        pending = gc.get_referents(*untracked)
 
 
 class AllocationTracer:
@@ -464,6 +488,7 @@ class AllocationTracer:
         self._tracing = False
         self._before: _Traced | None = None
         self._instances_before: frozenset[int] = frozenset()
+        self._types_cut = False
 
     # -- the two points -------------------------------------------------------
 
@@ -619,10 +644,22 @@ class AllocationTracer:
         if not keys:
             return []
         found: defaultdict[type, list[int]] = defaultdict(list)
+        known: dict[tuple[Any, ...], bool] = {}
+        counted: set[int] = set()
+        self._types_cut = False
+        asked = 0
         for obj in _live_objects():
-            if self._allocated_at(obj, keys) or (
-                _unreported_instance(obj) and id(obj) not in self._instances_before
-            ):
+            frames = _object_frames(obj)
+            if frames is not None:
+                asked += 1
+                if asked > TYPE_SCAN_MAX_OBJECTS:
+                    self._types_cut = True
+                    break
+            if (
+                self._allocated_at(frames, keys, known)
+                or (_unreported_instance(obj) and id(obj) not in self._instances_before)
+            ) and id(obj) not in counted:
+                counted.add(id(obj))
                 found[type(obj)].append(sys.getsizeof(obj))
         types = [
             TypeGrowth(_type_name(kind), len(sizes), sum(sizes))
@@ -632,12 +669,25 @@ class AllocationTracer:
         types.sort(key=lambda t: (-t.size_bytes, t.type_name))
         return types
 
-    def _allocated_at(self, obj: object, keys: set[str]) -> bool:
-        traceback = tracemalloc.get_object_traceback(obj)
-        if traceback is None:
+    def _allocated_at(
+        self,
+        frames: tuple[tuple[str, int], ...] | None,
+        keys: set[str],
+        known: dict[tuple[Any, ...], bool],
+    ) -> bool:
+        """Whether an object allocated at raw traceback ``frames`` was
+        allocated at one of the sites ``keys``.
+
+        ``known`` caches the answer per raw traceback: objects allocated at
+        one line share it, and each new Python object made here is itself
+        traced (a traceback taken), so little is made per object.
+        """
+        if frames is None:
             return False
-        frames = tuple((frame.filename, frame.lineno) for frame in reversed(traceback))
-        return self._key(frames) in keys
+        found = known.get(frames)
+        if found is None:
+            found = known[frames] = self._key(frames) in keys
+        return found
 
     def _attribution(
         self,
@@ -657,6 +707,7 @@ class AllocationTracer:
             group_by=self.group_by,
             min_site_bytes=self.min_site_bytes,
             tracing_was_on=self._tracing_was_on,
+            types_sampled=self._types_cut,
             top=self.top,
         )
 
