@@ -341,3 +341,20 @@ def test_the_finding_lists_types_after_sites() -> None:
     assert len(finding.details) <= attribution.top
     assert any(line.endswith(f" in {3 * ITERATIONS:,} {__name__}.Blob") for line in finding.details)
     assert json.dumps(attribution.to_dict())
+
+
+def test_a_point_marked_between_names_what_was_alive_then_not_at_the_end() -> None:
+    with AllocationTracer(count_types=False) as tracer:
+        held = bytearray(4 << 20)  # marker: held-at-peak
+        tracer.mark_peak()
+        del held
+    attribution = tracer.attribution
+    assert attribution is not None
+    assert attribution.sites == ()  # freed before the end
+    (alive, *_) = attribution.peak_sites
+    assert is_this_file(alive)
+    assert alive.lineno == marked_line(
+        test_a_point_marked_between_names_what_was_alive_then_not_at_the_end, "held-at-peak"
+    )
+    assert alive.size_diff_bytes >= 4 << 20
+    assert json.loads(json.dumps(attribution.to_dict()))["peak_sites"][0]["lineno"] == alive.lineno

@@ -57,6 +57,11 @@ def test_in_a_thread():
 @pytest.mark.memory_budget(peak="400MB")
 def test_within_budget():
     build_blob()
+
+
+@pytest.mark.memory_budget(peak="24MB", trace=True)
+def test_traced():
+    build_blob()
 """
 BLOB_LINE = INNER.splitlines().index("    blob = bytearray(200 * MB)") + 1
 FLOATS_LINE = INNER.splitlines().index("    values = [float(i) for i in range(6_000_000)]") + 1
@@ -66,6 +71,7 @@ EXPECTED = {
     "test_c_call": (BLOB_LINE, {"build_blob"}),
     "test_python_loop": (FLOATS_LINE, {"build_floats", "<listcomp>"}),
     "test_in_a_thread": (BLOB_LINE, {"build_blob"}),
+    "test_traced": (BLOB_LINE, {"build_blob"}),
 }
 
 
@@ -86,7 +92,7 @@ def _places(name: str) -> list[str]:
 
 def test_peak_failures_name_the_line_in_every_output(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester)
-    result.assert_outcomes(failed=3, passed=1)
+    result.assert_outcomes(failed=4, passed=1)
     output = result.stdout.str()
 
     cases = {
@@ -115,3 +121,9 @@ def test_peak_failures_name_the_line_in_every_output(pytester: pytest.Pytester) 
         located = [f for f in records[name]["findings"] if f["check"] == "peak-location"]
         assert len(located) == 1 and located[0]["evidence"]["line"] == EXPECTED[name][0]
     assert "crossed at" not in json.dumps(records["test_within_budget"])
+    # A traced call also names the allocation alive when memory crossed.
+    (traced,) = [f for f in records["test_traced"]["findings"] if f["check"] == "peak-location"]
+    (alive, *_) = traced["evidence"]["sites_alive"]
+    assert alive["location"] == f"test_blob.py:{BLOB_LINE}"
+    assert alive["size_diff_bytes"] >= 200 << 20
+    assert all(not f["evidence"].get("sites_alive") for f in records["test_c_call"]["findings"])

@@ -161,6 +161,27 @@ def test_no_signal_no_dump_and_stop_restores_the_signal(recorder: StackRecorder)
     assert recorder.take() == ()
 
 
+@needs_signal
+def test_the_python_callback_runs_after_the_dump_and_cannot_raise(
+    recorder: StackRecorder,
+) -> None:
+    calls: list[int] = []
+
+    def callback() -> None:
+        calls.append(len(calls))
+        raise RuntimeError("must not reach the test")
+
+    recorder.on_signal = callback
+    os.kill(os.getpid(), recorder.signal_number)
+    time.sleep(0.01)  # the handler runs between two bytecodes of this thread
+    assert calls == [0]
+    assert len(recorder.take()) == 1
+    recorder.stop()
+    assert recorder.on_signal is None
+    os.kill(os.getpid(), recorder.signal_number)  # ignored now
+    assert calls == [0]
+
+
 def _build_floats() -> int:
     values = [float(i) for i in range(4_000_000)]  # the loop
     return len(values)

@@ -290,6 +290,9 @@ class Attribution:
     #: The types come from the first :data:`TYPE_SCAN_MAX_OBJECTS` objects
     #: allocated under tracing, not from all of them.
     types_sampled: bool = False
+    #: Sites holding the most memory allocated since the first point, at the
+    #: moment :meth:`AllocationTracer.mark_peak` last ran, largest first.
+    peak_sites: tuple[SiteGrowth, ...] = ()
     #: Steps between the two points (0 when not from :func:`attribute_iterations`).
     iterations: int = 0
     #: The bound on ``sites``, ``types`` and the finding's detail lines.
@@ -306,6 +309,7 @@ class Attribution:
             "min_site_bytes": self.min_site_bytes,
             "tracing_was_on": self.tracing_was_on,
             "types_sampled": self.types_sampled,
+            "peak_sites": [s.to_dict() for s in self.peak_sites],
             "iterations": self.iterations,
             "top": self.top,
         }
@@ -489,6 +493,8 @@ class AllocationTracer:
         self._before: _Traced | None = None
         self._instances_before: frozenset[int] = frozenset()
         self._types_cut = False
+        #: The point :meth:`mark_peak` took last, if any.
+        self._peak: _Traced | None = None
 
     # -- the two points -------------------------------------------------------
 
@@ -506,6 +512,7 @@ class AllocationTracer:
         if self._before is None:
             raise RuntimeError("AllocationTracer.stop() called before start()")
         before, self._before = self._before, None
+        peak, self._peak = self._peak, None
         try:
             gc.collect()
             after = self._take()
@@ -516,11 +523,25 @@ class AllocationTracer:
         finally:
             self._end_tracing()
         self.attribution = self._attribution(before, after, grown, types, frames)
+        if peak is not None:
+            at_peak = self._grown(before, peak)[: self.top]
+            self.attribution = replace(
+                self.attribution, peak_sites=tuple(_site(*site) for site in at_peak)
+            )
         return self.attribution
+
+    def mark_peak(self) -> None:
+        """Take a point now, between the two: the sites alive at this moment
+        become :attr:`Attribution.peak_sites`.  The plugin calls it when memory
+        crosses a peak budget (the sampler's signal); a later call replaces
+        an earlier one, so the last is the one nearest the highest sample."""
+        if self._before is not None and tracemalloc.is_tracing():
+            self._peak = self._take()
 
     def close(self) -> None:
         """Stop tracing if we started it, without a result (after an error)."""
         self._before = None
+        self._peak = None
         self._end_tracing()
 
     def __enter__(self) -> AllocationTracer:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..base.defaults import GROWTH_NOISE_BYTES, OUTSIDE_HEAP_SHARE
 from ..base.units import format_size
-from .attribution import Attribution
+from .attribution import Attribution, SiteGrowth
 from .file_checks import (
     check_duplicate_ids,
     check_execution_history,
@@ -103,10 +103,12 @@ class PeakStacks:
 
     dumps: tuple[StackDump, ...]
     limit_bytes: int
+    #: Where the memory alive at the last dump was allocated (a traced call).
+    sites_alive: tuple[SiteGrowth, ...] = ()
 
 
 def _peak_location_part(stacks: PeakStacks, window: WindowResult) -> Investigation:
-    finding = locate_peak(stacks.dumps, stacks.limit_bytes)
+    finding = locate_peak(stacks.dumps, stacks.limit_bytes, stacks.sites_alive)
     if finding is None and window.peak_bytes > stacks.limit_bytes:
         finding = Finding(
             check=PEAK_LOCATION_CHECK,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ..base.units import format_size
 from ..measure.stack_dumps import Frame, StackDump, ThreadStack
+from .attribution import SiteGrowth
 from .findings import Finding, Severity
 
 __all__ = ["PEAK_LOCATION_CHECK", "crossing_place", "locate_peak"]
@@ -24,8 +25,14 @@ PEAK_LOCATION_CHECK = "peak-location"
 _FRAMES_SHOWN = 8
 
 
-def locate_peak(dumps: Sequence[StackDump], limit_bytes: int) -> Finding | None:
-    """The finding that names where memory crossed ``limit_bytes`` (None: no dump)."""
+def locate_peak(
+    dumps: Sequence[StackDump], limit_bytes: int, sites_alive: Sequence[SiteGrowth] = ()
+) -> Finding | None:
+    """The finding that names where memory crossed ``limit_bytes`` (None: no dump).
+
+    ``sites_alive``: for a traced call, where the memory alive at the last
+    dump was allocated (nearest the highest sample), largest first.
+    """
     crossing = _first_located(dumps)
     if crossing is None:
         return None
@@ -37,6 +44,9 @@ def locate_peak(dumps: Sequence[StackDump], limit_bytes: int) -> Finding | None:
         details.append(f"at the highest sample: {_where(highest[1])}")
         details += _stack_lines(highest[0])
     details += _other_threads(dumps[0], thread)
+    if sites_alive:
+        details.append("allocated and alive at the last dump (tracing):")
+        details += [f"  {site.describe()}" for site in sites_alive]
     return Finding(
         check=PEAK_LOCATION_CHECK,
         severity=Severity.WARNING,
@@ -48,6 +58,7 @@ def locate_peak(dumps: Sequence[StackDump], limit_bytes: int) -> Finding | None:
             "thread": thread.thread_id,
             "dumps": len(dumps),
             "highest": None if highest is None else _frame_dict(highest[1]),
+            "sites_alive": [site.to_dict() for site in sites_alive],
         },
         recommendation=f"look at what {frame.function} holds at once at that line: build "
         "it in pieces, stream it, or free what is done with earlier; raise the budget "

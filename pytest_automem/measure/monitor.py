@@ -26,7 +26,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +223,7 @@ class MeasurementWindow(_OpenSpan):
         collect_at_start: bool = True,
         trace_peak_above_bytes: int | None = None,
         stacks_above_bytes: int | None = None,
+        on_stack_dump: Callable[[], object] | None = None,
     ) -> None:
         # The sampler's liveness is asked of the OS only when due: windows
         # open for every measured phase.
@@ -255,7 +256,7 @@ class MeasurementWindow(_OpenSpan):
         )
         if stacks_above_bytes is not None:
             trip_rss = stacks_above_bytes + (baseline if basis is MeasurementBasis.RELATIVE else 0)
-            self._stacks_armed = monitor._arm_stacks(trip_rss)
+            self._stacks_armed = monitor._arm_stacks(trip_rss, on_stack_dump)
 
     @classmethod
     def _continuing(
@@ -856,6 +857,7 @@ class MemoryMonitor:
         collect_at_start: bool = True,
         trace_peak_above_bytes: int | None = None,
         stacks_above_bytes: int | None = None,
+        on_stack_dump: Callable[[], object] | None = None,
     ) -> MeasurementWindow:
         """Open a measurement window now.
 
@@ -888,6 +890,8 @@ class MemoryMonitor:
         into :attr:`MeasurementWindow.stack_dumps` (a monitor started with
         ``record_stacks=True``; :mod:`pytest_automem.measure.stack_dumps`).
         Nothing runs until then: the sampler watches the threshold.
+        ``on_stack_dump`` is called after each dump, from the main thread
+        between two bytecodes (:attr:`StackRecorder.on_signal`).
         """
         if collect_garbage is None:
             mode = GcMode.AUTO if self.pid == os.getpid() else GcMode.OFF
@@ -902,6 +906,7 @@ class MemoryMonitor:
             collect_at_start=collect_at_start,
             trace_peak_above_bytes=trace_peak_above_bytes,
             stacks_above_bytes=stacks_above_bytes,
+            on_stack_dump=on_stack_dump,
         )
         self._open_windows.append(window)
         return window
@@ -938,12 +943,13 @@ class MemoryMonitor:
         if window in self._open_windows:  # not when closed twice
             self._open_windows.remove(window)
 
-    def _arm_stacks(self, rss_bytes: int) -> bool:
-        """Have every thread's stack dumped when RSS passes ``rss_bytes``;
-        False where this monitor records no stacks."""
+    def _arm_stacks(self, rss_bytes: int, on_dump: Callable[[], object] | None) -> bool:
+        """Have every thread's stack dumped when RSS passes ``rss_bytes``,
+        then ``on_dump`` called; False where this monitor records no stacks."""
         if self._stacks is None or self._sampler_handle is None:
             return False
         self._stacks.take()  # a dump for a window that was never stopped
+        self._stacks.on_signal = on_dump
         self._sampler_handle.arm_trip(rss_bytes)
         return True
 
@@ -953,4 +959,5 @@ class MemoryMonitor:
             return ()
         if self._sampler_handle is not None:
             self._sampler_handle.disarm_trip()
+        self._stacks.on_signal = None
         return self._stacks.take()

@@ -9,6 +9,12 @@ signal handler would run only after the call returned and the memory was
 perhaps freed again.  Until a signal arrives nothing runs, so a test that
 stays within its budget pays nothing for this.
 
+Someone may also want to act on the signal in Python (the plugin takes a
+tracing snapshot there, to name the allocation sites alive at that moment):
+:attr:`StackRecorder.on_signal` is called by a Python handler that
+faulthandler chains to.  It runs later than the dump, between two bytecodes
+of the main thread, once a C call has returned.
+
 The dump is faulthandler's text, parsed here into frozen values: per thread
 its frames, innermost first, and the user's own frame pointed out (the
 innermost one outside the standard library and the test harness).
@@ -16,6 +22,7 @@ innermost one outside the standard library and the test harness).
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import importlib
 import os
@@ -24,7 +31,7 @@ import signal
 import sysconfig
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -156,6 +163,10 @@ class StackRecorder:
             raise OSError("stack dumps need real-time signals and faulthandler.register")
         self._harness = harness or Harness.of_this_python()
         self._file: IO[bytes] | None = None
+        self._python_handler = False
+        #: Called (from the main thread, between bytecodes) after each dump;
+        #: what it raises is dropped, since it would surface in the test's code.
+        self.on_signal: Callable[[], object] | None = None
 
     @property
     def signal_number(self) -> int:
@@ -168,23 +179,40 @@ class StackRecorder:
 
         The signal's default action ends the process, and a sampler's signal
         may still be on its way when the recorder stops.  So where nothing
-        handles it yet, it is set to be ignored first (Python allows that
-        from the main thread only), and :meth:`stop` returns it to being
-        ignored rather than fatal.
+        handles it yet, a Python handler (for :attr:`on_signal`) takes it
+        first (Python allows that from the main thread only), faulthandler
+        chains to it, and :meth:`stop` sets the signal to be ignored rather
+        than fatal.  Started from another thread, there is no Python handler,
+        and the default action stays: the sampler signals only a process
+        whose recorder runs.
         """
         signal_number = self.signal_number
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal_number) == signal.SIG_DFL
-        ):
-            signal.signal(signal_number, signal.SIG_IGN)
+        self._python_handler = threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal_number) in (signal.SIG_DFL, signal.SIG_IGN)
+        )
+        if self._python_handler:
+            signal.signal(signal_number, self._handle)
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 -- open until stop()
-        faulthandler.register(self.signal_number, file=self._file, all_threads=True, chain=False)
+        faulthandler.register(
+            signal_number, file=self._file, all_threads=True, chain=self._python_handler
+        )
+
+    def _handle(self, signal_number: int, frame: object) -> None:
+        callback = self.on_signal
+        if callback is None:
+            return
+        # What it raises would surface in the test's code, wherever it was.
+        with contextlib.suppress(Exception):
+            callback()
 
     def stop(self) -> None:
         if self._file is None:
             return
         faulthandler.unregister(self.signal_number)
+        if self._python_handler and threading.current_thread() is threading.main_thread():
+            signal.signal(self.signal_number, signal.SIG_IGN)
+        self._python_handler = False
+        self.on_signal = None
         self._file.close()
         self._file = None
 

@@ -45,7 +45,7 @@ from .plan import ItemPlan
 if TYPE_CHECKING:
     from ..automaton.scenario import Scenario, ScenarioResult
     from ..automaton.store import Automaton
-    from ..investigator.attribution import AllocationTracer
+    from ..investigator.attribution import AllocationTracer, Attribution
     from ..investigator.overall import PeakStacks, SubjectAttribution
     from ..investigator.rerun import Rerun
     from ..measure.monitor import HeadlineResult, MeasurementWindow, MemoryMonitor, SpanProbe
@@ -397,6 +397,8 @@ class RuntestHooks:
             collect_at_start=collect and not state.plan.flag_only,
             trace_peak_above_bytes=_trace_peak_above_bytes(state.plan.budget, thresholds),
             stacks_above_bytes=_peak_limit_bytes(state.plan.budget) if collect else None,
+            # Traced: the sites alive at the crossing too.
+            on_stack_dump=state.tracer.mark_peak if state.tracer is not None else None,
         )
 
     def _fresh_allocator_for(self, state: ItemState) -> bool:
@@ -474,7 +476,7 @@ class RuntestHooks:
                 scenarios=state.scenarios,
                 phases=state.phases,
                 attributions=state.attributions,
-                peak_stacks=_peak_stacks(state.plan.budget, peak_dumps),
+                peak_stacks=_peak_stacks(state.plan.budget, peak_dumps, attribution),
                 rerun=rerun,
             )
             state.report_text = investigation.render_text()
@@ -691,15 +693,19 @@ def _retained_place(rerun: Rerun) -> str | None:
 
 
 def _peak_stacks(
-    budget: MemoryBudget | None, dumps: tuple[StackDump, ...] | None
+    budget: MemoryBudget | None,
+    dumps: tuple[StackDump, ...] | None,
+    attribution: Attribution | None,
 ) -> PeakStacks | None:
-    """The dumps of a call whose stacks were recorded, for the investigator."""
+    """The dumps of a call whose stacks were recorded, for the investigator,
+    with the sites alive at the last dump when the call was traced."""
     limit = _peak_limit_bytes(budget)
     if dumps is None or limit is None:
         return None
     from ..investigator.overall import PeakStacks
 
-    return PeakStacks(dumps=dumps, limit_bytes=limit)
+    sites = attribution.peak_sites if attribution is not None else ()
+    return PeakStacks(dumps=dumps, limit_bytes=limit, sites_alive=sites)
 
 
 def _trace_peak_above_bytes(
