@@ -328,9 +328,7 @@ def _history_findings(
                 evidence={"entries": len(history), "limit": limit, "actions": dict(actions)},
                 recommendation="cap it: MemoryOptimizedAutomaton(path, config=OptimizationConfig("
                 f"max_execution_history={limit})) keeps only the newest {limit} entries",
-                details=tuple(
-                    f"{action}: {count:,}" for action, count in actions.most_common()
-                ),
+                details=tuple(f"{action}: {count:,}" for action, count in actions.most_common()),
             )
         )
     fields = [entry for entry in all_fields if entry[3] > limit]
