@@ -26,11 +26,13 @@ from ..automaton.store import AutomatonFormatError
 from ..investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK, investigate_file
 from ..investigator.render import FORMATS, render
 from ..verdicts.findings import judge_investigation
-from .common import InputError
+from .common import InputError, plain_help
 from .exit_codes import EXIT_FINDING, EXIT_OK
 
 __all__ = ["register", "run"]
 
+#: The command's line in ``automem --help``.
+SUMMARY = "diagnose a file automem wrote: automaton, results, snapshots"
 _SUITE = "automem investigate"
 _CLASSNAME = "automem.investigate"
 
@@ -38,8 +40,8 @@ _CLASSNAME = "automem.investigate"
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "investigate",
-        help="diagnose an automaton.jsonl: duplicate ids, large arrays, histories, snapshots",
-        description=__doc__,
+        help=SUMMARY,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("automaton", type=Path, metavar="AUTOMATON.jsonl")
