@@ -40,11 +40,13 @@ def _description() -> str:
     name's help onto a line of its own.
     """
     width = max(len(name) for name, _ in _COMMANDS)
-    commands = [f"  {name:<{width}}  {module.SUMMARY}" for name, module in _COMMANDS]
-    return "\n".join(
-        ["Memory monitoring, budgets and leak diagnosis (pytest-automem).", "", "commands:"]
-        + commands
-    )
+    lines = [
+        "Memory monitoring, budgets and leak diagnosis (pytest-automem).",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {module.SUMMARY}" for name, module in _COMMANDS),
+    ]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
