@@ -28,6 +28,7 @@ __all__ = [
     "RESULTS_VERSION",
     "ResultsFormatError",
     "build_results",
+    "member_line",
     "parse_results",
     "read_results",
     "session_header",
@@ -124,13 +125,16 @@ def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
         return parse_results(handle.read(), path)
 
 
-def parse_results(data: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+def parse_results(
+    data: bytes, path: str | os.PathLike[str], *, strict: bool = False
+) -> dict[str, Any]:
     """The results document in ``data`` (the bytes of the file at ``path``).
 
     Checks what every reader relies on: a version this code reads, a
-    ``tests`` object, and an object per test.  An error names the line of
-    the member at fault (``results.json:2:`` for a version 2 file), so a
-    near miss is found at once.
+    ``tests`` object, and an object per test; ``strict`` also requires the
+    contract's keys (:data:`REQUIRED_TEST_KEYS`) in every test.  An error
+    names the line of the member at fault (``results.json:2:`` for a
+    version 2 file), so a near miss is found at once.
     """
     try:
         document = parse_json(data)
@@ -141,26 +145,32 @@ def parse_results(data: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
     expected = f"not a version-{RESULTS_VERSION} automem results file"
     if not isinstance(document, dict):
         raise ResultsFormatError(f"{path}:1: {expected} (a JSON {json_kind(document)})")
-    text = data.decode("utf-8")
     version = document.get("version")
     if type(version) is not int or version != RESULTS_VERSION:
         found = f"version {json.dumps(version)}" if "version" in document else 'no "version"'
-        raise ResultsFormatError(f"{path}:{_line_of(text, ('version',))}: {expected} ({found})")
+        raise ResultsFormatError(f"{path}:{_line(data, 'version')}: {expected} ({found})")
     tests = document.get("tests")
     if not isinstance(tests, dict):
         raise ResultsFormatError(
-            f"{path}:{_line_of(text, ('tests',))}: results file has no 'tests' object"
+            f"{path}:{_line(data, 'tests')}: results file has no 'tests' object"
         )
     for nodeid, record in tests.items():
         if not isinstance(record, dict):
-            raise ResultsFormatError(
-                f"{path}:{_line_of(text, ('tests', nodeid))}: test {json.dumps(nodeid)} is "
-                f"a JSON {json_kind(record)}, not an object"
-            )
+            problem = f"is a JSON {json_kind(record)}, not an object"
+        elif strict and any(key not in record for key in REQUIRED_TEST_KEYS):
+            problem = "has no " + ", ".join(key for key in REQUIRED_TEST_KEYS if key not in record)
+        else:
+            continue
+        line = _line(data, "tests", nodeid)
+        raise ResultsFormatError(f"{path}:{line}: test {json.dumps(nodeid)} {problem}")
     return document
 
 
 _DECODER = json.JSONDecoder()
+
+
+def _line(data: bytes, *keys: str) -> int:
+    return member_line(data.decode("utf-8"), keys)
 
 
 def _skip_space(text: str, index: int) -> int:
@@ -169,7 +179,7 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
-def _line_of(text: str, keys: tuple[str, ...]) -> int:
+def member_line(text: str, keys: tuple[str, ...]) -> int:
     """The line on which the member at ``keys`` (``("tests", nodeid)``) of the
     JSON object in ``text`` starts; the line reached so far where there is none.
 
