@@ -90,7 +90,7 @@ def test_internal_error_exits_70_never_1(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("checks\nfell over")
 
-    monkeypatch.setattr(investigate_command, "investigate_file", broken)
+    monkeypatch.setattr(investigate_command, "investigate_input", broken)
     assert main(["investigate", str(clean)]) == 70
     captured = capsys.readouterr()
     assert captured.out == ""
