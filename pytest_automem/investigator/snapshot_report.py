@@ -127,9 +127,8 @@ def investigate_snapshot_file(path: str | os.PathLike[str]) -> Investigation:
         figures["highest sample"] = (
             f"{format_size(snapshot.rss_bytes[highest])} RSS at {snapshot.t_ms[highest]:.1f} ms"
         )
-        figures["first to last sample"] = format_size(
-            snapshot.rss_bytes[-1] - snapshot.rss_bytes[0]
-        )
+        growth = snapshot.rss_bytes[-1] - snapshot.rss_bytes[0]
+        figures["growth, first to last sample"] = format_size(growth)
     figures["peak RSS"] = format_size(_peak_rss_bytes(snapshot))
     figures["max pressure"] = _max_pressure(snapshot).name
     figures["thresholds"] = _thresholds_text(header)
