@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_input_error
+from helpers import assert_input_error, run_investigate
 from junitparser import Failure, JUnitXml
 
 from pytest_automem.base.defaults import DETAILS_SHOWN
@@ -27,16 +27,7 @@ from pytest_automem.investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK
 TIMEOUT_S = 60
 
 
-def automem(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``automem investigate ARGS`` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", "investigate", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+automem = run_investigate
 
 
 def write_jsonl(path: Path, objects: list[dict[str, Any]]) -> Path:

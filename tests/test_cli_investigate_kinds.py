@@ -17,29 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MB, assert_input_error, make_window
+from helpers import MB, assert_input_error, make_window, run_investigate
 from junitparser import Failure, JUnitXml
 
 from pytest_automem.measure.pressure import MeasurementBasis, PressureThresholds
 from pytest_automem.results.results_file import build_results, write_results
 from pytest_automem.snapshots.files import write_snapshot
 
-#: Generous: a run takes a fraction of a second; this only stops a hang.
-TIMEOUT_S = 60
 #: Every error about content of no kind names all four kinds.
 KINDS = ("automaton file", "results file", "snapshot file or folder")
 
 
-def automem(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``automem investigate ARGS`` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", "investigate", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+automem = run_investigate
 
 
 def junit_failures(path: Path) -> dict[str, list[Failure]]:
