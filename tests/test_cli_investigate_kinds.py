@@ -178,6 +178,23 @@ def test_a_results_file_without_findings_exits_0(tmp_path: Path) -> None:
     assert "highest peak #1: 1.0 MB  t.py::a" in result.stdout
 
 
+def test_a_fixtures_peak_counts_among_the_highest_and_names_its_phase(tmp_path: Path) -> None:
+    path = write_document(
+        tmp_path / "results.json",
+        {
+            "t.py::test_fixture": {
+                "verdict": "pass",
+                "peak_bytes": 0,
+                "phases": {"setup": {"peak_bytes": 40 * MB}, "call": {"peak_bytes": 0}},
+            },
+            "t.py::test_call": {"verdict": "pass", "peak_bytes": 3 * MB},
+        },
+    )
+    result = automem(path)
+    assert "  highest peak #1: 40.0 MB  t.py::test_fixture (setup)" in result.stdout
+    assert "  highest peak #2: 3.0 MB  t.py::test_call" in result.stdout
+
+
 def test_a_results_file_of_another_version_names_the_line(tmp_path: Path) -> None:
     path = write_document(tmp_path / "results.json", {"t.py::a": {"verdict": "pass"}})
     path.write_text(path.read_text().replace('"version": 1', '"version": 2'))
@@ -306,6 +323,24 @@ def test_content_of_no_kind_is_one_line_naming_file_line_and_kinds(
     path.write_bytes(content)
     message = assert_input_error(automem(path), f"{path}:{line}: {why}", *KINDS)
     assert re.match(r"^automem investigate: error: ", message)
+
+
+def test_a_broken_first_line_of_json_lines_is_not_taken_for_a_results_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "automaton.jsonl"
+    path.write_text('{"id": "a", oops}\n{"id": "b"}\n')
+    message = assert_input_error(automem(path), f"{path}:1: invalid JSON", *KINDS)
+    assert "not a results file" not in message
+
+
+def test_a_results_file_indented_by_another_tool_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "pretty.json"
+    document = build_results({"t.py::a": {"verdict": "pass", "peak_bytes": MB}}, {})
+    path.write_text(json.dumps(document, indent=2))
+    result = automem(path)
+    assert result.returncode == 0, result.stderr
+    assert "(results file)" in result.stdout
 
 
 def test_a_truncated_results_file_names_the_line(tmp_path: Path) -> None:

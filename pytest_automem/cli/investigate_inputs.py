@@ -68,6 +68,19 @@ def _first_line(path: Path) -> tuple[int, bytes]:
     return 0, b""
 
 
+def _document_past_line(path: Path, first: int) -> bool:
+    """Whether ``path`` holds one JSON document that goes on past line ``first``.
+
+    Parsed whole, such a text is valid or fails on a later line; JSON lines
+    whose first line is broken fail on that line.
+    """
+    try:
+        parse_json(path.read_bytes(), encoding="utf-8-sig")
+    except JsonTextError as exc:
+        return exc.line is not None and exc.line > first
+    return True
+
+
 def recognise(path: Path) -> InputKind:
     """The kind of ``path``, by its content; InputError when it is none of them."""
     if path.is_dir():
@@ -80,7 +93,7 @@ def recognise(path: Path) -> InputKind:
     try:
         value = parse_json(line, encoding="utf-8-sig" if number == 1 else "utf-8")
     except JsonTextError as exc:
-        if line.lstrip().startswith(b"{"):
+        if line.strip() == b"{" or _document_past_line(path, number):
             # A JSON document over several lines: of ours, only a results
             # file is written so; its reader names the line at fault.
             return InputKind.RESULTS
