@@ -18,7 +18,14 @@ from collections.abc import Sequence
 
 from . import investigate_command, monitor_command
 from .common import InputError, redirect_stdout_to_devnull
-from .exit_codes import EXIT_INTERNAL, EXIT_USAGE, for_signal
+from .exit_codes import (
+    EXIT_FINDING,
+    EXIT_INTERNAL,
+    EXIT_LIMIT,
+    EXIT_OK,
+    EXIT_USAGE,
+    for_signal,
+)
 
 #: SIGPIPE's number (13 on Linux and macOS; Windows has no such signal).
 _SIGPIPE = getattr(signal, "SIGPIPE", 13)
@@ -55,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage="automem [-h] COMMAND ...",
         description=_description(),
         epilog="Run 'automem COMMAND --help' for a command's options.\n"
-        "Exit codes: 0 fine, 1 findings, 2 bad input, 3 a limit crossed, "
-        "70 an internal error\n(docs/guarantees.md).",
+        f"Exit codes: {EXIT_OK} fine, {EXIT_FINDING} findings, {EXIT_USAGE} bad input, "
+        f"{EXIT_LIMIT} a limit crossed, {EXIT_INTERNAL} an internal error\n"
+        "(docs/guarantees.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(
