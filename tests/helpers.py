@@ -11,6 +11,7 @@ import array
 import mmap
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +76,22 @@ def make_window(**overrides: Any) -> WindowResult:
     }
     fields.update(overrides)
     return WindowResult(**fields)
+
+
+#: Generous for a command that reads one file: this only stops a hang.
+INVESTIGATE_TIMEOUT_S = 60
+
+
+def run_investigate(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``automem investigate ARGS`` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_automem", "investigate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=INVESTIGATE_TIMEOUT_S,
+        check=False,
+    )
 
 
 def assert_input_error(result: subprocess.CompletedProcess[str], *names: str) -> str:

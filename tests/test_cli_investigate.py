@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_input_error
+from helpers import assert_input_error, run_investigate
 from junitparser import Failure, JUnitXml
 
+from pytest_automem.base.defaults import DETAILS_SHOWN
 from pytest_automem.cli import investigate_command, main
 from pytest_automem.investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK
 
@@ -26,16 +27,7 @@ from pytest_automem.investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK
 TIMEOUT_S = 60
 
 
-def automem(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``automem investigate ARGS`` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", "investigate", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+automem = run_investigate
 
 
 def write_jsonl(path: Path, objects: list[dict[str, Any]]) -> Path:
@@ -89,7 +81,7 @@ def test_internal_error_exits_70_never_1(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("checks\nfell over")
 
-    monkeypatch.setattr(investigate_command, "investigate_file", broken)
+    monkeypatch.setattr(investigate_command, "investigate_input", broken)
     assert main(["investigate", str(clean)]) == 70
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -174,6 +166,23 @@ def test_clean_json_has_no_findings(clean: Path) -> None:
     result = automem(clean, "--format", "json")
     assert result.returncode == 0
     assert json.loads(result.stdout)["findings"] == []
+
+
+def test_text_counts_exactly_what_it_left_out_and_json_keeps_every_id(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "dups.jsonl", [{"id": f"dup-{i}"} for i in range(50)] * 2)
+
+    text = automem(path)
+    document = json.loads(automem(path, "--format", "json").stdout)
+
+    assert text.returncode == 1, text.stderr
+    shown = [line for line in text.stdout.splitlines() if line.strip().startswith('id "dup-')]
+    [more] = [line.strip() for line in text.stdout.splitlines() if "more line" in line]
+    assert len(shown) == DETAILS_SHOWN
+    assert more == f"… and {50 - DETAILS_SHOWN} more lines"
+    [finding] = document["findings"]
+    assert len(finding["details"]) == 50
+    assert set(finding["evidence"]["lines"]) == {f"dup-{i}" for i in range(50)}
+    assert finding["evidence"]["lines"]["dup-49"] == [50, 100]
 
 
 # --------------------------------------------------------------------------- JUnit

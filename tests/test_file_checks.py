@@ -17,7 +17,6 @@ import pytest
 from pytest_automem.automaton.store import Automaton, AutomatonFormatError
 from pytest_automem.investigator.file_checks import (
     FILE_CHECKS,
-    MAX_DETAILS,
     SNAPSHOT_CHECK,
     check_duplicate_ids,
     check_execution_history,
@@ -84,7 +83,9 @@ def test_duplicate_ids_named_with_their_lines(tmp_path: Path) -> None:
     assert "strict=True" in finding.recommendation
 
 
-def test_duplicate_details_are_bounded(tmp_path: Path) -> None:
+def test_duplicate_details_keep_every_id(tmp_path: Path) -> None:
+    # The finding keeps every id (the JSON report is read by machines);
+    # only the text renderers bound what they show.
     path = tmp_path / "automaton.jsonl"
     objects = [{"id": f"id-{i % 100}"} for i in range(800)]  # 100 ids, 8 copies each
     write_jsonl(path, objects)
@@ -93,10 +94,11 @@ def test_duplicate_details_are_bounded(tmp_path: Path) -> None:
 
     assert finding.evidence["duplicated_ids"] == 100
     assert finding.evidence["extra_copies"] == 700
-    assert len(finding.details) == MAX_DETAILS
+    assert len(finding.details) == 100
     assert finding.details[0] == 'id "id-0": lines 1, 101, 201, 301, 401 … (8 in all)'
-    assert finding.details[-1] == "… and 81 more duplicated ids"
-    assert len(finding.evidence["lines"]) == MAX_DETAILS
+    assert finding.details[-1] == 'id "id-99": lines 100, 200, 300, 400, 500 … (8 in all)'
+    assert len(finding.evidence["lines"]) == 100
+    assert finding.evidence["lines"]["id-0"] == [1, 101, 201, 301, 401, 501, 601, 701]
 
 
 # --------------------------------------------------------------------------- large arrays

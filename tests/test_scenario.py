@@ -7,8 +7,10 @@ running monitor (``monitor=monitor``).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -558,3 +560,65 @@ def test_load_module_that_raises_on_import(
     with pytest.raises(ScenarioLoadError) as caught:
         load_scenario(spec)
     assert repr(spec) in str(caught.value)
+
+
+# --------------------------------------------------------------------------- signature
+
+
+def _one_argument(step: int) -> None:
+    raise Boom("the scenario ran")
+
+
+class _ScenarioObject:
+    def __call__(self, automaton: Automaton, step: int, *, extra: int) -> None:
+        raise Boom("the scenario ran")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "named"),
+    [
+        (_one_argument, r"test_scenario:_one_argument\(step: 'int'\) -> 'None'"),
+        (lambda step: None, r"test_scenario:<lambda>\(step\)"),
+        (lambda automaton, step, extra: None, r"<lambda>\(automaton, step, extra\)"),
+        (_ScenarioObject(), r"_ScenarioObject\(automaton: 'Automaton', step: 'int', \*, extra"),
+        (42, "got 42"),
+    ],
+    ids=["function", "lambda-step", "three-arguments", "keyword-only", "not-callable"],
+)
+def test_a_scenario_that_cannot_take_automaton_and_step_is_refused_before_running(
+    monitor: MemoryMonitor, scenario: Any, named: str
+) -> None:
+    with pytest.raises(TypeError, match=r"^run_scenario: .*scenario\(automaton, step\)") as info:
+        run_scenario(scenario, iterations=2, warmup=0, monitor=monitor)
+    message = str(info.value)
+    assert re.search(named, message), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [lambda *args: None, lambda automaton, step=0, more=1: None, functools.partial(_add_three)],
+    ids=["varargs", "defaults", "partial"],
+)
+def test_callables_that_take_two_positional_arguments_run(
+    monitor: MemoryMonitor, scenario: Any
+) -> None:
+    assert run_scenario(scenario, iterations=2, warmup=0, monitor=monitor).iterations == 2
+
+
+def test_the_fixture_names_the_expected_signature(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_wrong(run_scenario):
+            run_scenario(lambda step: None, iterations=2, warmup=0)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=120)
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["E*TypeError: run_scenario: scenario test_the_fixture_names*:test_wrong.<locals>."
+         "<lambda>(step) takes the wrong arguments (*): a scenario is called as "
+         "scenario(automaton, step), step counting from 0"]
+    )  # fmt: skip
+    assert "takes 1 positional argument" not in result.stdout.str()

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import importlib
 import importlib.util
+import inspect
 import sys
 import tempfile
 import time
@@ -168,6 +169,33 @@ def _slope(values: tuple[int, ...], offset: int) -> float:
     return 0.0 if slope is None else float(slope)
 
 
+def _check_scenario(scenario: object) -> None:
+    """Refuse a scenario that cannot be called as ``scenario(automaton, step)``.
+
+    Checked before the first step: otherwise a one-argument ``lambda step:``
+    ends in a TypeError from deep inside the runner that names neither the
+    scenario nor what it should take.  Callables whose signature Python
+    cannot read (some built-ins) are left to the call.
+    """
+    if not callable(scenario):
+        raise TypeError(
+            f"run_scenario: the scenario must be a function called as scenario(automaton, step), "
+            f"got {short_repr(scenario)}"
+        )
+    try:
+        signature = inspect.signature(scenario)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, 0)
+    except TypeError as exc:
+        raise TypeError(
+            f"run_scenario: scenario {_scenario_name(scenario)}{signature} takes the wrong "
+            f"arguments ({exc}): a scenario is called as scenario(automaton, step), "
+            "step counting from 0"
+        ) from None
+
+
 def _check_arguments(iterations: int, warmup: int, config: OptimizationConfig | None) -> None:
     """Reject bad arguments before the first step, each in one line naming it."""
     for name, value in (("iterations", iterations), ("warmup", warmup)):
@@ -246,6 +274,7 @@ def run_scenario(
     started for this call.  Pressure and the policies' memory reading are on
     ``basis`` — above the run's baseline by default.
     """
+    _check_scenario(scenario)
     _check_arguments(iterations, warmup, config)
     thresholds = thresholds or PressureThresholds()
     with contextlib.ExitStack() as stack:

@@ -118,6 +118,9 @@ ATTRIBUTION_WARMUP = 1
 #: lines of each, then "… and N more": failure messages stay readable.
 FINDINGS_SHOWN = 10
 DETAILS_SHOWN = 5
+#: ``automem investigate`` on a results file names this many tests with the
+#: highest peaks, and as many with the most growth: where to look first.
+WORST_TESTS_SHOWN = 5
 
 # ------------------------------------------------------------------- automaton
 

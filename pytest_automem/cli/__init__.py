@@ -4,6 +4,8 @@ Exit codes are a contract shared by every sub-command (:mod:`.exit_codes`,
 docs/guarantees.md): 0 fine, 1 a finding (or a failed gate), 2 a usage or
 input error reported as one line on stderr, 3 a limit crossed, 70 an
 internal failure; wrappers of a command pass its status through.
+``automem`` with no command prints its usage and the commands on stderr
+(exit 2).
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ from collections.abc import Sequence
 
 from . import investigate_command, monitor_command
 from .common import InputError, redirect_stdout_to_devnull
-from .exit_codes import EXIT_INTERNAL, EXIT_USAGE, for_signal
+from .exit_codes import (
+    EXIT_FINDING,
+    EXIT_INTERNAL,
+    EXIT_LIMIT,
+    EXIT_OK,
+    EXIT_USAGE,
+    for_signal,
+)
 
 #: SIGPIPE's number (13 on Linux and macOS; Windows has no such signal).
 _SIGPIPE = getattr(signal, "SIGPIPE", 13)
+#: Every sub-command's module, by the name it is called with.
+_COMMANDS = (("monitor", monitor_command), ("investigate", investigate_command))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,22 +40,55 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"automem: error: {message}\n")
 
 
+def _description() -> str:
+    """What automem is, then each command on one line with what it does.
+
+    Written here rather than left to argparse, which wraps a long command
+    name's help onto a line of its own.
+    """
+    width = max(len(name) for name, _ in _COMMANDS)
+    lines = [
+        "Memory monitoring, budgets and leak diagnosis (pytest-automem).",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {module.SUMMARY}" for name, module in _COMMANDS),
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="automem",
-        description="Memory monitoring, budgets and leak diagnosis (pytest-automem).",
+        usage="automem [-h] COMMAND ...",
+        description=_description(),
+        epilog="Run 'automem COMMAND --help' for a command's options.\n"
+        f"Exit codes: {EXIT_OK} fine, {EXIT_FINDING} findings, {EXIT_USAGE} bad input, "
+        f"{EXIT_LIMIT} a limit crossed, {EXIT_INTERNAL} an internal error\n"
+        "(docs/guarantees.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(
-        dest="subcommand", metavar="COMMAND", required=True, parser_class=_Parser
+        dest="subcommand",
+        prog="automem",
+        metavar="COMMAND",
+        required=True,
+        parser_class=_Parser,
+        help=argparse.SUPPRESS,
     )
-    monitor_command.register(commands)
-    investigate_command.register(commands)
+    for _, module in _COMMANDS:
+        module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments:
+        # No command is a usage error (exit 2), but one a newcomer makes
+        # first: the usage and the list of commands say what to type next.
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(arguments)
     try:
         return int(args.run(args))
     except InputError as exc:

@@ -1,4 +1,4 @@
-"""What every sub-command shares: the one-line input error and option types.
+"""What every sub-command shares: the one-line input error, option types, help text.
 
 The exit codes live in :mod:`.exit_codes`.
 """
@@ -8,11 +8,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+#: ``:role:`target``` as Sphinx writes a reference: ``~`` keeps the last name only.
+_ROLE = re.compile(r":[a-z]+:`(?P<tilde>~?)\.?(?P<target>[^`<]*?)\s*(?:<[^`]*>)?`")
+#: ````literal```` as reStructuredText writes code.
+_LITERAL = re.compile(r"``(?P<text>[^`]+)``")
 
 
 class InputError(Exception):
@@ -45,3 +52,20 @@ def redirect_stdout_to_devnull() -> None:
             os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
+
+
+def plain_help(docstring: str | None) -> str:
+    """A module docstring as ``--help`` shows it: reStructuredText markup removed.
+
+    The sub-commands' docstrings are their help, and the same text is read
+    in the source, where Sphinx-style ````--every```` and ``:class:`X``` mark
+    code.  A terminal shows those marks as noise, so they go, here, for
+    every command.
+    """
+    text = _ROLE.sub(_role_text, docstring or "")
+    return _LITERAL.sub(lambda match: match["text"], text)
+
+
+def _role_text(match: re.Match[str]) -> str:
+    target = match["target"]
+    return target.rsplit(".", 1)[-1] if match["tilde"] else target

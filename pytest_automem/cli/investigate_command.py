@@ -1,19 +1,35 @@
-"""``automem investigate``: diagnose a saved automaton file.
+"""``automem investigate``: diagnose a file automem wrote.
 
-    automem investigate AUTOMATON.jsonl [--snapshots DIR]
-                        [--format text|json|markdown] [--junit OUT.xml] [--strict]
+    automem investigate PATH [--format text|json|markdown] [--junit OUT.xml]
+                             [--strict] [--snapshots DIR]
 
-Runs the leak investigator's file checks (duplicate ids, large arrays inside
-objects, unbounded execution histories, objects per MB and, with
-``--snapshots``, the snapshot files in DIR) and prints the report on stdout.
-``--junit`` also writes a JUnit file with one test case per check, failed
-where the check found something.  ``--strict`` loads the file as
-``Automaton(path, strict=True)`` does: a duplicate id is then an input error.
+PATH is recognised by its content, whatever its name:
 
-Exit: 0 no findings; 1 findings; 2 bad input (a missing or unreadable file,
-a line that is not a JSON object with a string "id", a --snapshots path that
-is not a folder, a --junit file that cannot be written); 70 an internal
-error.  Every ``automem`` command shares these codes (docs/guarantees.md).
+  an automaton file    duplicate ids, large arrays inside objects, unbounded
+                       execution histories, objects per MB; with --snapshots,
+                       the snapshot files in DIR too
+  a results file       (pytest --automem-json) the tests that failed on
+                       memory, each with its message and findings, then the
+                       other tests' findings, and the tests with the highest
+                       peaks and the most growth
+  a snapshot file      (automem monitor --snapshots) how high the window
+                       went, when, and how long at each pressure level
+  a snapshot folder    too many or too large snapshot files, and the
+                       windows that reached HIGH pressure or above
+
+The report goes to stdout in --format text (bounded: the first findings and
+lines, and how many were left out), json (everything) or markdown.  --junit
+also writes a JUnit file with one test case per check (per test, for a
+results file), failed where something was found.  --strict refuses what a
+lenient read accepts: a duplicate id in an automaton file, a test without
+the contract's keys in a results file.  --snapshots applies to an automaton
+file only.
+
+Exit: 0 no findings; 1 findings (for a results file: a test that failed on
+memory or has findings); 2 bad input (a missing or unreadable file, content
+of no kind above, a line at fault in one of them, an option that does not
+apply to the kind, a --junit file that cannot be written); 70 an internal
+error.  Every automem command shares these codes (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -22,15 +38,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..automaton.store import AutomatonFormatError
-from ..investigator.file_checks import FILE_CHECKS, SNAPSHOT_CHECK, investigate_file
 from ..investigator.render import FORMATS, render
 from ..verdicts.findings import judge_investigation
-from .common import InputError
+from .common import InputError, plain_help
 from .exit_codes import EXIT_FINDING, EXIT_OK
+from .investigate_inputs import investigate_input
 
 __all__ = ["register", "run"]
 
+#: The command's line in ``automem --help``.
+SUMMARY = "diagnose a file automem wrote: automaton, results, snapshots"
 _SUITE = "automem investigate"
 _CLASSNAME = "automem.investigate"
 
@@ -38,24 +55,36 @@ _CLASSNAME = "automem.investigate"
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "investigate",
-        help="diagnose an automaton.jsonl: duplicate ids, large arrays, histories, snapshots",
-        description=__doc__,
+        help=SUMMARY,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("automaton", type=Path, metavar="AUTOMATON.jsonl")
     parser.add_argument(
-        "--snapshots", type=Path, metavar="DIR", help="also check the snapshot files in DIR"
+        "path",
+        type=Path,
+        metavar="PATH",
+        help="an automaton, results or snapshot file, or a snapshot folder",
+    )
+    parser.add_argument(
+        "--snapshots",
+        type=Path,
+        metavar="DIR",
+        help="with an automaton file: also check the snapshot files in DIR",
     )
     parser.add_argument(
         "--format", choices=FORMATS, default="text", help="report format on stdout (default text)"
     )
     parser.add_argument(
-        "--junit", type=Path, metavar="OUT.xml", help="write a JUnit file: one test case per check"
+        "--junit",
+        type=Path,
+        metavar="OUT.xml",
+        help="write a JUnit file: one test case per check (per test for a results file)",
     )
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="refuse duplicate ids on load (an input error, exit 2) as Automaton(strict=True)",
+        help="refuse what a lenient read accepts (exit 2): duplicate ids in an automaton "
+        "file, tests without the contract's keys in a results file",
     )
     parser.set_defaults(run=run)
 
@@ -66,17 +95,13 @@ def _one_line(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        investigation = investigate_file(
-            args.automaton, snapshots=args.snapshots, strict=args.strict
-        )
-    except AutomatonFormatError as exc:
-        raise InputError(_one_line(str(exc))) from None
+        examined = investigate_input(args.path, snapshots=args.snapshots, strict=args.strict)
     except OSError as exc:
-        name = exc.filename if exc.filename is not None else args.automaton
+        name = exc.filename if exc.filename is not None else args.path
         what = "--snapshots " if args.snapshots is not None and Path(name) == args.snapshots else ""
         raise InputError(_one_line(f"{what}{name}: {exc.strerror or exc}")) from None
-    checks = [*FILE_CHECKS, *([SNAPSHOT_CHECK] if args.snapshots is not None else [])]
-    verdict = judge_investigation(investigation, checks)
+    investigation = examined.investigation
+    verdict = judge_investigation(investigation, examined.checks)
     if args.junit is not None:
         from ..outputs.junit import write_check_report
 

@@ -17,7 +17,7 @@ were seen and lists each process's own peak (docs/monitor.md, "Process
 trees").
 
 While the command is the only process of its tree, its peak is its own,
-from its ``exec`` on (see :class:`CommandMark` for where it comes from and
+from its ``exec`` on (docs/monitor.md says where it comes from and
 why), and the summary says how it was measured: ``kernel-hwm`` (exact),
 ``kernel-hwm+sampled`` (exact up to the last reading of the mark, sampled
 after it), ``sampled`` (no kernel mark on this platform) or ``unmeasured``
@@ -31,8 +31,8 @@ SIGTERM.  Either way the command gets ``--grace`` to exit before the whole
 group is killed with SIGKILL, and the summary is printed and ``--json``
 written after that.  ``--duration`` only stops the watching: a command still
 running then is left running.  Nothing the command started outlives the
-monitor otherwise, even when the monitor is killed (see
-:mod:`.command_group`).  ``--pid`` watches a process the monitor does not own:
+monitor otherwise, even when the monitor is killed (docs/monitor.md,
+"automem monitor").  ``--pid`` watches a process the monitor does not own:
 it is never signalled, stopped or killed.
 
 Exit (docs/guarantees.md, "Exit codes"): the command's own code, or 128+N
@@ -86,7 +86,7 @@ from ..snapshots.files import write_snapshot
 from ..verdicts.limits import CommandLimits, LimitsVerdict, judge_limits
 from . import command_group
 from .command_group import CommandGroup
-from .common import InputError, redirect_stdout_to_devnull, typed
+from .common import InputError, plain_help, redirect_stdout_to_devnull, typed
 from .exit_codes import (
     EXIT_INTERNAL,
     EXIT_LIMIT,
@@ -99,6 +99,8 @@ from .exit_codes import (
 )
 from .stop_signals import StopSignals, shielded
 
+#: The command's line in ``automem --help``.
+SUMMARY = "watch a command or process: live memory, snapshots, summary"
 _POLL_S = 0.02
 
 
@@ -243,8 +245,8 @@ class CommandMark:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "monitor",
-        help="watch a command or process: live memory, snapshots, summary",
-        description=__doc__,
+        help=SUMMARY,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = parser.add_mutually_exclusive_group()

@@ -7,6 +7,8 @@
   allocation site and live object counts by type, between two points;
 * :mod:`.leaks` — a scenario's leak attributed by tracing a few more steps;
 * :mod:`.overall` — :func:`investigate`, which runs whatever applies;
+* :mod:`.results_report` — a results file read back: failed tests, findings, worst tests;
+* :mod:`.snapshot_report` — a snapshot file or folder: peaks and pressure;
 * :mod:`.render` — text, JSON and Markdown.
 """
 

@@ -8,10 +8,10 @@ and snapshot files piling up.  Each check returns :class:`.Finding` objects of
 the one shape the renderers know; :func:`investigate_file` runs them all on
 one file and returns an :class:`.Investigation`.
 
-Every finding's ``details`` are bounded (at most :data:`MAX_DETAILS` lines,
-the last one counting what was left out) and so is its evidence, so a file
-with a hundred thousand duplicates still gives a short report; the summary
-always holds the full counts.
+Every finding keeps every item it found, in its ``details`` and its
+evidence: the JSON report is for machines and must not drop what a reader
+of it searches for.  The text and Markdown renderers bound what they show
+and count what they leave out (:mod:`.render`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from .findings import Finding, Investigation, Severity
 __all__ = [
     "FILE_CHECKS",
     "HISTORY_FIELDS",
-    "MAX_DETAILS",
     "OBJECTS_PER_MB_TARGET",
     "SNAPSHOT_CHECK",
     "check_duplicate_ids",
@@ -61,9 +60,6 @@ SNAPSHOT_CHECK = "snapshots"
 
 #: Names of list fields that hold a history when an automaton saves one in an object.
 HISTORY_FIELDS = frozenset({"history", "execution_history", "executionHistory", "events", "log"})
-#: Detail lines (and evidence entries) a finding keeps at most.
-MAX_DETAILS = 20
-
 _LINES_SHOWN = 5
 _ID_CHARS_SHOWN = 80
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -94,14 +90,6 @@ def _path_text(parts: Sequence[str | int]) -> str:
         else:
             text += f"[{json.dumps(part, ensure_ascii=False)}]"
     return text
-
-
-def _bounded_details(lines: Sequence[str], what: str) -> tuple[str, ...]:
-    """At most :data:`MAX_DETAILS` lines, the last one saying how many were left out."""
-    if len(lines) <= MAX_DETAILS:
-        return tuple(lines)
-    hidden = len(lines) - (MAX_DETAILS - 1)
-    return (*lines[: MAX_DETAILS - 1], f"… and {hidden:,} more {what}")
 
 
 def _objects_with_lines(automaton: Automaton) -> Iterator[tuple[JsonObject, int | None]]:
@@ -137,14 +125,12 @@ def check_duplicate_ids(automaton: Automaton) -> list[Finding]:
             evidence={
                 "duplicated_ids": len(ranked),
                 "extra_copies": extra,
-                "lines": {
-                    object_id: lines[:_LINES_SHOWN] for object_id, lines in ranked[:MAX_DETAILS]
-                },
+                "lines": {object_id: list(lines) for object_id, lines in ranked},
             },
             recommendation="objects are added again instead of updated: deduplicate on add "
             "(look the id up and replace the object) and load with Automaton(path, strict=True) "
             "so a duplicate fails at once, naming both lines",
-            details=_bounded_details(details, "duplicated ids"),
+            details=tuple(details),
         )
     ]
 
@@ -273,13 +259,13 @@ def check_large_arrays(
                 "min_bytes": min_bytes,
                 "largest": [
                     {"id": object_id, "line": line, "path": path, "elements": count, "bytes": size}
-                    for object_id, line, path, count, size in arrays[:MAX_DETAILS]
+                    for object_id, line, path, count, size in arrays
                 ],
             },
             recommendation="move bulk data out of the automaton (a separate file or store, "
             "with a reference in the object), or trim the arrays to what the automaton "
             "needs (e.g. the newest N samples)",
-            details=_bounded_details(details, "arrays"),
+            details=tuple(details),
         )
     ]
 
@@ -342,10 +328,7 @@ def _history_findings(
                 evidence={"entries": len(history), "limit": limit, "actions": dict(actions)},
                 recommendation="cap it: MemoryOptimizedAutomaton(path, config=OptimizationConfig("
                 f"max_execution_history={limit})) keeps only the newest {limit} entries",
-                details=_bounded_details(
-                    [f"{action}: {count:,}" for action, count in actions.most_common()],
-                    "actions",
-                ),
+                details=tuple(f"{action}: {count:,}" for action, count in actions.most_common()),
             )
         )
     fields = [entry for entry in all_fields if entry[3] > limit]
@@ -365,19 +348,16 @@ def _history_findings(
                     "limit": limit,
                     "longest": [
                         {"id": object_id, "line": line, "path": path, "entries": length}
-                        for object_id, line, path, length in fields[:MAX_DETAILS]
+                        for object_id, line, path, length in fields
                     ],
                 },
                 recommendation="a history saved inside objects grows without a bound: keep "
                 f"only the newest entries before saving (OptimizationConfig("
                 f"max_execution_history={limit}) for the automaton's own history), or write "
                 "the history to a log file of its own",
-                details=_bounded_details(
-                    [
-                        f"{_where(object_id, line)}: {path} has {length:,} entries"
-                        for object_id, line, path, length in fields
-                    ],
-                    "fields",
+                details=tuple(
+                    f"{_where(object_id, line)}: {path} has {length:,} entries"
+                    for object_id, line, path, length in fields
                 ),
             )
         )
@@ -488,9 +468,8 @@ def check_snapshots(
                 evidence={"files": len(sized), "max_files": max_files, "total_bytes": total},
                 recommendation=f"prune old snapshots: {keep} deletes all but the newest "
                 f"{max_files} (pytest_automem.snapshots.files)",
-                details=_bounded_details(
-                    [f"oldest: {path.name} ({format_size(size)})" for path, size in surplus],
-                    "files",
+                details=tuple(
+                    f"oldest: {path.name} ({format_size(size)})" for path, size in surplus
                 ),
             )
         )
@@ -509,9 +488,7 @@ def check_snapshots(
                 },
                 recommendation=f"keep fewer snapshots ({keep}) or shorter windows "
                 "(automem monitor --snapshot-every)",
-                details=_bounded_details(
-                    [f"{path.name}: {format_size(size)}" for path, size in largest], "files"
-                ),
+                details=tuple(f"{path.name}: {format_size(size)}" for path, size in largest),
             )
         )
     return findings

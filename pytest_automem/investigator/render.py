@@ -2,9 +2,10 @@
 
 Plain text goes into failure messages, JUnit and the terminal; JSON into the
 results file; Markdown into CI step summaries (GitHub's
-``$GITHUB_STEP_SUMMARY``, GitLab and Azure Markdown reports).  Long outputs
-are bounded: at most ``limit`` findings and ``detail_limit`` detail lines
-each, then "… and N more".
+``$GITHUB_STEP_SUMMARY``, GitLab and Azure Markdown reports).  People read
+text and Markdown, so those are bounded: at most ``limit`` findings and
+``detail_limit`` detail lines each, then a line saying exactly how many were
+left out.  JSON is read by machines and keeps every finding and every line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ FORMATS = ("text", "json", "markdown")
 
 
 def _more(hidden: int, what: str) -> str:
-    return f"… and {hidden} more {what}{'s' if hidden != 1 else ''}"
+    return f"… and {hidden:,} more {what}{'s' if hidden != 1 else ''}"
 
 
 def _bounded(items: tuple[Any, ...] | list[Any], limit: int) -> tuple[list[Any], int]:

@@ -21,12 +21,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..base.atomic import atomic_writer, remove_stale_temps
-from ..base.json_files import INVALID_JSON, JsonTextError, parse_json
+from ..base.json_files import INVALID_JSON, JsonTextError, json_kind, parse_json
 
 __all__ = [
     "REQUIRED_TEST_KEYS",
     "RESULTS_VERSION",
+    "ResultsFormatError",
     "build_results",
+    "member_line",
+    "parse_results",
     "read_results",
     "session_header",
     "write_results",
@@ -112,19 +115,93 @@ def _dump(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(", ", ": "))
 
 
+class ResultsFormatError(ValueError):
+    """Content that is not a results file this version reads; names the file and line."""
+
+
 def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a results file back; a malformed one raises ValueError naming the file."""
+    """Read a results file back; a malformed one raises ResultsFormatError naming file:line."""
     with open(path, "rb") as handle:
-        text = handle.read()
+        return parse_results(handle.read(), path)
+
+
+def parse_results(
+    data: bytes, path: str | os.PathLike[str], *, strict: bool = False
+) -> dict[str, Any]:
+    """The results document in ``data`` (the bytes of the file at ``path``).
+
+    Checks what every reader relies on: a version this code reads, a
+    ``tests`` object, and an object per test; ``strict`` also requires the
+    contract's keys (:data:`REQUIRED_TEST_KEYS`) in every test.  An error
+    names the line of the member at fault (``results.json:2:`` for a
+    version 2 file), so a near miss is found at once.
+    """
     try:
-        document = parse_json(text)
+        document = parse_json(data)
     except JsonTextError as exc:
         where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
         why = exc.detail if exc.kind == INVALID_JSON else str(exc)
-        raise ValueError(f"{where}: not a results file: {why}") from None
-    version = document.get("version") if isinstance(document, dict) else None
+        raise ResultsFormatError(f"{where}: not a results file: {why}") from None
+    expected = f"not a version-{RESULTS_VERSION} automem results file"
+    if not isinstance(document, dict):
+        raise ResultsFormatError(f"{path}:1: {expected} (a JSON {json_kind(document)})")
+    version = document.get("version")
     if type(version) is not int or version != RESULTS_VERSION:
-        raise ValueError(f"{path}: not a version-{RESULTS_VERSION} automem results file")
-    if not isinstance(document.get("tests"), dict):
-        raise ValueError(f"{path}: results file has no 'tests' object")
+        found = f"version {json.dumps(version)}" if "version" in document else 'no "version"'
+        raise ResultsFormatError(f"{path}:{_line(data, 'version')}: {expected} ({found})")
+    tests = document.get("tests")
+    if not isinstance(tests, dict):
+        raise ResultsFormatError(
+            f"{path}:{_line(data, 'tests')}: results file has no 'tests' object"
+        )
+    for nodeid, record in tests.items():
+        if not isinstance(record, dict):
+            problem = f"is a JSON {json_kind(record)}, not an object"
+        elif strict and any(key not in record for key in REQUIRED_TEST_KEYS):
+            problem = "has no " + ", ".join(key for key in REQUIRED_TEST_KEYS if key not in record)
+        else:
+            continue
+        line = _line(data, "tests", nodeid)
+        raise ResultsFormatError(f"{path}:{line}: test {json.dumps(nodeid)} {problem}")
     return document
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _line(data: bytes, *keys: str) -> int:
+    return member_line(data.decode("utf-8"), keys)
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\n\r":
+        index += 1
+    return index
+
+
+def member_line(text: str, keys: tuple[str, ...]) -> int:
+    """The line on which the member at ``keys`` (``("tests", nodeid)``) of the
+    JSON object in ``text`` starts; the line reached so far where there is none.
+
+    Only called for an error, on text known to be JSON: json gives no
+    positions for what it decodes, so the members are stepped over one by
+    one with ``raw_decode``.
+    """
+    index, line = 0, 1
+    for key in keys:
+        index = _skip_space(text, index)
+        if not text.startswith("{", index):
+            return line
+        index = _skip_space(text, index + 1)
+        while not text.startswith("}", index):
+            name, after = _DECODER.raw_decode(text, index)
+            value_at = _skip_space(text, _skip_space(text, after) + 1)  # past the ":"
+            if name == key:
+                line, index = text.count("\n", 0, index) + 1, value_at
+                break
+            _, index = _DECODER.raw_decode(text, value_at)
+            index = _skip_space(text, index)
+            index = _skip_space(text, index + 1) if text.startswith(",", index) else index
+        else:
+            return line
+    return line
