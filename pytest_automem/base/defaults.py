@@ -113,6 +113,9 @@ ATTRIBUTION_WARMUP = 1
 #: lines of each, then "… and N more": failure messages stay readable.
 FINDINGS_SHOWN = 10
 DETAILS_SHOWN = 5
+#: Detail lines shown of a finding that locates a failure (a stack, the
+#: lines that allocated): the reader came for these, so more are shown.
+WHERE_DETAILS_SHOWN = 20
 
 # ------------------------------------------------------------------- automaton
 

@@ -1,6 +1,7 @@
 """Renderers of an investigation: plain text, JSON, Markdown.
 
-Plain text goes into failure messages, JUnit and the terminal; JSON into the
+Plain text goes into failure messages, JUnit and the terminal (a test's
+memory failure has its own layout, :func:`render_failure`); JSON into the
 results file; Markdown into CI step summaries (GitHub's
 ``$GITHUB_STEP_SUMMARY``, GitLab and Azure Markdown reports).  Long outputs
 are bounded: at most ``limit`` findings and ``detail_limit`` detail lines
@@ -10,13 +11,22 @@ each, then "… and N more".
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from ..base.defaults import DETAILS_SHOWN, FINDINGS_SHOWN
+from ..base.defaults import DETAILS_SHOWN, FINDINGS_SHOWN, WHERE_DETAILS_SHOWN
 from ..base.text import markdown_code, markdown_text
 from .findings import Finding, Investigation
+from .peak_location import PEAK_LOCATION_CHECK
 
-__all__ = ["render", "render_json", "render_markdown", "render_text"]
+__all__ = [
+    "locates",
+    "render",
+    "render_failure",
+    "render_json",
+    "render_markdown",
+    "render_text",
+]
 
 FORMATS = ("text", "json", "markdown")
 
@@ -53,6 +63,61 @@ def render_text(
     if hidden:
         lines.append(_more(hidden, "finding"))
     return "\n".join(lines)
+
+
+def locates(finding: Finding) -> bool:
+    """Whether ``finding`` says where a failure happened: it names a line
+    (its evidence has ``line``), or it is the peak's location, found or not."""
+    return "line" in finding.evidence or finding.check == PEAK_LOCATION_CHECK
+
+
+def render_failure(
+    measured: Sequence[str],
+    investigation: Investigation,
+    advice: Sequence[str],
+    *,
+    limit: int = FINDINGS_SHOWN,
+    detail_limit: int = DETAILS_SHOWN,
+) -> str:
+    """The report under a memory failure's one-line message, in the order a
+    reader asks: what was measured (each figure once, with its basis), where
+    (the findings that locate it), what to do, and anything else found.
+
+    ``advice`` is what to do when no finding locates the failure; a finding
+    that does brings its own.  The investigation's figures are not shown:
+    ``measured`` holds those that matter for the budgets that failed.
+    """
+    where = [f for f in investigation.findings if locates(f)]
+    others = [f for f in investigation.findings if not locates(f)]
+    lines = [*measured]
+    if where:
+        lines.extend(["", "where:"])
+        for finding in where:
+            lines.append(f"  {finding.summary}")
+            lines.extend(_detail_lines(finding, WHERE_DETAILS_SHOWN, "    "))
+    todo = [f.recommendation for f in where if f.recommendation] or list(advice)
+    if todo:
+        lines.extend(["", "what to do:"])
+        lines.extend(f"  {line}" for line in dict.fromkeys(todo))
+    shown, hidden = _bounded(others, limit)
+    if shown:
+        lines.extend(["", "also found:"])
+    for finding in shown:
+        lines.append(f"  - [{finding.severity.name}] {finding.summary}")
+        lines.extend(_detail_lines(finding, detail_limit, "      "))
+        if finding.recommendation:
+            lines.append(f"      what to do: {finding.recommendation}")
+    if hidden:
+        lines.append(f"  {_more(hidden, 'finding')}")
+    return "\n".join(lines)
+
+
+def _detail_lines(finding: Finding, limit: int, indent: str) -> list[str]:
+    details, more = _bounded(finding.details, limit)
+    lines = [f"{indent}{detail}" for detail in details]
+    if more:
+        lines.append(f"{indent}{_more(more, 'line')}")
+    return lines
 
 
 def render_json(investigation: Investigation) -> str:

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from ..base.defaults import MIN_RATE_WINDOW_S
+from ..base.defaults import GROWTH_NOISE_BYTES, MIN_RATE_WINDOW_S
+from ..base.units import format_size
 from ..measure.garbage import GcMode
 from ..measure.pressure import PressureThresholds
 from ..results.records import encode_record
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from ..automaton.scenario import Scenario, ScenarioResult
     from ..automaton.store import Automaton
     from ..investigator.attribution import AllocationTracer
+    from ..investigator.findings import Investigation
     from ..investigator.overall import PeakStacks, SubjectAttribution
     from ..measure.monitor import HeadlineResult, MeasurementWindow, MemoryMonitor, SpanProbe
     from ..measure.stack_dumps import StackDump
@@ -108,6 +110,7 @@ class ItemState:
 
     __slots__ = (
         "attributions",
+        "expected_failure",
         "failed_on_memory",
         "findings",
         "phases",
@@ -128,6 +131,8 @@ class ItemState:
         self.scenarios: list[ScenarioResult] = []
         self.verdict: Verdict | None = None
         self.failed_on_memory = False
+        #: The test is marked xfail and failed on memory: pytest counts it as xfailed.
+        self.expected_failure = False
         self.report_text: str | None = None
         self.findings: list[dict[str, Any]] = []
         self.record: dict[str, Any] | None = None
@@ -458,7 +463,8 @@ class RuntestHooks:
                 attributions=state.attributions,
                 peak_stacks=_peak_stacks(state.plan.budget, peak_dumps),
             )
-            state.report_text = investigation.render_text()
+            if not state.verdict.passed:
+                state.report_text = _failure_report(state, investigation)
             state.findings = [f.to_dict() for f in investigation.findings]
 
     # -- the record ----------------------------------------------------------
@@ -541,6 +547,7 @@ def record_of(state: ItemState) -> dict[str, Any]:
             "violations": list(verdict.violations),
             "message": None if verdict.passed else verdict.headline(),
             "failed_on_memory": state.failed_on_memory,
+            "expected_failure": state.expected_failure,
             "report": None if verdict.passed else verdict_text(state),
             "budget": state.plan.budget.to_dict() if state.plan.budget else None,
             "scenarios": [_scenario_summary(s) for s in state.scenarios],
@@ -569,10 +576,37 @@ def lean_record(call: HeadlineResult) -> dict[str, Any]:
 
 
 def verdict_text(state: ItemState) -> str:
-    """The violations, then the investigator's report."""
+    """The report under the one-line message (made when the call was judged):
+    the same text in the terminal, the JUnit file and the report file."""
     assert state.verdict is not None
-    lines = [f"- {v}" for v in state.verdict.violations]
-    return "\n".join([*lines, "", state.report_text or ""]).rstrip()
+    return state.report_text or ""
+
+
+def _failure_report(state: ItemState, investigation: Investigation) -> str:
+    """The failed figures with their basis and the setup's peak beside them,
+    then where, what to do and what else was found (see ``render_failure``).
+
+    Teardown has not run yet when the call's failure is reported, so its
+    peak is in the terminal's top lists and the results file only.
+    """
+    from ..investigator.render import render_failure
+
+    assert state.verdict is not None
+    measured = [*state.verdict.measured_lines(), *_phase_lines(state)]
+    return render_failure(measured, investigation, state.verdict.advice_lines())
+
+
+def _phase_lines(state: ItemState) -> list[str]:
+    """The setup's peak, when its fixtures used memory worth naming: the
+    call's figures do not include it, and a fixture is often the cause."""
+    setup = state.phases.get("setup")
+    if setup is None or setup.peak_bytes < GROWTH_NOISE_BYTES:
+        return []
+    return [
+        f"setup peak {format_size(setup.peak_bytes)} before the call "
+        f"(the fixtures; not in the call's figures), {format_size(setup.growth_bytes)} "
+        "of it still held when the call began"
+    ]
 
 
 class ReportHooks:
@@ -604,10 +638,13 @@ class ReportHooks:
         self, item: pytest.Item, state: ItemState, report: pytest.TestReport
     ) -> None:
         assert state.verdict is not None
-        if report.failed and state.failed_on_memory:
-            report.longrepr = f"{state.verdict.failure_message()}\n\n{verdict_text(state)}"
+        text = f"{state.verdict.failure_message()}\n\n{verdict_text(state)}"
+        if getattr(report, "wasxfail", None) is not None:
+            state.expected_failure = state.failed_on_memory
+        elif report.failed and state.failed_on_memory:
+            report.longrepr = text
         elif not state.verdict.passed:
-            report.sections.append(("automem: memory budget exceeded too", verdict_text(state)))
+            report.sections.append(("automem: memory budget exceeded too", text))
         if self._carries_properties(state):
             from ..outputs.junit import junit_properties
 
