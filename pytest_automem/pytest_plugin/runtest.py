@@ -476,6 +476,14 @@ class RuntestHooks:
             state.record = record_of(state)
             self._records.add(item.nodeid, state.record)
 
+    def expect_failure(self, item: pytest.Item, state: ItemState) -> None:
+        """The test is marked xfail and failed on memory, as expected: its
+        record says so, kept again if it was finished with the call."""
+        state.expected_failure = True
+        if state.record is not None:
+            state.record["expected_failure"] = True
+            self._records.add(item.nodeid, state.record)
+
     def take_record(self, item: pytest.Item) -> dict[str, Any] | None:
         """The finished record of ``item``, handed over (an xdist worker sends it)."""
         records = self._records
@@ -619,10 +627,12 @@ class ReportHooks:
         self.settings = settings
         self._runtest = runtest
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        # The outermost wrapper: pytest's xfail handling has marked the
+        # report (``wasxfail``) by the time it comes back here.
         report = yield
         if call.when == "call":
             state = self._runtest.state_of(item)
@@ -640,7 +650,8 @@ class ReportHooks:
         assert state.verdict is not None
         text = f"{state.verdict.failure_message()}\n\n{verdict_text(state)}"
         if getattr(report, "wasxfail", None) is not None:
-            state.expected_failure = state.failed_on_memory
+            if state.failed_on_memory:
+                self._runtest.expect_failure(item, state)
         elif report.failed and state.failed_on_memory:
             report.longrepr = text
         elif not state.verdict.passed:
