@@ -358,7 +358,7 @@ def test_render_failure_says_what_where_what_to_do_then_the_rest() -> None:
         "  build it in pieces",
         "",
         "also found:",
-        "  - [INFO] grew at 2.0 MB/s",
+        "  - [INFO] memory grew at 2.0 MB/s",
         "      what to do: cap it",
     ]
 
