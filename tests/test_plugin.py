@@ -295,6 +295,53 @@ def test_xfail_catches_a_memory_failure(pytester: pytest.Pytester, alloc: None) 
     assert record["verdict"] == "fail"
 
 
+def test_a_fixtures_memory_shows_where_users_look(pytester: pytest.Pytester, alloc: None) -> None:
+    pytester.makepyfile(
+        test_fx="""
+        import pytest
+        from alloc import MB, resident, spike
+
+        @pytest.fixture
+        def big():
+            yield resident(40 * MB)
+
+        @pytest.mark.memory_budget(peak="24MB")
+        def test_fixture_only(big):
+            pass
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_fixture_and_spike(big):
+            spike(16 * MB)
+        """
+    )
+    result = _run(pytester, "--junitxml=junit.xml", "--automem-json=results.json")
+    result.assert_outcomes(failed=1, passed=1)
+    # The top list ranks the test by its setup's 40 MB and names the phases.
+    result.stdout.fnmatch_lines(
+        [
+            "highest peak (2 monitored tests):",
+            "*test_fx.py::test_fixture_* (setup 4*MB, call *, teardown *)",
+            "*test_fx.py::test_fixture_* (setup 4*MB, call *, teardown *)",
+        ]
+    )
+    # The failure text names the setup's peak beside the call's figures...
+    result.stdout.fnmatch_lines(
+        [
+            "memory budget exceeded: peak * > budget 8.0 MB*",
+            "",
+            "peak * above the test's start*",
+            "setup peak 4*MB before the call (the fixtures; not in the call's figures), *",
+        ]
+    )
+    # ...and the JUnit file and the results file carry the same text.
+    record = _results(pytester)["tests"]["test_fx.py::test_fixture_and_spike"]
+    assert "setup peak 4" in record["report"]
+    failure = _cases(pytester)["test_fixture_and_spike"].find("failure")
+    assert failure is not None
+    assert _results_of_junit_failure(failure.text or "") == record["report"]
+    assert failure.get("message") == f"memory budget exceeded: {record['message']}"
+
+
 def test_junit_properties_message_report_and_attachment(
     pytester: pytest.Pytester, alloc: None
 ) -> None:
