@@ -367,3 +367,21 @@ def test_render_failure_without_a_location_gives_the_budgets_advice() -> None:
     text = render_failure(["growth 30.0 MB retained"], Investigation((), {}), ["a", "a", "b"])
     assert text.splitlines() == ["growth 30.0 MB retained", "", "what to do:", "  a", "  b"]
     assert "where:" not in text
+
+
+def test_allocation_sites_say_where() -> None:
+    sites = Finding(
+        "allocation-sites",
+        Severity.WARNING,
+        "the test's call: 30.0 MB retained, most at app.py:7",
+        evidence={"sites": [{"filename": "app.py", "lineno": 7}]},
+        recommendation="look at app.py:7",
+    )
+    text = render_failure(["growth 30.0 MB"], Investigation((sites,), {}), ["generic"])
+    assert text.splitlines()[2:7] == [
+        "where:",
+        "  the test's call: 30.0 MB retained, most at app.py:7",
+        "",
+        "what to do:",
+        "  look at app.py:7",
+    ]

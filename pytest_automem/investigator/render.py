@@ -67,8 +67,10 @@ def render_text(
 
 def locates(finding: Finding) -> bool:
     """Whether ``finding`` says where a failure happened: it names a line
-    (its evidence has ``line``), or it is the peak's location, found or not."""
-    return "line" in finding.evidence or finding.check == PEAK_LOCATION_CHECK
+    (its evidence has ``line``), lists the allocation sites that kept memory
+    (``sites``), or is the peak's location, found or not."""
+    evidence = finding.evidence
+    return "line" in evidence or bool(evidence.get("sites")) or finding.check == PEAK_LOCATION_CHECK
 
 
 def render_failure(
