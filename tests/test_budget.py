@@ -279,6 +279,11 @@ def test_each_limit_violated_alone_gives_one_violation(
     assert verdict.violations == (expected,)
     assert verdict.measured_lines() == [measured]
     assert len(verdict.advice_lines()) == 1
+    # The rate's and the leak's figures are what those findings of the
+    # investigator say: a failure's report leaves them out.
+    restated = {"rate": {"growth-rate"}, "leak": {"scenario-leak"}}
+    kind = expected.split(" ")[0] if not expected.startswith("growth rate") else "rate"
+    assert verdict.restated_checks() == restated.get(kind, set())
     assert not verdict.passed
     assert verdict.name == "fail"
     assert verdict.headline() == expected

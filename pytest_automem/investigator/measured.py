@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from ..measure.monitor import HeadlineResult
     from ..measure.window_result import WindowResult
 
-__all__ = ["investigate_measured", "meaningful_rate"]
+__all__ = ["GROWTH_RATE_CHECK", "SCENARIO_LEAK_CHECK", "investigate_measured", "meaningful_rate"]
+
+GROWTH_RATE_CHECK = "growth-rate"
+SCENARIO_LEAK_CHECK = "scenario-leak"
 
 #: The growth-rate marks as the finding states them.
 _RATE_MARKS_TEXT = (
@@ -100,7 +103,7 @@ def _rate_findings(window: WindowResult) -> list[Finding]:
     )
     return [
         Finding(
-            check="growth-rate",
+            check=GROWTH_RATE_CHECK,
             severity=severity,
             summary=f"memory grew at {format_rate(rate)} for {window.duration_s:.1f} s "
             f"({_RATE_MARKS_TEXT})",
@@ -117,7 +120,7 @@ def _scenario_findings(result: ScenarioResult) -> list[Finding]:
     if leak >= LEAK_FINDING_BYTES_PER_ITERATION:
         findings.append(
             Finding(
-                check="scenario-leak",
+                check=SCENARIO_LEAK_CHECK,
                 severity=Severity.WARNING,
                 summary=f"scenario {result.name} retains {format_size(leak)} per iteration "
                 f"({format_size(leak * result.iterations)} over {result.iterations} iterations)",

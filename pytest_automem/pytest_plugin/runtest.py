@@ -597,11 +597,17 @@ def _failure_report(state: ItemState, investigation: Investigation) -> str:
     Teardown has not run yet when the call's failure is reported, so its
     peak is in the terminal's top lists and the results file only.
     """
+    from ..investigator.findings import Investigation
     from ..investigator.render import render_failure
 
-    assert state.verdict is not None
-    measured = [*state.verdict.measured_lines(), *_phase_lines(state)]
-    return render_failure(measured, investigation, state.verdict.advice_lines())
+    verdict = state.verdict
+    assert verdict is not None
+    restated = verdict.restated_checks()
+    findings = tuple(f for f in investigation.findings if f.check not in restated)
+    measured = [*verdict.measured_lines(), *_phase_lines(state)]
+    return render_failure(
+        measured, Investigation(findings, investigation.figures), verdict.advice_lines()
+    )
 
 
 def _phase_lines(state: ItemState) -> list[str]:

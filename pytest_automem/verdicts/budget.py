@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..base.units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
+from ..investigator.measured import GROWTH_RATE_CHECK, SCENARIO_LEAK_CHECK
 from ..measure.pressure import PressureLevel
 
 if TYPE_CHECKING:
@@ -137,6 +138,9 @@ class Violation:
     measured: str
     #: What to do when no finding of the investigator locates the cause.
     advice: str
+    #: The investigator's check whose finding says the same as ``measured``
+    #: (a failure's report leaves that finding out), if any.
+    restated_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,10 @@ class Verdict:
     def measured_lines(self) -> list[str]:
         """The failed figures with their basis, one per budget (none repeated)."""
         return list(dict.fromkeys(v.measured for v in self.failed))
+
+    def restated_checks(self) -> set[str]:
+        """The investigator's checks whose findings the failed figures already state."""
+        return {v.restated_by for v in self.failed if v.restated_by is not None}
 
     def advice_lines(self) -> list[str]:
         """What to do for each budget that failed (none repeated)."""
@@ -243,6 +251,7 @@ def judge(
                 f"growth rate {format_rate(rate)}: least-squares slope of resident memory "
                 f"over {window.samples} samples ({window.duration_s:.1f} s)",
                 _RATE_ADVICE,
+                GROWTH_RATE_CHECK,
             )
         )
     if budget.pressure is not None and window.max_pressure > budget.pressure:
@@ -326,4 +335,5 @@ def _leak(budget: MemoryBudget | None, result: ScenarioResult) -> Violation | No
         f"leak {size} per iteration in scenario {result.name}: slope of retained memory "
         f"over {result.iterations} iterations after {result.warmup} warm-up",
         _LEAK_ADVICE,
+        SCENARIO_LEAK_CHECK,
     )
