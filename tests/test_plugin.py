@@ -321,8 +321,8 @@ def test_a_fixtures_memory_shows_where_users_look(pytester: pytest.Pytester, all
     result.stdout.fnmatch_lines(
         [
             "highest peak (2 monitored tests):",
-            "*test_fx.py::test_fixture_* (setup 4*MB, call *, teardown *)",
-            "*test_fx.py::test_fixture_* (setup 4*MB, call *, teardown *)",
+            "*test_fx.py::test_fixture_* (setup 4*MB in fixture big, call *, teardown *)",
+            "*test_fx.py::test_fixture_* (setup 4*MB in fixture big, call *, teardown *)",
         ]
     )
     # The failure text names the setup's peak beside the call's figures...
@@ -331,12 +331,15 @@ def test_a_fixtures_memory_shows_where_users_look(pytester: pytest.Pytester, all
             "memory budget exceeded: peak * > budget 8.0 MB*",
             "",
             "peak * above the test's start*",
-            "setup peak 4*MB before the call (the fixtures; not in the call's figures), *",
+            "setup peak 4*MB before the call (fixture big 4*MB; not in the call's figures), *",
         ]
     )
     # ...and the JUnit file and the results file carry the same text.
     record = _results(pytester)["tests"]["test_fx.py::test_fixture_and_spike"]
     assert "setup peak 4" in record["report"]
+    fixtures = record["phases"]["setup"]["fixture_peaks_bytes"]
+    assert fixtures["big"] >= 39 << 20
+    assert max(fixtures, key=fixtures.__getitem__) == "big"
     failure = _cases(pytester)["test_fixture_and_spike"].find("failure")
     assert failure is not None
     assert _results_of_junit_failure(failure.text or "") == record["report"]

@@ -70,13 +70,18 @@ def test_quiet_summary_shows_failures_and_a_count() -> None:
 def test_a_fixtures_peak_ranks_its_test_and_is_named_beside_the_call() -> None:
     fixture = dict(
         _record(0, 0),
-        phases={"setup": {"peak_bytes": 40 * MB}, "call": {}, "teardown": {"peak_bytes": 0}},
+        phases={
+            "setup": {"peak_bytes": 40 * MB, "fixture_peaks_bytes": {"big": 40 * MB, "tiny": 0}},
+            "call": {},
+            "teardown": {"peak_bytes": 0},
+        },
     )
     records = {**RECORDS, "t.py::fixture": fixture}
     lines = summary_lines(_store(records, top=2), verbosity=0)
     peak_at = lines.index("highest peak (4 monitored tests):")
     assert lines[peak_at + 1] == (
-        "     40.0 MB  LOW       t.py::fixture  (setup 40.0 MB, call 0 B, teardown 0 B)"
+        "     40.0 MB  LOW       t.py::fixture  "
+        "(setup 40.0 MB in fixture big, call 0 B, teardown 0 B)"
     )
     assert lines[peak_at + 2] == "      9.0 MB  LOW       t.py::big"
 

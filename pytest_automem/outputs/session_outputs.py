@@ -109,14 +109,19 @@ def _highest_peak(summary: dict[str, Any]) -> int:
 
 
 def _phases_beside(summary: dict[str, Any]) -> str:
-    """``  (setup 40.0 MB, call 0 B, teardown 0 B)`` when a phase besides the
-    call peaked above the noise; else nothing (the call is the figure)."""
-    beside = {p: summary.get(f"{p}_peak_bytes") for p in _PHASES}
-    if all(peak is None or peak < GROWTH_NOISE_BYTES for peak in beside.values()):
+    """``  (setup 40.0 MB in fixture big, call 0 B, teardown 0 B)`` when a phase
+    besides the call peaked above the noise; else nothing (the call is the figure)."""
+    setup, teardown = (summary.get(f"{p}_peak_bytes") for p in _PHASES)
+    if all(peak is None or peak < GROWTH_NOISE_BYTES for peak in (setup, teardown)):
         return ""
-    parts = [("setup", beside["setup"]), ("call", summary["peak_bytes"])]
-    parts.append(("teardown", beside["teardown"]))
-    return "  (" + ", ".join(f"{n} {format_size(v)}" for n, v in parts if v is not None) + ")"
+    parts = []
+    if setup is not None:
+        fixture = summary.get("setup_fixture")
+        parts.append(f"setup {format_size(setup)}" + (f" in fixture {fixture}" if fixture else ""))
+    parts.append(f"call {format_size(summary['peak_bytes'])}")
+    if teardown is not None:
+        parts.append(f"teardown {format_size(teardown)}")
+    return f"  ({', '.join(parts)})"
 
 
 def _plural(count: int, noun: str) -> str:

@@ -113,6 +113,7 @@ class ItemState:
         "expected_failure",
         "failed_on_memory",
         "findings",
+        "fixture_peaks",
         "phases",
         "plan",
         "record",
@@ -133,6 +134,8 @@ class ItemState:
         self.failed_on_memory = False
         #: The test is marked xfail and failed on memory: pytest counts it as xfailed.
         self.expected_failure = False
+        #: Each fixture's peak during setup, bytes by fixture name (budgeted tests).
+        self.fixture_peaks: dict[str, int] = {}
         self.report_text: str | None = None
         self.findings: list[dict[str, Any]] = []
         self.record: dict[str, Any] | None = None
@@ -500,6 +503,19 @@ class PhasedRuntestHooks(RuntestHooks):
 
     measures_phases = True
 
+    def __init__(
+        self,
+        settings: RunSettings,
+        monitor: MemoryMonitor,
+        plan_of: Callable[[pytest.Item], ItemPlan],
+        records: RecordSink,
+    ) -> None:
+        super().__init__(settings, monitor, plan_of, records)
+        #: The state of a budgeted test whose setup runs: its fixtures are measured.
+        self._fixtures_of: ItemState | None = None
+        #: Measures one fixture's setup at a time (made for the first budgeted test).
+        self._fixture_probe: SpanProbe | None = None
+
     def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
         """The plan at the call: a fixture may have added a budget during setup."""
         if item is not self._item:
@@ -518,10 +534,36 @@ class PhasedRuntestHooks(RuntestHooks):
             return (yield)
         state = self._state = ItemState(plan)
         self._open(item, state, collect=False)
+        if plan.budget is not None:
+            self._fixtures_of = state
         try:
             return (yield)
         finally:
+            self._fixtures_of = None
             self._close_headline(state, "setup")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> Generator[None, Any, Any]:
+        """Each fixture's peak, in a budgeted test's setup: the failure text
+        and the top lists then name the fixture that used the memory.
+
+        One span of a probe per fixture (kernel reads, nested in the setup's
+        window); a fixture set up inside another's is counted in the outer one.
+        """
+        state = self._fixtures_of
+        if state is None:
+            return (yield)
+        self._fixtures_of = None  # no nested spans: the outer fixture holds them
+        probe = self._fixture_probe
+        if probe is None:
+            probe = self._fixture_probe = self._monitor.probe(gc_mode=GcMode.OFF)
+        probe.open()
+        try:
+            return (yield)
+        finally:
+            peak, _ = probe.close()
+            state.fixture_peaks[fixturedef.argname] = peak
+            self._fixtures_of = state
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -565,6 +607,8 @@ def record_of(state: ItemState) -> dict[str, Any]:
         name: {key: record[key] for key in PHASE_KEYS} if name == "call" else result.to_dict()
         for name, result in state.phases.items()
     }
+    if state.fixture_peaks and "setup" in record["phases"]:
+        record["phases"]["setup"]["fixture_peaks_bytes"] = dict(state.fixture_peaks)
     return record
 
 
@@ -616,11 +660,21 @@ def _phase_lines(state: ItemState) -> list[str]:
     setup = state.phases.get("setup")
     if setup is None or setup.peak_bytes < GROWTH_NOISE_BYTES:
         return []
+    fixture = largest_fixture(state.fixture_peaks)
+    named = f"fixture {fixture[0]} {format_size(fixture[1])}" if fixture else "the fixtures"
     return [
         f"setup peak {format_size(setup.peak_bytes)} before the call "
-        f"(the fixtures; not in the call's figures), {format_size(setup.growth_bytes)} "
+        f"({named}; not in the call's figures), {format_size(setup.growth_bytes)} "
         "of it still held when the call began"
     ]
+
+
+def largest_fixture(peaks: dict[str, int]) -> tuple[str, int] | None:
+    """The fixture whose setup peaked highest, if one used memory worth naming."""
+    if not peaks:
+        return None
+    name = max(peaks, key=peaks.__getitem__)
+    return (name, peaks[name]) if peaks[name] >= GROWTH_NOISE_BYTES else None
 
 
 class ReportHooks:

@@ -64,8 +64,9 @@ class RecordStore:
         self.top = top
         #: node id -> (the record's offset in the spool, -1 if not spooled,
         #: then the :data:`_RANKED_KEYS`, then the peaks of
-        #: :data:`_PHASES_BESIDE_CALL`, -1 where not measured).
-        self._index: dict[str, tuple[int, int, int, str, int, int]] = {}
+        #: :data:`_PHASES_BESIDE_CALL`, -1 where not measured, then the
+        #: fixture whose setup peaked highest, "" where none was measured).
+        self._index: dict[str, tuple[int, int, int, str, int, int, str]] = {}
         self._spool_dir = spool_dir
         self._spool: IO[bytes] | None = None
         #: Where the next line goes: the spool is only appended to until the end.
@@ -104,7 +105,9 @@ class RecordStore:
         beside = (
             int((phases.get(name) or {}).get("peak_bytes", -1)) for name in _PHASES_BESIDE_CALL
         )
-        self._index[nodeid] = (-1 if line is None else self._spool_line(line), *ranked, *beside)
+        fixture = _largest_fixture(phases.get("setup") or {})
+        offset = -1 if line is None else self._spool_line(line)
+        self._index[nodeid] = (offset, *ranked, *beside, fixture)
         if len(self._index) == 1:
             self.sampler_kind = record.get("sampler_kind")
         if record.get("verdict") == "fail":
@@ -134,7 +137,8 @@ class RecordStore:
         """The :attr:`top` tests with the highest ``key`` (``peak_bytes`` or
         ``growth_bytes``), highest first, as ``(nodeid, figures)`` where the
         figures are the peak, growth and pressure, and ``setup_peak_bytes``
-        and ``teardown_peak_bytes`` where those phases were measured.
+        and ``teardown_peak_bytes`` where those phases were measured
+        (``setup_fixture``: the fixture that peaked highest, where known).
 
         Peaks rank by the highest of the test's phases: a fixture that
         allocates is among the highest even if its test's call is not.
@@ -142,7 +146,7 @@ class RecordStore:
         position = 1 + _RANKED_KEYS.index(key)
         if key == "peak_bytes":
             ranked = heapq.nlargest(
-                self.top, self._index.items(), key=lambda kv: max(kv[1][1], *kv[1][4:])
+                self.top, self._index.items(), key=lambda kv: max(kv[1][1], kv[1][4], kv[1][5])
             )
         else:
             ranked = heapq.nlargest(self.top, self._index.items(), key=lambda kv: kv[1][position])
@@ -173,10 +177,18 @@ class RecordStore:
             self._spool = None
 
 
-def _figures(kept: tuple[int, int, int, str, int, int]) -> dict[str, Any]:
+def _figures(kept: tuple[int, int, int, str, int, int, str]) -> dict[str, Any]:
     """An index entry's figures, by name; a phase that was not measured is left out."""
     figures: dict[str, Any] = dict(zip(_RANKED_KEYS, kept[1:4], strict=True))
-    for name, peak in zip(_PHASES_BESIDE_CALL, kept[4:], strict=True):
+    for name, peak in zip(_PHASES_BESIDE_CALL, kept[4:6], strict=True):
         if peak >= 0:
             figures[f"{name}_peak_bytes"] = peak
+    if kept[6]:
+        figures["setup_fixture"] = kept[6]
     return figures
+
+
+def _largest_fixture(setup: Mapping[str, Any]) -> str:
+    """The fixture whose setup peaked highest ("" where none was measured)."""
+    peaks = setup.get("fixture_peaks_bytes") or {}
+    return max(peaks, key=peaks.__getitem__) if peaks else ""
