@@ -178,7 +178,7 @@ def main() -> None:
             else {}
         )
     for number, (test, title) in enumerate(CASES, 1):
-        print(f"### {number}. {title}\n")
+        print(f"#### {number}. {title}\n")
         print("pytest-automem:\n\n```")
         print(automem.get(test, "(passed)"))
         print("```\n")
