@@ -502,19 +502,10 @@ class PhasedRuntestHooks(RuntestHooks):
     """
 
     measures_phases = True
-
-    def __init__(
-        self,
-        settings: RunSettings,
-        monitor: MemoryMonitor,
-        plan_of: Callable[[pytest.Item], ItemPlan],
-        records: RecordSink,
-    ) -> None:
-        super().__init__(settings, monitor, plan_of, records)
-        #: The state of a budgeted test whose setup runs: its fixtures are measured.
-        self._fixtures_of: ItemState | None = None
-        #: Measures one fixture's setup at a time (made for the first budgeted test).
-        self._fixture_probe: SpanProbe | None = None
+    #: The state of a budgeted test whose setup runs: its fixtures are measured.
+    _fixtures_of: ItemState | None = None
+    #: Measures one fixture's setup at a time (made for the first budgeted test).
+    _fixture_probe: SpanProbe | None = None
 
     def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
         """The plan at the call: a fixture may have added a budget during setup."""
