@@ -97,6 +97,8 @@ def test_an_expected_memory_failure_is_labelled_as_expected() -> None:
     assert summary_lines(_store(records), verbosity=-1)[-1] == (
         "4 tests monitored, 1 memory failure, 1 expected (xfail)"
     )
+    markdown = step_summary_markdown(_store(records))
+    assert "| `t.py::xfailed` | peak 9.0 MB > budget 1.0 MB (...) (expected: xfail) |" in markdown
 
 
 def test_report_files_only_for_failures(tmp_path: Path) -> None:

@@ -104,6 +104,12 @@ def _failure_line(nodeid: str, record: dict[str, Any]) -> str:
     return f"MEMORY FAIL {nodeid}: {record['message']}"
 
 
+def _reason(record: dict[str, Any]) -> str:
+    """A failure's one line, said to be expected where the test is marked xfail."""
+    message = record["message"] or ""
+    return f"{message} (expected: xfail)" if record.get("expected_failure") else message
+
+
 def _highest_peak(summary: dict[str, Any]) -> int:
     return max(summary["peak_bytes"], *(summary.get(f"{p}_peak_bytes", 0) for p in _PHASES))
 
@@ -189,7 +195,7 @@ def step_summary_markdown(records: RecordStore) -> str:
         lines.extend(["| test | reason |", "|---|---|"])
         lines.extend(
             f"| `{markdown_code(n, in_table=True)}` | "
-            f"{markdown_code(failures[n]['message'] or '', in_table=True)} |"
+            f"{markdown_code(_reason(failures[n]), in_table=True)} |"
             for n in failed
         )
         lines.append("")
