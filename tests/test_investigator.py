@@ -14,6 +14,7 @@ import pytest
 
 from pytest_automem.automaton.scenario import ScenarioResult
 from pytest_automem.investigator import Finding, Investigation, Severity, investigate
+from pytest_automem.investigator.render import render_failure
 from pytest_automem.measure.pressure import PressureLevel
 from pytest_automem.measure.window_result import WindowResult
 
@@ -125,7 +126,17 @@ def test_growth_rate_severity(
 def test_window_without_a_rate_gives_no_rate_finding() -> None:
     investigation = investigate(window=make_window(rate_bytes_per_s=None, samples=40))
     assert investigation.findings == ()
-    assert investigation.figures["growth rate"] == "n/a (under 100 samples)"
+    assert "growth rate" not in investigation.figures
+    assert "n/a" not in investigation.render_text()
+
+
+def test_a_spike_that_retained_nothing_states_no_rate() -> None:
+    # A slope of GB/s over a test that built and freed its memory is the
+    # spike's shape, not growth: neither a figure nor a finding states it.
+    spike = make_window(rate_bytes_per_s=1.3 * 1024 * MB, growth_bytes=0, duration_s=2.0)
+    investigation = investigate(window=spike)
+    assert "growth rate" not in investigation.figures
+    assert [f for f in investigation.findings if f.check == "growth-rate"] == []
 
 
 def test_window_figures_say_how_it_was_measured() -> None:
@@ -313,3 +324,64 @@ def test_to_dict_is_json_serialisable() -> None:
         "details",
     }
     assert data["figures"] == investigation.figures
+
+
+# -- a failure's report ----------------------------------------------------------
+
+
+def test_render_failure_says_what_where_what_to_do_then_the_rest() -> None:
+    located = Finding(
+        "peak-location",
+        Severity.WARNING,
+        "memory crossed the peak budget (24.0 MB) at app.py:20 in build",
+        evidence={"file": "app.py", "line": 20},
+        recommendation="build it in pieces",
+        details=("  -> app.py:20 in build", "     app.py:30 in test_x"),
+    )
+    other = Finding(
+        "growth-rate", Severity.INFO, "memory grew at 2.0 MB/s", recommendation="cap it"
+    )
+    text = render_failure(
+        ["peak 200.0 MB above the test's start, exact: kernel high-water mark"],
+        Investigation((located, other), {"growth rate": "n/a"}),
+        ["generic advice"],
+    )
+    assert text.splitlines() == [
+        "peak 200.0 MB above the test's start, exact: kernel high-water mark",
+        "",
+        "where:",
+        "  memory crossed the peak budget (24.0 MB) at app.py:20 in build",
+        "      -> app.py:20 in build",
+        "         app.py:30 in test_x",
+        "",
+        "what to do:",
+        "  build it in pieces",
+        "",
+        "also found:",
+        "  - [INFO] memory grew at 2.0 MB/s",
+        "      what to do: cap it",
+    ]
+
+
+def test_render_failure_without_a_location_gives_the_budgets_advice() -> None:
+    text = render_failure(["growth 30.0 MB retained"], Investigation((), {}), ["a", "a", "b"])
+    assert text.splitlines() == ["growth 30.0 MB retained", "", "what to do:", "  a", "  b"]
+    assert "where:" not in text
+
+
+def test_allocation_sites_say_where() -> None:
+    sites = Finding(
+        "allocation-sites",
+        Severity.WARNING,
+        "the test's call: 30.0 MB retained, most at app.py:7",
+        evidence={"sites": [{"filename": "app.py", "lineno": 7}]},
+        recommendation="look at app.py:7",
+    )
+    text = render_failure(["growth 30.0 MB"], Investigation((sites,), {}), ["generic"])
+    assert text.splitlines()[2:7] == [
+        "where:",
+        "  the test's call: 30.0 MB retained, most at app.py:7",
+        "",
+        "what to do:",
+        "  look at app.py:7",
+    ]

@@ -91,11 +91,11 @@ def test_each_kind_of_budget_fails_with_its_reason(pytester: pytest.Pytester, al
     result.assert_outcomes(failed=5, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "MEMORY FAIL *::test_growth: growth * > budget 8.0 MB (after gc.collect(), *",
-            "MEMORY FAIL *::test_leak: leak * > budget 1.0 KB/iteration (scenario *leaky*",
-            "MEMORY FAIL *::test_peak: peak * MB > budget 16.0 MB (*, 1 ms sampler, *",
-            "MEMORY FAIL *::test_pressure: pressure CRITICAL > budget MEDIUM *",
-            "MEMORY FAIL *::test_rate: growth rate * > budget 20.0 MB/s *",
+            "MEMORY FAIL *::test_growth: growth * > budget 8.0 MB",
+            "MEMORY FAIL *::test_leak: leak * > budget 1.0 KB/iteration (scenario *leaky*)",
+            "MEMORY FAIL *::test_peak: peak * MB > budget 16.0 MB*",
+            "MEMORY FAIL *::test_pressure: pressure CRITICAL > budget MEDIUM",
+            "MEMORY FAIL *::test_rate: growth rate * > budget 20.0 MB/s",
         ],
         consecutive=False,
     )
@@ -113,7 +113,19 @@ def test_each_kind_of_budget_fails_with_its_reason(pytester: pytest.Pytester, al
     assert 47 << 20 <= peak["peak_bytes"] <= 52 << 20
     # Traced where the allocators cached more than 5 % of the budget (docs: "Verdicts").
     assert peak["peak_source"] in {"kernel-hwm", "tracemalloc"}
-    assert ", 1 ms sampler," in peak["violations"][0]
+    # Each report opens with the failed figure and its basis, in words a user knows.
+    assert peak["report"].startswith("peak ")
+    assert "exact: kernel high-water mark" in peak["report"] or "traced: " in peak["report"]
+    growth = tests["test_budgets.py::test_growth"]["report"]
+    assert growth.startswith("growth ") and "after garbage collection" in growth
+    assert "high-water" not in growth
+    rate = tests["test_budgets.py::test_rate"]["report"]
+    assert rate.startswith("growth rate ") and "least-squares slope of resident memory" in rate
+    leak_report = tests["test_budgets.py::test_leak"]["report"]
+    assert "slope of retained memory over 40 iterations after 5 warm-up" in leak_report
+    assert " retains " not in leak_report  # the scenario-leak finding would say it again
+    for record in tests.values():
+        assert "n/a" not in (record["report"] or "")
     assert tests["test_budgets.py::test_growth"]["growth_bytes"] >= 23 << 20
     leak = tests["test_budgets.py::test_leak"]
     assert leak["scenarios"][0]["leak_bytes_per_iteration"] > 1024
@@ -138,15 +150,19 @@ def test_failure_shows_the_report_and_one_line_reason(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*memory budget exceeded: peak * > budget 8.0 MB (*, 1 ms sampler*",
-            "memory report (pytest-automem)",
-            "*peak: * above the baseline*",
-            "*measured by: *, 1 ms sampler*",
+            "memory budget exceeded: peak * > budget 8.0 MB*",
+            "",
+            "peak * above the test's start (* resident), *",
             "*automem: memory*",
             "MEMORY FAIL test_one.py::test_big: peak*",
         ]
     )
-    assert "Traceback" not in result.stdout.str()
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    # The one-line message once: not repeated as a list under it, nor as a figure.
+    assert "- peak " not in out
+    assert "growth rate" not in out
+    assert "n/a" not in out
 
 
 def test_bad_marker_argument_is_a_collection_error(pytester: pytest.Pytester) -> None:
@@ -249,7 +265,9 @@ def test_own_failure_is_kept_and_memory_verdict_added(
         [
             "*AssertionError: the test's own failure*",
             "*automem: memory budget exceeded too*",
-            "- peak * > budget 8.0 MB*",
+            "memory budget exceeded: peak * > budget 8.0 MB*",
+            "",
+            "peak * above the test's start*",
         ]
     )
     failure = _cases(pytester)["test_both"].find("failure")
@@ -269,8 +287,63 @@ def test_xfail_catches_a_memory_failure(pytester: pytest.Pytester, alloc: None) 
             spike(40 * MB)
         """
     )
-    result = _run(pytester)
+    result = _run(pytester, "--automem-json=results.json")
     result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["MEMORY XFAIL test_xf.py::test_caught: peak * (expected)"])
+    result.stdout.no_fnmatch_line("MEMORY FAIL *")
+    record = _results(pytester)["tests"]["test_xf.py::test_caught"]
+    assert record["expected_failure"] is True
+    assert record["verdict"] == "fail"
+
+
+def test_a_fixtures_memory_shows_where_users_look(pytester: pytest.Pytester, alloc: None) -> None:
+    pytester.makepyfile(
+        test_fx="""
+        import pytest
+        from alloc import MB, resident, spike
+
+        @pytest.fixture
+        def big():
+            yield resident(40 * MB)
+
+        @pytest.mark.memory_budget(peak="24MB")
+        def test_fixture_only(big):
+            pass
+
+        @pytest.mark.memory_budget(peak="8MB")
+        def test_fixture_and_spike(big):
+            spike(16 * MB)
+        """
+    )
+    result = _run(pytester, "--junitxml=junit.xml", "--automem-json=results.json")
+    result.assert_outcomes(failed=1, passed=1)
+    # The top list ranks the test by its setup's 40 MB and names the phases.
+    result.stdout.fnmatch_lines(
+        [
+            "highest peak (2 monitored tests):",
+            "*test_fx.py::test_fixture_* (setup 4*MB in fixture big, call *, teardown *)",
+            "*test_fx.py::test_fixture_* (setup 4*MB in fixture big, call *, teardown *)",
+        ]
+    )
+    # The failure text names the setup's peak beside the call's figures...
+    result.stdout.fnmatch_lines(
+        [
+            "memory budget exceeded: peak * > budget 8.0 MB*",
+            "",
+            "peak * above the test's start*",
+            "setup peak 4*MB before the call (fixture big 4*MB; not in the call's figures), *",
+        ]
+    )
+    # ...and the JUnit file and the results file carry the same text.
+    record = _results(pytester)["tests"]["test_fx.py::test_fixture_and_spike"]
+    assert "setup peak 4" in record["report"]
+    fixtures = record["phases"]["setup"]["fixture_peaks_bytes"]
+    assert fixtures["big"] >= 39 << 20
+    assert max(fixtures, key=fixtures.__getitem__) == "big"
+    failure = _cases(pytester)["test_fixture_and_spike"].find("failure")
+    assert failure is not None
+    assert _results_of_junit_failure(failure.text or "") == record["report"]
+    assert failure.get("message") == f"memory budget exceeded: {record['message']}"
 
 
 def test_junit_properties_message_report_and_attachment(
@@ -313,14 +386,17 @@ def test_junit_properties_message_report_and_attachment(
     message = failure.get("message", "")
     assert "\n" not in message
     assert message.startswith("memory budget exceeded: peak ")
-    assert "memory report (pytest-automem)" in (failure.text or "")
+    report = _results_of_junit_failure(failure.text or "")
+    assert report.startswith("peak ") and "above the test's start" in report
     system_out = over.find("system-out")
     assert system_out is not None
     text = system_out.text or ""
     assert text.index("captured by pytest") < text.index("[[ATTACHMENT|")
     attachment = text.split("[[ATTACHMENT|", 1)[1].split("]]", 1)[0]
     assert Path(attachment).is_file()
-    assert "memory report (pytest-automem)" in Path(attachment).read_text()
+    assert report in text
+    attached = Path(attachment).read_text()
+    assert attached.startswith(f"test_j.py::test_over\n{message}\n\n{report}")
     assert _properties(cases["test_under"])["automem.verdict"] == "pass"
     assert _properties(cases["test_unmonitored"]) == {}
 
@@ -583,7 +659,7 @@ def test_xdist_gives_the_same_results_as_a_serial_run(
         failure = case.find("failure")
         if failure is not None:
             assert "\n" not in failure.get("message", "")
-            assert "memory report (pytest-automem)" in (case.findtext("system-out") or "")
+            assert "above the test's start" in (case.findtext("system-out") or "")
 
 
 def test_xdist_without_outputs_measures_blanket_tests_in_brief(
@@ -884,3 +960,11 @@ def test_collect_only_checks_budgets_but_starts_nothing(pytester: pytest.Pyteste
     result = _run(pytester, "--collect-only")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*test_bad.py::test_bad*memory_budget*peak*"])
+
+
+def _results_of_junit_failure(text: str) -> str:
+    """The report in a JUnit failure's text: what follows the one-line message."""
+    message, _, report = text.partition("\n\n")
+    assert message.startswith("memory budget exceeded: ")
+    assert message not in report, "the one-line message is said once"
+    return report.strip()

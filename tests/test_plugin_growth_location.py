@@ -143,6 +143,12 @@ def test_c_memory_a_cache_and_a_rerun_that_raises_are_each_said(
     result.assert_outcomes(failed=3)
     output = result.stdout.str()
 
+    assert records["test_fills_a_cache"]["message"].endswith(
+        ", kept once, as a cache keeps it (lru_cache of test_planted.render)"
+    )
+    assert records["test_leaks_c_memory"]["message"].endswith(
+        ", outside Python objects (C code, which tracing cannot see)"
+    )
     cache = _finding(records["test_fills_a_cache"], "rerun")
     assert "the memory was kept once" in cache["summary"]
     assert "lru_cache of test_planted.render" in cache["summary"]

@@ -67,11 +67,45 @@ def test_quiet_summary_shows_failures_and_a_count() -> None:
     assert summary_lines(_store(one), verbosity=-1) == ["1 test monitored, 0 memory failures"]
 
 
+def test_a_fixtures_peak_ranks_its_test_and_is_named_beside_the_call() -> None:
+    fixture = dict(
+        _record(0, 0),
+        phases={
+            "setup": {"peak_bytes": 40 * MB, "fixture_peaks_bytes": {"big": 40 * MB, "tiny": 0}},
+            "call": {},
+            "teardown": {"peak_bytes": 0},
+        },
+    )
+    records = {**RECORDS, "t.py::fixture": fixture}
+    lines = summary_lines(_store(records, top=2), verbosity=0)
+    peak_at = lines.index("highest peak (4 monitored tests):")
+    assert lines[peak_at + 1] == (
+        "     40.0 MB  LOW       t.py::fixture  "
+        "(setup 40.0 MB in fixture big, call 0 B, teardown 0 B)"
+    )
+    assert lines[peak_at + 2] == "      9.0 MB  LOW       t.py::big"
+
+
+def test_an_expected_memory_failure_is_labelled_as_expected() -> None:
+    xfailed = dict(RECORDS["t.py::big"], expected_failure=True)
+    records = {**RECORDS, "t.py::xfailed": xfailed}
+    lines = summary_lines(_store(records), verbosity=0)
+    assert lines[:2] == [
+        "MEMORY FAIL t.py::big: peak 9.0 MB > budget 1.0 MB (...)",
+        "MEMORY XFAIL t.py::xfailed: peak 9.0 MB > budget 1.0 MB (...) (expected)",
+    ]
+    assert summary_lines(_store(records), verbosity=-1)[-1] == (
+        "4 tests monitored, 1 memory failure, 1 expected (xfail)"
+    )
+    markdown = step_summary_markdown(_store(records))
+    assert "| `t.py::xfailed` | peak 9.0 MB > budget 1.0 MB (...) (expected: xfail) |" in markdown
+
+
 def test_report_files_only_for_failures(tmp_path: Path) -> None:
     written = write_report_files(tmp_path / "reports", RECORDS)
     assert list(written) == ["t.py::big"]
     text = written["t.py::big"].read_text()
-    assert text.startswith("t.py::big\npeak 9.0 MB > budget 1.0 MB")
+    assert text.startswith("t.py::big\nmemory budget exceeded: peak 9.0 MB > budget 1.0 MB")
     assert "memory report" in text
 
 
@@ -138,7 +172,8 @@ def test_colliding_ids_get_a_report_file_each(tmp_path: Path) -> None:
     assert len(set(written.values())) == len(COLLIDING_IDS)
     assert len(list(tmp_path.iterdir())) == len(COLLIDING_IDS)
     for nodeid, path in written.items():
-        assert path.read_text().startswith(f"{nodeid}\nmessage of {nodeid}\n")
+        expected = f"{nodeid}\nmemory budget exceeded: message of {nodeid}\n"
+        assert path.read_text().startswith(expected)
 
 
 def test_junit_attachment_sets_the_message_only_for_memory_failures(tmp_path: Path) -> None:

@@ -121,6 +121,9 @@ DETAILS_SHOWN = 5
 #: ``automem investigate`` on a results file names this many tests with the
 #: highest peaks, and as many with the most growth: where to look first.
 WORST_TESTS_SHOWN = 5
+#: Detail lines shown of a finding that locates a failure (a stack, the
+#: lines that allocated): the reader came for these, so more are shown.
+WHERE_DETAILS_SHOWN = 20
 
 # ------------------------------------------------------------------- automaton
 

@@ -70,6 +70,8 @@ from ..base.defaults import (
     ATTRIBUTION_ITERATIONS,
     ATTRIBUTION_TOP,
     ATTRIBUTION_WARMUP,
+    GROWTH_NOISE_BYTES,
+    OUTSIDE_HEAP_SHARE,
     TRACE_FRAMES,
     TYPE_SCAN_MAX_OBJECTS,
 )
@@ -90,6 +92,18 @@ __all__ = [
 NOISE_FLOOR_BYTES = 1024
 GROUP_BY = ("lineno", "traceback")
 CHECK = "allocation-sites"
+#: RSS grew while the traced Python heap did not: memory tracing cannot see.
+UNTRACED_GROWTH_CHECK = "growth-without-object-growth"
+
+
+def grew_outside_traced_heap(measured_bytes: int | None, traced_bytes: int) -> bool:
+    """Whether a measured growth (RSS) is mostly memory tracing did not see:
+    over the noise, and traced growth under :data:`OUTSIDE_HEAP_SHARE` of it."""
+    return (
+        measured_bytes is not None
+        and measured_bytes >= GROWTH_NOISE_BYTES
+        and traced_bytes < OUTSIDE_HEAP_SHARE * measured_bytes
+    )
 
 
 class _FrameKind(enum.Enum):

@@ -1,7 +1,11 @@
 """Checks on what a run measured: a monitor window, its phases, scenario results.
 
 Growth-rate targets: < 1 MB/s is the target, > 5 MB/s a warning, > 10 MB/s
-critical.  A scenario's leak slope, and RSS
+critical.  A rate is stated only where it means something: over a window of
+at least ``MIN_RATE_WINDOW_S`` that retained more than ``GROWTH_NOISE_BYTES``.
+A slope of a short window, or of a test that kept nothing, describes a
+spike's shape, not growth: a test that built and freed 200 MB in 0.1 s has
+a slope of GB/s and a growth of 0 B.  A scenario's leak slope, and RSS
 growing while the allocators' heap does not (growth outside the tracked
 objects), are findings too.
 """
@@ -15,7 +19,6 @@ from ..base.defaults import (
     GROWTH_NOISE_BYTES,
     LEAK_FINDING_BYTES_PER_ITERATION,
     MB,
-    MIN_RATE_SAMPLES,
     MIN_RATE_WINDOW_S,
     OUTSIDE_HEAP_SHARE,
     RATE_CRITICAL_BYTES_PER_S,
@@ -30,7 +33,10 @@ if TYPE_CHECKING:
     from ..measure.monitor import HeadlineResult
     from ..measure.window_result import WindowResult
 
-__all__ = ["investigate_measured"]
+__all__ = ["GROWTH_RATE_CHECK", "SCENARIO_LEAK_CHECK", "investigate_measured", "meaningful_rate"]
+
+GROWTH_RATE_CHECK = "growth-rate"
+SCENARIO_LEAK_CHECK = "scenario-leak"
 
 #: The growth-rate marks as the finding states them.
 _RATE_MARKS_TEXT = (
@@ -38,8 +44,6 @@ _RATE_MARKS_TEXT = (
     f"warning > {RATE_WARNING_BYTES_PER_S // MB} MB/s, "
     f"critical > {RATE_CRITICAL_BYTES_PER_S // MB} MB/s"
 )
-#: A window too short for a growth rate, as its figures say.
-_NO_RATE_TEXT = f"n/a (under {MIN_RATE_SAMPLES} samples)"
 
 
 def investigate_measured(
@@ -64,20 +68,31 @@ def investigate_measured(
 
 
 def _window_figures(window: WindowResult) -> dict[str, Any]:
-    rate = window.rate_bytes_per_s
-    return {
+    rate = meaningful_rate(window)
+    figures = {
         "peak": f"{format_size(window.peak_bytes)} above the baseline "
         f"({format_size(window.peak_rss_bytes)} RSS)",
         "growth": f"{format_size(window.growth_bytes)} after gc.collect()",
-        "growth rate": format_rate(rate) if rate is not None else _NO_RATE_TEXT,
-        "pressure": f"{window.max_pressure.name} (thresholds {window.thresholds.describe()})",
-        "measured by": window.how_measured(),
     }
+    if rate is not None:
+        figures["growth rate"] = format_rate(rate)
+    figures["pressure"] = f"{window.max_pressure.name} (thresholds {window.thresholds.describe()})"
+    figures["measured by"] = window.how_measured()
+    return figures
+
+
+def meaningful_rate(window: WindowResult) -> float | None:
+    """The window's growth rate where it says something about growth, else None:
+    the window lasted ``MIN_RATE_WINDOW_S`` and retained more than the noise."""
+    rate = window.rate_bytes_per_s
+    if rate is None or window.duration_s < MIN_RATE_WINDOW_S:
+        return None
+    return rate if window.growth_bytes > GROWTH_NOISE_BYTES else None
 
 
 def _rate_findings(window: WindowResult) -> list[Finding]:
-    rate = window.rate_bytes_per_s
-    if rate is None or window.duration_s < MIN_RATE_WINDOW_S or rate <= RATE_TARGET_BYTES_PER_S:
+    rate = meaningful_rate(window)
+    if rate is None or rate <= RATE_TARGET_BYTES_PER_S:
         return []
     severity = (
         Severity.CRITICAL
@@ -88,7 +103,7 @@ def _rate_findings(window: WindowResult) -> list[Finding]:
     )
     return [
         Finding(
-            check="growth-rate",
+            check=GROWTH_RATE_CHECK,
             severity=severity,
             summary=f"memory grew at {format_rate(rate)} for {window.duration_s:.1f} s "
             f"({_RATE_MARKS_TEXT})",
@@ -105,7 +120,7 @@ def _scenario_findings(result: ScenarioResult) -> list[Finding]:
     if leak >= LEAK_FINDING_BYTES_PER_ITERATION:
         findings.append(
             Finding(
-                check="scenario-leak",
+                check=SCENARIO_LEAK_CHECK,
                 severity=Severity.WARNING,
                 summary=f"scenario {result.name} retains {format_size(leak)} per iteration "
                 f"({format_size(leak * result.iterations)} over {result.iterations} iterations)",

@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..base.defaults import GROWTH_NOISE_BYTES, OUTSIDE_HEAP_SHARE
 from ..base.units import format_size
-from .attribution import Attribution, SiteGrowth
+from .attribution import (
+    UNTRACED_GROWTH_CHECK,
+    Attribution,
+    SiteGrowth,
+    grew_outside_traced_heap,
+)
 from .file_checks import (
     check_duplicate_ids,
     check_execution_history,
@@ -161,13 +165,11 @@ def _attribution_part(attributions: Sequence[SubjectAttribution]) -> Investigati
 def _growth_outside_traced_heap(item: SubjectAttribution) -> Finding | None:
     """RSS grew while the traced Python heap did not: growth outside Python objects."""
     measured = item.measured_growth_bytes
-    if measured is None or measured < GROWTH_NOISE_BYTES:
-        return None
     traced = item.attribution.traced_growth_bytes
-    if traced >= OUTSIDE_HEAP_SHARE * measured:
+    if measured is None or not grew_outside_traced_heap(measured, traced):
         return None
     return Finding(
-        check="growth-without-object-growth",
+        check=UNTRACED_GROWTH_CHECK,
         severity=Severity.WARNING,
         summary=f"{item.subject}: memory grew {format_size(measured)} but the traced Python "
         f"heap only {format_size(traced)}: the growth is outside Python objects",

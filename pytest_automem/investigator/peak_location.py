@@ -10,11 +10,12 @@ goes straight to the line.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
 from ..base.units import format_size
-from ..measure.stack_dumps import Frame, StackDump, ThreadStack
+from ..measure.stack_dumps import Frame, Harness, StackDump, ThreadStack
 from .attribution import SiteGrowth
 from .findings import Finding, Severity
 
@@ -82,15 +83,32 @@ def _first_located(dumps: Sequence[StackDump]) -> tuple[ThreadStack, Frame] | No
 
 
 def _stack_lines(thread: ThreadStack) -> list[str]:
-    """Innermost first; the user's own frame is marked with an arrow."""
-    lines = []
-    for frame in thread.frames[:_FRAMES_SHOWN]:
-        mark = "->" if frame is thread.user_frame else "  "
-        lines.append(f"  {mark} {_where(frame)}")
-    hidden = len(thread.frames) - _FRAMES_SHOWN
+    """Innermost first, the user's own frame marked with an arrow, up to where
+    the harness (pytest, pluggy, the standard library) takes over: the frames
+    that ran the test, not the ones that called it."""
+    shown = _frames_to_show(thread)
+    lines = [f"  {'->' if frame is thread.user_frame else '  '} {_where(frame)}" for frame in shown]
+    hidden = len(thread.frames) - len(shown)
     if hidden > 0:
-        lines.append(f"     … {hidden} outer frames not shown")
+        lines.append(f"     … {hidden} outer frames (the test harness) not shown")
     return lines
+
+
+def _frames_to_show(thread: ThreadStack) -> tuple[Frame, ...]:
+    """The frames down to the last user frame before the harness calls it."""
+    owns = _harness().owns
+    seen_user = False
+    for index, frame in enumerate(thread.frames[:_FRAMES_SHOWN]):
+        if not owns(frame.path):
+            seen_user = True
+        elif seen_user:
+            return thread.frames[:index]
+    return thread.frames[:_FRAMES_SHOWN]
+
+
+@functools.cache
+def _harness() -> Harness:
+    return Harness.of_this_python()
 
 
 def _other_threads(dump: StackDump, shown: ThreadStack) -> list[str]:

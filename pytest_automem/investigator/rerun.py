@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from ..base.defaults import GROWTH_NOISE_BYTES
 from ..base.units import format_size
-from .attribution import Attribution
+from .attribution import Attribution, grew_outside_traced_heap
 from .findings import Finding, Severity
 
-__all__ = ["RERUN_SUBJECT", "CacheUse", "Rerun", "rerun_findings"]
+__all__ = ["RERUN_SUBJECT", "CacheUse", "Rerun", "growth_place", "rerun_findings"]
 
 #: How an attribution from a re-run is introduced, in every output.
 RERUN_SUBJECT = "a traced re-run of the test's call"
@@ -78,6 +78,23 @@ def rerun_findings(rerun: Rerun) -> tuple[Finding, ...]:
     if rerun.growth_bytes is not None and _retained_nothing(rerun):
         return (_kept_once(rerun),)
     return ()
+
+
+def growth_place(rerun: Rerun) -> str | None:
+    """Where the growth went, in the words of a one-line failure message
+    (``retained at app.py:12``), or None when the re-run could not say."""
+    if rerun.error is not None or rerun.growth_bytes is None:
+        return None
+    if _retained_nothing(rerun):
+        caches = [c.function for c in rerun.caches if c.hits > 0 and c.entries > 0]
+        held = f" (lru_cache of {caches[0]})" if caches else ""
+        return f"kept once, as a cache keeps it{held}"
+    attribution = rerun.attribution
+    if attribution is None:
+        return None
+    if grew_outside_traced_heap(rerun.growth_bytes, attribution.traced_growth_bytes):
+        return "outside Python objects (C code, which tracing cannot see)"
+    return f"retained at {attribution.sites[0].location()}" if attribution.sites else None
 
 
 def _retained_nothing(rerun: Rerun) -> bool:

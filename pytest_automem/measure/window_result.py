@@ -22,7 +22,7 @@ __all__ = ["WindowResult", "growth_rate", "interval_stats_ms"]
 
 _PEAK_SOURCE_TEXT = {
     "kernel-hwm": "kernel high-water mark",
-    "tracemalloc": "traced peak: the allocators had cached freed memory",
+    "tracemalloc": "traced peak of Python's allocators (the kernel's mark missed what they reused)",
 }
 
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..base.defaults import GROWTH_NOISE_BYTES
 from ..base.text import markdown_code
 from ..base.units import format_size
 from ..verdicts.budget import failure_message
@@ -37,6 +38,8 @@ _PEAKS_TABLE_HEAD = [
     "| test | peak | growth | pressure |",
     "|---|---|---|---|",
 ]
+#: The phases whose peaks the terminal shows beside the call's.
+_PHASES = ("setup", "teardown")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Names Windows keeps for devices, whatever extension follows their first dot.
 _WINDOWS_DEVICE = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])\.")
@@ -66,20 +69,65 @@ def junit_attachment(
 
 def summary_lines(records: RecordStore, *, verbosity: int) -> list[str]:
     """The terminal summary: memory failures always, then the largest tests
-    (with -q, one line counting what was monitored instead)."""
+    (with -q, one line counting what was monitored instead).
+
+    A memory failure of a test marked xfail is listed as expected, as pytest
+    counts it.  The peaks list ranks a test by the highest of its setup,
+    call and teardown, and names the phases beside the call's figure.
+    """
     failures = records.failures
     failed = sorted(failures)
-    lines = [f"MEMORY FAIL {nodeid}: {failures[nodeid]['message']}" for nodeid in failed]
+    lines = [_failure_line(nodeid, failures[nodeid]) for nodeid in failed]
     if verbosity < 0:
-        tests, failing = _plural(len(records), "test"), _plural(len(failed), "memory failure")
-        return [*lines, f"{tests} monitored, {failing}"]
-    for key, label in (("peak_bytes", "peak"), ("growth_bytes", "growth")):
-        lines.append(f"highest {label} ({len(records)} monitored tests):")
-        lines.extend(
-            f"  {format_size(summary[key]):>10}  {summary['max_pressure']:<8}  {nodeid}"
-            for nodeid, summary in records.highest(key)
-        )
+        expected = sum(1 for nodeid in failed if failures[nodeid].get("expected_failure"))
+        tests = _plural(len(records), "test")
+        failing = _plural(len(failed) - expected, "memory failure")
+        also = f", {expected} expected (xfail)" if expected else ""
+        return [*lines, f"{tests} monitored, {failing}{also}"]
+    lines.append(f"highest peak ({len(records)} monitored tests):")
+    lines.extend(
+        f"  {format_size(_highest_peak(summary)):>10}  {summary['max_pressure']:<8}  "
+        f"{nodeid}{_phases_beside(summary)}"
+        for nodeid, summary in records.highest("peak_bytes")
+    )
+    lines.append(f"highest growth ({len(records)} monitored tests):")
+    lines.extend(
+        f"  {format_size(summary['growth_bytes']):>10}  {summary['max_pressure']:<8}  {nodeid}"
+        for nodeid, summary in records.highest("growth_bytes")
+    )
     return lines
+
+
+def _failure_line(nodeid: str, record: dict[str, Any]) -> str:
+    if record.get("expected_failure"):
+        return f"MEMORY XFAIL {nodeid}: {record['message']} (expected)"
+    return f"MEMORY FAIL {nodeid}: {record['message']}"
+
+
+def _reason(record: dict[str, Any]) -> str:
+    """A failure's one line, said to be expected where the test is marked xfail."""
+    message = record["message"] or ""
+    return f"{message} (expected: xfail)" if record.get("expected_failure") else message
+
+
+def _highest_peak(summary: dict[str, Any]) -> int:
+    return max(summary["peak_bytes"], *(summary.get(f"{p}_peak_bytes", 0) for p in _PHASES))
+
+
+def _phases_beside(summary: dict[str, Any]) -> str:
+    """``  (setup 40.0 MB in fixture big, call 0 B, teardown 0 B)`` when a phase
+    besides the call peaked above the noise; else nothing (the call is the figure)."""
+    setup, teardown = (summary.get(f"{p}_peak_bytes") for p in _PHASES)
+    if all(peak is None or peak < GROWTH_NOISE_BYTES for peak in (setup, teardown)):
+        return ""
+    parts = []
+    if setup is not None:
+        fixture = summary.get("setup_fixture")
+        parts.append(f"setup {format_size(setup)}" + (f" in fixture {fixture}" if fixture else ""))
+    parts.append(f"call {format_size(summary['peak_bytes'])}")
+    if teardown is not None:
+        parts.append(f"teardown {format_size(teardown)}")
+    return f"  ({', '.join(parts)})"
 
 
 def _plural(count: int, noun: str) -> str:
@@ -124,7 +172,8 @@ def write_report_files(folder: Path, records: dict[str, dict[str, Any]]) -> dict
     for nodeid, record in records.items():
         if record.get("report"):
             path = folder / report_file_name(nodeid)
-            atomic_write_text(path, f"{nodeid}\n{record['message']}\n\n{record['report']}\n")
+            message = failure_message(record["message"])
+            atomic_write_text(path, f"{nodeid}\n{message}\n\n{record['report']}\n")
             written[nodeid] = path
     remove_stale_temps_in(folder, is_report_file_name)
     return written
@@ -146,7 +195,7 @@ def step_summary_markdown(records: RecordStore) -> str:
         lines.extend(["| test | reason |", "|---|---|"])
         lines.extend(
             f"| `{markdown_code(n, in_table=True)}` | "
-            f"{markdown_code(failures[n]['message'] or '', in_table=True)} |"
+            f"{markdown_code(_reason(failures[n]), in_table=True)} |"
             for n in failed
         )
         lines.append("")

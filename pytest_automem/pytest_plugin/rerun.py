@@ -30,7 +30,12 @@ __all__ = ["rerun_traced"]
 _PASSED_ON = (KeyboardInterrupt, SystemExit, GeneratorExit)
 #: Caches of these top-level modules are the interpreter's and the harness's
 #: (``re``'s compiled patterns, say), not what the test filled.
-_NOT_THE_USERS = frozenset(sys.stdlib_module_names) | {"_pytest", "pytest", "pluggy"}
+_NOT_THE_USERS = frozenset(sys.stdlib_module_names) | {
+    "_pytest",
+    "pytest",
+    "pluggy",
+    "pytest_automem",
+}
 
 
 def rerun_traced(

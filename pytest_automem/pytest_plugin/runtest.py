@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from ..base.defaults import MIN_RATE_WINDOW_S
+from ..base.defaults import GROWTH_NOISE_BYTES, MIN_RATE_WINDOW_S
+from ..base.units import format_size
 from ..measure.garbage import GcMode
 from ..measure.pressure import PressureThresholds
 from ..results.records import encode_record
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from ..automaton.scenario import Scenario, ScenarioResult
     from ..automaton.store import Automaton
     from ..investigator.attribution import AllocationTracer, Attribution
+    from ..investigator.findings import Investigation
     from ..investigator.overall import PeakStacks, SubjectAttribution
     from ..investigator.rerun import Rerun
     from ..measure.monitor import HeadlineResult, MeasurementWindow, MemoryMonitor, SpanProbe
@@ -107,8 +109,10 @@ class ItemState:
 
     __slots__ = (
         "attributions",
+        "expected_failure",
         "failed_on_memory",
         "findings",
+        "fixture_peaks",
         "phases",
         "plan",
         "record",
@@ -127,6 +131,10 @@ class ItemState:
         self.scenarios: list[ScenarioResult] = []
         self.verdict: Verdict | None = None
         self.failed_on_memory = False
+        #: The test is marked xfail and failed on memory: pytest counts it as xfailed.
+        self.expected_failure = False
+        #: Each fixture's peak during setup, bytes by fixture name (budgeted tests).
+        self.fixture_peaks: dict[str, int] = {}
         self.report_text: str | None = None
         self.findings: list[dict[str, Any]] = []
         self.record: dict[str, Any] | None = None
@@ -459,13 +467,15 @@ class RuntestHooks:
             and self.settings.rerun_failures
             and growth_exceeded(budget, window)
         ):
+            from ..investigator.rerun import growth_place
+
             rerun = self._rerun(item, window)
             state.verdict = judge(
                 budget,
                 window,
                 state.scenarios,
                 peak_where=peak_where,
-                growth_where=_retained_place(rerun),
+                growth_where=growth_place(rerun),
             )
         if _worth_investigating(state, window):
             from ..investigator import investigate
@@ -479,7 +489,8 @@ class RuntestHooks:
                 peak_stacks=_peak_stacks(state.plan.budget, peak_dumps, attribution),
                 rerun=rerun,
             )
-            state.report_text = investigation.render_text()
+            if not state.verdict.passed:
+                state.report_text = _failure_report(state, investigation)
             state.findings = [f.to_dict() for f in investigation.findings]
 
     def _rerun(self, item: pytest.Item, window: WindowResult) -> Rerun:
@@ -503,6 +514,14 @@ class RuntestHooks:
             state.record = record_of(state)
             self._records.add(item.nodeid, state.record)
 
+    def expect_failure(self, item: pytest.Item, state: ItemState) -> None:
+        """The test is marked xfail and failed on memory, as expected: its
+        record says so, kept again if it was finished with the call."""
+        state.expected_failure = True
+        if state.record is not None:
+            state.record["expected_failure"] = True
+            self._records.add(item.nodeid, state.record)
+
     def take_record(self, item: pytest.Item) -> dict[str, Any] | None:
         """The finished record of ``item``, handed over (an xdist worker sends it)."""
         records = self._records
@@ -518,6 +537,10 @@ class PhasedRuntestHooks(RuntestHooks):
     """
 
     measures_phases = True
+    #: The state of a budgeted test whose setup runs: its fixtures are measured.
+    _fixtures_of: ItemState | None = None
+    #: Measures one fixture's setup at a time (made for the first budgeted test).
+    _fixture_probe: SpanProbe | None = None
 
     def _plan_at_call(self, item: pytest.Item) -> ItemPlan | None:
         """The plan at the call: a fixture may have added a budget during setup."""
@@ -537,10 +560,36 @@ class PhasedRuntestHooks(RuntestHooks):
             return (yield)
         state = self._state = ItemState(plan)
         self._open(item, state, collect=False)
+        if plan.budget is not None:
+            self._fixtures_of = state
         try:
             return (yield)
         finally:
+            self._fixtures_of = None
             self._close_headline(state, "setup")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> Generator[None, Any, Any]:
+        """Each fixture's peak, in a budgeted test's setup: the failure text
+        and the top lists then name the fixture that used the memory.
+
+        One span of a probe per fixture (kernel reads, nested in the setup's
+        window); a fixture set up inside another's is counted in the outer one.
+        """
+        state = self._fixtures_of
+        if state is None:
+            return (yield)
+        self._fixtures_of = None  # no nested spans: the outer fixture holds them
+        probe = self._fixture_probe
+        if probe is None:
+            probe = self._fixture_probe = self._monitor.probe(gc_mode=GcMode.OFF)
+        probe.open()
+        try:
+            return (yield)
+        finally:
+            peak, _ = probe.close()
+            state.fixture_peaks[fixturedef.argname] = peak
+            self._fixtures_of = state
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -574,6 +623,7 @@ def record_of(state: ItemState) -> dict[str, Any]:
             "violations": list(verdict.violations),
             "message": None if verdict.passed else verdict.headline(),
             "failed_on_memory": state.failed_on_memory,
+            "expected_failure": state.expected_failure,
             "report": None if verdict.passed else verdict_text(state),
             "budget": state.plan.budget.to_dict() if state.plan.budget else None,
             "scenarios": [_scenario_summary(s) for s in state.scenarios],
@@ -583,6 +633,8 @@ def record_of(state: ItemState) -> dict[str, Any]:
         name: {key: record[key] for key in PHASE_KEYS} if name == "call" else result.to_dict()
         for name, result in state.phases.items()
     }
+    if state.fixture_peaks and "setup" in record["phases"]:
+        record["phases"]["setup"]["fixture_peaks_bytes"] = dict(state.fixture_peaks)
     return record
 
 
@@ -602,10 +654,53 @@ def lean_record(call: HeadlineResult) -> dict[str, Any]:
 
 
 def verdict_text(state: ItemState) -> str:
-    """The violations, then the investigator's report."""
+    """The report under the one-line message (made when the call was judged):
+    the same text in the terminal, the JUnit file and the report file."""
     assert state.verdict is not None
-    lines = [f"- {v}" for v in state.verdict.violations]
-    return "\n".join([*lines, "", state.report_text or ""]).rstrip()
+    return state.report_text or ""
+
+
+def _failure_report(state: ItemState, investigation: Investigation) -> str:
+    """The failed figures with their basis and the setup's peak beside them,
+    then where, what to do and what else was found (see ``render_failure``).
+
+    Teardown has not run yet when the call's failure is reported, so its
+    peak is in the terminal's top lists and the results file only.
+    """
+    from ..investigator.findings import Investigation
+    from ..investigator.render import render_failure
+
+    verdict = state.verdict
+    assert verdict is not None
+    restated = verdict.restated_checks()
+    findings = tuple(f for f in investigation.findings if f.check not in restated)
+    measured = [*verdict.measured_lines(), *_phase_lines(state)]
+    return render_failure(
+        measured, Investigation(findings, investigation.figures), verdict.advice_lines()
+    )
+
+
+def _phase_lines(state: ItemState) -> list[str]:
+    """The setup's peak, when its fixtures used memory worth naming: the
+    call's figures do not include it, and a fixture is often the cause."""
+    setup = state.phases.get("setup")
+    if setup is None or setup.peak_bytes < GROWTH_NOISE_BYTES:
+        return []
+    fixture = largest_fixture(state.fixture_peaks)
+    named = f"fixture {fixture[0]} {format_size(fixture[1])}" if fixture else "the fixtures"
+    return [
+        f"setup peak {format_size(setup.peak_bytes)} before the call "
+        f"({named}; not in the call's figures), {format_size(setup.growth_bytes)} "
+        "of it still held when the call began"
+    ]
+
+
+def largest_fixture(peaks: dict[str, int]) -> tuple[str, int] | None:
+    """The fixture whose setup peaked highest, if one used memory worth naming."""
+    if not peaks:
+        return None
+    name = max(peaks, key=peaks.__getitem__)
+    return (name, peaks[name]) if peaks[name] >= GROWTH_NOISE_BYTES else None
 
 
 class ReportHooks:
@@ -618,10 +713,12 @@ class ReportHooks:
         self.settings = settings
         self._runtest = runtest
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        # The outermost wrapper: pytest's xfail handling has marked the
+        # report (``wasxfail``) by the time it comes back here.
         report = yield
         if call.when == "call":
             state = self._runtest.state_of(item)
@@ -637,10 +734,14 @@ class ReportHooks:
         self, item: pytest.Item, state: ItemState, report: pytest.TestReport
     ) -> None:
         assert state.verdict is not None
-        if report.failed and state.failed_on_memory:
-            report.longrepr = f"{state.verdict.failure_message()}\n\n{verdict_text(state)}"
+        text = f"{state.verdict.failure_message()}\n\n{verdict_text(state)}"
+        if getattr(report, "wasxfail", None) is not None:
+            if state.failed_on_memory:
+                self._runtest.expect_failure(item, state)
+        elif report.failed and state.failed_on_memory:
+            report.longrepr = text
         elif not state.verdict.passed:
-            report.sections.append(("automem: memory budget exceeded too", verdict_text(state)))
+            report.sections.append(("automem: memory budget exceeded too", text))
         if self._carries_properties(state):
             from ..outputs.junit import junit_properties
 
@@ -679,17 +780,6 @@ def _crossing_place(dumps: tuple[StackDump, ...] | None) -> str | None:
     from ..investigator.peak_location import crossing_place
 
     return crossing_place(dumps)
-
-
-def _retained_place(rerun: Rerun) -> str | None:
-    """``path:line`` of the line a re-run's traced growth is most at, if tracing saw it."""
-    if rerun.attribution is None or not rerun.attribution.sites or rerun.growth_bytes is None:
-        return None
-    from ..investigator.rerun import rerun_findings
-
-    if rerun_findings(rerun):
-        return None
-    return rerun.attribution.sites[0].location()
 
 
 def _peak_stacks(

@@ -9,7 +9,8 @@ besides the results file:
 
 * the records of tests that failed on memory (few; every output shows them);
 * per node id: where its record starts in the spool, and the peak, growth
-  and pressure the summaries rank tests by (a few hundred bytes a test).
+  and pressure the summaries rank tests by, with the peaks of its setup and
+  teardown (a few hundred bytes a test).
 
 When a results file is asked for, each record is encoded once, as it
 arrives, into a spool: an anonymous temporary file next to the results file
@@ -35,6 +36,9 @@ __all__ = ["RecordStore", "encode_record"]
 
 #: What the store keeps of each test to rank it (after its spool offset).
 _RANKED_KEYS = ("peak_bytes", "growth_bytes", "max_pressure")
+#: Phases whose peaks are kept beside the call's: a fixture's memory is
+#: spent in setup (and freed in teardown), where the call's figures miss it.
+_PHASES_BESIDE_CALL = ("setup", "teardown")
 #: One encoder for every record (``json.dumps`` with options makes one per call).
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(", ", ": "))
 
@@ -59,8 +63,10 @@ class RecordStore:
         of the highest peaks and growths the summaries show."""
         self.top = top
         #: node id -> (the record's offset in the spool, -1 if not spooled,
-        #: then the :data:`_RANKED_KEYS`).
-        self._index: dict[str, tuple[int, int, int, str]] = {}
+        #: then the :data:`_RANKED_KEYS`, then the peaks of
+        #: :data:`_PHASES_BESIDE_CALL`, -1 where not measured, then the
+        #: fixture whose setup peaked highest, "" where none was measured).
+        self._index: dict[str, tuple[int, int, int, str, int, int, str]] = {}
         self._spool_dir = spool_dir
         self._spool: IO[bytes] | None = None
         #: Where the next line goes: the spool is only appended to until the end.
@@ -95,7 +101,13 @@ class RecordStore:
 
     def _keep(self, nodeid: str, record: Mapping[str, Any], line: str | None) -> None:
         ranked = (int(record["peak_bytes"]), int(record["growth_bytes"]), record["max_pressure"])
-        self._index[nodeid] = (-1 if line is None else self._spool_line(line), *ranked)
+        phases = record.get("phases") or {}
+        beside = (
+            int((phases.get(name) or {}).get("peak_bytes", -1)) for name in _PHASES_BESIDE_CALL
+        )
+        fixture = _largest_fixture(phases.get("setup") or {})
+        offset = -1 if line is None else self._spool_line(line)
+        self._index[nodeid] = (offset, *ranked, *beside, fixture)
         if len(self._index) == 1:
             self.sampler_kind = record.get("sampler_kind")
         if record.get("verdict") == "fail":
@@ -124,10 +136,21 @@ class RecordStore:
     def highest(self, key: str) -> list[tuple[str, dict[str, Any]]]:
         """The :attr:`top` tests with the highest ``key`` (``peak_bytes`` or
         ``growth_bytes``), highest first, as ``(nodeid, figures)`` where the
-        figures are the peak, growth and pressure."""
+        figures are the peak, growth and pressure, and ``setup_peak_bytes``
+        and ``teardown_peak_bytes`` where those phases were measured
+        (``setup_fixture``: the fixture that peaked highest, where known).
+
+        Peaks rank by the highest of the test's phases: a fixture that
+        allocates is among the highest even if its test's call is not.
+        """
         position = 1 + _RANKED_KEYS.index(key)
-        ranked = heapq.nlargest(self.top, self._index.items(), key=lambda kv: kv[1][position])
-        return [(nodeid, dict(zip(_RANKED_KEYS, kept[1:], strict=True))) for nodeid, kept in ranked]
+        if key == "peak_bytes":
+            ranked = heapq.nlargest(
+                self.top, self._index.items(), key=lambda kv: max(kv[1][1], kv[1][4], kv[1][5])
+            )
+        else:
+            ranked = heapq.nlargest(self.top, self._index.items(), key=lambda kv: kv[1][position])
+        return [(nodeid, _figures(kept)) for nodeid, kept in ranked]
 
     def write_results(self, path: str | os.PathLike[str], session: Mapping[str, Any]) -> None:
         """Write the results file (atomically), tests sorted by node id."""
@@ -152,3 +175,20 @@ class RecordStore:
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+
+
+def _figures(kept: tuple[int, int, int, str, int, int, str]) -> dict[str, Any]:
+    """An index entry's figures, by name; a phase that was not measured is left out."""
+    figures: dict[str, Any] = dict(zip(_RANKED_KEYS, kept[1:4], strict=True))
+    for name, peak in zip(_PHASES_BESIDE_CALL, kept[4:6], strict=True):
+        if peak >= 0:
+            figures[f"{name}_peak_bytes"] = peak
+    if kept[6]:
+        figures["setup_fixture"] = kept[6]
+    return figures
+
+
+def _largest_fixture(setup: Mapping[str, Any]) -> str:
+    """The fixture whose setup peaked highest ("" where none was measured)."""
+    peaks = setup.get("fixture_peaks_bytes") or {}
+    return max(peaks, key=peaks.__getitem__) if peaks else ""

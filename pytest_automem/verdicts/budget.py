@@ -4,10 +4,15 @@
 leak_per_iteration=...)`` is parsed into a frozen :class:`MemoryBudget` at
 collection time — a bad limit fails before anything runs, naming the test and
 the argument.  After the test's call phase, :func:`judge` compares the budget
-with what the monitor measured and returns a :class:`Verdict` whose
-violations read at a glance::
+with what the monitor measured and returns a :class:`Verdict`: per budget
+that failed, a violation that reads at a glance, the figure with how it was
+measured, and what to do when nothing else locates the cause::
 
-    peak 131.2 MB > budget 64.0 MB (kernel high-water mark, 1 ms sampler, 842 samples)
+    peak 131.2 MB > budget 64.0 MB, crossed at app.py:20 in build
+    peak 131.2 MB above the test's start (190.4 MB resident), exact: kernel high-water mark
+
+The violation is the test's one-line message; the figure and its basis are
+said once, in the report under it, so no line repeats another.
 """
 
 from __future__ import annotations
@@ -17,13 +22,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..base.units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
+from ..investigator.measured import GROWTH_RATE_CHECK, SCENARIO_LEAK_CHECK
 from ..measure.pressure import PressureLevel
 
 if TYPE_CHECKING:
     from ..automaton.scenario import ScenarioResult
     from ..measure.window_result import WindowResult
 
-__all__ = ["BudgetError", "MemoryBudget", "Verdict", "failure_message", "judge", "leak_violation"]
+__all__ = [
+    "BudgetError",
+    "MemoryBudget",
+    "Verdict",
+    "Violation",
+    "failure_message",
+    "growth_measured",
+    "judge",
+    "leak_violation",
+    "peak_measured",
+]
 
 _LIMITS = ("peak", "growth", "rate", "pressure", "leak_per_iteration")
 #: Not limits: how the test is examined.
@@ -112,14 +128,35 @@ def _parse_flag(value: object) -> bool:
 
 
 @dataclass(frozen=True)
+class Violation:
+    """One budget a test went over: the line, the figure, the advice."""
+
+    #: One line: figure > budget, and where when known (the message's text).
+    text: str
+    #: The figure that failed with what it is and how it was measured, in
+    #: words a user knows (not the sampler's internals).
+    measured: str
+    #: What to do when no finding of the investigator locates the cause.
+    advice: str
+    #: The investigator's check whose finding says the same as ``measured``
+    #: (a failure's report leaves that finding out), if any.
+    restated_by: str | None = None
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The outcome of judging one test: pass, or fail with its violations."""
 
-    violations: tuple[str, ...] = field(default_factory=tuple)
+    failed: tuple[Violation, ...] = field(default_factory=tuple)
+
+    @property
+    def violations(self) -> tuple[str, ...]:
+        """Each violation's one line, as the results file lists them."""
+        return tuple(v.text for v in self.failed)
 
     @property
     def passed(self) -> bool:
-        return not self.violations
+        return not self.failed
 
     @property
     def name(self) -> str:
@@ -130,18 +167,46 @@ class Verdict:
         """One line: the first violation, and how many more there are."""
         if self.passed:
             return "within memory budget"
-        more = len(self.violations) - 1
-        return self.violations[0] + (f" (and {more} more)" if more else "")
+        more = len(self.failed) - 1
+        return self.failed[0].text + (f" (and {more} more)" if more else "")
 
     def failure_message(self) -> str:
         """The one-line message of a test that failed on this verdict."""
         return failure_message(self.headline())
+
+    def measured_lines(self) -> list[str]:
+        """The failed figures with their basis, one per budget (none repeated)."""
+        return list(dict.fromkeys(v.measured for v in self.failed))
+
+    def restated_checks(self) -> set[str]:
+        """The investigator's checks whose findings the failed figures already state."""
+        return {v.restated_by for v in self.failed if v.restated_by is not None}
+
+    def advice_lines(self) -> list[str]:
+        """What to do for each budget that failed (none repeated)."""
+        return list(dict.fromkeys(v.advice for v in self.failed))
 
 
 def failure_message(headline: str) -> str:
     """The one-line message of a test that failed on memory, from its verdict's
     headline: pytest's report and the JUnit file say the same."""
     return f"memory budget exceeded: {headline}"
+
+
+_PEAK_ADVICE = (
+    "build the data in pieces or stream it, free what is done with earlier; "
+    "raise the budget if this much is expected"
+)
+_GROWTH_ADVICE = (
+    "look for what outlives the test: caches, module-level lists, registries, "
+    "objects kept by a fixture; to name the lines that allocated what was kept, "
+    "run with --automem-trace or mark the test memory_budget(..., trace=True)"
+)
+_RATE_ADVICE = "look for buffers, caches or histories that grow while the test runs and cap them"
+_LEAK_ADVICE = (
+    "something each step keeps is never released: check what the scenario's steps "
+    "add to long-lived containers"
+)
 
 
 def judge(
@@ -156,43 +221,95 @@ def judge(
 
     ``peak_where``: where the test was when its memory crossed the peak
     budget (``path:line in function``), named in the peak's violation;
-    ``growth_where``: the line that kept most of the growth (``path:line``),
+    ``growth_where``: where the growth went (``retained at path:line``),
     named in the growth's.
     """
     if budget is None:
         return Verdict()
-    how = window.how_measured()
-    violations = []
+    failed = []
     if budget.peak_bytes is not None and window.peak_bytes > budget.peak_bytes:
         where = f", crossed at {peak_where}" if peak_where else ""
-        violations.append(
-            f"peak {format_size(window.peak_bytes)} > budget {format_size(budget.peak_bytes)} "
-            f"({how}){where}"
+        failed.append(
+            Violation(
+                f"peak {format_size(window.peak_bytes)} > budget "
+                f"{format_size(budget.peak_bytes)}{where}",
+                peak_measured(window),
+                _PEAK_ADVICE,
+            )
         )
     if growth_exceeded(budget, window):
         assert budget.growth_bytes is not None
-        where = f", retained at {growth_where}" if growth_where else ""
-        violations.append(
-            f"growth {format_size(window.growth_bytes)} > budget "
-            f"{format_size(budget.growth_bytes)} (after gc.collect(), {how}){where}"
+        where = f", {growth_where}" if growth_where else ""
+        failed.append(
+            Violation(
+                f"growth {format_size(window.growth_bytes)} > budget "
+                f"{format_size(budget.growth_bytes)}{where}",
+                growth_measured(window),
+                _GROWTH_ADVICE,
+            )
         )
     rate = window.rate_bytes_per_s
     if budget.rate_bytes_per_s is not None and rate is not None and rate > budget.rate_bytes_per_s:
-        violations.append(
-            f"growth rate {format_rate(rate)} > budget {format_rate(budget.rate_bytes_per_s)} "
-            f"(least-squares slope over {window.samples} samples)"
+        failed.append(
+            Violation(
+                f"growth rate {format_rate(rate)} > budget {format_rate(budget.rate_bytes_per_s)}",
+                f"growth rate {format_rate(rate)}: least-squares slope of resident memory "
+                f"over {window.samples} samples ({window.duration_s:.1f} s)",
+                _RATE_ADVICE,
+                GROWTH_RATE_CHECK,
+            )
         )
     if budget.pressure is not None and window.max_pressure > budget.pressure:
-        violations.append(
-            f"pressure {window.max_pressure.name} > budget {budget.pressure.name} "
-            f"({_pressure_basis_text(window)}; "
-            f"thresholds {window.thresholds.describe()})"
+        failed.append(
+            Violation(
+                f"pressure {window.max_pressure.name} > budget {budget.pressure.name}",
+                f"pressure {window.max_pressure.name}: {_pressure_basis_text(window)} "
+                f"(thresholds {window.thresholds.describe()})",
+                _PEAK_ADVICE,
+            )
         )
     for result in scenarios:
-        leak = leak_violation(budget, result)
+        leak = _leak(budget, result)
         if leak is not None:
-            violations.append(leak)
-    return Verdict(tuple(violations))
+            failed.append(leak)
+    return Verdict(tuple(failed))
+
+
+#: How a peak was measured, by the window's ``peak_source``.
+_PEAK_BASIS = {
+    "kernel-hwm": "exact: kernel high-water mark",
+    "tracemalloc": "traced: the most memory Python's allocators handed out at once; "
+    "the kernel's high-water mark would have missed part of it, as the allocators were "
+    "reusing memory that earlier tests freed",
+}
+
+
+def peak_measured(window: WindowResult) -> str:
+    """The peak with its basis: what the highest point was and how it is known."""
+    basis = _PEAK_BASIS.get(window.peak_source) or (
+        f"the highest of {window.samples} readings taken every "
+        f"{window.interval_target_ms:g} ms (a shorter spike can be missed)"
+    )
+    return (
+        f"peak {format_size(window.peak_bytes)} above the test's start "
+        f"({format_size(window.peak_rss_bytes)} resident), {basis}"
+    )
+
+
+def growth_measured(window: WindowResult) -> str:
+    """The growth with its basis: what the test kept, and how that was counted."""
+    size = format_size(window.growth_bytes)
+    if window.gc_mode == "off":
+        return (
+            f"growth {size}: resident memory at the end minus at the start, garbage not collected"
+        )
+    if window.growth_source == "retained-heap":
+        return (
+            f"growth {size} retained after garbage collection: what the test's objects "
+            "(and memory outside the allocators) still hold at its end; memory the "
+            "allocators keep for reuse is not counted"
+        )
+    return f"growth {size} in resident memory, after garbage collection"
 
 
 def growth_exceeded(budget: MemoryBudget | None, window: WindowResult) -> bool:
@@ -215,11 +332,19 @@ def leak_violation(budget: MemoryBudget | None, result: ScenarioResult) -> str |
     automaton kept, and only such runs are kept.  :func:`judge` reads the
     same decision for the test's verdict.
     """
+    leak = _leak(budget, result)
+    return None if leak is None else leak.text
+
+
+def _leak(budget: MemoryBudget | None, result: ScenarioResult) -> Violation | None:
     limit = budget.leak_bytes_per_iteration if budget is not None else None
     if limit is None or result.leak_bytes_per_iteration <= limit:
         return None
-    return (
-        f"leak {format_size(result.leak_bytes_per_iteration)}/iteration > budget "
-        f"{format_size(limit)}/iteration (scenario {result.name}, slope of retained memory "
-        f"over {result.iterations} iterations after {result.warmup} warm-up)"
+    size = format_size(result.leak_bytes_per_iteration)
+    return Violation(
+        f"leak {size}/iteration > budget {format_size(limit)}/iteration (scenario {result.name})",
+        f"leak {size} per iteration in scenario {result.name}: slope of retained memory "
+        f"over {result.iterations} iterations after {result.warmup} warm-up",
+        _LEAK_ADVICE,
+        SCENARIO_LEAK_CHECK,
     )
