@@ -91,7 +91,7 @@ def test_each_kind_of_budget_fails_with_its_reason(pytester: pytest.Pytester, al
     result.assert_outcomes(failed=5, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "MEMORY FAIL *::test_growth: growth * > budget 8.0 MB",
+            "MEMORY FAIL *::test_growth: growth * > budget 8.0 MB, outside Python objects*",
             "MEMORY FAIL *::test_leak: leak * > budget 1.0 KB/iteration (scenario *leaky*)",
             "MEMORY FAIL *::test_peak: peak * MB > budget 16.0 MB*",
             "MEMORY FAIL *::test_pressure: pressure CRITICAL > budget MEDIUM",

@@ -160,6 +160,20 @@ def test_c_memory_a_cache_and_a_rerun_that_raises_are_each_said(
     assert c_memory["evidence"]["growth_bytes"] >= 15 << 20
     assert "the growth is outside Python objects" in output
 
+    cases = _junit_cases(pytester)
+    for name, phrase in (
+        ("test_fills_a_cache", "kept once, as a cache keeps it"),
+        ("test_leaks_c_memory", "outside Python objects"),
+    ):
+        failure = cases[name].find("failure")
+        assert failure is not None and phrase in failure.get("message", "")
+    assert "lru_cache test_planted.render: 100 entries" in (
+        cases["test_fills_a_cache"].findtext("system-out") or ""
+    )
+    assert "the growth is outside Python objects" in (
+        cases["test_leaks_c_memory"].findtext("system-out") or ""
+    )
+
     raised = _finding(records["test_cannot_run_twice"], "rerun")
     assert "raised AssertionError: already ran" in raised["summary"]
     # The test fails on its memory, as the first run measured it.
