@@ -4,7 +4,8 @@
 
 Generates a suite of N short tests that each carry a ``memory_budget`` they
 stay within (a third ``peak=``, a third ``growth=``, a third both; each
-builds and drops ~2 MB), then runs it round-robin (the order rotates each
+builds and drops ~2 MB; every other one uses a function-scoped fixture), then
+runs it round-robin (the order rotates each
 round) as:
 
     plain     the plugin not loaded (``-p no:automem``; the marker is unknown)
@@ -35,9 +36,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TEST_BODY = """
 @pytest.mark.memory_budget({budget})
-def test_{n}():
+def test_{n}({fixture}):
     built = [bytes(64) for _ in range(30_000)]
     assert len(built) == 30_000
+"""
+#: Every other test uses a function-scoped fixture: a budgeted test's
+#: fixtures are measured one by one.
+FIXTURE = """
+@pytest.fixture
+def rows():
+    return list(range(1000))
 """
 BUDGETS = ('peak="64MB"', 'growth="8MB"', 'peak="64MB", growth="8MB"')
 
@@ -47,10 +55,11 @@ def write_suite(folder: Path, tests: int) -> None:
     per_module = max(1, tests // 10)
     for module in range(0, tests, per_module):
         bodies = [
-            TEST_BODY.format(n=n, budget=BUDGETS[n % len(BUDGETS)])
+            TEST_BODY.format(n=n, budget=BUDGETS[n % len(BUDGETS)], fixture="rows" if n % 2 else "")
             for n in range(module, min(tests, module + per_module))
         ]
-        (folder / f"test_budgeted_{module}.py").write_text("import pytest\n" + "".join(bodies))
+        source = "import pytest\n" + FIXTURE + "".join(bodies)
+        (folder / f"test_budgeted_{module}.py").write_text(source)
 
 
 def run_once(folder: Path, tests: int, plugin_path: Path | None) -> float:
