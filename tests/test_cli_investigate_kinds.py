@@ -104,6 +104,21 @@ def test_results_file_reports_failed_tests_first_with_message_and_findings(
     assert "test_within" not in "".join(findings)
 
 
+def test_an_expected_memory_failure_is_labelled_expected(
+    results_file: Path, tmp_path: Path
+) -> None:
+    document = json.loads(results_file.read_text(encoding="utf-8"))
+    document["tests"]["test_inner.py::test_big_blob"]["expected_failure"] = True
+    marked = tmp_path / "results.json"
+    marked.write_text(json.dumps(document), encoding="utf-8")
+    findings = [line for line in automem(marked).stdout.splitlines() if line.startswith("- [")]
+    assert any(
+        line.startswith("- [INFO] test_inner.py::test_big_blob failed on memory, as expected")
+        for line in findings
+    ), findings
+    assert not any("[CRITICAL] test_inner.py::test_big_blob" in line for line in findings)
+
+
 def test_results_file_names_the_worst_tests_by_peak_and_growth(results_file: Path) -> None:
     figures = json.loads(automem(results_file, "--format", "json").stdout)["figures"]
 

@@ -81,16 +81,21 @@ def _recorded_finding(nodeid: str, index: int, entry: object) -> Finding:
 
 
 def _failure(nodeid: str, record: Mapping[str, Any]) -> Finding:
-    """The memory failure of a test whose verdict is "fail": its message, each violation."""
+    """The memory failure of a test whose verdict is "fail": its message, each
+    violation; CRITICAL, or INFO when the test expected it (xfail)."""
     violations = [str(v) for v in _optional(record, nodeid, "violations", list) or []]
     message = _optional(record, nodeid, "message", str) or "; ".join(violations) or "no message"
+    # An xfailed memory failure is a leak caught as the test expected.
+    expected = bool(_optional(record, nodeid, "expected_failure", bool))
+    how = "failed on memory, as expected (xfail)" if expected else "failed on memory"
     return Finding(
         check=nodeid,
-        severity=Severity.CRITICAL,
-        summary=f"{nodeid} failed on memory: {' '.join(message.split())}",
+        severity=Severity.INFO if expected else Severity.CRITICAL,
+        summary=f"{nodeid} {how}: {' '.join(message.split())}",
         evidence={
             "test": nodeid,
             "verdict": "fail",
+            "expected_failure": expected,
             "violations": violations,
             "peak_bytes": record.get("peak_bytes"),
             "growth_bytes": record.get("growth_bytes"),
