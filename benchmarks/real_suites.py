@@ -441,6 +441,10 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+#: ``--keep-results DIR``: where each automem run's results file is copied.
+KEEP_RESULTS: list[Path] = []
+
+
 def run_side(prepared: Prepared, config: Config, automem: bool, scratch: Path) -> Run:
     """One run of one side; outputs go to a fresh folder under ``scratch``."""
     out = Path(tempfile.mkdtemp(dir=scratch))
@@ -455,8 +459,20 @@ def run_side(prepared: Prepared, config: Config, automem: bool, scratch: Path) -
     if config.junit and junit.exists():
         run.junit_bytes = junit.stat().st_size
         run.outcomes = junit_outcomes(junit)
+    results = out / "automem.json"
+    if KEEP_RESULTS and results.exists():
+        _keep_results(results, KEEP_RESULTS[0], f"{prepared.suite.name}-{config.key}")
     shutil.rmtree(out, ignore_errors=True)
     return run
+
+
+def _keep_results(results: Path, folder: Path, stem: str) -> None:
+    """Copy a run's results file as ``STEM-N.json`` (N counts up), for the gate's
+    false-alarm count across runs of the same code."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = stem.replace(" ", "")
+    number = 1 + sum(1 for _ in folder.glob(f"{stem}-*.json"))
+    shutil.copyfile(results, folder / f"{stem}-{number}.json")
 
 
 @dataclass
@@ -670,6 +686,12 @@ def parse_args() -> argparse.Namespace:
         "--profile", metavar="SUITE", help="profile one suite with --automem instead of timing"
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--keep-results",
+        type=Path,
+        metavar="DIR",
+        help="copy each CI run's results file here as SUITE-CONFIG-N.json (for the gate)",
+    )
     args = parser.parse_args()
     known = {s.name for s in SUITES}
     wanted = [n.strip() for n in args.suites.split(",") if n.strip()]
@@ -691,6 +713,8 @@ def prepare(suite: Suite, cache: Path, wheel: Path) -> Prepared:
 
 def main() -> int:
     args = parse_args()
+    if args.keep_results is not None:
+        KEEP_RESULTS.append(args.keep_results.resolve())
     rounds = 1 if args.quick else args.rounds
     configs = [c for c in CONFIGS if not (args.quick and c.xdist)]
     cache = args.cache.expanduser().resolve()
