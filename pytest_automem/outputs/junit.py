@@ -385,7 +385,8 @@ def write_gate_report(path: str | os.PathLike[str], result: GateResult) -> None:
 
     A case sits where pytest's JUnit puts the test, under the prefix
     ``automem.gate`` (as ``--junit-prefix`` would), so a CI that joins every
-    JUnit file of a pipeline shows it beside the test and not in its place.
+    JUnit file of a pipeline shows it beside the test and not in its place;
+    the name keeps every character XML allows (emoji too, unlike pytest's).
     A regressed test fails with a one-line message (each regressed metric's
     baseline, current, delta and the rule); a test only in the baseline is
     skipped, saying so.  Replaced atomically (OSError if it cannot be written).
@@ -405,8 +406,9 @@ def write_gate_report(path: str | os.PathLike[str], result: GateResult) -> None:
     root = ET.Element("testsuites", counts)
     suite = ET.SubElement(root, "testsuite", {"name": _GATE_PREFIX, **counts})
     for comparison in result.comparisons:
-        classname, name = junit_address(comparison.nodeid, _GATE_PREFIX)
-        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": name})
+        classname, name = _mangle(comparison.nodeid, _GATE_PREFIX)
+        attributes = {"classname": xml_safe(classname), "name": xml_safe(name)}
+        case = ET.SubElement(suite, "testcase", attributes)
         if comparison.status is Status.REGRESSED:
             message = xml_safe(regression_message(comparison))
             failure = ET.SubElement(case, "failure", {"message": message, "type": "regressed"})
