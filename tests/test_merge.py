@@ -20,6 +20,7 @@ from pytest_automem.results.merge import MergeConflictError, ResultsSource, merg
 from pytest_automem.results.results_file import parse_results, read_results, write_results
 from pytest_automem.verdicts.gate import compare
 
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "results.schema.json"
 #: Generous: a merge takes a fraction of a second; this only stops a hang.
 TIMEOUT_S = 60
 
@@ -123,6 +124,9 @@ def test_the_gate_sees_a_shards_context() -> None:
 
 
 def test_merged_document_is_a_valid_results_file(tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip(
+        "jsonschema", reason="jsonschema is needed to check results files against the schema"
+    )
     merged = merge_results(
         [
             source("a.json", {nodeid: record() for nodeid in ODD_IDS[:3]}, platform="linux"),
@@ -133,6 +137,8 @@ def test_merged_document_is_a_valid_results_file(tmp_path: Path) -> None:
     write_results(path, merged)
     read = parse_results(path.read_bytes(), path, strict=True)
     assert sorted(read["tests"]) == sorted(ODD_IDS)
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(read)) == []
 
 
 # ------------------------------------------------------------------ automem merge
