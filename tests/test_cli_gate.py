@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import INNER_ALLOC, assert_input_error
+from helpers import INNER_ALLOC, assert_input_error, run_automem
 from junitparser import Failure, JUnitXml, Skipped
 from test_gate import ODD_IDS, document, record
 
@@ -24,24 +23,13 @@ from pytest_automem.results.results_file import read_results, write_results
 from pytest_automem.verdicts.gate import Status, compare
 
 MB = 1 << 20
-#: Generous: a gate takes a fraction of a second; this only stops a hang.
-TIMEOUT_S = 60
 #: The environment of a run outside CI: no annotations, no step summary.
 _CI_VARIABLES = ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")
 
 
 def gate(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k not in _CI_VARIABLES}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", "gate", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT_S,
-        check=False,
-        env=environment,
-    )
+    return run_automem("gate", *args, env={**environment, **(env or {})})
 
 
 def write(path: Path, tests: dict[str, Any], **session: Any) -> Path:

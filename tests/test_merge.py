@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_input_error
+from helpers import assert_input_error, run_automem
 from test_gate import ODD_IDS, document, record
 
 from pytest_automem.results.merge import MergeConflictError, ResultsSource, merge_results
@@ -21,8 +20,6 @@ from pytest_automem.results.results_file import parse_results, read_results, wri
 from pytest_automem.verdicts.gate import compare
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "results.schema.json"
-#: Generous: a merge takes a fraction of a second; this only stops a hang.
-TIMEOUT_S = 60
 
 
 def source(path: str, tests: dict[str, Any], **session: Any) -> ResultsSource:
@@ -145,14 +142,7 @@ def test_merged_document_is_a_valid_results_file(tmp_path: Path) -> None:
 
 
 def automem_merge(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", "merge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+    return run_automem("merge", *args)
 
 
 def write(path: Path, tests: dict[str, Any], **session: Any) -> Path:
