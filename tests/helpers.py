@@ -78,20 +78,28 @@ def make_window(**overrides: Any) -> WindowResult:
     return WindowResult(**fields)
 
 
-#: Generous for a command that reads one file: this only stops a hang.
+#: Generous for a command that reads a few files: this only stops a hang.
 INVESTIGATE_TIMEOUT_S = 60
 
 
-def run_investigate(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``automem investigate ARGS`` as a real process."""
+def run_automem(
+    command: str, *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``automem COMMAND ARGS`` as a real process (``env``: its whole environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", "investigate", *map(str, args)],
+        [sys.executable, "-m", "pytest_automem", command, *map(str, args)],
         capture_output=True,
         text=True,
         encoding="utf-8",
         timeout=INVESTIGATE_TIMEOUT_S,
         check=False,
+        env=env,
     )
+
+
+def run_investigate(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``automem investigate ARGS`` as a real process."""
+    return run_automem("investigate", *args)
 
 
 def assert_input_error(result: subprocess.CompletedProcess[str], *names: str) -> str:

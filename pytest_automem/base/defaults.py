@@ -169,3 +169,36 @@ SNAPSHOTS_MAX_TOTAL_BYTES = 100 * MB
 DEFAULT_GRACE = "5s"
 #: How often ``automem monitor`` prints a live line (``--every``).
 DEFAULT_LIVE_EVERY = "1s"
+
+# ------------------------------------------------------------------- the gate
+
+#: ``automem gate``: a test regresses on a metric when it got worse by more
+#: than this fraction of its baseline AND by more than this floor.  Across
+#: three real projects' suites run three times (about 7,400 tests), the 99th
+#: percentile of a test's spread in peak and growth was 96 KB and the largest
+#: 2.2 MB; one test spread by more than both 1 MB and 10 %.  The floor keeps
+#: small tests' page-sized noise out, the fraction large tests' proportional
+#: noise.
+GATE_MAX_INCREASE_PEAK = 0.10
+GATE_MIN_DELTA_PEAK_BYTES = 1 * MB
+GATE_MAX_INCREASE_GROWTH = 0.10
+GATE_MIN_DELTA_GROWTH_BYTES = 1 * MB
+#: A rate is growth over a window's duration, so the duration's own jitter
+#: moves it: a wider fraction.  The floor is the sustained rate the plugin
+#: already calls fine (RATE_TARGET_BYTES_PER_S): a change below it is no
+#: regression worth a red pipeline.
+GATE_MAX_INCREASE_RATE = 0.25
+GATE_MIN_DELTA_RATE_BYTES_PER_S = float(RATE_TARGET_BYTES_PER_S)
+#: A scenario's leak is a slope of RSS over iterations, and RSS moves in
+#: pages: a change below one 4 KiB page per iteration is within that grain.
+GATE_MAX_INCREASE_LEAK = 0.25
+GATE_MIN_DELTA_LEAK_BYTES_PER_ITERATION = 4 * KB
+#: Regressed tests listed in the gate's terminal table, and the new and
+#: removed node ids named, before "… and N more".
+GATE_ROWS_SHOWN = 20
+GATE_IDS_SHOWN = 5
+#: GitHub shows at most 10 error annotations per step: more would be dropped
+#: by GitHub anyway, in an order we do not choose.
+GATE_ANNOTATIONS_MAX = 10
+#: GitHub refuses a step summary above 1 MiB; the gate's stays below it.
+STEP_SUMMARY_MAX_BYTES = 1 << 20

@@ -26,6 +26,7 @@ __all__ = [
     "is_count",
     "parse_duration_s",
     "parse_interval_ms",
+    "parse_percent_fraction",
     "parse_rate_bytes_per_s",
     "parse_size_bytes",
 ]
@@ -155,6 +156,19 @@ def parse_rate_bytes_per_s(value: int | float | str) -> float:
             f"invalid rate {value!r}: must be a finite rate from 0 to {MAX_SIZE_TEXT}/s"
         )
     return float(number)
+
+
+def parse_percent_fraction(value: str) -> float:
+    """Return ``"10%"`` (or ``"10"``, also percent) as the fraction 0.10.
+
+    A tolerance is a share of a figure: negative makes no sense, and
+    above 1000 % it no longer tolerates noise but hides any change.
+    """
+    match = re.fullmatch(_NUMBER + r"\s*%?", value.strip())
+    number = float(match["num"]) if match else float("nan")
+    if not _is_finite(number) or not 0 <= number <= 1000:
+        raise ValueError(f"invalid percentage {value!r}: must be from 0% to 1000%, e.g. '10%'")
+    return number / 100
 
 
 def _rate_from_text(value: object) -> float:

@@ -39,6 +39,15 @@ def typed(parse: Callable[[str], T], what: str) -> Callable[[str], T]:
     return convert
 
 
+def print_text(text: str) -> None:
+    """Print ``text``; characters stdout cannot encode become backslash escapes."""
+    try:
+        print(text)
+    except UnicodeEncodeError:
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        print(text.encode(encoding, "backslashreplace").decode(encoding))
+
+
 def redirect_stdout_to_devnull() -> None:
     """Point file descriptor 1 at /dev/null, after the reader of stdout went away.
 

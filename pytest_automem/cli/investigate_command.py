@@ -35,12 +35,11 @@ error.  Every automem command shares these codes (docs/guarantees.md).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..investigator.render import FORMATS, render
 from ..verdicts.findings import judge_investigation
-from .common import InputError, plain_help
+from .common import InputError, plain_help, print_text
 from .exit_codes import EXIT_FINDING, EXIT_OK
 from .investigate_inputs import investigate_input
 
@@ -117,14 +116,5 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 _one_line(f"cannot write --junit {args.junit}: {exc.strerror or exc}")
             ) from None
-    _print(render(investigation, args.format))
+    print_text(render(investigation, args.format))
     return EXIT_OK if verdict.passed else EXIT_FINDING
-
-
-def _print(text: str) -> None:
-    """Print ``text``; characters stdout cannot encode become backslash escapes."""
-    try:
-        print(text)
-    except UnicodeEncodeError:
-        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-        print(text.encode(encoding, "backslashreplace").decode(encoding))

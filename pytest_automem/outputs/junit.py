@@ -52,6 +52,7 @@ from pytest_automem.results.results_file import REQUIRED_TEST_KEYS
 
 if TYPE_CHECKING:  # importing it loads the investigator, which pytest's JUnit never needs
     from pytest_automem.verdicts.findings import CheckVerdict
+    from pytest_automem.verdicts.gate import GateResult
 
 __all__ = [
     "JunitAttachment",
@@ -60,6 +61,7 @@ __all__ = [
     "junit_address",
     "junit_properties",
     "write_check_report",
+    "write_gate_report",
     "xml_safe",
 ]
 
@@ -106,6 +108,8 @@ _NEWLINE = re.compile(r"\r\n?|\n")
 _XML_DECLARATION = '<?xml version="1.0" encoding="utf-8"?>\n'
 #: The root elements a JUnit file may have.
 _JUNIT_ROOTS = ("testsuites", "testsuite")
+#: The suite of ``automem gate --junit``, and the prefix of its cases' classnames.
+_GATE_PREFIX = "automem.gate"
 
 
 def _escape_invalid(match: re.Match[str]) -> str:
@@ -374,6 +378,46 @@ def _failure_text(verdict: CheckVerdict) -> str:
         if finding.recommendation:
             lines.append(f"what to do: {finding.recommendation}")
     return "\n".join(lines) + "\n"
+
+
+def write_gate_report(path: str | os.PathLike[str], result: GateResult) -> None:
+    """Write ``automem gate``'s verdict as a JUnit file: one test case per node id.
+
+    A case sits where pytest's JUnit puts the test, under the prefix
+    ``automem.gate`` (as ``--junit-prefix`` would), so a CI that joins every
+    JUnit file of a pipeline shows it beside the test and not in its place;
+    the name keeps every character XML allows (emoji too, unlike pytest's).
+    A regressed test fails with a one-line message (each regressed metric's
+    baseline, current, delta and the rule); a test only in the baseline is
+    skipped, saying so.  Replaced atomically (OSError if it cannot be written).
+    """
+    from ..verdicts.gate import Status
+    from .gate_report import regression_message
+
+    regressed = result.count(Status.REGRESSED)
+    removed = result.count(Status.REMOVED)
+    counts = {
+        "tests": str(len(result.comparisons)),
+        "failures": str(regressed),
+        "errors": "0",
+        "skipped": str(removed),
+        "time": "0",
+    }
+    root = ET.Element("testsuites", counts)
+    suite = ET.SubElement(root, "testsuite", {"name": _GATE_PREFIX, **counts})
+    for comparison in result.comparisons:
+        classname, name = _mangle(comparison.nodeid, _GATE_PREFIX)
+        attributes = {"classname": xml_safe(classname), "name": xml_safe(name)}
+        case = ET.SubElement(suite, "testcase", attributes)
+        if comparison.status is Status.REGRESSED:
+            message = xml_safe(regression_message(comparison))
+            failure = ET.SubElement(case, "failure", {"message": message, "type": "regressed"})
+            failure.text = xml_safe(f"{comparison.nodeid}\n{regression_message(comparison)}\n")
+        elif comparison.status is Status.REMOVED:
+            ET.SubElement(case, "skipped", {"message": "removed: in the baseline only"})
+        else:
+            ET.SubElement(case, "system-out").text = comparison.status.label
+    _write(path, root)
 
 
 # -- properties on pytest's test cases -------------------------------------------

@@ -2,6 +2,7 @@
 
 A test against its ``memory_budget`` (:mod:`.budget`), a watched command
 against ``automem monitor``'s limits (:mod:`.limits`), an investigation's
-checks (:mod:`.findings`).  The plugin and the commands gather the figures,
-ask here, and report what they are told.
+checks (:mod:`.findings`), one run against another (:mod:`.gate`).  The
+plugin and the commands gather the figures, ask here, and report what they
+are told.
 """
