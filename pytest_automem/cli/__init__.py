@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from . import investigate_command, monitor_command
+from . import baseline_command, budgets_command, investigate_command, monitor_command
 from .common import InputError, redirect_stdout_to_devnull
 from .exit_codes import (
     EXIT_FINDING,
@@ -30,7 +30,12 @@ from .exit_codes import (
 #: SIGPIPE's number (13 on Linux and macOS; Windows has no such signal).
 _SIGPIPE = getattr(signal, "SIGPIPE", 13)
 #: Every sub-command's module, by the name it is called with.
-_COMMANDS = (("monitor", monitor_command), ("investigate", investigate_command))
+_COMMANDS = (
+    ("monitor", monitor_command),
+    ("investigate", investigate_command),
+    ("baseline", baseline_command),
+    ("budgets", budgets_command),
+)
 
 
 class _Parser(argparse.ArgumentParser):
