@@ -26,7 +26,12 @@ from ..base.defaults import (
 )
 from ..base.units import parse_size_bytes
 from ..results.baseline import worst_records
-from ..results.budgets_file import parse_margin, suggest_budgets, write_budgets
+from ..results.budgets_file import (
+    parse_margin,
+    size_text_at_least,
+    suggest_budgets,
+    write_budgets,
+)
 from .common import plain_help, typed
 from .exit_codes import EXIT_OK
 from .results_inputs import read_inputs, write_failed
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     suggested = {
         "from": [run.path for run in runs],
         "margin": f"{args.margin * 100:g}%",
-        "min": f"{args.min_bytes}B",
+        "min": size_text_at_least(args.min_bytes),
     }
     try:
         write_budgets(args.output, budgets, suggested)

@@ -383,23 +383,23 @@ class AutomemSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
+        if self.records:
+            from ..outputs.session_outputs import summary_lines
+
+            lines = summary_lines(self.records, verbosity=self.config.get_verbosity())
+            terminalreporter.section("automem: memory")
+            for line in lines:
+                terminalreporter.line(line)
+            if self.config.get_verbosity() >= 0:
+                for what, path in self.written:
+                    terminalreporter.line(f"automem {what} written to {path}")
         if self.unused_budgets:
+            # Tests renamed or deleted since the file was made, or deselected.
             terminalreporter.write_line(
                 f"automem: {self.unused_budgets} of {len(self.file_budgets)} budgets in "
-                f"ini automem_budgets matched no test in this run",
+                "ini automem_budgets matched no test in this run",
                 yellow=True,
             )
-        if not self.records:
-            return
-        from ..outputs.session_outputs import summary_lines
-
-        lines = summary_lines(self.records, verbosity=self.config.get_verbosity())
-        terminalreporter.section("automem: memory")
-        for line in lines:
-            terminalreporter.line(line)
-        if self.config.get_verbosity() >= 0:
-            for what, path in self.written:
-                terminalreporter.line(f"automem {what} written to {path}")
 
 
 def _folder_of(path: str) -> str:

@@ -119,7 +119,7 @@ def size_text_at_least(num_bytes: int) -> str:
         if num_bytes >= factor:
             scaled = -(-num_bytes * 10**places // factor)
             whole, part = divmod(scaled, 10**places)
-            return f"{whole}.{part:0{places}d}{unit}"
+            return f"{whole}.{part:0{places}d}{unit}" if part else f"{whole}{unit}"
     if num_bytes >= KB:
         return f"{-(-num_bytes // KB)}KB"
     return f"{num_bytes}B"
