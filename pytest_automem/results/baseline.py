@@ -44,6 +44,7 @@ __all__ = [
 #: The figures of a test whose worst value a baseline keeps (higher is worse).
 WORST_KEYS = ("peak_bytes", "growth_bytes", "rate_bytes_per_s")
 _LEAK_KEY = "leak_bytes_per_iteration"
+_PEAK_SOURCES = "peak_sources"
 
 
 class MixedContextError(ValueError):
@@ -163,10 +164,12 @@ def _leak(scenario: Mapping[str, Any]) -> float:
 
 
 def _differences(first: Mapping[str, Any], other: Mapping[str, Any]) -> list[str]:
+    """How two contexts differ; a run without tests says nothing of its peak sources."""
     return [
         f"{key} {_shown(first[key])} against {_shown(other[key])}"
         for key in CONTEXT_KEYS
         if first[key] != other[key]
+        and not (key == _PEAK_SOURCES and not (first[key] and other[key]))
     ]
 
 
@@ -177,11 +180,13 @@ def _shown(value: Any) -> str:
 
 
 def _common_context(contexts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Each context key the runs agree on; null where they differ."""
-    return {
+    """Each context key the runs agree on, null where they differ; every peak source."""
+    common = {
         key: contexts[0][key] if all(c[key] == contexts[0][key] for c in contexts) else None
         for key in CONTEXT_KEYS
     }
+    common[_PEAK_SOURCES] = sorted({source for c in contexts for source in c[_PEAK_SOURCES]})
+    return common
 
 
 def _written_at(run: Run) -> Any:
