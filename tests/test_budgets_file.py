@@ -80,7 +80,7 @@ def test_suggest_raises_the_worst_figure_by_the_margin_with_a_floor() -> None:
 
 def test_written_budgets_read_back_at_least_as_high(tmp_path: Path) -> None:
     budgets = {
-        "t.py::test_b[odd \"id\" ü]": FileBudget(peak_bytes=13 * MB + 1, growth_bytes=MB),
+        't.py::test_b[odd "id" ü]': FileBudget(peak_bytes=13 * MB + 1, growth_bytes=MB),
         "t.py::test_a": FileBudget(leak_bytes_per_iteration=2048),
     }
     path = tmp_path / "budgets.json"

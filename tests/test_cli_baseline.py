@@ -101,7 +101,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     other_python = write_run(tmp_path / "py312.json", {}, python="3.12.1")
     return {
         "missing": (tmp_path / "nope.json", "nope.json: No such file or directory"),
-        "not-an-object": (broken, "broken.json:4: test \"t::a\" is a JSON array"),
+        "not-an-object": (broken, 'broken.json:4: test "t::a" is a JSON array'),
         "version": (version2, "v2.json:2: not a version-1 automem results file"),
         "context": (other_python, "py312.json: measured in another context than"),
     }
@@ -179,7 +179,9 @@ def test_suggest_writes_a_budgets_file_from_the_worst_run(tmp_path: Path, runs: 
 @pytest.mark.parametrize(
     ("option", "value"), [("--margin", "25"), ("--margin", "-1%"), ("--min", "lots")]
 )
-def test_suggest_names_a_bad_option(tmp_path: Path, runs: list[Path], option: str, value: str) -> None:
+def test_suggest_names_a_bad_option(
+    tmp_path: Path, runs: list[Path], option: str, value: str
+) -> None:
     result = automem("budgets", "suggest", runs[0], option, value, "-o", tmp_path / "b.json")
     assert_input_error(result, option)
     assert not (tmp_path / "b.json").exists()
