@@ -8,6 +8,7 @@ file and line) leaves the old file exactly as it was, and no temp file.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from helpers import INVESTIGATE_TIMEOUT_S, assert_input_error
 
-from pytest_automem.cli import main
+from pytest_automem.cli import baseline_command, budgets_command, main
 
 MB = 1 << 20
 SESSION = {
@@ -194,3 +195,30 @@ def test_suggest_leaves_the_old_file_on_a_bad_input(tmp_path: Path, runs: list[P
     result = automem("budgets", "suggest", runs[1], tmp_path / "nope.json", "-o", out)
     assert_input_error(result, "nope.json")
     assert out.read_bytes() == before
+
+
+# -- help ----------------------------------------------------------------------------------
+
+#: reStructuredText a terminal would show raw: ``literal``, :role:`target`, `default role`.
+MARKUP = re.compile(r"``|:[a-z]+:`|`")
+
+
+@pytest.mark.parametrize(
+    "command", [["baseline"], ["baseline", "update"], ["budgets"], ["budgets", "suggest"]], ids=str
+)
+def test_help_has_no_markup(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: automem {' '.join(command)}")
+    assert [line for line in text.splitlines() if MARKUP.search(line)] == []
+
+
+def test_automem_alone_lists_both_commands() -> None:
+    result = automem()
+    assert result.returncode == 2
+    for name, module in (("baseline", baseline_command), ("budgets", budgets_command)):
+        [line] = [line for line in result.stderr.splitlines() if line.split()[:1] == [name]]
+        assert line.split(maxsplit=1)[1] == module.SUMMARY

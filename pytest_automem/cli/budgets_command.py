@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=typed(parse_margin, "margin"),
         default=DEFAULT_BUDGET_MARGIN_TEXT,
         metavar="PCT",
-        help=f"headroom above the worst figure (default {DEFAULT_BUDGET_MARGIN_TEXT})",
+        help="headroom above the worst figure (default %(default)s)",
     )
     suggest.add_argument(
         "--min",
