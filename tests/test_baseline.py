@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import RESULTS_SESSION, results_test
 
 from pytest_automem.results.baseline import (
     MixedContextError,
@@ -26,38 +27,7 @@ MB = 1 << 20
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "schema" / "results.schema.json").read_text(encoding="utf-8"))
 
-CONTEXT = {
-    "written_at": "2026-12-01T00:00:00+00:00",
-    "python": "3.11.7",
-    "implementation": "CPython",
-    "platform": "linux",
-    "cpu_count": 2,
-    "plugin_version": "0.1.0",
-    "sampler_kind": "process-procfs",
-}
-
-
-def test_record(
-    peak: int, growth: int, rate: float | None = None, leaks: dict[str, float] | None = None
-) -> dict[str, Any]:
-    return {
-        "peak_bytes": peak,
-        "growth_bytes": growth,
-        "rate_bytes_per_s": rate,
-        "max_pressure": "LOW",
-        "samples": 10,
-        "interval_p50_ms": 1.0,
-        "interval_p99_ms": 1.1,
-        "peak_source": "kernel-hwm",
-        "verdict": "pass",
-        "violations": [],
-        "scenarios": [
-            {"name": name, "leak_bytes_per_iteration": leak} for name, leak in (leaks or {}).items()
-        ],
-    }
-
-
-test_record.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+CONTEXT = RESULTS_SESSION
 
 
 def run(path: str, tests: dict[str, Any], **context: Any) -> Run:
@@ -66,9 +36,9 @@ def run(path: str, tests: dict[str, Any], **context: Any) -> Run:
 
 def test_each_metric_keeps_its_worst_figure_across_runs() -> None:
     runs = [
-        run("r1.json", {"t::a": test_record(10 * MB, -2 * MB, None, {"s": 100.0, "u": 5.0})}),
-        run("r2.json", {"t::a": test_record(12 * MB, -3 * MB, 1.5, {"s": 40.0})}),
-        run("r3.json", {"t::a": test_record(11 * MB, 1 * MB, 0.5, {"s": 250.0})}),
+        run("r1.json", {"t::a": results_test(10 * MB, -2 * MB, None, {"s": 100.0, "u": 5.0})}),
+        run("r2.json", {"t::a": results_test(12 * MB, -3 * MB, 1.5, {"s": 40.0})}),
+        run("r3.json", {"t::a": results_test(11 * MB, 1 * MB, 0.5, {"s": 250.0})}),
     ]
     [(nodeid, worst)] = build_baseline(runs)["tests"].items()
     assert nodeid == "t::a"
@@ -83,9 +53,9 @@ def test_each_metric_keeps_its_worst_figure_across_runs() -> None:
 def test_a_test_in_only_some_runs_is_kept_with_the_worst_of_those() -> None:
     tests = worst_records(
         [
-            {"t::a": test_record(5, 0), "t::b": test_record(7, 0)},
-            {"t::a": test_record(9, 0)},
-            {"t::c": test_record(1, 0), "t::b": test_record(3, 4)},
+            {"t::a": results_test(5, 0), "t::b": results_test(7, 0)},
+            {"t::a": results_test(9, 0)},
+            {"t::c": results_test(1, 0), "t::b": results_test(3, 4)},
         ]
     )
     assert {nodeid: (r["peak_bytes"], r["growth_bytes"]) for nodeid, r in tests.items()} == {
@@ -101,7 +71,7 @@ def test_a_test_in_only_some_runs_is_kept_with_the_worst_of_those() -> None:
 
 
 def test_the_baseline_keeps_the_measurement_context_and_its_runs() -> None:
-    baseline = build_baseline([run("r1.json", {"t::a": test_record(1, 0)}), run("r2.json", {})])
+    baseline = build_baseline([run("r1.json", {"t::a": results_test(1, 0)}), run("r2.json", {})])
     session = baseline["session"]
     for key in ("python", "implementation", "platform", "cpu_count", "plugin_version"):
         assert session[key] == CONTEXT[key]
@@ -133,8 +103,8 @@ def test_runs_measured_in_different_contexts_are_refused(key: str, value: Any, s
 
 
 def test_a_different_peak_source_is_a_different_context() -> None:
-    sampled = test_record(1, 0) | {"peak_source": "sampled"}
-    runs = [run("r1.json", {"t::a": test_record(1, 0)}), run("r2.json", {"t::a": sampled})]
+    sampled = results_test(1, 0) | {"peak_source": "sampled"}
+    runs = [run("r1.json", {"t::a": results_test(1, 0)}), run("r2.json", {"t::a": sampled})]
     with pytest.raises(MixedContextError, match="peak_sources kernel-hwm against sampled"):
         build_baseline(runs)
 
@@ -149,7 +119,7 @@ def test_mixed_contexts_when_allowed_are_listed_run_by_run() -> None:
 
 
 def test_a_file_without_the_newer_context_keys_reads_them_as_unknown() -> None:
-    old = {"version": 1, "session": {"python": "3.11.7"}, "tests": {"t::a": test_record(1, 0)}}
+    old = {"version": 1, "session": {"python": "3.11.7"}, "tests": {"t::a": results_test(1, 0)}}
     context = measurement_context(old)
     assert context["cpu_count"] is None and context["plugin_version"] is None
     assert context["peak_sources"] == ["kernel-hwm"]
@@ -158,8 +128,8 @@ def test_a_file_without_the_newer_context_keys_reads_them_as_unknown() -> None:
 def test_the_written_baseline_reads_back_and_validates(tmp_path: Path) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     runs = [
-        run("r1.json", {"t::b": test_record(2, 0), "t::a": test_record(1, 0, 2.0, {"s": 1.0})}),
-        run("r2.json", {"t::a": test_record(3, 1)}),
+        run("r1.json", {"t::b": results_test(2, 0), "t::a": results_test(1, 0, 2.0, {"s": 1.0})}),
+        run("r2.json", {"t::a": results_test(3, 1)}),
     ]
     path = tmp_path / "baseline.json"
     write_baseline(path, build_baseline(runs))

@@ -108,7 +108,7 @@ def _error(text: str) -> str:
         ("{", "b.json:1: not a budgets file"),
         ("[]", "b.json:1: not a version-1 automem budgets file (a JSON array)"),
         ('{\n"version": 2,\n"budgets": {}}', "b.json:2: not a version-1 automem budgets file"),
-        ('{"version": 1}', "(no 'budgets' object)"),
+        ('{"version": 1}', "b.json:1: budgets file has no 'budgets' object"),
         (
             '{"version": 1, "budgets": {\n "a": {"peak": "1MB"},\n "b": {"peek": 1}}}',
             "b.json:3: test \"b\": unknown key 'peek'",

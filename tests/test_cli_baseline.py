@@ -15,20 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import INVESTIGATE_TIMEOUT_S, assert_input_error
+from helpers import INVESTIGATE_TIMEOUT_S, RESULTS_SESSION, assert_input_error, results_test
 
 from pytest_automem.cli import baseline_command, budgets_command, main
 
 MB = 1 << 20
-SESSION = {
-    "written_at": "2026-12-01T00:00:00+00:00",
-    "python": "3.11.7",
-    "implementation": "CPython",
-    "platform": "linux",
-    "cpu_count": 2,
-    "plugin_version": "0.1.0",
-    "sampler_kind": "process-procfs",
-}
 
 
 def automem(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,25 +34,8 @@ def automem(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
     )
 
 
-def figures(peak: int, growth: int, leak: float | None = None) -> dict[str, Any]:
-    scenarios = [] if leak is None else [{"name": "s", "leak_bytes_per_iteration": leak}]
-    return {
-        "peak_bytes": peak,
-        "growth_bytes": growth,
-        "rate_bytes_per_s": None,
-        "max_pressure": "LOW",
-        "samples": 5,
-        "interval_p50_ms": 1.0,
-        "interval_p99_ms": 1.2,
-        "peak_source": "kernel-hwm",
-        "verdict": "pass",
-        "violations": [],
-        "scenarios": scenarios,
-    }
-
-
 def write_run(path: Path, tests: dict[str, Any], **session: Any) -> Path:
-    document = {"version": 1, "session": {**SESSION, **session}, "tests": tests}
+    document = {"version": 1, "session": {**RESULTS_SESSION, **session}, "tests": tests}
     path.write_text(json.dumps(document, indent=1), encoding="utf-8")
     return path
 
@@ -69,15 +43,20 @@ def write_run(path: Path, tests: dict[str, Any], **session: Any) -> Path:
 @pytest.fixture
 def runs(tmp_path: Path) -> list[Path]:
     return [
-        write_run(tmp_path / "r1.json", {"t.py::a": figures(10 * MB, 0), "t.py::b": figures(1, 1)}),
-        write_run(tmp_path / "r2.json", {"t.py::a": figures(12 * MB, 2 * MB, 512.0)}),
+        write_run(
+            tmp_path / "r1.json",
+            {"t.py::a": results_test(10 * MB, 0), "t.py::b": results_test(1, 1)},
+        ),
+        write_run(
+            tmp_path / "r2.json", {"t.py::a": results_test(12 * MB, 2 * MB, leaks={"s": 512.0})}
+        ),
     ]
 
 
 # -- baseline update ---------------------------------------------------------------------
 
 
-def test_update_writes_each_tests_worst_figures(tmp_path: Path, runs: list[Path]) -> None:
+def test_update_writes_each_tests_worst_results_test(tmp_path: Path, runs: list[Path]) -> None:
     result = automem("baseline", "update", *runs, "--baseline", tmp_path / "base.json")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"baseline {tmp_path / 'base.json'}: 2 tests from 2 runs"
@@ -127,7 +106,7 @@ def test_a_bad_input_leaves_the_old_baseline_untouched(
 
 
 def test_mixed_contexts_are_combined_when_allowed(tmp_path: Path, runs: list[Path]) -> None:
-    other = write_run(tmp_path / "py312.json", {"t.py::a": figures(1, 0)}, python="3.12.1")
+    other = write_run(tmp_path / "py312.json", {"t.py::a": results_test(1, 0)}, python="3.12.1")
     baseline = tmp_path / "base.json"
     result = automem(
         "baseline", "update", runs[0], other, "--baseline", baseline, "--allow-mixed-context"

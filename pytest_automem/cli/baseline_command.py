@@ -27,9 +27,9 @@ from pathlib import Path
 
 from ..base.defaults import DEFAULT_BASELINE_PATH
 from ..results.baseline import MixedContextError, build_baseline, write_baseline
-from .common import InputError, plain_help
+from .common import InputError
 from .exit_codes import EXIT_OK
-from .results_inputs import read_inputs, write_failed
+from .results_inputs import add_results_action, read_inputs, write_failed
 
 __all__ = ["register", "run"]
 
@@ -38,23 +38,13 @@ SUMMARY = "make results files the baseline (each test's worst figures)"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    update = add_results_action(
+        commands,
         "baseline",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = parser.add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=type(parser)
-    )
-    update = actions.add_parser(
         "update",
-        help="write the baseline from results files",
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    update.add_argument(
-        "results", nargs="+", type=Path, metavar="RESULTS.json", help="results files (runs)"
+        summary=SUMMARY,
+        action_help="write the baseline from results files",
+        doc=__doc__,
     )
     update.add_argument(
         "--baseline",

@@ -32,9 +32,9 @@ from ..results.budgets_file import (
     suggest_budgets,
     write_budgets,
 )
-from .common import plain_help, typed
+from .common import typed
 from .exit_codes import EXIT_OK
-from .results_inputs import read_inputs, write_failed
+from .results_inputs import add_results_action, read_inputs, write_failed
 
 __all__ = ["register", "run"]
 
@@ -43,23 +43,13 @@ SUMMARY = "suggest per-test budgets from results files (ini automem_budgets)"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    suggest = add_results_action(
+        commands,
         "budgets",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = parser.add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=type(parser)
-    )
-    suggest = actions.add_parser(
         "suggest",
-        help="write a budgets file from results files",
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    suggest.add_argument(
-        "results", nargs="+", type=Path, metavar="RESULTS.json", help="results files (runs)"
+        summary=SUMMARY,
+        action_help="write a budgets file from results files",
+        doc=__doc__,
     )
     suggest.add_argument(
         "--margin",

@@ -1,20 +1,55 @@
-"""Results files given to a command, each read before anything is written.
+"""What the commands that write a file from results files share.
 
-A command that writes from several runs (a baseline, a budgets file) must
-leave its old output untouched when any one input is bad: every file is
-read first, and the first bad one is the one-line input error, naming it.
+``automem baseline update`` and ``automem budgets suggest`` are both a
+command, an action and results files; and each must leave its old output
+untouched when any one input is bad: every file is read first, and the
+first bad one is the one-line input error, naming it.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..results.baseline import Run, read_runs
 from ..results.results_file import ResultsFormatError
-from .common import InputError
+from .common import InputError, plain_help
 
-__all__ = ["read_inputs", "write_failed"]
+__all__ = ["add_results_action", "read_inputs", "write_failed"]
+
+
+def add_results_action(
+    commands: argparse._SubParsersAction,
+    name: str,
+    action: str,
+    *,
+    summary: str,
+    action_help: str,
+    doc: str | None,
+) -> argparse.ArgumentParser:
+    """``automem NAME ACTION RESULTS.json [MORE.json ...]``: the action's parser,
+    for the command to add its options to."""
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=plain_help(doc),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=type(parser)
+    )
+    acting = actions.add_parser(
+        action,
+        help=action_help,
+        description=plain_help(doc),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    acting.add_argument(
+        "results", nargs="+", type=Path, metavar="RESULTS.json", help="results files (runs)"
+    )
+    return acting
 
 
 def read_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Run]:

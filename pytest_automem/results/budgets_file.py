@@ -27,9 +27,9 @@ from typing import Any
 
 from ..base.atomic import atomic_writer, remove_stale_temps
 from ..base.defaults import GB, KB, MB
-from ..base.json_files import INVALID_JSON, JsonTextError, json_kind, parse_json
+from ..base.json_files import json_kind
 from ..base.units import parse_size_bytes
-from .results_file import leak_bytes_per_iteration, member_line
+from .results_file import leak_bytes_per_iteration, member_line, versioned_document
 
 __all__ = [
     "BUDGETS_VERSION",
@@ -150,25 +150,14 @@ def read_budgets(path: str | os.PathLike[str]) -> dict[str, FileBudget]:
 
 def parse_budgets(data: bytes, path: str | os.PathLike[str]) -> dict[str, FileBudget]:
     """Node id to budget; an error names ``path``, the line and the test or key at fault."""
-    try:
-        document = parse_json(data)
-    except JsonTextError as exc:
-        where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
-        why = exc.detail if exc.kind == INVALID_JSON else str(exc)
-        raise BudgetsFormatError(f"{where}: not a budgets file: {why}") from None
+    document = versioned_document(
+        data, path, kind="budgets", version=BUDGETS_VERSION, error=BudgetsFormatError
+    )
     text = data.decode("utf-8")
-    expected = f"not a version-{BUDGETS_VERSION} automem budgets file"
-    if not isinstance(document, dict):
-        raise BudgetsFormatError(f"{path}:1: {expected} (a JSON {json_kind(document)})")
-    version = document.get("version")
-    if type(version) is not int or version != BUDGETS_VERSION:
-        found = f"version {json.dumps(version)}" if "version" in document else 'no "version"'
-        line = member_line(text, ("version",))
-        raise BudgetsFormatError(f"{path}:{line}: {expected} ({found})")
     entries = document.get("budgets")
     if not isinstance(entries, dict):
         line = member_line(text, ("budgets",))
-        raise BudgetsFormatError(f"{path}:{line}: {expected} (no 'budgets' object)")
+        raise BudgetsFormatError(f"{path}:{line}: budgets file has no 'budgets' object")
     budgets = {}
     for nodeid, entry in entries.items():
         try:

@@ -39,6 +39,7 @@ __all__ = [
     "parse_results",
     "read_results",
     "session_header",
+    "versioned_document",
     "write_results",
     "write_results_lines",
 ]
@@ -195,19 +196,9 @@ def parse_results(
     names the line of the member at fault (``results.json:2:`` for a
     version 2 file), so a near miss is found at once.
     """
-    try:
-        document = parse_json(data)
-    except JsonTextError as exc:
-        where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
-        why = exc.detail if exc.kind == INVALID_JSON else str(exc)
-        raise ResultsFormatError(f"{where}: not a results file: {why}") from None
-    expected = f"not a version-{RESULTS_VERSION} automem results file"
-    if not isinstance(document, dict):
-        raise ResultsFormatError(f"{path}:1: {expected} (a JSON {json_kind(document)})")
-    version = document.get("version")
-    if type(version) is not int or version != RESULTS_VERSION:
-        found = f"version {json.dumps(version)}" if "version" in document else 'no "version"'
-        raise ResultsFormatError(f"{path}:{_line(data, 'version')}: {expected} ({found})")
+    document = versioned_document(
+        data, path, kind="results", version=RESULTS_VERSION, error=ResultsFormatError
+    )
     tests = document.get("tests")
     if not isinstance(tests, dict):
         raise ResultsFormatError(
@@ -222,6 +213,36 @@ def parse_results(
             continue
         line = _line(data, "tests", nodeid)
         raise ResultsFormatError(f"{path}:{line}: test {json.dumps(nodeid)} {problem}")
+    return document
+
+
+def versioned_document(
+    data: bytes,
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    version: int,
+    error: type[ValueError],
+) -> dict[str, Any]:
+    """The JSON object in ``data`` if it is a ``kind`` file of ``version``.
+
+    What every file of ours with a ``"version"`` checks first; ``error`` is
+    raised naming ``path`` and the line (``results.json:2:`` for a version
+    2 file).
+    """
+    try:
+        document = parse_json(data)
+    except JsonTextError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
+        why = exc.detail if exc.kind == INVALID_JSON else str(exc)
+        raise error(f"{where}: not a {kind} file: {why}") from None
+    expected = f"not a version-{version} automem {kind} file"
+    if not isinstance(document, dict):
+        raise error(f"{path}:1: {expected} (a JSON {json_kind(document)})")
+    found = document.get("version")
+    if type(found) is not int or found != version:
+        said = f"version {json.dumps(found)}" if "version" in document else 'no "version"'
+        raise error(f"{path}:{_line(data, 'version')}: {expected} ({said})")
     return document
 
 
