@@ -134,3 +134,37 @@ def resident(size):
 def spike(size):
     (b"x" * size).count(b"y")
 """
+
+
+#: A results file's measurement context, as a session on this machine kind writes it.
+RESULTS_SESSION = {
+    "written_at": "2026-12-01T00:00:00+00:00",
+    "python": "3.11.7",
+    "implementation": "CPython",
+    "platform": "linux",
+    "cpu_count": 2,
+    "plugin_version": "0.1.0",
+    "sampler_kind": "process-procfs",
+}
+
+
+def results_test(
+    peak: int, growth: int, rate: float | None = None, leaks: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """One test of a results file with the contract's keys: these figures,
+    and a scenario per ``leaks`` entry (name to leak per iteration)."""
+    return {
+        "peak_bytes": peak,
+        "growth_bytes": growth,
+        "rate_bytes_per_s": rate,
+        "max_pressure": "LOW",
+        "samples": 10,
+        "interval_p50_ms": 1.0,
+        "interval_p99_ms": 1.1,
+        "peak_source": "kernel-hwm",
+        "verdict": "pass",
+        "violations": [],
+        "scenarios": [
+            {"name": name, "leak_bytes_per_iteration": leak} for name, leak in (leaks or {}).items()
+        ],
+    }

@@ -202,3 +202,18 @@ GATE_IDS_SHOWN = 5
 GATE_ANNOTATIONS_MAX = 10
 #: GitHub refuses a step summary above 1 MiB; the gate's stays below it.
 STEP_SUMMARY_MAX_BYTES = 1 << 20
+
+# ------------------------------------------------------------------- baselines and budgets
+
+#: Where ``automem baseline update`` writes without ``--baseline``: beside the
+#: project, under a name that says what it is, to be committed.
+DEFAULT_BASELINE_PATH = "automem-baseline.json"
+#: ``automem budgets suggest``: headroom over the worst figure measured, so
+#: run-to-run noise (up to ~10 % on the real suites measured) does not fail a test.
+DEFAULT_BUDGET_MARGIN_TEXT = "25%"
+#: ... and a floor, so a test that allocates almost nothing is not failed by
+#: the noise of a page or two (the real suites' 99th percentile spread was 96 KB).
+DEFAULT_BUDGET_MIN_TEXT = "1MB"
+#: Where ``automem budgets suggest`` writes without ``-o``; the ini
+#: ``automem_budgets`` names it.
+DEFAULT_BUDGETS_PATH = "automem-budgets.json"

@@ -16,7 +16,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from . import gate_command, investigate_command, merge_command, monitor_command
+from . import (
+    baseline_command,
+    budgets_command,
+    gate_command,
+    investigate_command,
+    merge_command,
+    monitor_command,
+)
 from .common import InputError, redirect_stdout_to_devnull
 from .exit_codes import (
     EXIT_FINDING,
@@ -35,6 +42,8 @@ _COMMANDS = (
     ("investigate", investigate_command),
     ("merge", merge_command),
     ("gate", gate_command),
+    ("baseline", baseline_command),
+    ("budgets", budgets_command),
 )
 
 

@@ -12,6 +12,7 @@ monitored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +98,18 @@ def parse_budget(item: pytest.Item, marker: pytest.Mark) -> MemoryBudget:
         raise MarkerError(f"{item.nodeid}: @pytest.mark.{MARKER}: {exc}") from None
 
 
-def plan_item(item: pytest.Item, *, monitor_all: bool, flag_only_phases: bool) -> ItemPlan:
+def plan_item(
+    item: pytest.Item,
+    *,
+    monitor_all: bool,
+    flag_only_phases: bool,
+    file_budgets: Mapping[str, MemoryBudget] | None = None,
+) -> ItemPlan:
     """Decide how ``item`` is measured (raises MarkerError).
+
+    ``file_budgets``: the budgets file's (ini ``automem_budgets``) by node
+    id, applied as if the test carried that marker; a marker on the test
+    wins.  A test not in the file costs one dict lookup.
 
     ``flag_only_phases``: measure the setup and teardown of tests monitored
     only by ``--automem`` too.  Only the results file and JUnit properties
@@ -107,7 +118,10 @@ def plan_item(item: pytest.Item, *, monitor_all: bool, flag_only_phases: bool) -
     wrappers and two windows.
     """
     marker = item.get_closest_marker(MARKER)
-    budget = parse_budget(item, marker) if marker is not None else None
+    if marker is not None:
+        budget: MemoryBudget | None = parse_budget(item, marker)
+    else:
+        budget = file_budgets.get(item.nodeid) if file_budgets else None
     names = getattr(item, "fixturenames", None) or ()
     uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
     monitored = monitor_all or uses_automem

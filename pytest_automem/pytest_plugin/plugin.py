@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..automaton.scenario import Scenario, ScenarioResult
     from ..automaton.store import Automaton
     from ..measure.monitor import MeasurementWindow
+    from ..verdicts.budget import MemoryBudget
     from .session import AutomemSession
 
 PLUGIN_NAME = "automem-session"
@@ -110,6 +111,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "or a memory failure), all, or none (for strict-schema readers)",
         default="budgeted",
     )
+    parser.addini(
+        "automem_budgets",
+        "a budgets file (automem budgets suggest), relative to the ini file: each test in it "
+        "is judged as if it carried memory_budget(...) with its values; a marker wins",
+        default="",
+    )
 
 
 def _setting(config: pytest.Config, option: str | None, ini: str) -> str:
@@ -163,6 +170,7 @@ def pytest_configure(config: pytest.Config) -> None:
         fresh_allocator=fresh_allocator,
         step_summary=step_summary,
         rerun_failures=_ini_flag(config, "automem_rerun_failures"),
+        file_budgets=_file_budgets(config),
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
@@ -216,6 +224,37 @@ def _junit_properties_setting(config: pytest.Config) -> str:
     raise pytest.UsageError(
         f"ini {name}: invalid value {value!r}: expected {choices} (or true/false)"
     )
+
+
+def _file_budgets(config: pytest.Config) -> dict[str, MemoryBudget]:
+    """The budgets of the file ini ``automem_budgets`` names, read once.
+
+    A bad file stops the run before any test, naming the ini file, the
+    budgets file and the line at fault.
+    """
+    text = str(config.getini("automem_budgets")).strip()
+    if not text:
+        return {}
+    from ..results.budgets_file import BudgetsFormatError, read_budgets
+    from ..verdicts.budget import MemoryBudget
+
+    folder = config.inipath.parent if config.inipath is not None else config.rootpath
+    path = folder / text
+    setting = f"ini automem_budgets in {config.inipath or 'the command line'}"
+    try:
+        budgets = read_budgets(path)
+    except OSError as exc:
+        raise pytest.UsageError(f"{setting}: {path}: {exc.strerror or exc}") from None
+    except BudgetsFormatError as exc:
+        raise pytest.UsageError(f"{setting}: {exc}") from None
+    return {
+        nodeid: MemoryBudget(
+            peak_bytes=budget.peak_bytes,
+            growth_bytes=budget.growth_bytes,
+            leak_bytes_per_iteration=budget.leak_bytes_per_iteration,
+        )
+        for nodeid, budget in budgets.items()
+    }
 
 
 def _check_output_paths(config: pytest.Config) -> None:

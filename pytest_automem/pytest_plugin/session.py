@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..measure.garbage import GcMode
     from ..measure.monitor import MeasurementWindow, MemoryMonitor
     from ..measure.pressure import PressureThresholds
+    from ..verdicts.budget import MemoryBudget
     from .runtest import ItemState, RunSettings, RuntestHooks
 
 __all__ = ["AutomemSession"]
@@ -75,6 +76,7 @@ class AutomemSession:
         fresh_allocator: str = "budgeted",
         step_summary: bool = True,
         rerun_failures: bool = True,
+        file_budgets: Mapping[str, MemoryBudget] | None = None,
     ) -> None:
         self.config = config
         self.monitor_all = monitor_all
@@ -88,6 +90,10 @@ class AutomemSession:
         self.rerun_failures = rerun_failures
         #: Append to ``$GITHUB_STEP_SUMMARY`` (ini ``automem_step_summary``).
         self.step_summary = step_summary
+        #: The budgets file's budgets by node id (ini ``automem_budgets``).
+        self.file_budgets = file_budgets or {}
+        #: Budgets of the file that no test collected in this run matched.
+        self.unused_budgets = 0
         options = config.option
         #: Records need every results key: an output reads them all (see
         #: RunSettings).  An xdist worker sees its controller's command line,
@@ -175,6 +181,9 @@ class AutomemSession:
         """
         if self.is_xdist_controller:  # it runs no tests itself
             return
+        if self.file_budgets:
+            used = sum(item.nodeid in self.file_budgets for item in session.items)
+            self.unused_budgets = len(self.file_budgets) - used
         monitored = self._monitored_plans(session.items)
         if not monitored or self.config.option.collectonly:  # --co still checks budgets
             return
@@ -226,7 +235,10 @@ class AutomemSession:
         """Plan ``item`` with the session's settings and keep the plan in its
         stash (raises MarkerError)."""
         plan = plan_item(
-            item, monitor_all=self.monitor_all, flag_only_phases=self.records_need_all_keys
+            item,
+            monitor_all=self.monitor_all,
+            flag_only_phases=self.records_need_all_keys,
+            file_budgets=self.file_budgets,
         )
         item.stash[PLAN_KEY] = plan
         return plan
@@ -369,17 +381,25 @@ class AutomemSession:
         }
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.records:
+        if self.is_worker:
             return
-        from ..outputs.session_outputs import summary_lines
+        if self.records:
+            from ..outputs.session_outputs import summary_lines
 
-        lines = summary_lines(self.records, verbosity=self.config.get_verbosity())
-        terminalreporter.section("automem: memory")
-        for line in lines:
-            terminalreporter.line(line)
-        if self.config.get_verbosity() >= 0:
-            for what, path in self.written:
-                terminalreporter.line(f"automem {what} written to {path}")
+            lines = summary_lines(self.records, verbosity=self.config.get_verbosity())
+            terminalreporter.section("automem: memory")
+            for line in lines:
+                terminalreporter.line(line)
+            if self.config.get_verbosity() >= 0:
+                for what, path in self.written:
+                    terminalreporter.line(f"automem {what} written to {path}")
+        if self.unused_budgets:
+            # Tests renamed or deleted since the file was made, or deselected.
+            terminalreporter.write_line(
+                f"automem: {self.unused_budgets} of {len(self.file_budgets)} budgets in "
+                "ini automem_budgets matched no test in this run",
+                yellow=True,
+            )
 
 
 def _folder_of(path: str) -> str:

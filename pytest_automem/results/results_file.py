@@ -8,11 +8,15 @@ Per test at least: ``peak_bytes``, ``growth_bytes``, ``rate_bytes_per_s``,
 reader may rely on (docs/pytest-plugin.md, "Results file"), required by
 ``schema/results.schema.json``, which the tests check documents against.
 Written once, atomically, at the end of the session on the controller.
+
+The ``session`` object carries the measurement context (:data:`CONTEXT_KEYS`):
+a baseline or a gate compares figures only with figures measured alike.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -24,14 +28,18 @@ from ..base.atomic import atomic_writer, remove_stale_temps
 from ..base.json_files import INVALID_JSON, JsonTextError, json_kind, parse_json
 
 __all__ = [
+    "CONTEXT_KEYS",
     "REQUIRED_TEST_KEYS",
     "RESULTS_VERSION",
     "ResultsFormatError",
     "build_results",
+    "leak_bytes_per_iteration",
+    "measurement_context",
     "member_line",
     "parse_results",
     "read_results",
     "session_header",
+    "versioned_document",
     "write_results",
     "write_results_lines",
 ]
@@ -50,6 +58,21 @@ REQUIRED_TEST_KEYS = (
     "violations",
 )
 
+#: What says how a run's figures were measured: figures measured differently
+#: (another sampler, a sampled peak against the kernel's mark, another
+#: Python) are not compared as like with like.  ``peak_sources`` is read off
+#: the tests' ``peak_source`` where a session does not say it.
+CONTEXT_KEYS = (
+    "sampler_kind",
+    "peak_sources",
+    "python",
+    "implementation",
+    "platform",
+    "cpu_count",
+    "plugin_version",
+)
+_DISTRIBUTION = "pytest-automem"
+
 
 def session_header(session: Mapping[str, Any]) -> dict[str, Any]:
     """The document's ``session`` object: where and when, then the session's own keys."""
@@ -58,8 +81,45 @@ def session_header(session: Mapping[str, Any]) -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": sys.platform,
+        "cpu_count": os.cpu_count(),
+        "plugin_version": _plugin_version(),
         **session,
     }
+
+
+def _plugin_version() -> str | None:
+    """The installed distribution's version; None when run from a source tree alone."""
+    try:
+        return importlib.metadata.version(_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def measurement_context(document: Mapping[str, Any]) -> dict[str, Any]:
+    """How the figures of a results document were measured (:data:`CONTEXT_KEYS`).
+
+    A key a file predating it lacks is None, so two such files still compare
+    equal on it.
+    """
+    session = document.get("session")
+    session = session if isinstance(session, Mapping) else {}
+    context = {key: session.get(key) for key in CONTEXT_KEYS}
+    if context["peak_sources"] is None:
+        tests = document.get("tests", {})
+        sources = {record.get("peak_source") for record in tests.values()}
+        context["peak_sources"] = sorted(source for source in sources if isinstance(source, str))
+    return context
+
+
+def leak_bytes_per_iteration(record: Mapping[str, Any]) -> float | None:
+    """A test's leak per iteration: the highest of its scenarios; None without one."""
+    leaks = [
+        scenario["leak_bytes_per_iteration"]
+        for scenario in record.get("scenarios") or ()
+        if isinstance(scenario, Mapping)
+        and isinstance(scenario.get("leak_bytes_per_iteration"), (int, float))
+    ]
+    return max(leaks) if leaks else None
 
 
 def build_results(
@@ -136,19 +196,9 @@ def parse_results(
     names the line of the member at fault (``results.json:2:`` for a
     version 2 file), so a near miss is found at once.
     """
-    try:
-        document = parse_json(data)
-    except JsonTextError as exc:
-        where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
-        why = exc.detail if exc.kind == INVALID_JSON else str(exc)
-        raise ResultsFormatError(f"{where}: not a results file: {why}") from None
-    expected = f"not a version-{RESULTS_VERSION} automem results file"
-    if not isinstance(document, dict):
-        raise ResultsFormatError(f"{path}:1: {expected} (a JSON {json_kind(document)})")
-    version = document.get("version")
-    if type(version) is not int or version != RESULTS_VERSION:
-        found = f"version {json.dumps(version)}" if "version" in document else 'no "version"'
-        raise ResultsFormatError(f"{path}:{_line(data, 'version')}: {expected} ({found})")
+    document = versioned_document(
+        data, path, kind="results", version=RESULTS_VERSION, error=ResultsFormatError
+    )
     tests = document.get("tests")
     if not isinstance(tests, dict):
         raise ResultsFormatError(
@@ -163,6 +213,36 @@ def parse_results(
             continue
         line = _line(data, "tests", nodeid)
         raise ResultsFormatError(f"{path}:{line}: test {json.dumps(nodeid)} {problem}")
+    return document
+
+
+def versioned_document(
+    data: bytes,
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    version: int,
+    error: type[ValueError],
+) -> dict[str, Any]:
+    """The JSON object in ``data`` if it is a ``kind`` file of ``version``.
+
+    What every file of ours with a ``"version"`` checks first; ``error`` is
+    raised naming ``path`` and the line (``results.json:2:`` for a version
+    2 file).
+    """
+    try:
+        document = parse_json(data)
+    except JsonTextError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
+        why = exc.detail if exc.kind == INVALID_JSON else str(exc)
+        raise error(f"{where}: not a {kind} file: {why}") from None
+    expected = f"not a version-{version} automem {kind} file"
+    if not isinstance(document, dict):
+        raise error(f"{path}:1: {expected} (a JSON {json_kind(document)})")
+    found = document.get("version")
+    if type(found) is not int or found != version:
+        said = f"version {json.dumps(found)}" if "version" in document else 'no "version"'
+        raise error(f"{path}:{_line(data, 'version')}: {expected} ({said})")
     return document
 
 
