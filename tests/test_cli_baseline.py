@@ -157,7 +157,7 @@ def test_suggest_writes_a_budgets_file_from_the_worst_run(tmp_path: Path, runs: 
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--margin", "25"), ("--margin", "-1%"), ("--min", "lots")]
+    ("option", "value"), [("--margin", "lots"), ("--margin", "-1%"), ("--min", "lots")]
 )
 def test_suggest_names_a_bad_option(
     tmp_path: Path, runs: list[Path], option: str, value: str
