@@ -81,7 +81,7 @@ def test_a_regression_exits_1_with_the_table_worst_first(runs: tuple[Path, Path]
 
 def test_the_table_is_bounded_and_says_how_many_rows_it_left_out() -> None:
     baseline = document({f"t.py::t{i:03}": record() for i in range(25)})
-    current = document({f"t.py::t{i:03}": record(peak=(i + 2) * MB) for i in range(25)})
+    current = document({f"t.py::t{i:03}": record(peak=(i + 5) * MB) for i in range(25)})
     text = text_report(compare(baseline, current), rows=20)
     assert "… and 5 more regressed tests not shown" in text
     assert text.count("\nt.py::t") == 20
@@ -89,15 +89,17 @@ def test_the_table_is_bounded_and_says_how_many_rows_it_left_out() -> None:
 
 def test_options_set_the_rule(tmp_path: Path) -> None:
     base = write(tmp_path / "b.json", {"t": record(peak=10 * MB, growth=0, rate=0.0)})
-    cur = write(tmp_path / "c.json", {"t": record(peak=10 * MB, growth=3 * MB, rate=0.0)})
-    assert gate("--baseline", base, "--current", cur).returncode == 1
-    assert gate("--baseline", base, "--current", cur, "--min-delta", "growth=3MB").returncode == 0
-    assert gate("--baseline", base, "--current", cur, "--min-delta", "3MB").returncode == 0
+    cur = write(tmp_path / "c.json", {"t": record(peak=10 * MB, growth=5 * MB, rate=0.0)})
+    assert gate("--baseline", base, "--current", cur).returncode == 1  # past 4 MB
+    assert gate("--baseline", base, "--current", cur, "--min-delta", "growth=5MB").returncode == 0
+    assert gate("--baseline", base, "--current", cur, "--min-delta", "5MB").returncode == 0
     # Later values win; a relative tolerance alone cannot excuse a zero baseline.
-    args = ("--min-delta", "3MB", "--min-delta", "growth=0", "--max-increase", "1000%")
+    args = ("--min-delta", "5MB", "--min-delta", "growth=0", "--max-increase", "1000%")
     assert gate("--baseline", base, "--current", cur, *args).returncode == 1
     faster = write(tmp_path / "f.json", {"t": record(peak=10 * MB, rate=3.0 * MB)})
-    assert gate("--baseline", base, "--current", faster).returncode == 1
+    assert gate("--baseline", base, "--current", faster).returncode == 0  # rate not gated
+    asked = ("--max-increase", "rate=25%")
+    assert gate("--baseline", base, "--current", faster, *asked).returncode == 1
     assert (
         gate("--baseline", base, "--current", faster, "--min-delta", "rate=4MB/s").returncode == 0
     )
@@ -195,7 +197,7 @@ def test_junit_parses_with_elementtree_and_junitparser(
     for case in failures:
         message = case.find("failure").get("message")
         assert "\n" not in message
-        assert message.startswith("peak 10.0 MB -> ") and ", allowed +1.0 MB)" in message
+        assert message.startswith("peak 10.0 MB -> ") and ", allowed +4.0 MB)" in message
     names = {case.get("name") for case in cases}
     assert "test_p[🧠-ü-汉]" in names and "test_p[real\nnewline]" in names
     assert {case.get("classname") for case in cases} >= {"automem.gate.t", "automem.gate.t.T"}
@@ -261,7 +263,7 @@ def test_summary_stays_under_1_mib_and_says_what_it_left_out() -> None:
     long_id = "t.py::test_big[" + "x" * 200 + "-{}]"
     tests = 10_000
     baseline = document({long_id.format(i): record() for i in range(tests)})
-    current = document({long_id.format(i): record(peak=(i + 2) * MB) for i in range(tests)})
+    current = document({long_id.format(i): record(peak=(i + 5) * MB) for i in range(tests)})
     result = compare(baseline, current)
     markdown = summary_markdown(result)
     size = len(markdown.encode("utf-8"))

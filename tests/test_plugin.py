@@ -649,6 +649,13 @@ def test_xdist_gives_the_same_results_as_a_serial_run(
     one = _results(pytester, "serial.json")["tests"]
     two = _results(pytester, "parallel.json")["tests"]
     assert sorted(one) == sorted(two)
+    # The same measurement context, so a gate compares them as like with like.
+    session_keys = ("sampler_kind", "python", "platform", "gc_mode")
+    contexts = [
+        {key: _results(pytester, name)["session"][key] for key in session_keys}
+        for name in ("serial.json", "parallel.json")
+    ]
+    assert contexts[0] == contexts[1] and contexts[0]["sampler_kind"] is not None
     for nodeid in one:
         assert set(one[nodeid]) == set(two[nodeid])
         assert one[nodeid]["verdict"] == two[nodeid]["verdict"]
@@ -660,6 +667,23 @@ def test_xdist_gives_the_same_results_as_a_serial_run(
         if failure is not None:
             assert "\n" not in failure.get("message", "")
             assert "above the test's start" in (case.findtext("system-out") or "")
+
+
+def test_xdist_results_state_the_sampler_of_passing_blanket_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """Lean records leave the sampler kind out and the controller samples
+    nothing: the workers hand it over, so the gate sees one context."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_quiet="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    _run(pytester, "--automem", "--automem-json=serial.json").assert_outcomes(passed=2)
+    parallel = _run(pytester, "-n", "2", "--automem", "--automem-json=parallel.json")
+    parallel.assert_outcomes(passed=2)
+    kinds = {
+        _results(pytester, name)["session"]["sampler_kind"]
+        for name in ("serial.json", "parallel.json")
+    }
+    assert len(kinds) == 1 and None not in kinds
 
 
 def test_xdist_without_outputs_measures_blanket_tests_in_brief(

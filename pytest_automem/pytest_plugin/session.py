@@ -41,6 +41,8 @@ __all__ = ["AutomemSession"]
 RUNTEST_PLUGIN_NAME = "automem-runtest"
 REPORT_PLUGIN_NAME = "automem-reports"
 WORKER_RECORDS_PLUGIN_NAME = "automem-worker-records"
+#: The key under which an xdist worker hands its sampler kind to the controller.
+WORKER_SAMPLER_KIND = "automem_sampler_kind"
 
 
 class RecordsFromWorkers:
@@ -58,6 +60,14 @@ class RecordsFromWorkers:
         line = report.__dict__.pop("automem", None)
         if report.when == "teardown" and isinstance(line, str):
             self._records.add_encoded(report.nodeid, line)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """A worker's sampler kind: lean records leave it out, and the
+        controller samples nothing itself, yet the results file states it."""
+        kind = getattr(node, "workeroutput", {}).get(WORKER_SAMPLER_KIND)
+        if isinstance(kind, str) and self._records.sampler_kind is None:
+            self._records.sampler_kind = kind
 
 
 class AutomemSession:
@@ -308,6 +318,9 @@ class AutomemSession:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the outputs once pytest's own (JUnit included) are written."""
+        if self.is_worker and self._monitor is not None:
+            output = self.config.workeroutput  # type: ignore[attr-defined]
+            output[WORKER_SAMPLER_KIND] = self._monitor.sampler_kind
         self.close(wait=False)
         if self.is_worker or not (self.records or self.config.option.automem_json):
             return
@@ -371,11 +384,9 @@ class AutomemSession:
             "interval_target_ms": self.interval_ms,
             "thresholds_bytes": list(self.thresholds.boundaries()),
             "gc_mode": self.gc_mode.value,
-            "sampler_kind": (
-                self._monitor.sampler_kind
-                if self._monitor is not None
-                else self.records.sampler_kind
-            ),
+            # An xdist controller samples nothing itself: its workers' records say.
+            "sampler_kind": (self._monitor.sampler_kind if self._monitor is not None else None)
+            or self.records.sampler_kind,
             "tests_monitored": len(self.records),
             "memory_failures": len(self.memory_failures()),
         }
