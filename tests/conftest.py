@@ -44,6 +44,7 @@ ALLOWED_SKIP_REASONS: dict[str, str] = {
     # A minimal install without the test extra.
     "could not import 'xdist': No module named 'xdist'": "pytest-xdist not installed",
     "jsonschema is needed to check results files against the schema": "jsonschema not installed",
+    "PyYAML, from the test extra, is not installed": "PyYAML not installed",
 }
 
 #: One line per unexpected skip of this session (a test process runs one session).
