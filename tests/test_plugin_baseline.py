@@ -184,13 +184,22 @@ def test_a_test_not_in_the_baseline_is_not_monitored(project: pytest.Pytester) -
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--automem-baseline=nowhere.json"], "--automem-baseline=nowhere.json: nowhere.json: No such file"),
+        (
+            ["--automem-baseline=nowhere.json"],
+            "--automem-baseline=nowhere.json: nowhere.json: No such file",
+        ),
         (["--automem-baseline=bad.json"], "--automem-baseline=bad.json: bad.json:2:"),
-        (["--automem-baseline=baseline.json", "--automem-fail-on-increase=lots"], "--automem-fail-on-increase: invalid percentage 'lots'"),
-        (["--automem-baseline=baseline.json", "--automem-min-increase=-1MB"], "--automem-min-increase: invalid size"),
+        (
+            ["--automem-baseline=baseline.json", "--automem-fail-on-increase=lots"],
+            "--automem-fail-on-increase: invalid percentage 'lots'",
+        ),
+        (
+            ["--automem-baseline=baseline.json", "--automem-min-increase=-1MB"],
+            "--automem-min-increase: invalid size",
+        ),
     ],
     ids=["missing", "malformed", "bad-percent", "bad-size"],
-)  # fmt: skip
+)
 def test_a_bad_baseline_or_rule_is_a_usage_error_naming_the_option(
     project: pytest.Pytester, args: list[str], named: str
 ) -> None:
