@@ -210,3 +210,13 @@ def test_a_bad_baseline_or_rule_is_a_usage_error_naming_the_option(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert named in result.stderr.str()
     assert "passed" not in result.stdout.str()
+
+
+def test_help_lists_the_options_with_the_gates_defaults(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help", "-p", "no:randomly", timeout=120)
+
+    assert result.ret == 0
+    text = " ".join(result.stdout.str().split())
+    assert "--automem-baseline=PATH" in text
+    assert "ini automem_fail_on_increase, 10%)" in text
+    assert "ini automem_min_increase, 4.0MB)" in text

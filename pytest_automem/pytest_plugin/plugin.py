@@ -97,7 +97,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PCT",
         help="with --automem-baseline: the increase of peak and growth tolerated, as a share "
-        f"of the baseline figure (default: ini automem_fail_on_increase, {_DEFAULT_INCREASE_TEXT})",
+        # argparse formats help with %: a literal percent sign is written twice.
+        "of the baseline figure (default: ini automem_fail_on_increase, "
+        f"{_DEFAULT_INCREASE_TEXT.replace('%', '%%')})",
     )
     group.addoption(
         "--automem-min-increase",
