@@ -294,15 +294,10 @@ def _file_budgets(config: pytest.Config) -> dict[str, MemoryBudget]:
     from ..results.budgets_file import BudgetsFormatError, read_budgets
     from ..verdicts.budget import MemoryBudget
 
-    folder = config.inipath.parent if config.inipath is not None else config.rootpath
-    path = folder / text
     setting = f"ini automem_budgets in {config.inipath or 'the command line'}"
-    try:
-        budgets = read_budgets(path)
-    except OSError as exc:
-        raise pytest.UsageError(f"{setting}: {path}: {exc.strerror or exc}") from None
-    except BudgetsFormatError as exc:
-        raise pytest.UsageError(f"{setting}: {exc}") from None
+    budgets = _read_setting_file(
+        setting, _ini_relative(config, text), read_budgets, BudgetsFormatError
+    )
     return {
         nodeid: MemoryBudget(
             peak_bytes=budget.peak_bytes,
@@ -313,12 +308,30 @@ def _file_budgets(config: pytest.Config) -> dict[str, MemoryBudget]:
     }
 
 
+def _ini_relative(config: pytest.Config, text: str) -> Path:
+    """A path an ini setting gives: relative to the ini file."""
+    folder = config.inipath.parent if config.inipath is not None else config.rootpath
+    return folder / text
+
+
+def _read_setting_file(
+    setting: str, path: Path, read: Callable[[Path], T], error: type[ValueError]
+) -> T:
+    """``read(path)``; a missing file or bad content is a usage error naming ``setting``."""
+    try:
+        return read(path)
+    except OSError as exc:
+        raise pytest.UsageError(f"{setting}: {path}: {exc.strerror or exc}") from None
+    except error as exc:
+        raise pytest.UsageError(f"{setting}: {exc}") from None
+
+
 def _source(config: pytest.Config, name: str) -> str:
     """How an error names a setting whose option and ini setting share
     ``name``: the option if given, else the ini setting."""
     if config.getoption(name) is not None:
         return "--" + name.replace("_", "-")
-    return f"ini {name} in {config.inipath or 'no ini file'}"
+    return f"ini {name} in {config.inipath or 'the command line'}"
 
 
 def _baseline_records(config: pytest.Config) -> dict[str, Any]:
@@ -339,15 +352,8 @@ def _baseline_records(config: pytest.Config) -> dict[str, Any]:
     if option is not None:
         path, setting = Path(text), f"--automem-baseline={text}"
     else:
-        folder = config.inipath.parent if config.inipath is not None else config.rootpath
-        path = folder / text
-        setting = _source(config, "automem_baseline")
-    try:
-        document = read_results(path)
-    except OSError as exc:
-        raise pytest.UsageError(f"{setting}: {path}: {exc.strerror or exc}") from None
-    except ResultsFormatError as exc:
-        raise pytest.UsageError(f"{setting}: {exc}") from None
+        path, setting = _ini_relative(config, text), _source(config, "automem_baseline")
+    document = _read_setting_file(setting, path, read_results, ResultsFormatError)
     records: dict[str, Any] = document["tests"]
     return records
 
