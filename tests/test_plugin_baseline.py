@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
+from helpers import junit_cases
 
 pytest_plugins = ["pytester"]
 
@@ -116,9 +116,7 @@ def test_exactly_the_test_that_keeps_more_fails_with_both_figures(
         "tests/test_app.py::test_small[2]": "pass",
     }
 
-    cases = {
-        case.get("name"): case for case in ET.parse(project.path / "junit.xml").iter("testcase")
-    }
+    cases = junit_cases(project.path / "junit.xml")
     failure = cases["test_keeper"].find("failure")
     assert failure is not None
     assert failure.get("message", "").startswith("memory regression: ")
