@@ -11,6 +11,7 @@ import array
 import mmap
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ def resident_block(size: int) -> mmap.mmap:
     for offset in range(0, size, PAGE):
         block[offset] = 1
     return block
+
+
+def junit_cases(path: Path) -> dict[str | None, ET.Element]:
+    """The test cases of a JUnit file pytest wrote, by name."""
+    return {case.get("name"): case for case in ET.parse(path).iter("testcase")}
 
 
 def make_window(**overrides: Any) -> WindowResult:

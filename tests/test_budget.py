@@ -19,9 +19,13 @@ from pytest_automem.verdicts.budget import (
     MemoryBudget,
     Verdict,
     Violation,
+    baseline_comparison,
+    growth_regressed,
     judge,
     leak_violation,
+    peak_measured,
 )
+from pytest_automem.verdicts.gate import GateRules, TestComparison
 
 KB = 1 << 10
 MB = 1 << 20
@@ -454,3 +458,56 @@ def test_no_budget_always_passes() -> None:
     assert verdict.passed
     assert verdict.violations == ()
     assert verdict.name == "pass"
+
+
+# -- against the baseline (--automem-baseline) ------------------------------------------
+
+
+def _against(baseline_peak: int, window: WindowResult) -> TestComparison:
+    baseline = {"peak_bytes": baseline_peak, "growth_bytes": window.growth_bytes}
+    return baseline_comparison("t::a", baseline, GateRules(), window)
+
+
+def test_a_regression_fails_the_verdict_with_its_own_message() -> None:
+    window = make_window(peak_bytes=24 * MB)
+
+    verdict = judge(None, window, against_baseline=_against(10 * MB, window))
+
+    assert verdict.violations == (
+        "memory regression: peak 24.0 MB > baseline 10.0 MB (+14.0 MB, allowed +4.0 MB)",
+    )
+    assert verdict.failure_message() == verdict.violations[0]
+    assert verdict.measured_lines() == [peak_measured(window)]
+    assert any("automem baseline update" in line for line in verdict.advice_lines())
+
+
+def test_a_budget_and_a_baseline_both_apply_the_budget_first() -> None:
+    window = make_window(peak_bytes=24 * MB)
+
+    verdict = judge(
+        MemoryBudget(peak_bytes=16 * MB), window, against_baseline=_against(10 * MB, window)
+    )
+
+    assert [v.split()[0:3] for v in verdict.violations] == [
+        ["peak", "24.0", "MB"],
+        ["memory", "regression:", "peak"],
+    ]
+    assert verdict.failure_message().startswith("memory budget exceeded: peak 24.0 MB > budget")
+
+
+def test_within_the_baseline_rule_passes() -> None:
+    window = make_window(peak_bytes=13 * MB)
+
+    assert judge(None, window, against_baseline=_against(10 * MB, window)).passed
+
+
+def test_a_growth_regression_is_named_for_the_rerun_and_says_where() -> None:
+    window = make_window(growth_bytes=30 * MB)
+    comparison = baseline_comparison(
+        "t::a", {"peak_bytes": 0, "growth_bytes": MB}, GateRules(), window
+    )
+
+    assert growth_regressed(comparison)
+    assert not growth_regressed(None)
+    verdict = judge(None, window, against_baseline=comparison, growth_where="retained at a.py:3")
+    assert verdict.violations[0].endswith(", retained at a.py:3")

@@ -18,7 +18,9 @@ from pytest_automem.verdicts.gate import (
     MetricRule,
     Status,
     compare,
+    compare_records,
     metric_values,
+    regression_text,
 )
 
 KB = 1 << 10
@@ -328,3 +330,53 @@ def test_a_tests_own_context_overrides_its_session() -> None:
     assert compare(baseline, current).context_differences == (
         ContextDifference("sampler_kind", "process-procfs", "tree-psutil", 1),
     )
+
+
+# -- one test against its baseline record (the command and --automem-baseline alike) ----
+
+
+def test_compare_records_is_the_rule_compare_applies_per_test() -> None:
+    rules = GateRules()
+    before, after = record(peak=10 * MB, growth=MB), record(peak=24 * MB, growth=MB)
+
+    alone = compare_records("t::a", before, after, rules)
+    [within] = compare(document({"t::a": before}), document({"t::a": after}), rules).comparisons
+
+    assert alone == within
+    assert alone.status is REGRESSED
+    assert [change.metric for change in alone.regressions] == ["peak"]
+
+
+def test_compare_records_leaves_out_what_either_run_did_not_measure() -> None:
+    comparison = compare_records("t::a", record(rate=None), record(rate=50 * MB), GateRules())
+
+    assert [change.metric for change in comparison.changes] == ["peak", "growth"]
+    assert comparison.status is UNCHANGED
+
+
+@pytest.mark.parametrize(
+    ("metric", "before", "after", "text"),
+    [
+        ("peak", 10 * MB, 24 * MB, "peak 24.0 MB > baseline 10.0 MB (+14.0 MB, allowed +4.0 MB)"),
+        ("growth", -2 * MB, 8 * MB, "growth 8.0 MB > baseline -2.0 MB (+10.0 MB, allowed +4.0 MB)"),
+        (
+            "leak",
+            0,
+            16 * KB,
+            "leak 16.0 KB/iteration > baseline 0 B/iteration "
+            "(+16.0 KB/iteration, allowed +4.0 KB/iteration)",
+        ),
+    ],
+)
+def test_regression_text_names_both_figures_the_change_and_what_was_allowed(
+    metric: str, before: int, after: int, text: str
+) -> None:
+    fields = {"peak": "peak", "growth": "growth"}
+    if metric == "leak":
+        old, new = record(leaks=(before,)), record(leaks=(after,))
+    else:
+        old, new = record(**{fields[metric]: before}), record(**{fields[metric]: after})
+
+    [change] = compare_records("t::a", old, new, GateRules()).regressions
+
+    assert regression_text(change) == text

@@ -8,11 +8,11 @@ before any test, naming the ini file, the budgets file and the line.
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import junit_cases
 
 pytest_plugins = ["pytester"]
 
@@ -90,9 +90,7 @@ def test_the_file_fails_an_over_budget_test_and_passes_the_others(
     # Without --automem a test neither marked nor in the file is not monitored.
     assert "tests/test_app.py::test_not_in_file" not in tests
 
-    cases = {
-        case.get("name"): case for case in ET.parse(project.path / "junit.xml").iter("testcase")
-    }
+    cases = junit_cases(project.path / "junit.xml")
     failure = cases["test_big"].find("failure")
     assert failure is not None
     assert failure.get("message", "").startswith("memory budget exceeded: peak")

@@ -18,8 +18,14 @@ from ..base.defaults import (
     STEP_SUMMARY_MAX_BYTES,
 )
 from ..base.text import markdown_code, markdown_text
-from ..base.units import format_size
-from ..verdicts.gate import GateResult, MetricChange, Status, TestComparison
+from ..verdicts.gate import (
+    GateResult,
+    MetricChange,
+    Status,
+    TestComparison,
+    figure_text,
+    signed_figure_text,
+)
 
 __all__ = [
     "annotations",
@@ -43,28 +49,16 @@ def printable(text: str) -> str:
     )
 
 
-def _figure(metric: str, value: float) -> str:
-    if metric == "rate":
-        return format_size(value) + "/s"
-    if metric == "leak":
-        return format_size(value) + "/iteration"
-    return format_size(value)
-
-
-def _signed(metric: str, value: float) -> str:
-    return ("+" if value >= 0 else "") + _figure(metric, value)
-
-
 def _rule_text(change: MetricChange) -> str:
-    return f"allowed {_signed(change.metric, change.allowed)}"
+    return f"allowed {signed_figure_text(change.metric, change.allowed)}"
 
 
 def regression_message(comparison: TestComparison) -> str:
     """One line: each regressed metric with baseline, current, delta and the rule."""
     return "; ".join(
-        f"{change.metric} {_figure(change.metric, change.baseline)} -> "
-        f"{_figure(change.metric, change.current)} "
-        f"({_signed(change.metric, change.delta)}, {_rule_text(change)})"
+        f"{change.metric} {figure_text(change.metric, change.baseline)} -> "
+        f"{figure_text(change.metric, change.current)} "
+        f"({signed_figure_text(change.metric, change.delta)}, {_rule_text(change)})"
         for change in comparison.regressions
     )
 
@@ -73,10 +67,10 @@ def _cells(comparison: TestComparison) -> tuple[str, ...]:
     change = comparison.regressions[0]
     return (
         change.metric,
-        _figure(change.metric, change.baseline),
-        _figure(change.metric, change.current),
-        _signed(change.metric, change.delta),
-        _signed(change.metric, change.allowed),
+        figure_text(change.metric, change.baseline),
+        figure_text(change.metric, change.current),
+        signed_figure_text(change.metric, change.delta),
+        signed_figure_text(change.metric, change.allowed),
     )
 
 

@@ -59,6 +59,9 @@ class ItemPlan:
     #: fixture may add one later; the plan is remade when the test's closest
     #: mark is no longer this one (see :func:`is_current`).
     marker: pytest.Mark | None = None
+    #: The test's record in the baseline (``--automem-baseline``): its
+    #: figures are compared with it after the call, by the gate's rule.
+    baseline: Mapping[str, Any] | None = None
 
 
 #: Plans without a budget, shared by kind: a session holds one plan per
@@ -104,12 +107,19 @@ def plan_item(
     monitor_all: bool,
     flag_only_phases: bool,
     file_budgets: Mapping[str, MemoryBudget] | None = None,
+    baseline_records: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ItemPlan:
     """Decide how ``item`` is measured (raises MarkerError).
 
     ``file_budgets``: the budgets file's (ini ``automem_budgets``) by node
     id, applied as if the test carried that marker; a marker on the test
     wins.  A test not in the file costs one dict lookup.
+
+    ``baseline_records``: the baseline's records by node id
+    (``--automem-baseline``).  A test in it is measured as a budgeted one
+    (a full window, garbage collected at its start, the allocator's cache
+    handed back), so its figures do not depend on the tests before it; one
+    not in it costs one dict lookup.
 
     ``flag_only_phases``: measure the setup and teardown of tests monitored
     only by ``--automem`` too.  Only the results file and JUnit properties
@@ -122,13 +132,15 @@ def plan_item(
         budget: MemoryBudget | None = parse_budget(item, marker)
     else:
         budget = file_budgets.get(item.nodeid) if file_budgets else None
+    baseline = baseline_records.get(item.nodeid) if baseline_records else None
     names = getattr(item, "fixturenames", None) or ()
-    uses_automem = budget is not None or not MONITORING_FIXTURES.isdisjoint(names)
+    judged = budget is not None or baseline is not None
+    uses_automem = judged or not MONITORING_FIXTURES.isdisjoint(names)
     monitored = monitor_all or uses_automem
     measure_phases = (
         monitored and (uses_automem or flag_only_phases) and _has_fixture_work(item, names)
     )
-    if budget is None:  # one shared plan per kind: thousands of tests, a few kinds
+    if not judged:  # one shared plan per kind: thousands of tests, a few kinds
         plan = _PLANS[monitored, measure_phases, not uses_automem]
     else:
         plan = ItemPlan(
@@ -137,6 +149,7 @@ def plan_item(
             measure_phases=measure_phases,
             flag_only=False,
             marker=marker,
+            baseline=baseline,
         )
     if budget is not None and isinstance(names, list) and "pressure_thresholds" not in names:
         # A test with a budget is judged on its directory's thresholds, so a

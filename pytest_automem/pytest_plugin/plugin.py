@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from ..base.defaults import DEFAULT_INTERVAL_TEXT, DEFAULT_THRESHOLDS_TEXT, INTERVAL_RANGE_TEXT
+from ..base.defaults import (
+    DEFAULT_INTERVAL_TEXT,
+    DEFAULT_THRESHOLDS_TEXT,
+    GATE_MAX_INCREASE_PEAK,
+    GATE_MIN_DELTA_PEAK_BYTES,
+    INTERVAL_RANGE_TEXT,
+)
+from ..base.units import format_size
 from ..measure.pressure import PressureThresholds
 
 if TYPE_CHECKING:
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
     from ..automaton.store import Automaton
     from ..measure.monitor import MeasurementWindow
     from ..verdicts.budget import MemoryBudget
+    from ..verdicts.gate import GateRules
     from .session import AutomemSession
 
 PLUGIN_NAME = "automem-session"
@@ -35,6 +43,10 @@ SESSION_KEY = pytest.StashKey["AutomemSession"]()
 FLAG_VALUES = "true or false (also yes/no, on/off, 1/0)"
 
 T = TypeVar("T")
+
+#: The gate's defaults as the baseline options' help states them.
+_DEFAULT_INCREASE_TEXT = f"{GATE_MAX_INCREASE_PEAK:.0%}"
+_DEFAULT_MIN_INCREASE_TEXT = format_size(GATE_MIN_DELTA_PEAK_BYTES).replace(" ", "")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,6 +83,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help="write each memory failure's report to a file here (linked from JUnit)",
+    )
+    group.addoption(
+        "--automem-baseline",
+        default=None,
+        metavar="PATH",
+        help="fail each test whose memory regressed against its record in this results "
+        "file (automem baseline update), as automem gate judges it (default: ini "
+        "automem_baseline)",
+    )
+    group.addoption(
+        "--automem-fail-on-increase",
+        default=None,
+        metavar="PCT",
+        help="with --automem-baseline: the increase of peak and growth tolerated, as a share "
+        # argparse formats help with %: a literal percent sign is written twice.
+        "of the baseline figure (default: ini automem_fail_on_increase, "
+        f"{_DEFAULT_INCREASE_TEXT.replace('%', '%%')})",
+    )
+    group.addoption(
+        "--automem-min-increase",
+        default=None,
+        metavar="SIZE",
+        help="with --automem-baseline: an increase of peak or growth up to this size is never "
+        f"a regression (default: ini automem_min_increase, {_DEFAULT_MIN_INCREASE_TEXT})",
     )
     parser.addini(
         "automem_thresholds",
@@ -116,6 +152,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "a budgets file (automem budgets suggest), relative to the ini file: each test in it "
         "is judged as if it carried memory_budget(...) with its values; a marker wins",
         default="",
+    )
+    parser.addini(
+        "automem_baseline",
+        "a results file (automem baseline update), relative to the ini file: each test in it "
+        "fails when its memory regressed against its record there",
+        default="",
+    )
+    parser.addini(
+        "automem_fail_on_increase",
+        "the increase of peak and growth over the baseline tolerated, as a share of the "
+        f"baseline figure (default {_DEFAULT_INCREASE_TEXT})",
+        default=_DEFAULT_INCREASE_TEXT,
+    )
+    parser.addini(
+        "automem_min_increase",
+        "an increase of peak or growth over the baseline up to this size is never a "
+        f"regression (default {_DEFAULT_MIN_INCREASE_TEXT})",
+        default=_DEFAULT_MIN_INCREASE_TEXT,
     )
 
 
@@ -171,6 +225,8 @@ def pytest_configure(config: pytest.Config) -> None:
         step_summary=step_summary,
         rerun_failures=_ini_flag(config, "automem_rerun_failures"),
         file_budgets=_file_budgets(config),
+        baseline_records=_baseline_records(config),
+        baseline_rules=_baseline_rules(config),
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
@@ -238,15 +294,10 @@ def _file_budgets(config: pytest.Config) -> dict[str, MemoryBudget]:
     from ..results.budgets_file import BudgetsFormatError, read_budgets
     from ..verdicts.budget import MemoryBudget
 
-    folder = config.inipath.parent if config.inipath is not None else config.rootpath
-    path = folder / text
     setting = f"ini automem_budgets in {config.inipath or 'the command line'}"
-    try:
-        budgets = read_budgets(path)
-    except OSError as exc:
-        raise pytest.UsageError(f"{setting}: {path}: {exc.strerror or exc}") from None
-    except BudgetsFormatError as exc:
-        raise pytest.UsageError(f"{setting}: {exc}") from None
+    budgets = _read_setting_file(
+        setting, _ini_relative(config, text), read_budgets, BudgetsFormatError
+    )
     return {
         nodeid: MemoryBudget(
             peak_bytes=budget.peak_bytes,
@@ -255,6 +306,79 @@ def _file_budgets(config: pytest.Config) -> dict[str, MemoryBudget]:
         )
         for nodeid, budget in budgets.items()
     }
+
+
+def _ini_relative(config: pytest.Config, text: str) -> Path:
+    """A path an ini setting gives: relative to the ini file."""
+    folder = config.inipath.parent if config.inipath is not None else config.rootpath
+    return folder / text
+
+
+def _read_setting_file(
+    setting: str, path: Path, read: Callable[[Path], T], error: type[ValueError]
+) -> T:
+    """``read(path)``; a missing file or bad content is a usage error naming ``setting``."""
+    try:
+        return read(path)
+    except OSError as exc:
+        raise pytest.UsageError(f"{setting}: {path}: {exc.strerror or exc}") from None
+    except error as exc:
+        raise pytest.UsageError(f"{setting}: {exc}") from None
+
+
+def _source(config: pytest.Config, name: str) -> str:
+    """How an error names a setting whose option and ini setting share
+    ``name``: the option if given, else the ini setting."""
+    if config.getoption(name) is not None:
+        return "--" + name.replace("_", "-")
+    return f"ini {name} in {config.inipath or 'the command line'}"
+
+
+def _baseline_records(config: pytest.Config) -> dict[str, Any]:
+    """The baseline's records by node id, read once (``--automem-baseline``).
+
+    Under xdist each worker reads it too: the workers judge their tests.  A
+    missing or malformed file stops the run before any test, naming the
+    option (or ini setting), the file and the line at fault.
+    """
+    option = config.getoption("automem_baseline")
+    text = str(option if option is not None else config.getini("automem_baseline")).strip()
+    if not text:
+        if option is not None:
+            raise pytest.UsageError("--automem-baseline: needs a path")
+        return {}
+    from ..results.results_file import ResultsFormatError, read_results
+
+    if option is not None:
+        path, setting = Path(text), f"--automem-baseline={text}"
+    else:
+        path, setting = _ini_relative(config, text), _source(config, "automem_baseline")
+    document = _read_setting_file(setting, path, read_results, ResultsFormatError)
+    records: dict[str, Any] = document["tests"]
+    return records
+
+
+def _baseline_rules(config: pytest.Config) -> GateRules:
+    """The gate's rules with peak's and growth's tolerance and floor as set.
+
+    Parsed without a baseline too: a typo must not wait for the day a
+    baseline is given.
+    """
+    from ..base.units import parse_percent_fraction, parse_size_bytes
+    from ..verdicts.gate import GateRules, MetricRule
+
+    fraction = _parsed(
+        _source(config, "automem_fail_on_increase"),
+        parse_percent_fraction,
+        _setting(config, "automem_fail_on_increase", "automem_fail_on_increase"),
+    )
+    floor = _parsed(
+        _source(config, "automem_min_increase"),
+        parse_size_bytes,
+        _setting(config, "automem_min_increase", "automem_min_increase"),
+    )
+    rule = MetricRule(fraction, floor)
+    return GateRules(peak=rule, growth=rule)
 
 
 def _check_output_paths(config: pytest.Config) -> None:

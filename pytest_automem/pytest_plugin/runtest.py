@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ..measure.stack_dumps import StackDump
     from ..measure.window_result import WindowResult
     from ..verdicts.budget import MemoryBudget, Verdict
+    from ..verdicts.gate import GateRules, TestComparison
 
 __all__ = [
     "SUMMARY_KEYS",
@@ -170,6 +171,9 @@ class RunSettings:
     #: Every record needs all the results keys: the results file and JUnit
     #: properties read them (on xdist, the controller writes them).
     records_need_all_keys: bool
+    #: How a test in the baseline (``--automem-baseline``) is compared with
+    #: its record there; None without a baseline.
+    baseline_rules: GateRules | None = None
 
 
 class RecordSink(Protocol):
@@ -419,7 +423,7 @@ class RuntestHooks:
         """
         mode = self.settings.fresh_allocator
         if mode == "budgeted":
-            return state.plan.budget is not None
+            return state.plan.budget is not None or state.plan.baseline is not None
         return mode == "always"
 
     @staticmethod
@@ -453,11 +457,14 @@ class RuntestHooks:
             state.attributions.append(
                 SubjectAttribution("the test's call", attribution, max(window.growth_bytes, 0))
             )
-        from ..verdicts.budget import growth_exceeded, judge
+        from ..verdicts.budget import growth_exceeded, growth_regressed, judge
 
         budget = state.plan.budget
         peak_where = _crossing_place(peak_dumps)
-        state.verdict = judge(budget, window, state.scenarios, peak_where=peak_where)
+        comparison = self._against_baseline(item, state, window)
+        state.verdict = judge(
+            budget, window, state.scenarios, peak_where=peak_where, against_baseline=comparison
+        )
         state.failed_on_memory = not (call_raised or state.verdict.passed)
         rerun = None
         if (
@@ -465,7 +472,7 @@ class RuntestHooks:
             and attribution is None
             and not state.scenarios
             and self.settings.rerun_failures
-            and growth_exceeded(budget, window)
+            and (growth_exceeded(budget, window) or growth_regressed(comparison))
         ):
             from ..investigator.rerun import growth_place
 
@@ -476,6 +483,7 @@ class RuntestHooks:
                 state.scenarios,
                 peak_where=peak_where,
                 growth_where=growth_place(rerun),
+                against_baseline=comparison,
             )
         if _worth_investigating(state, window):
             from ..investigator import investigate
@@ -492,6 +500,17 @@ class RuntestHooks:
             if not state.verdict.passed:
                 state.report_text = _failure_report(state, investigation)
             state.findings = [f.to_dict() for f in investigation.findings]
+
+    def _against_baseline(
+        self, item: pytest.Item, state: ItemState, window: WindowResult
+    ) -> TestComparison | None:
+        """The call's figures against the test's baseline record, if it has one."""
+        rules = self.settings.baseline_rules
+        if state.plan.baseline is None or rules is None:
+            return None
+        from ..verdicts.budget import baseline_comparison
+
+        return baseline_comparison(item.nodeid, state.plan.baseline, rules, window, state.scenarios)
 
     def _rerun(self, item: pytest.Item, window: WindowResult) -> Rerun:
         """The call once more under tracing, to name where it grew (:mod:`.rerun`)."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..measure.monitor import MeasurementWindow, MemoryMonitor
     from ..measure.pressure import PressureThresholds
     from ..verdicts.budget import MemoryBudget
+    from ..verdicts.gate import GateRules
     from .runtest import ItemState, RunSettings, RuntestHooks
 
 __all__ = ["AutomemSession"]
@@ -87,6 +88,8 @@ class AutomemSession:
         step_summary: bool = True,
         rerun_failures: bool = True,
         file_budgets: Mapping[str, MemoryBudget] | None = None,
+        baseline_records: Mapping[str, Mapping[str, Any]] | None = None,
+        baseline_rules: GateRules | None = None,
     ) -> None:
         self.config = config
         self.monitor_all = monitor_all
@@ -102,6 +105,10 @@ class AutomemSession:
         self.step_summary = step_summary
         #: The budgets file's budgets by node id (ini ``automem_budgets``).
         self.file_budgets = file_budgets or {}
+        #: The baseline's records by node id (``--automem-baseline``) and the
+        #: rule each test in it is compared by.
+        self.baseline_records = baseline_records or {}
+        self.baseline_rules = baseline_rules
         #: Budgets of the file that no test collected in this run matched.
         self.unused_budgets = 0
         options = config.option
@@ -249,6 +256,7 @@ class AutomemSession:
             monitor_all=self.monitor_all,
             flag_only_phases=self.records_need_all_keys,
             file_budgets=self.file_budgets,
+            baseline_records=self.baseline_records,
         )
         item.stash[PLAN_KEY] = plan
         return plan
@@ -268,6 +276,7 @@ class AutomemSession:
             junit=junit,
             is_worker=self.is_worker,
             records_need_all_keys=self.records_need_all_keys,
+            baseline_rules=self.baseline_rules,
         )
 
     # -- results -------------------------------------------------------------

@@ -24,21 +24,26 @@ from typing import TYPE_CHECKING, Any
 from ..base.units import format_rate, format_size, parse_rate_bytes_per_s, parse_size_bytes
 from ..investigator.measured import GROWTH_RATE_CHECK, SCENARIO_LEAK_CHECK
 from ..measure.pressure import PressureLevel
+from .gate import GateRules, TestComparison, compare_records, regression_text
 
 if TYPE_CHECKING:
     from ..automaton.scenario import ScenarioResult
     from ..measure.window_result import WindowResult
 
 __all__ = [
+    "REGRESSION_PREFIX",
     "BudgetError",
     "MemoryBudget",
     "Verdict",
     "Violation",
+    "baseline_comparison",
     "failure_message",
     "growth_measured",
+    "growth_regressed",
     "judge",
     "leak_violation",
     "peak_measured",
+    "regression_violations",
 ]
 
 _LIMITS = ("peak", "growth", "rate", "pressure", "leak_per_iteration")
@@ -187,9 +192,16 @@ class Verdict:
         return list(dict.fromkeys(v.advice for v in self.failed))
 
 
+#: How a violation against the baseline (``--automem-baseline``) begins: its
+#: message says it is a regression, not a budget the test carries.
+REGRESSION_PREFIX = "memory regression: "
+
+
 def failure_message(headline: str) -> str:
     """The one-line message of a test that failed on memory, from its verdict's
     headline: pytest's report and the JUnit file say the same."""
+    if headline.startswith(REGRESSION_PREFIX):
+        return headline
     return f"memory budget exceeded: {headline}"
 
 
@@ -207,6 +219,9 @@ _LEAK_ADVICE = (
     "something each step keeps is never released: check what the scenario's steps "
     "add to long-lived containers"
 )
+_REGRESSION_ADVICE = (
+    "if the increase is intended, make this run the baseline (automem baseline update)"
+)
 
 
 def judge(
@@ -216,16 +231,34 @@ def judge(
     *,
     peak_where: str | None = None,
     growth_where: str | None = None,
+    against_baseline: TestComparison | None = None,
 ) -> Verdict:
-    """Compare what was measured with ``budget`` (None: no limits, always passes).
+    """Compare what was measured with ``budget`` (None: no limits).
 
     ``peak_where``: where the test was when its memory crossed the peak
     budget (``path:line in function``), named in the peak's violation;
     ``growth_where``: where the growth went (``retained at path:line``),
-    named in the growth's.
+    named in the growth's.  ``against_baseline``: the test's figures
+    compared with its baseline record (``--automem-baseline``); each
+    regressed metric fails the test too, after the budget's violations.
     """
-    if budget is None:
-        return Verdict()
+    failed = (
+        []
+        if budget is None
+        else _budget_violations(budget, window, scenarios, peak_where, growth_where)
+    )
+    if against_baseline is not None:
+        failed.extend(regression_violations(against_baseline, window, growth_where=growth_where))
+    return Verdict(tuple(failed))
+
+
+def _budget_violations(
+    budget: MemoryBudget,
+    window: WindowResult,
+    scenarios: Sequence[ScenarioResult],
+    peak_where: str | None,
+    growth_where: str | None,
+) -> list[Violation]:
     failed = []
     if budget.peak_bytes is not None and window.peak_bytes > budget.peak_bytes:
         where = f", crossed at {peak_where}" if peak_where else ""
@@ -253,8 +286,7 @@ def judge(
         failed.append(
             Violation(
                 f"growth rate {format_rate(rate)} > budget {format_rate(budget.rate_bytes_per_s)}",
-                f"growth rate {format_rate(rate)}: least-squares slope of resident memory "
-                f"over {window.samples} samples ({window.duration_s:.1f} s)",
+                _rate_measured(window, rate),
                 _RATE_ADVICE,
                 GROWTH_RATE_CHECK,
             )
@@ -272,7 +304,14 @@ def judge(
         leak = _leak(budget, result)
         if leak is not None:
             failed.append(leak)
-    return Verdict(tuple(failed))
+    return failed
+
+
+def _rate_measured(window: WindowResult, rate: float) -> str:
+    return (
+        f"growth rate {format_rate(rate)}: least-squares slope of resident memory "
+        f"over {window.samples} samples ({window.duration_s:.1f} s)"
+    )
 
 
 #: How a peak was measured, by the window's ``peak_source``.
@@ -310,6 +349,65 @@ def growth_measured(window: WindowResult) -> str:
             "allocators keep for reuse is not counted"
         )
     return f"growth {size} in resident memory, after garbage collection"
+
+
+def regression_violations(
+    comparison: TestComparison, window: WindowResult, *, growth_where: str | None = None
+) -> tuple[Violation, ...]:
+    """The test's metrics that regressed against its baseline record, as
+    violations: the same verdict, message and report as a budget's.
+
+    ``growth_where``: where the growth went, as :func:`judge` takes it.
+    """
+    found = []
+    for change in comparison.regressions:
+        text = REGRESSION_PREFIX + regression_text(change)
+        if change.metric == "growth" and growth_where:
+            text += f", {growth_where}"
+        found.append(_regression_violation(change.metric, text, window))
+    return tuple(found)
+
+
+def _regression_violation(metric: str, text: str, window: WindowResult) -> Violation:
+    """A regressed metric's violation: its figure's basis and advice are the budget's."""
+    if metric == "peak":
+        return Violation(text, peak_measured(window), f"{_PEAK_ADVICE}; {_REGRESSION_ADVICE}")
+    if metric == "growth":
+        return Violation(text, growth_measured(window), f"{_GROWTH_ADVICE}; {_REGRESSION_ADVICE}")
+    if metric == "leak":
+        measured = "leak per iteration: the largest slope of retained memory among its scenarios"
+        return Violation(
+            text, measured, f"{_LEAK_ADVICE}; {_REGRESSION_ADVICE}", SCENARIO_LEAK_CHECK
+        )
+    rate = window.rate_bytes_per_s or 0.0
+    return Violation(
+        text,
+        _rate_measured(window, rate),
+        f"{_RATE_ADVICE}; {_REGRESSION_ADVICE}",
+        GROWTH_RATE_CHECK,
+    )
+
+
+def growth_regressed(comparison: TestComparison | None) -> bool:
+    """Whether the test's growth regressed against its baseline record."""
+    return comparison is not None and any(c.metric == "growth" for c in comparison.regressions)
+
+
+def baseline_comparison(
+    nodeid: str,
+    baseline_record: Mapping[str, Any],
+    rules: GateRules,
+    window: WindowResult,
+    scenarios: Sequence[ScenarioResult] = (),
+) -> TestComparison:
+    """The figures just measured against the test's baseline record, by the gate's rule."""
+    current = {
+        "peak_bytes": window.peak_bytes,
+        "growth_bytes": window.growth_bytes,
+        "rate_bytes_per_s": window.rate_bytes_per_s,
+        "scenarios": [{"leak_bytes_per_iteration": s.leak_bytes_per_iteration} for s in scenarios],
+    }
+    return compare_records(nodeid, baseline_record, current, rules)
 
 
 def growth_exceeded(budget: MemoryBudget | None, window: WindowResult) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base import defaults
+from ..base.units import format_rate, format_size
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -36,7 +37,11 @@ __all__ = [
     "TestComparison",
     "compare",
     "compare_contexts",
+    "compare_records",
+    "figure_text",
     "metric_values",
+    "regression_text",
+    "signed_figure_text",
 ]
 
 #: The metrics compared, by the name the command line uses, with the key
@@ -234,9 +239,12 @@ def metric_values(record: Mapping[str, Any]) -> dict[str, float | None]:
     return values
 
 
-def _compare_test(
+def compare_records(
     nodeid: str, baseline: Mapping[str, Any], current: Mapping[str, Any], rules: GateRules
 ) -> TestComparison:
+    """One test's record in each run, metric by metric: the one rule the
+    command and the plugin's ``--automem-baseline`` both judge by.  A metric
+    either run did not measure, or the rules do not gate, is left out."""
     before, after = metric_values(baseline), metric_values(current)
     changes = tuple(
         MetricChange(metric, old, new, rule.allowed(old))
@@ -248,6 +256,29 @@ def _compare_test(
     statuses = {change.status for change in changes}
     status = min(statuses, default=Status.UNCHANGED)
     return TestComparison(nodeid, status, changes)
+
+
+def figure_text(metric: str, value: float) -> str:
+    """A metric's figure in its unit: sizes, a rate per second, a leak per iteration."""
+    if metric == "rate":
+        return format_rate(value)
+    text = format_size(value)
+    return f"{text}/iteration" if metric == "leak" else text
+
+
+def signed_figure_text(metric: str, value: float) -> str:
+    """A change of a metric, its sign always shown."""
+    return ("+" if value >= 0 else "") + figure_text(metric, value)
+
+
+def regression_text(change: MetricChange) -> str:
+    """One line for a regressed metric: both figures, the change and what was allowed."""
+    metric = change.metric
+    return (
+        f"{metric} {figure_text(metric, change.current)} > baseline "
+        f"{figure_text(metric, change.baseline)} ({signed_figure_text(metric, change.delta)}, "
+        f"allowed {signed_figure_text(metric, change.allowed)})"
+    )
 
 
 def _sort_key(comparison: TestComparison) -> tuple[int, float, str]:
@@ -268,7 +299,7 @@ def compare(
     rules = rules or GateRules()
     before, after = _tests(baseline), _tests(current)
     comparisons = [
-        _compare_test(nodeid, before[nodeid], record, rules)
+        compare_records(nodeid, before[nodeid], record, rules)
         if nodeid in before
         else TestComparison(nodeid, Status.NEW)
         for nodeid, record in after.items()
