@@ -8,6 +8,7 @@ An anonymous mapping whose pages we touch always adds exactly its size.
 from __future__ import annotations
 
 import array
+import json
 import mmap
 import subprocess
 import sys
@@ -50,6 +51,21 @@ def junit_cases(path: Path) -> dict[str | None, ET.Element]:
     return {case.get("name"): case for case in ET.parse(path).iter("testcase")}
 
 
+def run_planted(
+    pytester: pytest.Pytester, **sources: str
+) -> tuple[pytest.RunResult, dict[str, dict[str, Any]]]:
+    """Run planted test files in a real inner session with JUnit and the
+    results file; the result and each test's record by its name."""
+    pytester.makepyfile(**sources)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly",
+        "--junitxml=junit.xml", "--automem-json=results.json",
+        timeout=180,
+    )  # fmt: skip
+    records = json.loads((pytester.path / "results.json").read_text(encoding="utf-8"))["tests"]
+    return result, {nodeid.rpartition("::")[2]: record for nodeid, record in records.items()}
+
+
 def make_window(**overrides: Any) -> WindowResult:
     """A quiet 1 s window (842 samples at 1 ms, kernel peak); ``overrides`` change fields.
 
@@ -89,17 +105,20 @@ INVESTIGATE_TIMEOUT_S = 60
 
 
 def run_automem(
-    command: str, *args: str | Path, env: dict[str, str] | None = None
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``automem COMMAND ARGS`` as a real process (``env``: its whole environment)."""
+    """Run ``automem ARGS`` as a real process (``env``: its whole environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", command, *map(str, args)],
+        [sys.executable, "-m", "pytest_automem", *map(str, args)],
         capture_output=True,
         text=True,
         encoding="utf-8",
         timeout=INVESTIGATE_TIMEOUT_S,
         check=False,
         env=env,
+        cwd=cwd,
     )
 
 

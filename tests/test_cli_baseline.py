@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import INVESTIGATE_TIMEOUT_S, RESULTS_SESSION, assert_input_error, results_test
+from helpers import RESULTS_SESSION, assert_input_error, results_test, run_automem
 
 from pytest_automem.cli import baseline_command, budgets_command, main
 
@@ -23,15 +22,7 @@ MB = 1 << 20
 
 
 def automem(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_automem", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=INVESTIGATE_TIMEOUT_S,
-        check=False,
-        cwd=cwd,
-    )
+    return run_automem(*args, cwd=cwd)
 
 
 def write_run(path: Path, tests: dict[str, Any], **session: Any) -> Path:

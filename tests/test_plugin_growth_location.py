@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
+from helpers import run_planted
 
 BYTEARRAY_LEAK = """\
 import unittest
@@ -89,14 +90,7 @@ def test_cannot_run_twice():
 
 
 def _run(pytester: pytest.Pytester, source: str) -> tuple[pytest.RunResult, dict[str, Any]]:
-    pytester.makepyfile(test_planted=source)
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "no:randomly",
-        "--junitxml=junit.xml", "--automem-json=results.json",
-        timeout=180,
-    )  # fmt: skip
-    records = json.loads((pytester.path / "results.json").read_text())["tests"]
-    return result, {nodeid.rpartition("::")[2]: record for nodeid, record in records.items()}
+    return run_planted(pytester, test_planted=source)
 
 
 def _finding(record: dict[str, Any], check: str) -> dict[str, Any]:

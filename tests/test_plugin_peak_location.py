@@ -12,6 +12,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from helpers import run_planted
 
 from pytest_automem.measure.stack_dumps import STACK_SIGNAL
 
@@ -75,35 +76,19 @@ EXPECTED = {
 }
 
 
-def run_inner(pytester: pytest.Pytester) -> pytest.RunResult:
-    pytester.makepyfile(test_blob=INNER)
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "no:randomly",
-        "--junitxml=junit.xml", "--automem-json=results.json",
-        timeout=180,
-    )  # fmt: skip
-    return result
-
-
 def _places(name: str) -> list[str]:
     line, functions = EXPECTED[name]
     return [f"test_blob.py:{line} in {function}" for function in functions]
 
 
 def test_peak_failures_name_the_line_in_every_output(pytester: pytest.Pytester) -> None:
-    result = run_inner(pytester)
+    result, records = run_planted(pytester, test_blob=INNER)
     result.assert_outcomes(failed=4, passed=1)
     output = result.stdout.str()
 
     cases = {
         case.get("name"): case
         for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
-    }
-    records = {
-        nodeid.split("::")[-1]: record
-        for nodeid, record in json.loads((pytester.path / "results.json").read_text())[
-            "tests"
-        ].items()
     }
     for name in EXPECTED:
         places = _places(name)
