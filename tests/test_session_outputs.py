@@ -84,6 +84,13 @@ def test_a_fixtures_peak_ranks_its_test_and_is_named_beside_the_call() -> None:
         "(setup 40.0 MB in fixture big, call 0 B, teardown 0 B)"
     )
     assert lines[peak_at + 2] == "      9.0 MB  LOW       t.py::big"
+    # The step summary ranks and shows the same figure.
+    (row,) = [
+        line
+        for line in step_summary_markdown(_store(records, top=2)).splitlines()
+        if line.startswith("| `t.py::fixture`")
+    ]
+    assert row.startswith("| `t.py::fixture` | 40.0 MB |"), row
 
 
 def test_an_expected_memory_failure_is_labelled_as_expected() -> None:

@@ -213,7 +213,7 @@ def step_summary_markdown(records: RecordStore) -> str:
             )
     lines.extend(_PEAKS_TABLE_HEAD)
     lines.extend(
-        f"| `{markdown_code(nodeid, in_table=True)}` | {format_size(summary['peak_bytes'])} | "
+        f"| `{markdown_code(nodeid, in_table=True)}` | {format_size(_highest_peak(summary))} | "
         f"{format_size(summary['growth_bytes'])} | {summary['max_pressure']} |"
         for nodeid, summary in records.highest("peak_bytes")
     )
