@@ -365,3 +365,9 @@ def test_gate_on_two_real_runs_reports_exactly_the_changed_test(
     else:
         assert result.returncode == 0, result.stdout
         assert "0 regressed," in result.stdout
+
+
+def test_a_path_with_a_newline_is_still_a_one_line_error(runs: tuple[Path, Path]) -> None:
+    base, _ = runs
+    missing = base.parent / "no\nsuch.json"
+    assert_input_error(gate("--baseline", base, "--current", missing), "--current")

@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except InputError as exc:
-        print(f"automem {args.subcommand}: error: {exc}", file=sys.stderr)
+        # One line whatever it quotes: a path or node id may hold a newline.
+        print(f"automem {args.subcommand}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"automem {args.subcommand}: interrupted", file=sys.stderr)
