@@ -410,9 +410,10 @@ def write_gate_report(path: str | os.PathLike[str], result: GateResult) -> None:
         attributes = {"classname": xml_safe(classname), "name": xml_safe(name)}
         case = ET.SubElement(suite, "testcase", attributes)
         if comparison.status is Status.REGRESSED:
-            message = xml_safe(regression_message(comparison))
-            failure = ET.SubElement(case, "failure", {"message": message, "type": "regressed"})
-            failure.text = xml_safe(f"{comparison.nodeid}\n{regression_message(comparison)}\n")
+            message = regression_message(comparison)
+            attributes = {"message": xml_safe(message), "type": "regressed"}
+            failure = ET.SubElement(case, "failure", attributes)
+            failure.text = xml_safe(f"{comparison.nodeid}\n{message}\n")
         elif comparison.status is Status.REMOVED:
             ET.SubElement(case, "skipped", {"message": "removed: in the baseline only"})
         else:
