@@ -37,7 +37,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "results": frozenset({"base"}),
     "snapshots": frozenset({"base", "measure"}),
     "automaton": frozenset({"base", "measure"}),
-    "verdicts": frozenset({"base", "measure", "automaton", "investigator"}),
+    "verdicts": frozenset({"base", "measure", "automaton", "results", "investigator"}),
     "investigator": frozenset({"base", "measure", "snapshots", "automaton"}),
     "outputs": _BELOW_TOP - {"outputs"},
     "pytest_plugin": _BELOW_TOP,

@@ -26,6 +26,7 @@ from typing import Any
 from .results_file import (
     CONTEXT_KEYS,
     RESULTS_VERSION,
+    figure,
     measurement_context,
     read_results,
     write_results,
@@ -138,12 +139,8 @@ def _worse(kept: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]
 
 def _higher(first: Any, second: Any) -> Any:
     """The higher of two figures; a missing one (None, not a number) yields to the other."""
-    numbers = [value for value in (first, second) if _is_number(value)]
+    numbers = [value for value in (first, second) if figure(value) is not None]
     return max(numbers) if numbers else first
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _worse_scenarios(
@@ -160,7 +157,8 @@ def _worse_scenarios(
 
 def _leak(scenario: Mapping[str, Any]) -> float:
     value = scenario.get(_LEAK_KEY)
-    return float(value) if _is_number(value) else float("-inf")
+    number = figure(value)
+    return number if number is not None else float("-inf")
 
 
 def _differences(first: Mapping[str, Any], other: Mapping[str, Any]) -> list[str]:

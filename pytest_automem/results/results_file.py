@@ -111,13 +111,21 @@ def measurement_context(document: Mapping[str, Any]) -> dict[str, Any]:
     return context
 
 
+def figure(value: object) -> float | None:
+    """A record's figure as a number; None for anything else (a bool included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 def leak_bytes_per_iteration(record: Mapping[str, Any]) -> float | None:
     """A test's leak per iteration: the highest of its scenarios; None without one."""
+    scenarios = record.get("scenarios")
     leaks = [
-        scenario["leak_bytes_per_iteration"]
-        for scenario in record.get("scenarios") or ()
+        leak
+        for scenario in (scenarios if isinstance(scenarios, list) else ())
         if isinstance(scenario, Mapping)
-        and isinstance(scenario.get("leak_bytes_per_iteration"), (int, float))
+        and (leak := figure(scenario.get("leak_bytes_per_iteration"))) is not None
     ]
     return max(leaks) if leaks else None
 

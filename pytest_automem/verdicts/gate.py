@@ -24,6 +24,7 @@ from typing import Any
 
 from ..base import defaults
 from ..base.units import format_rate, format_size
+from ..results.results_file import figure, leak_bytes_per_iteration
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -209,33 +210,13 @@ class GateResult:
         return (c for c in self.comparisons if c.status is status)
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _worst_leak(record: Mapping[str, Any]) -> float | None:
-    """The largest leak per iteration among a test's scenarios; None without one."""
-    scenarios = record.get("scenarios")
-    if not isinstance(scenarios, list):
-        return None
-    leaks = [
-        leak
-        for scenario in scenarios
-        if isinstance(scenario, dict)
-        and (leak := _number(scenario.get("leak_bytes_per_iteration"))) is not None
-    ]
-    return max(leaks, default=None)
-
-
 def metric_values(record: Mapping[str, Any]) -> dict[str, float | None]:
     """A test's figure per metric; None where the run did not measure it
     (a rate over too short a window, a leak without a scenario)."""
     values: dict[str, float | None] = {
-        metric: _number(record.get(key)) for metric, key in METRICS.items() if metric != "leak"
+        metric: figure(record.get(key)) for metric, key in METRICS.items() if metric != "leak"
     }
-    values["leak"] = _worst_leak(record)
+    values["leak"] = leak_bytes_per_iteration(record)
     return values
 
 
