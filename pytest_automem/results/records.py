@@ -28,7 +28,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from .results_file import write_results_lines
 
@@ -41,6 +41,23 @@ _RANKED_KEYS = ("peak_bytes", "growth_bytes", "max_pressure")
 _PHASES_BESIDE_CALL = ("setup", "teardown")
 #: One encoder for every record (``json.dumps`` with options makes one per call).
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(", ", ": "))
+
+
+class _Kept(NamedTuple):
+    """What the store keeps of a test: where its record is, and what ranks it."""
+
+    #: The record's offset in the spool; -1 where it is not spooled.
+    offset: int
+    peak_bytes: int
+    growth_bytes: int
+    max_pressure: str
+    #: -1 where the phase was not measured.
+    setup_peak_bytes: int
+    teardown_peak_bytes: int
+    #: The fixture whose setup peaked highest; "" where none was measured.
+    setup_fixture: str
+    #: The highest of the three phases' peaks: what the peak list ranks by.
+    top_peak_bytes: int
 
 
 def encode_record(record: Mapping[str, Any]) -> str:
@@ -62,11 +79,7 @@ class RecordStore:
         there), or None when no results file is written.  ``top``: how many
         of the highest peaks and growths the summaries show."""
         self.top = top
-        #: node id -> (the record's offset in the spool, -1 if not spooled,
-        #: then the :data:`_RANKED_KEYS`, then the peaks of
-        #: :data:`_PHASES_BESIDE_CALL`, -1 where not measured, then the
-        #: fixture whose setup peaked highest, "" where none was measured).
-        self._index: dict[str, tuple[int, int, int, str, int, int, str]] = {}
+        self._index: dict[str, _Kept] = {}
         self._spool_dir = spool_dir
         self._spool: IO[bytes] | None = None
         #: Where the next line goes: the spool is only appended to until the end.
@@ -100,14 +113,21 @@ class RecordStore:
         self._keep(nodeid, record, line if self._spool_dir is not None else None)
 
     def _keep(self, nodeid: str, record: Mapping[str, Any], line: str | None) -> None:
-        ranked = (int(record["peak_bytes"]), int(record["growth_bytes"]), record["max_pressure"])
         phases = record.get("phases") or {}
-        beside = (
+        setup, teardown = (
             int((phases.get(name) or {}).get("peak_bytes", -1)) for name in _PHASES_BESIDE_CALL
         )
-        fixture = _largest_fixture(phases.get("setup") or {})
-        offset = -1 if line is None else self._spool_line(line)
-        self._index[nodeid] = (offset, *ranked, *beside, fixture)
+        peak = int(record["peak_bytes"])
+        self._index[nodeid] = _Kept(
+            offset=-1 if line is None else self._spool_line(line),
+            peak_bytes=peak,
+            growth_bytes=int(record["growth_bytes"]),
+            max_pressure=record["max_pressure"],
+            setup_peak_bytes=setup,
+            teardown_peak_bytes=teardown,
+            setup_fixture=_largest_fixture(phases.get("setup") or {}),
+            top_peak_bytes=max(peak, setup, teardown),
+        )
         if len(self._index) == 1:
             self.sampler_kind = record.get("sampler_kind")
         if record.get("verdict") == "fail":
@@ -143,13 +163,8 @@ class RecordStore:
         Peaks rank by the highest of the test's phases: a fixture that
         allocates is among the highest even if its test's call is not.
         """
-        position = 1 + _RANKED_KEYS.index(key)
-        if key == "peak_bytes":
-            ranked = heapq.nlargest(
-                self.top, self._index.items(), key=lambda kv: max(kv[1][1], kv[1][4], kv[1][5])
-            )
-        else:
-            ranked = heapq.nlargest(self.top, self._index.items(), key=lambda kv: kv[1][position])
+        field = "top_peak_bytes" if key == "peak_bytes" else key
+        ranked = heapq.nlargest(self.top, self._index.items(), key=lambda kv: getattr(kv[1], field))
         return [(nodeid, _figures(kept)) for nodeid, kept in ranked]
 
     def write_results(self, path: str | os.PathLike[str], session: Mapping[str, Any]) -> None:
@@ -165,7 +180,7 @@ class RecordStore:
         spool.flush()
         try:
             for nodeid in sorted(self._index):
-                spool.seek(self._index[nodeid][0])
+                spool.seek(self._index[nodeid].offset)
                 yield nodeid, spool.readline().decode().rstrip("\n")
         finally:
             spool.seek(self._spool_end)  # more records may follow
@@ -177,14 +192,15 @@ class RecordStore:
             self._spool = None
 
 
-def _figures(kept: tuple[int, int, int, str, int, int, str]) -> dict[str, Any]:
+def _figures(kept: _Kept) -> dict[str, Any]:
     """An index entry's figures, by name; a phase that was not measured is left out."""
-    figures: dict[str, Any] = dict(zip(_RANKED_KEYS, kept[1:4], strict=True))
-    for name, peak in zip(_PHASES_BESIDE_CALL, kept[4:6], strict=True):
+    figures: dict[str, Any] = {key: getattr(kept, key) for key in _RANKED_KEYS}
+    for name in _PHASES_BESIDE_CALL:
+        peak = getattr(kept, f"{name}_peak_bytes")
         if peak >= 0:
             figures[f"{name}_peak_bytes"] = peak
-    if kept[6]:
-        figures["setup_fixture"] = kept[6]
+    if kept.setup_fixture:
+        figures["setup_fixture"] = kept.setup_fixture
     return figures
 
 
