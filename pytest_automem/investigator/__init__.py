@@ -14,53 +14,51 @@
 
 from __future__ import annotations
 
-from .attribution import AllocationTracer, Attribution, attribute_iterations
-from .file_checks import (
-    FILE_CHECKS,
-    SNAPSHOT_CHECK,
-    check_duplicate_ids,
-    check_execution_history,
-    check_large_arrays,
-    check_object_efficiency,
-    check_snapshots,
-    investigate_file,
-)
-from .findings import Finding, Investigation, Severity
-from .leaks import attribute_scenario
-from .measured import (
-    LEAK_FINDING_BYTES_PER_ITERATION,
-    RATE_CRITICAL_BYTES_PER_S,
-    RATE_TARGET_BYTES_PER_S,
-    RATE_WARNING_BYTES_PER_S,
-    investigate_measured,
-)
-from .overall import investigate
-from .render import render, render_json, render_markdown, render_text
+import importlib
+from typing import Any
 
-__all__ = [
-    "FILE_CHECKS",
-    "LEAK_FINDING_BYTES_PER_ITERATION",
-    "RATE_CRITICAL_BYTES_PER_S",
-    "RATE_TARGET_BYTES_PER_S",
-    "RATE_WARNING_BYTES_PER_S",
-    "SNAPSHOT_CHECK",
-    "AllocationTracer",
-    "Attribution",
-    "Finding",
-    "Investigation",
-    "Severity",
-    "attribute_iterations",
-    "attribute_scenario",
-    "check_duplicate_ids",
-    "check_execution_history",
-    "check_large_arrays",
-    "check_object_efficiency",
-    "check_snapshots",
-    "investigate",
-    "investigate_file",
-    "investigate_measured",
-    "render",
-    "render_json",
-    "render_markdown",
-    "render_text",
-]
+#: Each public name and the module that defines it: importing one module
+#: of the package (``verdicts`` reads two check names from :mod:`.measured`)
+#: does not load the others.
+_EXPORTS: dict[str, str] = {
+    "FILE_CHECKS": "file_checks",
+    "LEAK_FINDING_BYTES_PER_ITERATION": "measured",
+    "RATE_CRITICAL_BYTES_PER_S": "measured",
+    "RATE_TARGET_BYTES_PER_S": "measured",
+    "RATE_WARNING_BYTES_PER_S": "measured",
+    "SNAPSHOT_CHECK": "file_checks",
+    "AllocationTracer": "attribution",
+    "Attribution": "attribution",
+    "Finding": "findings",
+    "Investigation": "findings",
+    "Severity": "findings",
+    "attribute_iterations": "attribution",
+    "attribute_scenario": "leaks",
+    "check_duplicate_ids": "file_checks",
+    "check_execution_history": "file_checks",
+    "check_large_arrays": "file_checks",
+    "check_object_efficiency": "file_checks",
+    "check_snapshots": "file_checks",
+    "investigate": "overall",
+    "investigate_file": "file_checks",
+    "investigate_measured": "measured",
+    "render": "render",
+    "render_json": "render",
+    "render_markdown": "render",
+    "render_text": "render",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
