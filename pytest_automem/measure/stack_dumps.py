@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import importlib
+import importlib.util
 import os
 import re
 import signal
@@ -126,12 +126,13 @@ class Harness:
         paths = sysconfig.get_paths()
         packages = []
         for name in _HARNESS_PACKAGES:
+            # Found, not imported: a session without xdist need not load it.
             try:
-                origin = getattr(importlib.import_module(name), "__file__", None)
-            except ImportError:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
                 continue
-            if origin:
-                packages.append(str(Path(origin).parent))
+            if spec is not None and spec.origin:
+                packages.append(str(Path(spec.origin).parent))
         return cls(
             stdlib_dirs=tuple({paths["stdlib"], paths["platstdlib"]}),
             site_dirs=tuple({paths["purelib"], paths["platlib"]}),
@@ -161,7 +162,8 @@ class StackRecorder:
     def __init__(self, harness: Harness | None = None) -> None:
         if STACK_SIGNAL is None:
             raise OSError("stack dumps need real-time signals and faulthandler.register")
-        self._harness = harness or Harness.of_this_python()
+        #: Made at the first dump: a session whose tests never cross pays nothing.
+        self._harness = harness
         self._file: IO[bytes] | None = None
         self._python_handler = False
         #: Called (from the main thread, between bytecodes) after each dump;
@@ -234,6 +236,8 @@ class StackRecorder:
         text = os.pread(fd, end, 0).decode("utf-8", "replace")
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
+        if self._harness is None:
+            self._harness = Harness.of_this_python()
         return parse_dumps(text, self._harness)
 
 
