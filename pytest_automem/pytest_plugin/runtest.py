@@ -752,15 +752,17 @@ class ReportHooks:
     def _annotate_call_report(
         self, item: pytest.Item, state: ItemState, report: pytest.TestReport
     ) -> None:
-        assert state.verdict is not None
-        text = f"{state.verdict.failure_message()}\n\n{verdict_text(state)}"
+        verdict = state.verdict
+        assert verdict is not None
         if getattr(report, "wasxfail", None) is not None:
             if state.failed_on_memory:
                 self._runtest.expect_failure(item, state)
-        elif report.failed and state.failed_on_memory:
-            report.longrepr = text
-        elif not state.verdict.passed:
-            report.sections.append(("automem: memory budget exceeded too", text))
+        elif not verdict.passed:
+            text = f"{verdict.failure_message()}\n\n{verdict_text(state)}"
+            if report.failed and state.failed_on_memory:
+                report.longrepr = text
+            else:
+                report.sections.append(("automem: memory budget exceeded too", text))
         if self._carries_properties(state):
             from ..outputs.junit import junit_properties
 
