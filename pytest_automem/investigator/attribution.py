@@ -215,7 +215,8 @@ class _Classifier:
         return _FrameKind.USER
 
 
-def _relative(filename: str) -> str:
+def display_path(filename: str) -> str:
+    """``filename`` relative to the working folder when under it (as reports show it)."""
     if filename.startswith("<"):
         return filename
     absolute = os.path.abspath(filename)
@@ -239,7 +240,7 @@ class SiteGrowth:
 
     def location(self) -> str:
         """``path/to/file.py:42``, relative to the cwd when the file is under it."""
-        return f"{_relative(self.filename)}:{self.lineno}"
+        return f"{display_path(self.filename)}:{self.lineno}"
 
     def source_line(self) -> str:
         """The site's source line, stripped (``""`` when unavailable)."""

@@ -2,7 +2,9 @@
 
 The stacks come from the sampler's trip wire
 (:mod:`pytest_automem.measure.stack_dumps`): the first dump is the moment
-memory passed the budget, the last one the highest sample it saw.  The
+memory passed the budget; the sampler sends again at each new high an
+eighth above the last, up to 4 dumps, so the last is the nearest it came to
+the highest sample.  The
 finding names the user's own frame of the thread most likely to have
 allocated (one running the user's code rather than waiting), so a reader
 goes straight to the line.
@@ -11,12 +13,11 @@ goes straight to the line.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 
 from ..base.units import format_size
 from ..measure.stack_dumps import Frame, Harness, StackDump, ThreadStack
-from .attribution import SiteGrowth
+from .attribution import SiteGrowth, display_path
 from .findings import Finding, Severity
 
 __all__ = ["PEAK_LOCATION_CHECK", "crossing_place", "locate_peak"]
@@ -125,14 +126,7 @@ def _other_threads(dump: StackDump, shown: ThreadStack) -> list[str]:
 
 def _where(frame: Frame) -> str:
     """``path:line in function``, the path relative to the working folder when under it."""
-    path = frame.path
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive (Windows)
-        relative = path
-    if not relative.startswith(os.pardir):
-        path = relative
-    return f"{path}:{frame.line} in {frame.function}"
+    return f"{display_path(frame.path)}:{frame.line} in {frame.function}"
 
 
 def _frame_dict(frame: Frame) -> dict[str, object]:

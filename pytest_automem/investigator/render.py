@@ -63,10 +63,7 @@ def render_text(
     shown, hidden = _bounded(investigation.findings, limit)
     for finding in shown:
         lines.append(f"- [{finding.severity.name}] {finding.summary}")
-        details, more = _bounded(finding.details, detail_limit)
-        lines.extend(f"    {detail}" for detail in details)
-        if more:
-            lines.append(f"    {_more(more, 'line')}")
+        lines.extend(_detail_lines(finding, detail_limit, "    "))
         if finding.recommendation:
             lines.append(f"    what to do: {finding.recommendation}")
     if hidden:

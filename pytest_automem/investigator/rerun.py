@@ -86,7 +86,7 @@ def growth_place(rerun: Rerun) -> str | None:
     if rerun.error is not None or rerun.growth_bytes is None:
         return None
     if _retained_nothing(rerun):
-        caches = [c.function for c in rerun.caches if c.hits > 0 and c.entries > 0]
+        caches = [cache.function for cache in _holding_caches(rerun)]
         held = f" (lru_cache of {caches[0]})" if caches else ""
         return f"kept once, as a cache keeps it{held}"
     attribution = rerun.attribution
@@ -95,6 +95,11 @@ def growth_place(rerun: Rerun) -> str | None:
     if grew_outside_traced_heap(rerun.growth_bytes, attribution.traced_growth_bytes):
         return "outside Python objects (C code, which tracing cannot see)"
     return f"retained at {attribution.sites[0].location()}" if attribution.sites else None
+
+
+def _holding_caches(rerun: Rerun) -> list[CacheUse]:
+    """The caches the re-run found filled: it hit them and they hold entries."""
+    return [cache for cache in rerun.caches if cache.hits > 0 and cache.entries > 0]
 
 
 def _retained_nothing(rerun: Rerun) -> bool:
@@ -118,7 +123,7 @@ def _raised(rerun: Rerun) -> Finding:
 
 def _kept_once(rerun: Rerun) -> Finding:
     assert rerun.growth_bytes is not None
-    caches = [c for c in rerun.caches if c.hits > 0 and c.entries > 0]
+    caches = _holding_caches(rerun)
     summary = (
         f"{RERUN_SUBJECT} retained {format_size(max(rerun.growth_bytes, 0))}, against "
         f"{format_size(rerun.first_growth_bytes)} the first time: the memory was kept once, "

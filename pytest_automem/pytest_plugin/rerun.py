@@ -54,13 +54,11 @@ def rerun_traced(
     window = monitor.window(thresholds=thresholds, collect_garbage=gc_mode)
     try:
         item.runtest()
-    except _PASSED_ON:
-        window.stop()
-        tracer.close()
-        raise
     except BaseException as exc:  # the test's own failure, pytest's outcomes included
         window.stop()
         tracer.close()
+        if isinstance(exc, _PASSED_ON):
+            raise
         error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         return Rerun(first_growth_bytes, None, None, error=error.splitlines()[0])
     growth_bytes = window.stop().growth_bytes
