@@ -1,7 +1,8 @@
 """What a traced re-run of a failing test's call says about its growth.
 
-A test's call runs untraced, because tracing costs up to ten times the
-call's time and every passing test would pay for it.  When the call fails
+A test's call runs untraced, because tracing makes allocation-heavy code
+12-80x slower (docs/investigator.md) and every passing test would pay for
+it.  When the call fails
 its growth budget, the plugin runs the call once more under tracing (the
 same test function, with the same fixture values) and hands the outcome
 here.  Three things can happen, and each is said plainly:
