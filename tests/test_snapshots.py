@@ -16,8 +16,11 @@ from helpers import NESTED_TOO_DEEP, assert_input_error, resident_block
 
 from pytest_automem.measure.monitor import MemoryMonitor
 from pytest_automem.measure.pressure import PressureLevel, PressureThresholds
+from pytest_automem.snapshots.downsample import downsample_indices
 from pytest_automem.snapshots.files import (
+    SnapshotEvent,
     SnapshotFormatError,
+    SnapshotLog,
     _file_name,
     cleanup_snapshots,
     is_snapshot_name,
@@ -228,5 +231,92 @@ def test_header_is_plain_json(tmp_path: Path, monitor: MemoryMonitor) -> None:
     path = write_snapshot(_window(monitor, hold_s=0.0), tmp_path)
     header = json.loads(path.read_text().splitlines()[0])
     assert header["kind"] == "window"
-    assert header["version"] == 1
+    assert header["version"] == 2
     assert header["peak_source"] in {"kernel-hwm", "sampled"}
+
+
+def test_events_and_downsampled_samples_round_trip(tmp_path: Path, monitor: MemoryMonitor) -> None:
+    result = _window(monitor, hold_s=0.05)
+    events = [
+        SnapshotEvent(5.0, "trim", rss_before_bytes=30 * MB, rss_after_bytes=20 * MB),
+        SnapshotEvent(1.5, "gc", rss_before_bytes=20 * MB, rss_after_bytes=18 * MB, detail="gen 2"),
+    ]
+    path = write_snapshot(
+        result, tmp_path, events=events, max_points=8, header_extra={"test": "t.py::test"}
+    )
+    snap = read_snapshot(path)
+    assert snap.header["test"] == "t.py::test"
+    assert snap.header["downsampled_from"] == result.samples
+    assert len(snap.rss_bytes) <= 8
+    assert max(snap.rss_bytes) == max(result.sample_rss_bytes)
+    assert [e.kind for e in snap.events] == ["gc", "trim"]  # in time order
+    assert snap.events[0].detail == "gen 2"
+    assert snap.events[1].effect_bytes == -10 * MB
+    assert snap.object_counts == ()
+
+
+def test_version_1_file_reads_without_events(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot-v1.jsonl"
+    path.write_text(
+        '{"kind": "window", "version": 1}\n'
+        '{"t_ms": 0.0, "rss_bytes": 10, "measured_bytes": 10, "pressure": "LOW"}\n'
+    )
+    snap = read_snapshot(path)
+    assert snap.rss_bytes == (10,)
+    assert snap.events == ()
+    assert not snap.torn_tail
+
+
+def test_log_is_readable_while_written_and_after_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with SnapshotLog(path, label="spawn", pid=42, header_extra={"source": "spawner"}) as log:
+        log.sample(0.0, 10 * MB, 10 * MB, PressureLevel.LOW, objects=100)
+        log.event(SnapshotEvent(1.0, "spawn", rss_before_bytes=10 * MB, detail="HIGH profile"))
+        snap = read_snapshot(path)  # while the writer is still open
+        assert snap.object_counts == (100,)
+        assert snap.events[0].kind == "spawn"
+    with path.open("a") as handle:
+        handle.write('{"t_ms": 2.0, "rss_by')  # a writer killed mid-line
+    snap = read_snapshot(path)
+    assert snap.torn_tail
+    assert snap.header["source"] == "spawner"
+    assert len(snap.rss_bytes) == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('{"t_ms": 1, "event": "Bad Kind"}', ":2: bad event"),
+        ('{"t_ms": 1, "event": "gc", "rss_before_bytes": -1}', ":2: bad event"),
+        ('{"t_ms": 1, "event": "gc", "detail": 3}', ":2: bad event"),
+        ('{"t_ms": 1, "rss_bytes": 5, "pressure": "LOW", "objects": 1.5}', ":2: bad sample"),
+        ('{"t_ms": "soon", "rss_bytes": 5, "pressure": "LOW"}', ":2: bad sample"),
+    ],
+)
+def test_bad_event_or_sample_names_file_and_line(tmp_path: Path, line: str, error: str) -> None:
+    path = tmp_path / "snapshot-bad.jsonl"
+    path.write_text('{"kind": "window"}\n' + line + "\n")
+    with pytest.raises(SnapshotFormatError) as info:
+        read_snapshot(path)
+    assert f"{path}{error}" in str(info.value)
+
+
+@pytest.mark.parametrize("count", [0, 1, 4, 5, 499, 500, 501, 10_000])
+@pytest.mark.parametrize("max_points", [4, 5, 500])
+def test_downsampling_keeps_the_peak_and_stays_bounded(count: int, max_points: int) -> None:
+    values = [(i * 7919) % 1000 for i in range(count)]
+    if count > 3:
+        values[count // 3] = 5000  # one spike
+    kept = downsample_indices(values, max_points)
+    assert len(kept) <= max_points
+    assert kept == sorted(set(kept))
+    if count:
+        assert kept[0] == 0 and kept[-1] == count - 1
+        assert max(values[i] for i in kept) == max(values)
+        assert min(values[i] for i in kept) == min(values)
+
+
+@pytest.mark.parametrize("bad", [0, 3, -1, 2.5, None])
+def test_downsampling_rejects_too_few_points(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_points"):
+        downsample_indices([1, 2, 3], bad)  # type: ignore[arg-type]
