@@ -170,6 +170,23 @@ DEFAULT_GRACE = "5s"
 #: How often ``automem monitor`` prints a live line (``--every``).
 DEFAULT_LIVE_EVERY = "1s"
 
+# ------------------------------------------------------------------- snapshot analysis
+
+#: ``automem analyze``'s steepest sustained rate compares the memory of two
+#: adjacent rate windows (MIN_RATE_WINDOW_S each), sliding by this fraction
+#: of a window: fine enough to find the steepest stretch, coarse enough that
+#: minutes of 1 ms samples are analysed in about a second.
+ANALYSIS_RATE_STEP_FRACTION = 0.1
+#: The overall Theil–Sen slope of a snapshot uses an even subsample of this
+#: many points: it is quadratic in them (100 points: ~0.6 ms), and a folder
+#: may hold 10,000 snapshots.
+ANALYSIS_SLOPE_MAX_POINTS = 100
+#: Text and Markdown reports show this many snapshots (worst first), marks
+#: passed and events (largest effect first), then say how many they left out.
+ANALYSIS_SNAPSHOTS_SHOWN = 10
+ANALYSIS_MARKS_SHOWN = 20
+ANALYSIS_EVENTS_SHOWN = 10
+
 # ------------------------------------------------------------------- the gate
 
 #: ``automem gate``: a test regresses on a metric when it got worse by more

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import (
+    analyze_command,
     baseline_command,
     budgets_command,
     gate_command,
@@ -40,6 +41,7 @@ _SIGPIPE = getattr(signal, "SIGPIPE", 13)
 _COMMANDS = (
     ("monitor", monitor_command),
     ("investigate", investigate_command),
+    ("analyze", analyze_command),
     ("merge", merge_command),
     ("gate", gate_command),
     ("baseline", baseline_command),
