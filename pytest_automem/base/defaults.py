@@ -177,6 +177,10 @@ DEFAULT_LIVE_EVERY = "1s"
 #: of a window: fine enough to find the steepest stretch, coarse enough that
 #: minutes of 1 ms samples are analysed in about a second.
 ANALYSIS_RATE_STEP_FRACTION = 0.1
+#: ... and slides over at most this many starts: a snapshot longer than
+#: ~80 minutes is scanned at evenly spaced starts, so no file's length (or
+#: hostile sample times) makes the scan unbounded.
+ANALYSIS_MAX_WINDOWS = 100_000
 #: The overall Theil–Sen slope of a snapshot uses an even subsample of this
 #: many points: it is quadratic in them (100 points: ~0.6 ms), and a folder
 #: may hold 10,000 snapshots.

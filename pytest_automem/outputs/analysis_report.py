@@ -133,12 +133,11 @@ def _totals_text(totals: Sequence[EventTotal]) -> str:
 
 def _effect_text(event: SourcedEvent) -> str:
     before, after = event.event.rss_before_bytes, event.event.rss_after_bytes
-    if event.freed_bytes is None:
-        known = [f"{name} {format_size(v)}" for name, v in (("before", before), ("after", after))]
-        return ", ".join(k for k, v in zip(known, (before, after), strict=True) if v is not None)
-    return (
-        f"{format_size(before or 0)} → {format_size(after or 0)}, {_freed_text(event.freed_bytes)}"
-    )
+    if before is not None and after is not None:
+        freed = _freed_text(before - after)
+        return f"{format_size(before)} → {format_size(after)}, {freed}"
+    known = (("before", before), ("after", after))
+    return ", ".join(f"{name} {format_size(value)}" for name, value in known if value is not None)
 
 
 def _event_line(event: SourcedEvent) -> str:
@@ -295,7 +294,9 @@ def render_markdown(analysis: SnapshotsAnalysis, verdict: AnalysisVerdict) -> st
         )
         lines.extend(
             _md_row(
-                m.severity.name, markdown_code(m.snapshot, in_table=True), markdown_text(m.message)
+                m.severity.name,
+                f"`{markdown_code(m.snapshot, in_table=True)}`",
+                markdown_text(m.message),
             )
             for m in verdict.marks[:ANALYSIS_MARKS_SHOWN]
         )

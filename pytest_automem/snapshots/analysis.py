@@ -32,13 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.defaults import (
+    ANALYSIS_MAX_WINDOWS,
     ANALYSIS_RATE_STEP_FRACTION,
     ANALYSIS_SLOPE_MAX_POINTS,
     MB,
     MIN_RATE_WINDOW_S,
 )
 from ..base.stats import theil_sen_slope
-from ..base.units import MAX_SIZE_BYTES, MAX_SIZE_TEXT
+from ..base.units import MAX_DURATION_S, MAX_SIZE_BYTES, MAX_SIZE_TEXT
 from ..measure.pressure import PressureLevel
 from .files import Snapshot, SnapshotEvent, SnapshotFormatError
 
@@ -229,6 +230,8 @@ class _Curve:
             if held > 0:
                 pieces.append((self.rss_bytes[index], held))
             index += 1
+        if not pieces:  # a window too short for the times' precision
+            return float(self.rss_bytes[max(0, bisect.bisect_right(times, start_s) - 1)])
         pieces.sort()
         half = (end_s - start_s) / 2
         reached = 0.0
@@ -250,8 +253,10 @@ def _check_ranges(snapshot: Snapshot, curve: _Curve) -> None:
         )
     if max((c for c in curve.objects if c is not None), default=0) > _MAX_OBJECTS:
         raise SnapshotFormatError(f"{snapshot.path}: an object count is above {_MAX_OBJECTS}")
-    if not math.isfinite(curve.span_s):
-        raise SnapshotFormatError(f"{snapshot.path}: sample times span more than a float holds")
+    if not curve.span_s <= MAX_DURATION_S:
+        raise SnapshotFormatError(
+            f"{snapshot.path}: sample times span {curve.span_s:.3g} s, more than a year"
+        )
 
 
 def _overall_slope(curve: _Curve) -> float | None:
@@ -264,23 +269,37 @@ def _overall_slope(curve: _Curve) -> float | None:
 
 
 def _sustained(curve: _Curve) -> SustainedRate | None:
-    """The steepest change from one rate window's median to the next window's."""
+    """The steepest change from one rate window's median to the next window's.
+
+    Windows start every tenth of a window, so each window's median serves
+    as the first of one pair and the second of another.  A snapshot so long
+    that this would take more than ``ANALYSIS_MAX_WINDOWS`` starts (hours of
+    samples) is scanned at that many evenly spaced starts instead, which
+    bounds the cost whatever the file claims.
+    """
     window = MIN_RATE_WINDOW_S
     if curve.span_s < 2 * window:
         return None
     first = curve.times_s[0]
-    step = window * ANALYSIS_RATE_STEP_FRACTION
-    per_window = round(1 / ANALYSIS_RATE_STEP_FRACTION)
-    starts = math.floor((curve.span_s - window) / step + 1e-9) + 1
-    medians = [
-        curve.median_between(first + k * step, first + k * step + window) for k in range(starts)
-    ]
-    rates = [
-        ((medians[k + per_window] - medians[k]) / window, k)
-        for k in range(len(medians) - per_window)
-    ]
-    rate, k = max(rates)
-    return SustainedRate(rate_bytes_per_s=rate, start_s=k * step, window_s=window)
+    fine = window * ANALYSIS_RATE_STEP_FRACTION
+    count = math.floor((curve.span_s - 2 * window) / fine + 1e-9) + 1
+    if count <= ANALYSIS_MAX_WINDOWS:
+        per_window = round(1 / ANALYSIS_RATE_STEP_FRACTION)
+        starts = [first + k * fine for k in range(count + per_window)]
+        medians = [curve.median_between(a, a + window) for a in starts]
+        pairs = [(medians[k], medians[k + per_window], k * fine) for k in range(count)]
+    else:
+        step = (curve.span_s - 2 * window) / (ANALYSIS_MAX_WINDOWS - 1)
+        pairs = [
+            (
+                curve.median_between(first + k * step, first + k * step + window),
+                curve.median_between(first + k * step + window, first + k * step + 2 * window),
+                k * step,
+            )
+            for k in range(ANALYSIS_MAX_WINDOWS)
+        ]
+    rate, start_s = max(((after - before) / window, start_s) for before, after, start_s in pairs)
+    return SustainedRate(rate_bytes_per_s=rate, start_s=start_s, window_s=window)
 
 
 def _objects_per_mb(curve: _Curve) -> tuple[list[float], list[float]]:
