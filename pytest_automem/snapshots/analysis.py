@@ -221,22 +221,25 @@ class _Curve:
         return self.times_s[-1] - self.times_s[0] if self.times_s else 0.0
 
     def median_between(self, start_s: float, end_s: float) -> float:
-        """The time-weighted median of memory over ``[start_s, end_s)``."""
+        """The time-weighted median of memory over ``[start_s, end_s)``.
+
+        The samples inside hold their whole duration; only the first and
+        the last are cut at the window's edges.
+        """
         times = self.times_s
-        index = max(0, bisect.bisect_right(times, start_s) - 1)
-        pieces = []
-        while index < len(times) - 1 and times[index] < end_s:
-            held = min(times[index + 1], end_s) - max(times[index], start_s)
-            if held > 0:
-                pieces.append((self.rss_bytes[index], held))
-            index += 1
-        if not pieces:  # a window too short for the times' precision
-            return float(self.rss_bytes[max(0, bisect.bisect_right(times, start_s) - 1)])
-        pieces.sort()
+        first = max(0, bisect.bisect_right(times, start_s) - 1)
+        stop = max(first + 1, bisect.bisect_left(times, end_s))
+        held = self.durations_s[first:stop]
+        held[0] = min(times[first + 1] if first + 1 < len(times) else start_s, end_s) - max(
+            times[first], start_s
+        )
+        if stop - 1 > first:
+            held[-1] = end_s - times[stop - 1]
+        pieces = sorted(zip(self.rss_bytes[first:stop], held, strict=True))
         half = (end_s - start_s) / 2
         reached = 0.0
-        for value, held in pieces:
-            reached += held
+        for value, duration_s in pieces:
+            reached += duration_s
             if reached >= half:
                 return float(value)
         return float(pieces[-1][0])
