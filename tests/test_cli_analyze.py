@@ -65,7 +65,7 @@ def test_text_report(capsys: pytest.CaptureFixture[str], mixed: Path) -> None:
     assert "  verdict: 2 critical, 0 warnings" in lines
     assert (
         "  pressure (share of time): LOW 100.0%, MEDIUM 0.0%, HIGH 0.0%, CRITICAL 0.0%; "
-        "HIGH or above 0 µs"
+        "HIGH or above never"
     ) in lines
     assert any(
         line.startswith("  steepest sustained growth: 12.") and "MB/s (critical) in " in line

@@ -84,7 +84,8 @@ def _pressure_text(pressure: PressureTime) -> str:
     if pressure.total_s <= 0:
         return "no time recorded (fewer than two samples)"
     shares = ", ".join(f"{level.name} {_percent(pressure.share(level))}" for level in PressureLevel)
-    return f"{shares}; HIGH or above {format_duration(pressure.high_or_above_s)}"
+    high = pressure.high_or_above_s
+    return f"{shares}; HIGH or above {format_duration(high) if high > 0 else 'never'}"
 
 
 def _rate_text(rate: float | None, why_none: str) -> str:
