@@ -1,4 +1,4 @@
-"""Benchmark: ``automem analyze`` on a folder of many plugin-style snapshots, and on one long window.
+"""Benchmark: ``automem analyze`` on many plugin-style snapshots, and on one long window.
 
 Run with ``python benchmarks/analyze_scale.py`` (``--files N --points P
 --span-s S`` for the folder, ``--long-s L`` for the long window).

@@ -199,6 +199,18 @@ def test_fine_snapshots_exit_0(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "  verdict: no mark passed" in out.splitlines()
 
 
+def test_files_without_samples_are_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    header_only = write_file(tmp_path / "empty.jsonl", [])
+
+    code, out, _ = analyze(capsys, header_only)
+
+    assert code == 0
+    assert "    no samples" in out.splitlines()
+    assert "  pressure (share of time): no time recorded (fewer than two samples)" in out
+
+
 def test_exit_codes_from_a_real_process(tmp_path: Path) -> None:
     critical = snapshot_in(tmp_path / "c", "hot", [(0.0, 600 * MB, PressureLevel.CRITICAL)])
     fine = snapshot_in(tmp_path / "f", "calm", [(0.0, 6 * MB, LOW), (900.0, 6 * MB, LOW)])

@@ -99,6 +99,15 @@ def test_a_lone_sample_has_no_time_but_its_level_counts(tmp_path: Path) -> None:
     assert (mark.severity, mark.figure) == (Severity.CRITICAL, "pressure")
 
 
+def test_a_file_without_samples_has_only_its_events(tmp_path: Path) -> None:
+    result = analyzed(tmp_path, [], [SnapshotEvent(5.0, "crash", 1000, detail="exit 3")])
+
+    assert (result.samples, result.peak_rss_bytes, result.max_pressure) == (0, None, None)
+    assert result.pressure.total_s == 0
+    assert [e.event.kind for e in result.events] == ["crash"]
+    assert judge_analysis([result]).marks == ()
+
+
 def test_samples_out_of_time_order_are_put_in_order(tmp_path: Path) -> None:
     samples = [(2000.0, 10 * MB, LOW), (0.0, 300 * MB, HIGH), (1000.0, 10 * MB, LOW)]
 

@@ -155,11 +155,12 @@ def _snapshot_facts(snapshot: SnapshotAnalysis) -> str:
     if snapshot.torn_tail:
         notes.append("a torn last line left out")
     note = f" ({'; '.join(notes)})" if notes else ""
-    peak = "no samples" if snapshot.peak_rss_bytes is None else format_size(snapshot.peak_rss_bytes)
-    level = "—" if snapshot.max_pressure is None else snapshot.max_pressure.name
+    if snapshot.peak_rss_bytes is None or snapshot.max_pressure is None:
+        return f"no samples{note}"
     return (
         f"{snapshot.samples:,} samples over {format_duration(snapshot.duration_s)}{note}, "
-        f"peak RSS {peak}, max pressure {level}"
+        f"peak RSS {format_size(snapshot.peak_rss_bytes)}, "
+        f"max pressure {snapshot.max_pressure.name}"
     )
 
 

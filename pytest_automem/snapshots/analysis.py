@@ -212,9 +212,9 @@ class _Curve:
         self.levels = [snapshot.pressure[i] for i in order]
         counts = snapshot.object_counts
         self.objects = [counts[i] for i in order] if counts else []
-        self.durations_s = [b - a for a, b in zip(self.times_s, self.times_s[1:], strict=False)] + [
-            0.0
-        ]
+        #: How long each sample held; the last one ends the curve.
+        self.durations_s = [b - a for a, b in zip(self.times_s, self.times_s[1:], strict=False)]
+        self.durations_s += [0.0] if self.times_s else []
 
     @property
     def span_s(self) -> float:
