@@ -88,10 +88,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def snapshot_files(paths: Sequence[Path]) -> list[Path]:
     """The files to read, in the order given, each once: a folder's snapshot files
     oldest first, a file as named.  Raises InputError for a path that is neither."""
@@ -112,7 +108,7 @@ def snapshot_files(paths: Sequence[Path]) -> list[Path]:
             for file in found:
                 files.setdefault(file.resolve(), file)
         except OSError as exc:
-            raise InputError(_one_line(f"{path}: {exc.strerror or exc}")) from None
+            raise InputError(f"{path}: {exc.strerror or exc}") from None
     return list(files.values())
 
 
@@ -122,9 +118,9 @@ def _read_each(files: Sequence[Path]) -> Iterator[Snapshot]:
         try:
             yield read_snapshot(file)
         except OSError as exc:
-            raise InputError(_one_line(f"{file}: {exc.strerror or exc}")) from None
+            raise InputError(f"{file}: {exc.strerror or exc}") from None
         except SnapshotFormatError as exc:
-            raise InputError(_one_line(str(exc))) from None
+            raise InputError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         analysis = analyze_snapshots(_read_each(files))
     except SnapshotFormatError as exc:
-        raise InputError(_one_line(str(exc))) from None
+        raise InputError(str(exc)) from None
     verdict = judge_analysis(analysis.snapshots)
     report = render_analysis(analysis, verdict, args.format)
     if args.output is None:
@@ -142,6 +138,6 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(args.output, report.rstrip("\n") + "\n")
         except OSError as exc:
             raise InputError(
-                _one_line(f"cannot write --output {args.output}: {exc.strerror or exc}")
+                f"cannot write --output {args.output}: {exc.strerror or exc}"
             ) from None
     return EXIT_FINDING if verdict.fails(_FAIL_ON[args.fail_on]) else EXIT_OK
