@@ -56,9 +56,8 @@ _MARKS_TEXT = (
 # ------------------------------------------------------------------- shared wording
 
 
-def _more(hidden: int, what: str, where: str = "") -> str:
-    plural = "" if hidden == 1 else "s"
-    return f"… and {hidden:,} more {what}{plural}{where}"
+def _more(hidden: int, what: str) -> str:
+    return f"… and {hidden:,} more {what}{'' if hidden == 1 else 's'}"
 
 
 def _title(analysis: SnapshotsAnalysis) -> str:

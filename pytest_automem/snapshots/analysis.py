@@ -230,9 +230,8 @@ class _Curve:
         first = max(0, bisect.bisect_right(times, start_s) - 1)
         stop = max(first + 1, bisect.bisect_left(times, end_s))
         held = self.durations_s[first:stop]
-        held[0] = min(times[first + 1] if first + 1 < len(times) else start_s, end_s) - max(
-            times[first], start_s
-        )
+        held_until = times[first] + self.durations_s[first]
+        held[0] = min(held_until, end_s) - max(times[first], start_s)
         if stop - 1 > first:
             held[-1] = end_s - times[stop - 1]
         pieces = sorted(zip(self.rss_bytes[first:stop], held, strict=True))
