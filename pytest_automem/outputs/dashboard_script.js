@@ -59,7 +59,7 @@
     setAll(element, attributes);
     for (let i = 2; i < arguments.length; i++) {
       const child = arguments[i];
-      if (child !== null && child !== undefined) element.append(child);
+      if (child !== null && child !== undefined) element.append(typeof child === "string" ? wellFormed(child) : child);
     }
     return element;
   }
@@ -68,10 +68,13 @@
     setAll(element, attributes);
     return element;
   }
+  // Text goes in well-formed: a lone surrogate (a test id from bytes that are
+  // not UTF-8) cannot be shown anyway, and some browsers fail to serialise it.
   function setAll(element, attributes) {
     for (const key in attributes || {}) {
-      if (key === "text") element.textContent = attributes[key];
-      else element.setAttribute(key, attributes[key]);
+      const value = wellFormed(String(attributes[key]));
+      if (key === "text") element.textContent = value;
+      else element.setAttribute(key, value);
     }
   }
   function badge(kind, text) { return el("span", { class: "badge " + kind, text: text }); }
