@@ -22,6 +22,7 @@ tests that have any, and curves for at most ``DASHBOARD_MAX_PLOTS`` tests
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,12 +155,14 @@ def dashboard_data(
     }
 
 
-def _number(value: object) -> float | int | None:
-    """A figure for the page: finite numbers only (JSON has no NaN)."""
+def _number(value: object, digits: int = 0) -> float | int | None:
+    """A figure for the page, rounded to ``digits`` decimals (sizes and rates
+    to the byte): finite numbers only, as JSON has no NaN."""
     number = figure(value)
-    if number is None or number != number or number in (float("inf"), float("-inf")):
+    if number is None or not math.isfinite(number):
         return None
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    rounded = round(number, digits)
+    return int(rounded) if rounded.is_integer() and abs(rounded) < 2**53 else rounded
 
 
 def _verdict(record: Mapping[str, Any]) -> int:
@@ -195,10 +198,10 @@ def _row(
         _verdict(record),
         None if comparison is None else int(comparison.status),
         None if trends is None else trends[nodeid],
-        _number(record.get("interval_p50_ms")),
-        _number(record.get("interval_p99_ms")),
+        _number(record.get("interval_p50_ms"), 3),
+        _number(record.get("interval_p99_ms"), 3),
         _number(record.get("samples")),
-        _number(record.get("duration_s")),
+        _number(record.get("duration_s"), 4),
         source_index,
     ]
 
@@ -318,7 +321,7 @@ def _context_lines(document: Mapping[str, Any]) -> list[list[str]]:
     session = document.get("session") or {}
     context = measurement_context(document)
     lines = [[key.replace("_", " "), _plain(value)] for key, value in context.items()]
-    interval = _number(session.get("interval_target_ms"))
+    interval = _number(session.get("interval_target_ms"), 3)
     if interval is not None:
         lines.append(["interval target", format_duration(interval / 1000)])
     thresholds = session.get("thresholds_bytes")

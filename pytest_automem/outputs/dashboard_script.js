@@ -587,4 +587,5 @@
   route();
   document.getElementById("app").removeAttribute("aria-busy");
   root.setAttribute("data-automem-ready", "1");
+  root.setAttribute("data-automem-ready-ms", String(Math.round(performance.now())));
 })();
