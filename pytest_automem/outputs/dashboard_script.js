@@ -507,7 +507,7 @@
       const low = Math.max(bounds[k], bottom), high = Math.min(bounds[k + 1], top);
       if (high <= low) return;
       chart.append(svg("rect", { class: "band-" + level, x: L, y: y(high), width: W - L - R, height: y(low) - y(high) }));
-      chart.append(svg("text", { class: "band-label", x: W - R - 6, y: y(low) - 5, "text-anchor": "end",
+      chart.append(svg("text", { class: "band-label", x: L + 6, y: y(low) - 5,
         text: k === 0 ? level : level + " from " + size(bounds[k]) }));
     });
     for (const v of sizeTicks(bottom, top)) {
