@@ -62,8 +62,8 @@ def test_report_of_several_runs_with_the_samples_its_results_file_names(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        f"automem report: 2 tests from 2 runs, 1 memory curves (1 samples files missing, "
-        f"0 bad) -> {tmp_path / 'out' / 'report.html'}"
+        f"automem report: 2 tests from 2 runs, 1 memory curve (1 samples file missing, "
+        f"0 unreadable) -> {tmp_path / 'out' / 'report.html'}"
     )
     assert result.stderr == ""
     text = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
@@ -125,6 +125,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str | Path], str]]:
         "output-folder": ([good, "-o", tmp_path / "folder"], "-o"),
         "output-under-a-file": ([good, "-o", tmp_path / "a-file" / "r.html"], "cannot write -o"),
         "samples-not-a-folder": ([good, "--samples", tmp_path / "a-file", "-o", out], "--samples"),
+        "output-is-an-input": ([good, "-o", good], "is the results file"),
     }
 
 
@@ -139,6 +140,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str | Path], str]]:
         "output-folder",
         "output-under-a-file",
         "samples-not-a-folder",
+        "output-is-an-input",
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, case: str) -> None:

@@ -13,21 +13,13 @@ from typing import Any
 
 import pytest
 from dashboard_helpers import external_references, node_ids_of, page_data
-from helpers import INNER_ALLOC
+from test_plugin_outputs import _memory_failure_and_a_pass
 
 pytest_plugins = ["pytester"]
 
-TESTS = """
+#: Beside test_s.py's memory failure and pass: ids a page must show as text.
+NAMED_TESTS = """
 import pytest
-from alloc import MB, spike
-
-@pytest.mark.memory_budget(peak="8MB")
-def test_over():
-    spike(40 * MB)
-
-@pytest.mark.memory_budget(peak="1GB")
-def test_fine():
-    pass
 
 @pytest.mark.parametrize("name", ["</script><img src=x onerror=alert(1)>", "é ☃"])
 @pytest.mark.memory_budget(peak="1GB")
@@ -37,8 +29,8 @@ def test_named(name):
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(alloc=INNER_ALLOC)
-    pytester.makepyfile(test_d=TESTS)
+    _memory_failure_and_a_pass(pytester)
+    pytester.makepyfile(test_named=NAMED_TESTS)
     return pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:randomly", *args, timeout=180
     )  # fmt: skip
@@ -65,10 +57,10 @@ def test_html_alone_renders_the_sessions_results(pytester: pytest.Pytester) -> N
     text, data = _dashboard(pytester.path / "out" / "dashboard.html")
     assert sorted(node_ids_of(data)) == sorted(
         [
-            "test_d.py::test_over",
-            "test_d.py::test_fine",
-            "test_d.py::test_named[</script><img src=x onerror=alert(1)>]",
-            "test_d.py::test_named[\\xe9 \\u2603]",
+            "test_s.py::test_over",
+            "test_s.py::test_fine",
+            "test_named.py::test_named[</script><img src=x onerror=alert(1)>]",
+            "test_named.py::test_named[\\xe9 \\u2603]",
         ]
     )
     assert data["summary"]["failures"] == 1

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..base.units import format_count
 from ..outputs.dashboard import DashboardRun, write_dashboard
 from ..outputs.dashboard_samples import samples_folder
 from .common import InputError, plain_help, print_text
@@ -74,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--samples {args.samples}: not a folder")
     if args.output.is_dir():
         raise InputError(f"-o {args.output}: is a folder; give a file path")
+    for path in args.paths:
+        if args.output.exists() and path.exists() and args.output.samefile(path):
+            raise InputError(f"-o {args.output}: is the results file {path}; give another path")
     documents = [read_results_input(path) for path in args.paths]
     newest = args.paths[-1]
     runs = [
@@ -87,12 +91,14 @@ def run(args: argparse.Namespace) -> int:
         summary = write_dashboard(args.output, runs)
     except OSError as exc:
         raise InputError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
-    curves = f"{summary.plots} memory curves"
-    unavailable = summary.samples_missing + summary.samples_bad
-    if unavailable:
-        curves += f" ({summary.samples_missing} samples files missing, {summary.samples_bad} bad)"
+    curves = format_count(summary.plots, "memory curve")
+    if summary.samples_missing or summary.samples_bad:
+        curves += (
+            f" ({format_count(summary.samples_missing, 'samples file')} missing, "
+            f"{summary.samples_bad} unreadable)"
+        )
+    tests = format_count(summary.tests, "test")
     print_text(
-        f"automem report: {summary.tests} tests from {len(runs)} "
-        f"{'run' if len(runs) == 1 else 'runs'}, {curves} -> {args.output}"
+        f"automem report: {tests} from {format_count(len(runs), 'run')}, {curves} -> {args.output}"
     )
     return EXIT_OK

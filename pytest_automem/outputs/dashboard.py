@@ -25,7 +25,7 @@ import datetime as _dt
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,18 @@ from ..base.defaults import (
 from ..base.units import format_duration, format_size
 from ..measure.pressure import PressureLevel, PressureThresholds
 from ..results.results_file import figure, measurement_context
-from ..verdicts.gate import GateResult, Status, compare, regression_text
+from ..verdicts.gate import GateResult, Status, TestComparison, compare, regression_text
 from .dashboard_page import render_page
-from .dashboard_samples import CurveUnavailable, Unavailable, read_curve
+from .dashboard_samples import CurveUnavailable, Unavailable, read_curve, thresholds_of
 
-__all__ = ["COLUMNS", "DashboardRun", "DashboardSummary", "dashboard_data", "write_dashboard"]
+__all__ = [
+    "COLUMNS",
+    "Dashboard",
+    "DashboardRun",
+    "DashboardSummary",
+    "build_dashboard",
+    "write_dashboard",
+]
 
 #: One table row per test, these values in this order (the page reads the
 #: positions by name from the embedded ``columns``).
@@ -82,17 +89,24 @@ class DashboardRun:
     samples_dir: Path | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class DashboardSummary:
-    """What a written dashboard holds: tests, curves, and curves it could not have."""
+    """What a dashboard holds: its tests, the curves drawn, and the curves it
+    could not have (a samples file missing or unreadable, or over the limit)."""
 
-    tests: int = 0
-    plots: int = 0
-    samples_missing: int = 0
-    samples_bad: int = 0
-    plots_left_out: int = 0
-    #: The first few reasons a curve could not be had, for the command to print.
-    problems: list[str] = field(default_factory=list)
+    tests: int
+    plots: int
+    samples_missing: int
+    samples_bad: int
+    plots_left_out: int
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The page's embedded data (plain values only, see :data:`COLUMNS`) and its summary."""
+
+    data: dict[str, Any]
+    summary: DashboardSummary
 
 
 def write_dashboard(
@@ -102,26 +116,22 @@ def write_dashboard(
     max_plots: int = DASHBOARD_MAX_PLOTS,
 ) -> DashboardSummary:
     """Write the dashboard of ``runs`` (oldest first; the last is shown) atomically."""
-    summary = DashboardSummary()
-    data = dashboard_data(runs, summary=summary, max_plots=max_plots)
+    dashboard = build_dashboard(runs, max_plots=max_plots)
     with atomic_writer(path) as handle:
-        handle.write(render_page(runs[-1].label, data))
+        handle.write(render_page(runs[-1].label, dashboard.data))
     remove_stale_temps(path)
-    return summary
+    return dashboard.summary
 
 
-def dashboard_data(
-    runs: Sequence[DashboardRun],
-    *,
-    summary: DashboardSummary | None = None,
-    max_plots: int = DASHBOARD_MAX_PLOTS,
-) -> dict[str, Any]:
-    """The page's embedded data: plain values only (see :data:`COLUMNS`)."""
+def build_dashboard(
+    runs: Sequence[DashboardRun], *, max_plots: int = DASHBOARD_MAX_PLOTS
+) -> Dashboard:
+    """The dashboard of ``runs``, oldest first: the last is shown, the one
+    before it is what the gate compares it with."""
     if not runs:
         raise ValueError("a dashboard needs at least one results document")
-    summary = summary if summary is not None else DashboardSummary()
     newest = runs[-1]
-    tests: Mapping[str, Mapping[str, Any]] = newest.document.get("tests", {})
+    tests = _tests(newest.document)
     nodeids = list(tests)
     gate = compare(runs[-2].document, newest.document) if len(runs) > 1 else None
     statuses = {c.nodeid: c for c in gate.comparisons} if gate is not None else {}
@@ -135,9 +145,8 @@ def dashboard_data(
         for index, nodeid in enumerate(nodeids)
         if (detail := _detail(tests[nodeid], statuses.get(nodeid)))
     }
-    _add_curves(newest, nodeids, details, summary, max_plots)
-    summary.tests = len(nodeids)
-    return {
+    summary = _add_curves(newest, nodeids, details, max_plots)
+    data = {
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "label": newest.label,
         "columns": list(COLUMNS),
@@ -153,6 +162,17 @@ def dashboard_data(
         "runs": [_run_figures(run) for run in runs] if len(runs) > 1 else [],
         "gate": _gate_summary(gate, runs) if gate is not None else None,
     }
+    return Dashboard(data, summary)
+
+
+def _tests(document: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    tests = document.get("tests")
+    return tests if isinstance(tests, Mapping) else {}
+
+
+def _session(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    session = document.get("session")
+    return session if isinstance(session, Mapping) else {}
 
 
 def _number(value: object, digits: int = 0) -> float | int | None:
@@ -179,7 +199,7 @@ def _level(record: Mapping[str, Any]) -> int | None:
 def _row(
     nodeid: str,
     record: Mapping[str, Any],
-    comparison: Any,
+    comparison: TestComparison | None,
     trends: Mapping[str, list[float | int | None]] | None,
     sources: list[str],
 ) -> list[Any]:
@@ -208,7 +228,7 @@ def _row(
 
 def _trends(runs: Sequence[DashboardRun], nodeids: Sequence[str]) -> dict[str, list[Any]]:
     """Each test's peak in each run, oldest first (None where a run lacks it)."""
-    documents = [run.document.get("tests", {}) for run in runs]
+    documents = [_tests(run.document) for run in runs]
     return {
         nodeid: [_number((tests.get(nodeid) or {}).get("peak_bytes")) for tests in documents]
         for nodeid in nodeids
@@ -219,7 +239,7 @@ def _texts(value: object) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-def _detail(record: Mapping[str, Any], comparison: Any) -> dict[str, Any]:
+def _detail(record: Mapping[str, Any], comparison: TestComparison | None) -> dict[str, Any]:
     """What a test's detail shows besides its row; empty for a quiet test."""
     detail: dict[str, Any] = {}
     for key, name in (("message", "msg"), ("report", "report")):
@@ -267,44 +287,32 @@ def _add_curves(
     run: DashboardRun,
     nodeids: Sequence[str],
     details: dict[str, dict[str, Any]],
-    summary: DashboardSummary,
     max_plots: int,
-) -> None:
-    tests: Mapping[str, Mapping[str, Any]] = run.document.get("tests", {})
+) -> DashboardSummary:
+    """Each plotted test's curve into its detail, and why the others have none."""
+    tests = _tests(run.document)
     order = _plot_order(tests, nodeids)
-    if run.samples_dir is None:
-        summary.samples_missing = len(order)
-        if order:
-            summary.problems.append("no samples folder: the results file names none")
-        return
-    fallback = _session_thresholds(run.document)
+    fallback = thresholds_of(_session(run.document).get("thresholds_bytes"), PressureThresholds())
+    plots = missing = bad = 0
     for index, nodeid in order[:max_plots]:
+        detail = details.setdefault(str(index), {})
+        if run.samples_dir is None:
+            detail["noplot"] = Unavailable.MISSING.value
+            missing += 1
+            continue
         try:
             curve = read_curve(run.samples_dir, tests[nodeid]["samples_file"], fallback)
         except CurveUnavailable as exc:
-            if exc.why is Unavailable.MISSING:
-                summary.samples_missing += 1
-            else:
-                summary.samples_bad += 1
-            if len(summary.problems) < DASHBOARD_TOP_TESTS:
-                summary.problems.append(str(exc))
-            details.setdefault(str(index), {})["noplot"] = exc.why.value
+            detail["noplot"] = exc.why.value
+            missing += exc.why is Unavailable.MISSING
+            bad += exc.why is Unavailable.BAD
             continue
-        details.setdefault(str(index), {})["curve"] = curve.to_data()
-        summary.plots += 1
-    summary.plots_left_out = max(0, len(order) - max_plots)
+        detail["curve"] = curve.to_data()
+        plots += 1
     for index, _ in order[max_plots:]:
         details.setdefault(str(index), {})["noplot"] = "left out"
-
-
-def _session_thresholds(document: Mapping[str, Any]) -> PressureThresholds:
-    given = (document.get("session") or {}).get("thresholds_bytes")
-    if isinstance(given, list) and len(given) == 3:
-        try:
-            return PressureThresholds(*given)
-        except ValueError:
-            pass
-    return PressureThresholds()
+    left_out = max(0, len(order) - max_plots)
+    return DashboardSummary(len(nodeids), plots, missing, bad, left_out)
 
 
 def _highest(
@@ -318,7 +326,7 @@ def _highest(
 
 def _context_lines(document: Mapping[str, Any]) -> list[list[str]]:
     """The measurement context as ``[label, text]`` pairs people read."""
-    session = document.get("session") or {}
+    session = _session(document)
     context = measurement_context(document)
     lines = [[key.replace("_", " "), _plain(value)] for key, value in context.items()]
     interval = _number(session.get("interval_target_ms"), 3)
@@ -362,10 +370,10 @@ def _summary(
 def _run_figures(run: DashboardRun) -> dict[str, Any]:
     """One run of the suite's trend: how many tests, failures, the highest
     peak and the growth of all tests together."""
-    tests: Mapping[str, Mapping[str, Any]] = run.document.get("tests", {})
+    tests = _tests(run.document)
     peaks = [p for r in tests.values() if (p := _number(r.get("peak_bytes"))) is not None]
     growths = [g for r in tests.values() if (g := _number(r.get("growth_bytes"))) is not None]
-    session = run.document.get("session") or {}
+    session = _session(run.document)
     return {
         "label": run.label,
         "written_at": _plain(session.get("written_at")),

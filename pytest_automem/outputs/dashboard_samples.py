@@ -29,7 +29,14 @@ from ..measure.pressure import MeasurementBasis, PressureThresholds, measured_by
 from ..snapshots.downsample import downsample_indices
 from ..snapshots.files import Snapshot, SnapshotEvent, SnapshotFormatError, read_snapshot
 
-__all__ = ["Curve", "CurveUnavailable", "Unavailable", "read_curve", "samples_folder"]
+__all__ = [
+    "Curve",
+    "CurveUnavailable",
+    "Unavailable",
+    "read_curve",
+    "samples_folder",
+    "thresholds_of",
+]
 
 
 class Unavailable(enum.Enum):
@@ -150,7 +157,7 @@ def _curve(snapshot: Snapshot, fallback: PressureThresholds) -> Curve:
     return Curve(
         t_ms=tuple(snapshot.t_ms[i] for i in kept),
         measured_bytes=tuple(measured[i] for i in kept),
-        thresholds_bytes=_thresholds(header, fallback),
+        thresholds_bytes=thresholds_of(header.get("thresholds_bytes"), fallback).boundaries(),
         basis=basis,
         events=events[:DASHBOARD_MAX_EVENTS],
         events_left_out=max(0, len(events) - DASHBOARD_MAX_EVENTS),
@@ -166,11 +173,11 @@ def _basis(header: Mapping[str, Any]) -> MeasurementBasis:
         return MeasurementBasis.RELATIVE
 
 
-def _thresholds(header: Mapping[str, Any], fallback: PressureThresholds) -> tuple[int, int, int]:
-    given = header.get("thresholds_bytes")
-    if isinstance(given, list) and len(given) == 3 and all(type(v) is int for v in given):
+def thresholds_of(given: object, fallback: PressureThresholds) -> PressureThresholds:
+    """A header's ``thresholds_bytes`` (three increasing sizes), else ``fallback``."""
+    if isinstance(given, list) and len(given) == 3:
         try:
-            return PressureThresholds(*given).boundaries()
-        except ValueError:
+            return PressureThresholds(*given)
+        except (TypeError, ValueError):
             pass
-    return fallback.boundaries()
+    return fallback

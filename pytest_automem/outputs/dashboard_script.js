@@ -50,6 +50,7 @@
     return value.toFixed(value < 10 ? 3 : 1) + " ms";
   }
   function count(n) { return n.toLocaleString("en-US"); }
+  function counted(n, noun) { return count(n) + " " + noun + (n === 1 ? "" : "s"); }
   function wellFormed(text) { return text.replace(LONE_SURROGATE, "\uFFFD"); }
   function fragmentOf(index) { return "#test=" + encodeURIComponent(wellFormed(names[index])); }
 
@@ -144,9 +145,9 @@
         ranking("Most growth", S.growths, size),
         el("div", {}, el("h3", { text: "Measured with" }), context)));
     const notes = [];
-    if (S.samplesMissing) notes.push(count(S.samplesMissing) + " samples files missing");
-    if (S.samplesBad) notes.push(count(S.samplesBad) + " samples files unreadable");
-    if (S.plotsLeftOut) notes.push(count(S.plotsLeftOut) + " curves left out to keep the file small (failing tests and the highest peaks are kept)");
+    if (S.samplesMissing) notes.push(counted(S.samplesMissing, "samples file") + " missing");
+    if (S.samplesBad) notes.push(counted(S.samplesBad, "samples file") + " unreadable");
+    if (S.plotsLeftOut) notes.push(counted(S.plotsLeftOut, "curve") + " left out to keep the file small (failing tests and the highest peaks are kept)");
     if (notes.length) section.append(el("p", { class: "note", id: "samples-note", text: "Curves: " + notes.join("; ") + "." }));
     if (multiRun) section.append(renderRuns());
   }
