@@ -7,6 +7,7 @@ page's script is checked in headless Chromium, where installed.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -390,3 +391,85 @@ def test_chromium_opens_a_test_from_its_fragment_with_its_plot(browser_report: A
     assert 'class="event ev-trim"' in detail
     assert "memory budget exceeded" in detail
     assert "<img" not in run.dom
+
+
+#: Drives the page as a keyboard user would, after its own script ran, and
+#: writes what it saw into the page (a copy without the page's policy, which
+#: would refuse this second script).
+DRIVER = """
+<script>
+(function () {
+  const seen = {};
+  const q = (selector) => document.querySelector(selector);
+  const shown = () =>
+    [...document.querySelectorAll("#rows tr")].map((tr) => tr.children[0].textContent);
+  const key = (target, name) =>
+    target.dispatchEvent(new KeyboardEvent("keydown", { key: name, bubbles: true }));
+  const steps = [
+    () => {
+      q('#head button[data-key="name"]').click();
+      seen.byName = shown().slice(0, 3);
+      seen.nameSort = q('#head button[data-key="name"]').parentElement.getAttribute("aria-sort");
+      seen.focusAfterSort = document.activeElement.getAttribute("data-key");
+      const input = q("#f-name");
+      input.value = "ONERROR";
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+    },
+    () => {
+      seen.filtered = shown();
+      seen.count = q("#count").textContent;
+      const row = q("#rows tr");
+      row.focus();
+      key(row, "Enter");
+    },
+    () => {
+      seen.openTitle = q("#detail-title") && q("#detail-title").textContent;
+      seen.focusInDetail = document.activeElement.id;
+      seen.hash = decodeURIComponent(location.hash);
+      key(document.activeElement, "Escape");
+    },
+    () => {
+      seen.detailHidden = q("#detail").hidden;
+      seen.focusBack = document.activeElement.children[0].textContent;
+      q("#f-name").value = "";
+      q("#f-verdict").value = "0";
+      q("#f-verdict").dispatchEvent(new Event("input", { bubbles: true }));
+    },
+    () => {
+      seen.failing = shown();
+      q("#next").click();
+    },
+    () => {
+      const out = document.createElement("pre");
+      out.id = "driver";
+      out.textContent = JSON.stringify(seen);
+      document.body.append(out);
+    },
+  ];
+  let step = 0;
+  const next = () => { steps[step++](); if (step < steps.length) setTimeout(next, 400); };
+  setTimeout(next, 100);
+})();
+</script>
+"""
+
+
+@needs_chromium
+def test_keyboard_sorts_filters_opens_and_closes_a_test(browser_report: Any) -> None:
+    path, tests = browser_report
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text)
+    driven = path.with_name("driven.html")
+    driven.write_text(text.replace("</body>", DRIVER + "</body>"), encoding="utf-8")
+
+    run = load_in_chromium(driven)
+
+    assert run.rendered and [line for line in run.console_problems if "Uncaught" in line] == []
+    seen = json.loads(html.unescape(run.dom.split('<pre id="driver">', 1)[1].split("</pre>")[0]))
+    assert seen["byName"] == sorted(tests)[:3]
+    assert (seen["nameSort"], seen["focusAfterSort"]) == ("ascending", "name")
+    assert seen["filtered"] == [HOSTILE[1]] and seen["count"].startswith("1 of 257 tests match")
+    assert (seen["openTitle"], seen["focusInDetail"]) == (HOSTILE[1], "detail-title")
+    assert seen["hash"] == "#test=" + HOSTILE[1]
+    assert (seen["detailHidden"], seen["focusBack"]) == (True, HOSTILE[1])
+    assert seen["failing"] == [HOSTILE[1]]

@@ -383,11 +383,18 @@ class AutomemSession:
                 )
 
     def _write_dashboard(self, path: str) -> None:
-        """The dashboard of the document the results file holds (or would)."""
+        """The dashboard of the document the results file holds (or would).
+
+        Its curves are read from :attr:`samples_dir`, else from the folder the
+        document's header names, relative to the results file (or, without
+        one, to the dashboard)."""
         from ..outputs.dashboard import DashboardRun, write_dashboard
+        from ..outputs.dashboard_samples import samples_folder
 
         document = self.records.results_document(self._session_info())
-        write_dashboard(path, [DashboardRun(os.path.basename(path), document, self.samples_dir)])
+        beside = Path(self.config.option.automem_json or path)
+        folder = samples_folder(beside, document["session"], self.samples_dir)
+        write_dashboard(path, [DashboardRun(os.path.basename(path), document, folder)])
         self.written.append(("dashboard", path))
 
     def _warn_line(self, line: str) -> None:
