@@ -268,6 +268,7 @@ def test_missing_and_bad_samples_files_are_counted_not_fatal(tmp_path: Path) -> 
         "absolute": str(tmp_path / "outside.jsonl"),
         "not-a-name": 42,
         "ok": "ok.jsonl",
+        "none-kept": None,
     }
     tests = {
         f"t::{key}": {**results_test(MB, 0), "samples_file": name} for key, name in names.items()
@@ -281,6 +282,7 @@ def test_missing_and_bad_samples_files_are_counted_not_fatal(tmp_path: Path) -> 
         detail_of(data, f"t::{k}")["noplot"] for k in ("bad", "folder", "escape", "absolute")
     } == {"bad"}
     assert "curve" in detail_of(data, "t::ok")
+    assert detail_of(data, "t::none-kept") == {}
     assert str(tmp_path) not in text  # no path of the reader's machine is embedded
 
 

@@ -271,9 +271,12 @@ def _detail(record: Mapping[str, Any], comparison: TestComparison | None) -> dic
 def _plot_order(
     tests: Mapping[str, Mapping[str, Any]], nodeids: Sequence[str]
 ) -> list[tuple[int, str]]:
-    """Tests with samples, failing first, then by peak, highest first."""
+    """Tests with samples (a ``samples_file`` that is not null), failing
+    first, then by peak, highest first."""
     candidates = [
-        (index, nodeid) for index, nodeid in enumerate(nodeids) if "samples_file" in tests[nodeid]
+        (index, nodeid)
+        for index, nodeid in enumerate(nodeids)
+        if tests[nodeid].get("samples_file") is not None
     ]
 
     def rank(item: tuple[int, str]) -> tuple[int, float]:
