@@ -43,7 +43,9 @@ def test_automem_alone_prints_usage_and_every_command_and_exits_2() -> None:
     assert "automem COMMAND --help" in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["monitor"], ["investigate"], ["analyze"]], ids=str)
+@pytest.mark.parametrize(
+    "command", [[], ["monitor"], ["investigate"], ["analyze"], ["report"]], ids=str
+)
 def test_help_has_no_markup(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])

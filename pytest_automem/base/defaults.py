@@ -240,3 +240,23 @@ DEFAULT_BUDGET_MIN_TEXT = "1MB"
 #: Where ``automem budgets suggest`` writes without ``-o``; the ini
 #: ``automem_budgets`` names it.
 DEFAULT_BUDGETS_PATH = "automem-budgets.json"
+
+# ------------------------------------------------------------------- the HTML dashboard
+
+#: Table rows drawn at once: a page of rows builds in a few milliseconds
+#: however many tests the file holds (100,000 rows drawn at once freeze a page).
+DASHBOARD_PAGE_ROWS = 100
+#: Tests named in the summary's highest peaks and growths.
+DASHBOARD_TOP_TESTS = 5
+#: Tests whose memory curve is embedded, failing tests first, then the highest
+#: peaks: each curve costs ~7 KB of HTML, so 300 keep a report of any suite
+#: below ~2 MB of curves; a test left out says so where its plot would be.
+DASHBOARD_MAX_PLOTS = 300
+#: Points of one curve: a snapshot file already holds at most ~500 (min/max
+#: buckets keep the peak); a longer one (a spawner's log) is downsampled to this.
+DASHBOARD_MAX_POINTS = 500
+#: Events marked on one plot; the rest are counted below it.
+DASHBOARD_MAX_EVENTS = 200
+#: A samples file larger than this is not read (a link to a device or a huge
+#: log): a plot needs ~500 points, which fit in a few hundred KB.
+DASHBOARD_MAX_SAMPLES_FILE_BYTES = 64 * MB

@@ -24,6 +24,7 @@ from . import (
     investigate_command,
     merge_command,
     monitor_command,
+    report_command,
 )
 from .common import InputError, redirect_stdout_to_devnull
 from .exit_codes import (
@@ -46,6 +47,7 @@ _COMMANDS = (
     ("gate", gate_command),
     ("baseline", baseline_command),
     ("budgets", budgets_command),
+    ("report", report_command),
 )
 
 
