@@ -436,6 +436,8 @@ def _samples_settings(config: pytest.Config) -> SamplesSettings | None:
     ini = str(config.getini("automem_samples")).strip()
     if option is not None or ini:
         if option is not None:
+            if not option.strip():
+                raise pytest.UsageError("--automem-samples: needs a path")
             source, path = f"--automem-samples={option}", Path(option)
         else:
             source, path = _source(config, "automem_samples"), _ini_relative(config, ini)
@@ -459,8 +461,6 @@ def _samples_settings(config: pytest.Config) -> SamplesSettings | None:
 def _check_samples_folder(source: str, path: Path) -> None:
     """A samples folder must be a real folder (or creatable as one): a link
     there could send every test's file somewhere the user did not choose."""
-    if not str(path).strip():
-        raise pytest.UsageError(f"{source}: needs a path")
     if path.is_symlink():
         raise pytest.UsageError(f"{source}: {path} is a link; give a folder")
     if path.exists() and not path.is_dir():
