@@ -131,6 +131,7 @@ def write_test_samples(
             max_points=SAMPLES_MAX_POINTS,
             events=events,
             header_extra=extra,
+            durable=False,  # a test's samples are written again by the next run
         )
     except OSError as exc:
         print(
