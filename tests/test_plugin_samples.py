@@ -20,6 +20,7 @@ from pytest_automem.snapshots.files import Snapshot, is_snapshot_name, read_snap
 pytest_plugins = ["pytester"]
 
 MB = 1 << 20
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "results.schema.json"
 
 #: Tests whose calls leave a mark on the curve: a long one held at 32 MB
 #: (more samples than a file keeps), one that collects garbage, and a
@@ -193,6 +194,11 @@ def test_without_samples_option_failing_and_budgeted_tests_keep_theirs_beside_re
     assert "samples_file" not in document["tests"]["test_mixed.py::test_passing"]
     assert kept["test_failing"].header["verdict"] == "pass"  # no memory verdict: it failed itself
     assert kept["test_budgeted"].header["budget"]["peak_bytes"] == 256 * MB
+    jsonschema = pytest.importorskip(
+        "jsonschema", reason="jsonschema is needed to check results files against the schema"
+    )
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(document)) == []
     # An earlier run's file is gone; the user's own file is not ours to delete.
     assert not old.exists() and mine.read_text() == "the user's"
     assert len(list(stale.iterdir())) == 3
