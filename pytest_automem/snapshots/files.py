@@ -231,8 +231,6 @@ def write_snapshot(
             "kept), or None to keep every file"
         )
     path = snapshot_path(folder, label, result.pid)
-    while path.exists():  # two labels alike up to their cut, in one microsecond
-        path = snapshot_path(folder, label, result.pid)
     kept = _kept_indices(result, max_points)
     header = _header(label, result.pid, header_extra)
     header["thresholds_bytes"] = list(result.thresholds.boundaries())
