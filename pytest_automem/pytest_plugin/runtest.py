@@ -495,9 +495,11 @@ class RuntestHooks:
             state.tracer = None
         assert state.window is not None
         opened_ns = state.window.opened_ns
-        window = state.window.stop()
         recorder, state.recorder = state.recorder, None
-        recorded = recorder.stop() if recorder is not None else ()
+        try:
+            window = state.window.stop()  # its end's collections are recorded too
+        finally:  # a dead sampler must not leave the recorder listening
+            recorded = recorder.stop() if recorder is not None else ()
         peak_dumps = state.window.stack_dumps
         state.phases["call"] = window
         state.window = None
