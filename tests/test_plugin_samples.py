@@ -335,3 +335,17 @@ def test_with_the_dashboard_alone_samples_live_in_a_temporary_folder_until_the_e
     folder_text, count = (pytester.path / "seen.txt").read_text().split()
     assert int(count) == 1  # the failing test's file, there while outputs are written
     assert not Path(folder_text).exists()  # and removed at the very end
+
+
+def test_a_file_where_the_results_samples_folder_goes_names_the_results_option(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / "out.samples").write_text("a file")
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", "--automem", "--automem-json=out.json"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "--automem-json=out.json" in errors[0], result.stderr.str()
+    assert "out.samples is a file" in errors[0]
