@@ -1,6 +1,7 @@
 """What a passing budgeted test costs, measured side by side in one run.
 
     python benchmarks/budgeted_cost.py [--tests 300] [--rounds 7] [--against PATH]
+        [--samples] [--flag-only]
 
 Generates a suite of N short tests that each carry a ``memory_budget`` they
 stay within (a third ``peak=``, a third ``growth=``, a third both; each
@@ -12,6 +13,15 @@ round) as:
     this      this checkout's plugin
     against   another checkout's plugin (``--against PATH``, e.g. a worktree
               of an earlier commit), put first on ``PYTHONPATH``
+    samples   this checkout with ``--automem-samples=DIR`` (``--samples``):
+              every test's call kept as a snapshot file, its collections
+              recorded as events; for a budgeted test the same as its
+              samples kept beside a results file
+
+``--flag-only`` runs the same tests without their markers under
+``--automem`` (every configuration but ``plain``): what ``--automem-samples``
+costs a test that ``--automem`` alone monitors, whose call it turns from a
+brief span into a full window.
 
 and prints, per configuration, the median wall time of pytest's session
 ("passed in"), the extra time per test over ``plain`` and the ratio to it.
@@ -27,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,23 +59,32 @@ def rows():
     return list(range(1000))
 """
 BUDGETS = ('peak="64MB"', 'growth="8MB"', 'peak="64MB", growth="8MB"')
+#: Where ``--samples`` keeps the files: emptied before every run.
+SAMPLES_OPTION = "--automem-samples={samples}"
 
 
-def write_suite(folder: Path, tests: int) -> None:
-    """Ten modules of budgeted tests that pass."""
+def write_suite(folder: Path, tests: int, *, budgeted: bool = True) -> None:
+    """Ten modules of tests that pass, budgeted (or without their markers)."""
     per_module = max(1, tests // 10)
     for module in range(0, tests, per_module):
         bodies = [
             TEST_BODY.format(n=n, budget=BUDGETS[n % len(BUDGETS)], fixture="rows" if n % 2 else "")
             for n in range(module, min(tests, module + per_module))
         ]
+        if not budgeted:
+            bodies = [re.sub(r"@pytest.mark.memory_budget\(.*\)\n", "", body) for body in bodies]
         source = "import pytest\n" + FIXTURE + "".join(bodies)
         (folder / f"test_budgeted_{module}.py").write_text(source)
 
 
-def run_once(folder: Path, tests: int, plugin_path: Path | None) -> float:
+def run_once(
+    folder: Path, tests: int, plugin_path: Path | None, extra: tuple[str, ...] = ()
+) -> float:
     """pytest's own session time, in seconds."""
+    samples = folder / "samples"
+    shutil.rmtree(samples, ignore_errors=True)  # each run writes its own files
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    args += [arg.replace("{samples}", str(samples)) for arg in extra]
     for other in ("benchmark", "xdist", "hypothesispytest", "memray"):
         args += ["-p", f"no:{other}"]
     env = dict(os.environ)
@@ -85,19 +105,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", type=int, default=300, help="budgeted tests (300)")
     parser.add_argument("--rounds", type=int, default=7, help="round-robin rounds (7)")
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
+    parser.add_argument(
+        "--samples", action="store_true", help="add this checkout with --automem-samples"
+    )
+    parser.add_argument(
+        "--flag-only", action="store_true", help="the tests without markers, under --automem"
+    )
     options = parser.parse_args(argv)
-    configurations: list[tuple[str, Path | None]] = [("plain", None), ("this", ROOT)]
+    flags: tuple[str, ...] = ("--automem",) if options.flag_only else ()
+    configurations: list[tuple[str, Path | None, tuple[str, ...]]] = [
+        ("plain", None, ()),
+        ("this", ROOT, flags),
+    ]
     if options.against is not None:
-        configurations.append((f"against {options.against}", options.against.resolve()))
-    times: dict[str, list[float]] = {label: [] for label, _ in configurations}
+        against = options.against.resolve()
+        configurations.append((f"against {options.against}", against, flags))
+    if options.samples:
+        configurations.append(("this, --automem-samples", ROOT, (*flags, SAMPLES_OPTION)))
+    times: dict[str, list[float]] = {label: [] for label, _, _ in configurations}
     with tempfile.TemporaryDirectory(prefix="automem-budgeted-") as folder:
-        write_suite(Path(folder), options.tests)
+        write_suite(Path(folder), options.tests, budgeted=not options.flag_only)
         for round_number in range(options.rounds):
             shift = round_number % len(configurations)
-            for label, path in configurations[shift:] + configurations[:shift]:
-                times[label].append(run_once(Path(folder), options.tests, path))
+            for label, path, extra in configurations[shift:] + configurations[:shift]:
+                times[label].append(run_once(Path(folder), options.tests, path, extra))
     plain = statistics.median(times["plain"])
-    print(f"{options.tests} passing budgeted tests, median of {options.rounds} rounds")
+    kind = "flag-only tests under --automem" if options.flag_only else "budgeted tests"
+    print(f"{options.tests} passing {kind}, median of {options.rounds} rounds")
     print(f"{'configuration':<48} {'session s':>10} {'ratio':>7} {'extra per test':>15}")
     for label, values in times.items():
         median = statistics.median(values)

@@ -50,6 +50,17 @@ def test_each_metric_keeps_its_worst_figure_across_runs() -> None:
     assert worst["baseline_runs"] == 3
 
 
+def test_a_baseline_carries_no_samples_file() -> None:
+    with_samples = {**results_test(5, 0), "samples_file": "snapshot-x.jsonl"}
+    runs = [
+        run("r1.json", {"t::a": with_samples}, samples_dir="r1.samples"),
+        run("r2.json", {"t::a": with_samples}, samples_dir="r2.samples"),
+    ]
+    baseline = build_baseline(runs)
+    assert "samples_file" not in baseline["tests"]["t::a"]
+    assert "samples_dir" not in baseline["session"]
+
+
 def test_a_test_in_only_some_runs_is_kept_with_the_worst_of_those() -> None:
     tests = worst_records(
         [

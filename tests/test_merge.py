@@ -206,3 +206,74 @@ def test_merge_command_output_is_json_lines_per_test(tmp_path: Path) -> None:
         '"t.py',
     ]
     assert json.loads(out.read_text(encoding="utf-8"))["version"] == 1
+
+
+# ------------------------------------------------------------------ kept samples
+
+
+def shard_with_samples(folder: Path, nodeid: str, samples_dir: str = "results.samples") -> Path:
+    """A results file in ``folder`` whose one test kept a samples file (made for real)."""
+    samples = folder / samples_dir
+    samples.mkdir(parents=True)
+    name = f"snapshot-20261206T000000.000000-1-{folder.name}.jsonl"
+    (samples / name).write_text('{"kind": "window"}\n', encoding="utf-8")
+    return write(
+        folder / "results.json", {nodeid: record(samples_file=name)}, samples_dir=samples_dir
+    )
+
+
+def reachable(results_path: Path) -> dict[str, Path]:
+    """Each test's samples file, resolved as a reader resolves it."""
+    merged = read_results(results_path)
+    folder = results_path.parent / merged["session"]["samples_dir"]
+    return {
+        nodeid: folder / entry["samples_file"]
+        for nodeid, entry in merged["tests"].items()
+        if "samples_file" in entry
+    }
+
+
+def test_merged_samples_stay_reachable_from_shards_in_different_folders(tmp_path: Path) -> None:
+    a = shard_with_samples(tmp_path / "ci" / "shard-1", "t.py::a")
+    b = shard_with_samples(tmp_path / "ci" / "shard-2", "t.py::b")
+    for out in (tmp_path / "ci" / "all.json", tmp_path / "elsewhere" / "all.json"):
+        out.parent.mkdir(exist_ok=True)
+        assert automem_merge(a, b, "-o", out).returncode == 0
+        files = reachable(out)
+        assert sorted(files) == ["t.py::a", "t.py::b"]
+        assert all(path.is_file() for path in files.values())
+    # Beside the shards, the merged folder is stated relative to the merged file.
+    assert read_results(tmp_path / "ci" / "all.json")["session"]["samples_dir"] == "."
+    assert Path(
+        read_results(tmp_path / "elsewhere" / "all.json")["session"]["samples_dir"]
+    ).is_absolute()
+
+
+def test_shards_sharing_one_samples_folder_keep_their_file_names(tmp_path: Path) -> None:
+    shared = tmp_path / "samples"
+    shared.mkdir()
+    docs = []
+    for name in ("a", "b"):
+        (shared / f"{name}.jsonl").write_text("{}\n", encoding="utf-8")
+        docs.append(
+            source(
+                str(tmp_path / f"{name}.json"),
+                {f"t.py::{name}": record(samples_file=f"{name}.jsonl")},
+                samples_dir="samples",
+            )
+        )
+    merged = merge_results(docs, written_to=tmp_path / "all.json")
+    assert merged["session"]["samples_dir"] == "samples"
+    assert [entry["samples_file"] for entry in merged["tests"].values()] == ["a.jsonl", "b.jsonl"]
+    assert "context" not in merged["tests"]["t.py::a"]  # samples_dir is no measurement context
+
+
+def test_a_samples_file_without_a_samples_folder_is_dropped_not_misplaced(tmp_path: Path) -> None:
+    with_folder = shard_with_samples(tmp_path / "one", "t.py::a")
+    without = source(str(tmp_path / "two.json"), {"t.py::b": record(samples_file="lost.jsonl")})
+    kept = ResultsSource(str(with_folder), read_results(with_folder))
+    merged = merge_results([kept, without])
+    assert "samples_file" not in merged["tests"]["t.py::b"]
+    assert "samples_file" in without.document["tests"]["t.py::b"]  # the source is untouched
+    folder = Path(merged["session"]["samples_dir"])
+    assert (folder / merged["tests"]["t.py::a"]["samples_file"]).is_file()

@@ -39,14 +39,20 @@ from ..base.defaults import SCENARIO_ITERATIONS, SCENARIO_WARMUP, THEIL_SEN_MAX_
 from ..base.stats import theil_sen_slope
 from ..base.units import format_size, is_count
 from ..measure._platform import heap_bytes
-from ..measure.monitor import MemoryMonitor
-from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from ..measure.monitor import MeasurementWindow, MemoryMonitor
+from ..measure.pressure import (
+    MeasurementBasis,
+    PressureLevel,
+    PressureThresholds,
+    measured_bytes,
+)
 from ..measure.window_result import WindowResult
 from .policies import MemoryOptimizedAutomaton, OptimizationConfig, short_repr
 from .store import Automaton
 
 __all__ = [
     "MAX_STEPS",
+    "PolicyAction",
     "Scenario",
     "ScenarioLoadError",
     "ScenarioResult",
@@ -63,6 +69,26 @@ The runner keeps two 8-byte figures per step (16 MB at this bound) and
 collects garbage after every step, so a million steps is already hours of
 run; a larger count is a typo, and would otherwise fail only on allocation.
 """
+
+
+@dataclass(frozen=True)
+class PolicyAction:
+    """What the automaton's policies did at one step boundary, stamped by the
+    runner: when (``time.monotonic_ns()``, the sampler's clock), resident
+    memory before and after, and each action as ``kind: reason``.
+
+    The automaton's own events carry its clock and memory on the run's
+    basis; these are on the window's time axis and in RSS, so a kept curve
+    (``--automem-samples``) can mark them where they happened.
+    """
+
+    started_ns: int
+    ended_ns: int
+    rss_before_bytes: int
+    rss_after_bytes: int
+    #: ``trim`` when the boundary trimmed objects, else ``gc``.
+    kind: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,8 @@ class ScenarioResult:
     final_history: int
     duration_s: float
     window: WindowResult = field(repr=False, compare=False)
+    #: The policies' trims and GCs on the window's time axis, with their effect.
+    policy_actions: tuple[PolicyAction, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def samples(self) -> int:
@@ -306,6 +334,7 @@ def _run(
     # at MAX_STEPS) counts in neither the growth nor the peak.
     retained = array.array("q", bytes(8 * steps))
     heap = array.array("q", bytes(8 * steps))
+    actions: list[PolicyAction] = []
     window = monitor.window(thresholds=thresholds, basis=basis)
     started = time.perf_counter()
     heap_baseline = heap_bytes()
@@ -314,8 +343,13 @@ def _run(
         for step in range(steps):
             scenario(automaton, step)
             if boundary is not None:
-                now = window.current_bytes()
-                boundary(now, thresholds.classify(now))
+                boundary_ns = time.monotonic_ns()
+                rss = window.current_rss_bytes()
+                now = measured_bytes(rss, window.baseline_bytes, basis)
+                caused = boundary(now, thresholds.classify(now))
+                action = _policy_action(caused or [], boundary_ns, rss, window)
+                if action is not None:
+                    actions.append(action)
             gc.collect()
             retained[step] = window.current_rss_bytes() - window.baseline_bytes
             if heap_baseline is not None:
@@ -350,6 +384,25 @@ def _run(
         final_history=len(automaton.execution_history),
         duration_s=time.perf_counter() - started,
         window=result,
+        policy_actions=tuple(actions),
+    )
+
+
+def _policy_action(
+    caused: list[Any], started_ns: int, rss_before: int, window: MeasurementWindow
+) -> PolicyAction | None:
+    """One boundary's trims and GCs (their save is part of the trim); None if none."""
+    done = [event for event in caused if getattr(event, "kind", None) in ("trim", "gc")]
+    if not done:
+        return None
+    return PolicyAction(
+        started_ns=started_ns,
+        ended_ns=time.monotonic_ns(),
+        rss_before_bytes=rss_before,
+        rss_after_bytes=window.current_rss_bytes(),
+        kind="trim" if any(event.kind == "trim" for event in done) else "gc",
+        detail="automaton policy: "
+        + "; ".join(f"{event.kind} {event.count} ({event.reason})" for event in done),
     )
 
 

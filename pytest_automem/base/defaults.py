@@ -165,6 +165,15 @@ PRESSURE_PROFILE_LIMITS: Mapping[str, Mapping[str, float]] = {
 DEFAULT_KEEP = 50
 #: Snapshot files in a folder above this total are a finding.
 SNAPSHOTS_MAX_TOTAL_BYTES = 100 * MB
+#: Points a test's kept samples are downsampled to (``--automem-samples``,
+#: and failing and budgeted tests beside the results file): enough for a plot
+#: as wide as a screen, with the exact peak among them (min/max buckets).
+SAMPLES_MAX_POINTS = 500
+#: Garbage collections a kept window records as events during the call, at
+#: most (the first ones; the header counts the rest).  A scenario collects
+#: after every step: a million steps must not hold a million events in the
+#: very memory being measured.
+SAMPLES_MAX_EVENTS = 500
 #: How long a command may take to exit once asked to stop (``--grace``).
 DEFAULT_GRACE = "5s"
 #: How often ``automem monitor`` prints a live line (``--every``).

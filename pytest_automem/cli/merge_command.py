@@ -55,7 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    merged = read_merged(args.paths, prefer=args.prefer)
+    merged = read_merged(args.paths, prefer=args.prefer, written_to=args.output)
     try:
         write_results(args.output, merged)
     except OSError as exc:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..base.units import format_count
 from ..outputs.dashboard import DashboardRun, write_dashboard
-from ..outputs.dashboard_samples import samples_folder
+from ..results.results_file import samples_folder
 from .common import InputError, plain_help, print_text
 from .exit_codes import EXIT_OK
 from .results_inputs import read_results_input
@@ -84,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
         DashboardRun(path.name, document)
         for path, document in zip(args.paths[:-1], documents[:-1], strict=True)
     ]
-    session = documents[-1].get("session")
-    folder = samples_folder(newest, session if isinstance(session, dict) else {}, args.samples)
+    folder = args.samples or samples_folder(documents[-1], newest)
     runs.append(DashboardRun(newest.name, documents[-1], folder))
     try:
         summary = write_dashboard(args.output, runs)

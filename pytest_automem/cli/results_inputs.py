@@ -28,12 +28,20 @@ def read_results_input(path: Path, option: str = "") -> dict[str, Any]:
         raise InputError(f"{what}{exc}") from None
 
 
-def read_merged(paths: Sequence[Path], *, prefer: str | None, option: str = "") -> dict[str, Any]:
-    """The documents at ``paths`` as one (the one itself when there is one)."""
+def read_merged(
+    paths: Sequence[Path],
+    *,
+    prefer: str | None,
+    option: str = "",
+    written_to: Path | None = None,
+) -> dict[str, Any]:
+    """The documents at ``paths`` as one (the one itself when there is one
+    and it is not to be written elsewhere).  ``written_to``: where the result
+    goes, which its samples folder is stated relative to."""
     sources = [ResultsSource(str(path), read_results_input(path, option)) for path in paths]
-    if len(sources) == 1:
+    if len(sources) == 1 and written_to is None:
         return dict(sources[0].document)
     try:
-        return merge_results(sources, prefer=prefer)
+        return merge_results(sources, prefer=prefer, written_to=written_to)
     except MergeConflictError as exc:
         raise InputError(f"{option + ': ' if option else ''}{exc}") from None

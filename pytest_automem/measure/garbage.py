@@ -49,7 +49,14 @@ import sys
 import sysconfig
 from collections.abc import Callable
 
-__all__ = ["Collector", "GcMode", "generational_young_collections"]
+__all__ = ["Collector", "GcMode", "allocator_callbacks", "generational_young_collections"]
+
+#: Called around each hand-back of the C allocator's free memory, as
+#: ``callback("start", False)`` then ``callback("stop", released)``.  The
+#: allocator is one per process, like the collector, whose ``gc.callbacks``
+#: this mirrors: a recorder of a window's events
+#: (:mod:`pytest_automem.measure.gc_events`) listens only while it is open.
+allocator_callbacks: list[Callable[[str, bool], None]] = []
 
 
 class GcMode(enum.Enum):
@@ -192,5 +199,10 @@ class Collector:
             return False
         from ._platform import release_free_memory  # ctypes: only once measuring
 
-        self.trims_allocator = release_free_memory() or self.trims_allocator
+        for callback in allocator_callbacks:
+            callback("start", False)
+        released = release_free_memory()
+        for callback in allocator_callbacks:
+            callback("stop", released)
+        self.trims_allocator = released or self.trims_allocator
         return self.trims_allocator

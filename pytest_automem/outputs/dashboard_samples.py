@@ -34,7 +34,6 @@ __all__ = [
     "CurveUnavailable",
     "Unavailable",
     "read_curve",
-    "samples_folder",
     "thresholds_of",
 ]
 
@@ -85,23 +84,6 @@ class Curve:
             "evMore": self.events_left_out,
             "from": self.downsampled_from,
         }
-
-
-def samples_folder(
-    results_path: Path | None, session: Mapping[str, Any], override: Path | None
-) -> Path | None:
-    """Where a run's samples are: ``override`` (``--samples``), else the
-    session's ``samples_dir`` relative to the results file's folder; None
-    when neither says."""
-    if override is not None:
-        return override
-    named = session.get("samples_dir")
-    if not isinstance(named, str) or not named or "\0" in named:
-        return None
-    folder = Path(named)
-    if folder.is_absolute() or results_path is None:
-        return folder
-    return results_path.parent / folder
 
 
 def read_curve(folder: Path, name: object, fallback_thresholds: PressureThresholds) -> Curve:

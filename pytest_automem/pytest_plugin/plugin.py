@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..measure.monitor import MeasurementWindow
     from ..verdicts.budget import MemoryBudget
     from ..verdicts.gate import GateRules
+    from .samples import SamplesSettings
     from .session import AutomemSession
 
 PLUGIN_NAME = "automem-session"
@@ -77,6 +78,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="write an HTML dashboard of the monitored tests (the document --automem-json "
         "writes, with memory curves where samples were kept) to this file",
+    )
+    group.addoption(
+        "--automem-samples",
+        default=None,
+        metavar="DIR",
+        help="keep every monitored test's memory over time (downsampled, peak kept, with its "
+        "GC and trim events) as one snapshot file per test in this folder (default: ini "
+        "automem_samples; without either, only failing and budgeted tests' beside the "
+        "results file)",
     )
     group.addoption(
         "--automem-trace",
@@ -125,6 +135,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"memory sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
         f"(default {DEFAULT_INTERVAL_TEXT})",
         default=DEFAULT_INTERVAL_TEXT,
+    )
+    parser.addini(
+        "automem_samples",
+        "a folder, relative to the ini file: every monitored test's memory over time is kept "
+        "there as one snapshot file per test (as --automem-samples)",
+        default="",
     )
     parser.addini(
         "automem_gc",
@@ -220,6 +236,7 @@ def pytest_configure(config: pytest.Config) -> None:
     junit_properties = _junit_properties_setting(config)
     step_summary = _ini_flag(config, "automem_step_summary")
     _check_output_paths(config)
+    samples = _samples_settings(config)
     session = AutomemSession(
         config,
         monitor_all=bool(config.getoption("automem")),
@@ -234,7 +251,12 @@ def pytest_configure(config: pytest.Config) -> None:
         file_budgets=_file_budgets(config),
         baseline_records=_baseline_records(config),
         baseline_rules=_baseline_rules(config),
+        samples=samples,
     )
+    if samples is not None:
+        from .samples import SAMPLES_DIR_KEY
+
+        config.stash[SAMPLES_DIR_KEY] = samples.folder
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, PLUGIN_NAME)
     session.start()
@@ -405,20 +427,71 @@ def _check_output_paths(config: pytest.Config) -> None:
         _check_folder_target("--automem-report-dir", report_dir)
 
 
+def _samples_settings(config: pytest.Config) -> SamplesSettings | None:
+    """Where this session keeps tests' samples, and whose (:mod:`.samples`).
+
+    ``--automem-samples`` (or ini ``automem_samples``): every monitored
+    test's, in that folder.  Else, where an output shows them, failing and
+    budgeted tests': beside the results file, or for the dashboard alone in
+    a temporary folder.  An xdist worker writes where its controller said.
+    A folder that cannot be one is a usage error naming the option, now.
+    """
+    from .samples import WORKER_SAMPLES, SamplesSettings, auto_samples_folder
+
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None:
+        given = worker_input.get(WORKER_SAMPLES)
+        return SamplesSettings.from_worker_input(given) if given is not None else None
+    option = config.getoption("automem_samples")
+    ini = str(config.getini("automem_samples")).strip()
+    if option is not None or ini:
+        if option is not None:
+            if not option.strip():
+                raise pytest.UsageError("--automem-samples: needs a path")
+            source, path = f"--automem-samples={option}", Path(option)
+        else:
+            source, path = _source(config, "automem_samples"), _ini_relative(config, ini)
+        _check_samples_folder(source, path)
+        return SamplesSettings(folder=path.absolute(), every_test=True)
+    json_path = config.getoption("automem_json")
+    if json_path is not None:
+        folder = auto_samples_folder(json_path)
+        _check_samples_folder(f"--automem-json={json_path}", folder)
+        settings = SamplesSettings(folder=folder, every_test=False)
+        settings.clear_stale()
+        return settings
+    if getattr(config.option, "automem_html", None):
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="automem-samples-"))
+        return SamplesSettings(folder=folder, every_test=False, temporary=True)
+    return None
+
+
+def _check_samples_folder(source: str, path: Path) -> None:
+    """A samples folder must be a real folder (or creatable as one): a link
+    there could send every test's file somewhere the user did not choose."""
+    if path.is_symlink():
+        raise pytest.UsageError(f"{source}: {path} is a link; give a folder")
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{source}: {path} is a file; give a folder")
+    _check_creatable(source, path.absolute())
+
+
 def _check_file_target(option: str, text: str) -> None:
     path = _output_path(option, text)
     if path.is_dir():
         raise pytest.UsageError(f"{option}={text}: is a folder; give a file path")
     if path.exists() and not os.access(path, os.W_OK):
         raise pytest.UsageError(f"{option}={text}: the file is not writable")
-    _check_creatable(option, text, path.parent)
+    _check_creatable(f"{option}={text}", path.parent)
 
 
 def _check_folder_target(option: str, text: str) -> None:
     path = _output_path(option, text)
     if path.exists() and not path.is_dir():
         raise pytest.UsageError(f"{option}={text}: is a file; give a folder")
-    _check_creatable(option, text, path)
+    _check_creatable(f"{option}={text}", path)
 
 
 def _output_path(option: str, text: str) -> Path:
@@ -427,16 +500,16 @@ def _output_path(option: str, text: str) -> Path:
     return Path(text).absolute()
 
 
-def _check_creatable(option: str, text: str, folder: Path) -> None:
+def _check_creatable(source: str, folder: Path) -> None:
     """``folder`` exists or can be made: its nearest existing ancestor is a
-    folder we may write in."""
+    folder we may write in.  ``source`` names the setting (``--option=value``)."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise pytest.UsageError(f"{option}={text}: {existing} is a file, not a folder")
+        raise pytest.UsageError(f"{source}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise pytest.UsageError(f"{option}={text}: cannot write in {existing}")
+        raise pytest.UsageError(f"{source}: cannot write in {existing}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

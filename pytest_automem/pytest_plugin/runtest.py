@@ -44,17 +44,21 @@ from ..results.records import encode_record
 from .plan import ItemPlan
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..automaton.scenario import Scenario, ScenarioResult
     from ..automaton.store import Automaton
     from ..investigator.attribution import AllocationTracer, Attribution
     from ..investigator.findings import Investigation
     from ..investigator.overall import PeakStacks, SubjectAttribution
     from ..investigator.rerun import Rerun
+    from ..measure.gc_events import CollectionRecorder, RecordedEvent
     from ..measure.monitor import HeadlineResult, MeasurementWindow, MemoryMonitor, SpanProbe
     from ..measure.stack_dumps import StackDump
     from ..measure.window_result import WindowResult
     from ..verdicts.budget import MemoryBudget, Verdict
     from ..verdicts.gate import GateRules, TestComparison
+    from .samples import SamplesSettings
 
 __all__ = [
     "SUMMARY_KEYS",
@@ -93,6 +97,8 @@ _TRACE_PEAK_SHARE = 0.05
 #: What stops a test before it finishes (Ctrl-C, ``pytest.exit``): the verdict
 #: rules give such a test no verdict and no record.
 _UNFINISHED = (KeyboardInterrupt, pytest.exit.Exception)
+#: What a call raises without failing: its samples are not kept for it.
+_NOT_FAILURES = (pytest.skip.Exception, pytest.xfail.Exception)
 
 
 class MemoryBudgetExceeded(AssertionError):
@@ -117,7 +123,9 @@ class ItemState:
         "phases",
         "plan",
         "record",
+        "recorder",
         "report_text",
+        "samples_file",
         "scenarios",
         "to_attribute",
         "tracer",
@@ -143,6 +151,10 @@ class ItemState:
         self.attributions: list[SubjectAttribution] = []
         #: Scenario runs over their leak budget, attributed after the call's window.
         self.to_attribute: list[tuple[Scenario, Automaton, ScenarioResult]] = []
+        #: Records the call's collections and trims while its samples may be kept.
+        self.recorder: CollectionRecorder | None = None
+        #: The call's snapshot file, by name in the samples folder, once written.
+        self.samples_file: str | None = None
 
     @property
     def budget(self) -> MemoryBudget | None:
@@ -174,6 +186,8 @@ class RunSettings:
     #: How a test in the baseline (``--automem-baseline``) is compared with
     #: its record there; None without a baseline.
     baseline_rules: GateRules | None = None
+    #: Where and whose call samples are kept (:mod:`.samples`); None: nobody's.
+    samples: SamplesSettings | None = None
 
 
 class RecordSink(Protocol):
@@ -233,11 +247,14 @@ class RuntestHooks:
         self._item: pytest.Item | None = None
         self._plan: ItemPlan | None = None
         self._state: ItemState | None = None
-        #: Measures flag-only tests' calls in brief, unless every test is traced
-        #: or carries JUnit properties (which need a state per test).
+        #: Measures flag-only tests' calls in brief, unless every test is traced,
+        #: carries JUnit properties (which need a state per test) or keeps its
+        #: samples (which a span does not read).
         self._probe = (
             None
-            if settings.trace_all or (settings.junit and settings.junit_properties == "all")
+            if settings.trace_all
+            or (settings.junit and settings.junit_properties == "all")
+            or (settings.samples is not None and settings.samples.every_test)
             else monitor.probe(
                 gc_mode=settings.gc_mode, fresh_allocator=settings.fresh_allocator == "always"
             )
@@ -288,21 +305,31 @@ class RuntestHooks:
 
             state.tracer = AllocationTracer()
             state.tracer.start()
+        if self.settings.samples is not None:
+            from ..measure.gc_events import CollectionRecorder
+
+            state.recorder = CollectionRecorder(self._monitor.rss_bytes)
+            state.recorder.start()
         self._open(item, state, collect=True)
-        unfinished = raised = False
+        if state.recorder is not None:
+            state.recorder.call_started()
+        unfinished = raised = failed = False
         try:
             outcome = yield
         except _UNFINISHED:
             unfinished = True
             raise
-        except BaseException:
+        except BaseException as exc:
             raised = True
+            failed = not isinstance(exc, _NOT_FAILURES)
             raise
         finally:
             if unfinished:
                 self._abandon(state)
             else:
-                self._finish_call(item, state, call_raised=raised)
+                if state.recorder is not None:
+                    state.recorder.call_ended()
+                self._finish_call(item, state, call_raised=raised, call_failed=failed)
                 if not self._phases_left(plan):
                     self._finish_test(item, state)
         if state.verdict is not None and not state.verdict.passed:
@@ -319,11 +346,16 @@ class RuntestHooks:
         """The call of a test monitored only by ``--automem``: thousands of
         short tests a session, so a span of the session's probe, no window."""
         probe.open()
-        unfinished = False
+        unfinished = failed = False
         try:
             return (yield)
         except _UNFINISHED:
             unfinished = True
+            raise
+        except _NOT_FAILURES:
+            raise
+        except BaseException:
+            failed = True
             raise
         finally:
             if unfinished:
@@ -331,12 +363,16 @@ class RuntestHooks:
                 if self._state is not None:  # its setup was measured
                     self._abandon(self._state)
             else:
-                self._finish_lean_call(item, plan, probe)
+                self._finish_lean_call(item, plan, probe, failed=failed)
 
-    def _finish_lean_call(self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe) -> None:
+    def _finish_lean_call(
+        self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe, *, failed: bool
+    ) -> None:
         """Record a lean call.
 
-        A long one goes on as a full window (its growth rate can be judged).
+        A long one goes on as a full window (its growth rate can be judged),
+        and so does a failed one whose samples are kept: its span's samples
+        are still in the sampler's ring, read only now that it failed.
         Without an output that needs every results key, the record has only
         the :data:`SUMMARY_KEYS`; with one, the call's figures are a
         :class:`~pytest_automem.measure.monitor.HeadlineResult` with its samples'
@@ -344,8 +380,12 @@ class RuntestHooks:
         if that is measured).
         """
         thresholds = _thresholds_for(item, self.settings.thresholds)
-        if time.monotonic_ns() - probe.opened_ns >= _FULL_CALL_AFTER_NS:
-            self._finish_long_flag_only_call(item, plan, probe.to_window(thresholds))
+        if (failed and self.settings.samples is not None) or (
+            time.monotonic_ns() - probe.opened_ns >= _FULL_CALL_AFTER_NS
+        ):
+            self._finish_long_flag_only_call(
+                item, plan, probe.to_window(thresholds), call_failed=failed
+            )
             return
         state = self._state
         if state is None:  # no setup measured: nothing else goes in the record
@@ -374,6 +414,9 @@ class RuntestHooks:
         if state.tracer is not None:
             state.tracer.stop()
             state.tracer = None
+        if state.recorder is not None:
+            state.recorder.stop()
+            state.recorder = None
         if state.window is not None:
             state.window.stop_headline()
             state.window = None
@@ -381,15 +424,17 @@ class RuntestHooks:
         self._item = None
 
     def _finish_long_flag_only_call(
-        self, item: pytest.Item, plan: ItemPlan, window: MeasurementWindow
+        self, item: pytest.Item, plan: ItemPlan, window: MeasurementWindow, *, call_failed: bool
     ) -> None:
-        """A lean call that lasted :data:`_FULL_CALL_AFTER_S` or more is
-        measured in full: its growth rate can be judged."""
+        """A lean call that lasted :data:`_FULL_CALL_AFTER_S` or more, or
+        failed with samples to keep, is measured in full: its growth rate
+        can be judged, its samples kept."""
         state = self._state
         if state is None:
             state = self._state = ItemState(plan)
         state.window = window
-        self._finish_call(item, state, call_raised=False)  # its failure, if any, is not ours
+        # Its failure, if any, is not ours: no verdict of ours to raise.
+        self._finish_call(item, state, call_raised=False, call_failed=call_failed)
         if not self._phases_left(plan):
             self._finish_test(item, state)
 
@@ -434,9 +479,13 @@ class RuntestHooks:
 
     # -- the call's verdict --------------------------------------------------
 
-    def _finish_call(self, item: pytest.Item, state: ItemState, *, call_raised: bool) -> None:
+    def _finish_call(
+        self, item: pytest.Item, state: ItemState, *, call_raised: bool, call_failed: bool = False
+    ) -> None:
         """Close the call's window and judge it.  ``call_raised``: the test
-        failed on its own, so a memory verdict only adds to its report."""
+        raised on its own, so a memory verdict only adds to its report;
+        ``call_failed``: what it raised was a failure (not a skip), so its
+        samples are kept where failing tests' are."""
         attribution = None
         if state.tracer is not None:
             # Before the window closes: what the window's own closing allocates
@@ -445,7 +494,12 @@ class RuntestHooks:
             attribution = state.tracer.stop()
             state.tracer = None
         assert state.window is not None
-        window = state.window.stop()
+        opened_ns = state.window.opened_ns
+        recorder, state.recorder = state.recorder, None
+        try:
+            window = state.window.stop()  # its end's collections are recorded too
+        finally:  # a dead sampler must not leave the recorder listening
+            recorded = recorder.stop() if recorder is not None else ()
         peak_dumps = state.window.stack_dumps
         state.phases["call"] = window
         state.window = None
@@ -500,6 +554,14 @@ class RuntestHooks:
             if not state.verdict.passed:
                 state.report_text = _failure_report(state, investigation)
             state.findings = [f.to_dict() for f in investigation.findings]
+        samples = self.settings.samples
+        judged = state.plan.budget is not None or state.plan.baseline is not None
+        if samples is not None and samples.keeps(
+            judged=judged, failed=call_failed or not state.verdict.passed
+        ):
+            state.samples_file = _keep_samples(
+                samples.folder, item.nodeid, state, window, opened_ns, recorded, recorder
+            )
 
     def _against_baseline(
         self, item: pytest.Item, state: ItemState, window: WindowResult
@@ -654,6 +716,8 @@ def record_of(state: ItemState) -> dict[str, Any]:
     }
     if state.fixture_peaks and "setup" in record["phases"]:
         record["phases"]["setup"]["fixture_peaks_bytes"] = dict(state.fixture_peaks)
+    if state.samples_file is not None:
+        record["samples_file"] = state.samples_file
     return record
 
 
@@ -877,6 +941,37 @@ def _worth_investigating(state: ItemState, window: WindowResult) -> bool:
     failed = state.verdict is not None and not state.verdict.passed
     interesting = bool(state.scenarios or state.attributions)
     return failed or interesting or window.duration_s >= _FULL_CALL_AFTER_S
+
+
+def _keep_samples(
+    folder: Path,
+    nodeid: str,
+    state: ItemState,
+    window: WindowResult,
+    opened_ns: int,
+    recorded: tuple[RecordedEvent, ...],
+    recorder: CollectionRecorder | None,
+) -> str | None:
+    """Write the call's samples and events (:mod:`.samples`); the file's name."""
+    from .samples import snapshot_events, write_test_samples
+
+    events = snapshot_events(
+        window,
+        opened_ns,
+        recorded,
+        call_started_ns=recorder.call_started_ns if recorder is not None else 0,
+        call_ended_ns=recorder.call_ended_ns if recorder is not None else 0,
+        scenarios=state.scenarios,
+    )
+    verdict = state.verdict
+    header: dict[str, Any] = {
+        "verdict": verdict.name if verdict is not None else "pass",
+        "budget": state.plan.budget.to_dict() if state.plan.budget is not None else None,
+        "highest_sample_rss_bytes": max(window.sample_rss_bytes, default=None),
+    }
+    if recorder is not None and recorder.dropped:
+        header["events_dropped"] = recorder.dropped
+    return write_test_samples(folder, nodeid, window, events, header)
 
 
 def _scenario_summary(result: ScenarioResult) -> dict[str, Any]:

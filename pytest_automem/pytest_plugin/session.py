@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..verdicts.budget import MemoryBudget
     from ..verdicts.gate import GateRules
     from .runtest import ItemState, RunSettings, RuntestHooks
+    from .samples import SamplesSettings
 
 __all__ = ["AutomemSession"]
 
@@ -54,13 +55,22 @@ class RecordsFromWorkers:
     a test there.
     """
 
-    def __init__(self, records: RecordStore) -> None:
+    def __init__(self, records: RecordStore, samples: SamplesSettings | None) -> None:
         self._records = records
+        self._samples = samples
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         line = report.__dict__.pop("automem", None)
         if report.when == "teardown" and isinstance(line, str):
             self._records.add_encoded(report.nodeid, line)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Each worker writes its tests' samples to the controller's folder."""
+        if self._samples is not None:
+            from .samples import WORKER_SAMPLES
+
+            node.workerinput[WORKER_SAMPLES] = self._samples.to_worker_input()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -90,6 +100,7 @@ class AutomemSession:
         file_budgets: Mapping[str, MemoryBudget] | None = None,
         baseline_records: Mapping[str, Mapping[str, Any]] | None = None,
         baseline_rules: GateRules | None = None,
+        samples: SamplesSettings | None = None,
     ) -> None:
         self.config = config
         self.monitor_all = monitor_all
@@ -109,6 +120,8 @@ class AutomemSession:
         #: rule each test in it is compared by.
         self.baseline_records = baseline_records or {}
         self.baseline_rules = baseline_rules
+        #: Where and whose call samples are kept (:mod:`.samples`); None: nobody's.
+        self.samples = samples
         #: Budgets of the file that no test collected in this run matched.
         self.unused_budgets = 0
         options = config.option
@@ -123,9 +136,6 @@ class AutomemSession:
         self.records = RecordStore(
             None if self.is_worker or not document_path else _folder_of(document_path)
         )
-        #: Where the tests' samples were written, for the dashboard's curves
-        #: (None: no samples were kept).
-        self.samples_dir: Path | None = None
         self.written: list[tuple[str, str]] = []
         self._monitor: MemoryMonitor | None = None
         self._runtest: RuntestHooks | None = None
@@ -150,7 +160,7 @@ class AutomemSession:
         """
         if self.is_xdist_controller:
             self.config.pluginmanager.register(
-                RecordsFromWorkers(self.records), WORKER_RECORDS_PLUGIN_NAME
+                RecordsFromWorkers(self.records, self.samples), WORKER_RECORDS_PLUGIN_NAME
             )
 
     def close(self, *, wait: bool = True) -> None:
@@ -169,6 +179,8 @@ class AutomemSession:
             self._monitor.close(wait=wait)
             if wait:
                 self._monitor = None
+        if wait and self.samples is not None and not self.is_worker:
+            self.samples.remove_temporary()  # after every output that read it
 
     # -- collection ----------------------------------------------------------
 
@@ -283,6 +295,7 @@ class AutomemSession:
             is_worker=self.is_worker,
             records_need_all_keys=self.records_need_all_keys,
             baseline_rules=self.baseline_rules,
+            samples=self.samples,
         )
 
     # -- results -------------------------------------------------------------
@@ -354,6 +367,8 @@ class AutomemSession:
         if options.automem_json:
             self.records.write_results(options.automem_json, self._session_info())
             self.written.append(("results", str(options.automem_json)))
+        if self.samples is not None and not self.samples.temporary and self.samples.folder.is_dir():
+            self.written.append(("samples", str(self.samples.folder)))
         if options.automem_html:
             self._write_dashboard(options.automem_html)
         xml_path = getattr(options, "xmlpath", None)
@@ -385,15 +400,12 @@ class AutomemSession:
     def _write_dashboard(self, path: str) -> None:
         """The dashboard of the document the results file holds (or would).
 
-        Its curves are read from :attr:`samples_dir`, else from the folder the
-        document's header names, relative to the results file (or, without
-        one, to the dashboard)."""
+        Its curves are read from the session's samples folder; a temporary
+        one (``--automem-html`` alone) is removed only after this."""
         from ..outputs.dashboard import DashboardRun, write_dashboard
-        from ..outputs.dashboard_samples import samples_folder
 
         document = self.records.results_document(self._session_info())
-        beside = Path(self.config.option.automem_json or path)
-        folder = samples_folder(beside, document["session"], self.samples_dir)
+        folder = self.samples.folder if self.samples is not None else None
         write_dashboard(path, [DashboardRun(os.path.basename(path), document, folder)])
         self.written.append(("dashboard", path))
 
@@ -411,7 +423,7 @@ class AutomemSession:
             print(line, file=sys.stderr)
 
     def _session_info(self) -> dict[str, Any]:
-        return {
+        info = {
             "monitor_all": self.monitor_all,
             "interval_target_ms": self.interval_ms,
             "thresholds_bytes": list(self.thresholds.boundaries()),
@@ -422,6 +434,13 @@ class AutomemSession:
             "tests_monitored": len(self.records),
             "memory_failures": len(self.memory_failures()),
         }
+        if self.samples is not None and not self.samples.temporary:
+            from ..results.results_file import samples_dir_entry
+
+            info["samples_dir"] = samples_dir_entry(
+                self.samples.folder, self.config.option.automem_json
+            )
+        return info
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:

@@ -124,8 +124,14 @@ def worst_records(runs_tests: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict
             if nodeid in kept:
                 kept[nodeid] = _worse(kept[nodeid], record)
             else:
-                kept[nodeid] = {**record, "baseline_runs": 1}
+                kept[nodeid] = {**_without_samples(record), "baseline_runs": 1}
     return kept
+
+
+def _without_samples(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record without its ``samples_file``: a baseline names no samples
+    folder, and one run's curve is not the worst of several."""
+    return {key: value for key, value in record.items() if key != "samples_file"}
 
 
 def _worse(kept: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,13 @@ differ, the merged session keeps only the keys on which all agree, and each
 test gets a ``context`` object: its file's context, overlaid by any
 ``context`` it already had from an earlier merge.  A reader's context for a
 test is the session overlaid by the test's ``context``.
+
+Kept samples stay reachable: each document's ``samples_dir`` is resolved
+against its own file, the merged ``samples_dir`` is the folder those
+folders share (the one folder, when every shard used the same), and each
+record's ``samples_file`` is rewritten relative to it.  A record whose
+document names no samples folder loses its ``samples_file``: nothing says
+where that file is.
 """
 
 from __future__ import annotations
@@ -22,16 +29,19 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .results_file import RESULTS_VERSION
+from .results_file import RESULTS_VERSION, samples_dir_entry, samples_folder
 
 __all__ = ["PREFER_CHOICES", "MergeConflictError", "ResultsSource", "merge_results"]
 
 #: ``--prefer``: which document's record wins for a node id in several.
 PREFER_CHOICES = ("first", "last")
 #: Session keys that describe one run, not how it measured: summed or renewed.
-_PER_RUN_KEYS = frozenset({"written_at", "tests_monitored", "memory_failures", "merged_from"})
+_PER_RUN_KEYS = frozenset(
+    {"written_at", "tests_monitored", "memory_failures", "merged_from", "samples_dir"}
+)
 
 
 @dataclass(frozen=True)
@@ -82,11 +92,18 @@ def _owner(
     )
 
 
-def merge_results(sources: Sequence[ResultsSource], *, prefer: str | None = None) -> dict[str, Any]:
+def merge_results(
+    sources: Sequence[ResultsSource],
+    *,
+    prefer: str | None = None,
+    written_to: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """One results document from ``sources`` (at least one), tests sorted by node id.
 
     ``prefer``: None refuses a node id found twice (:class:`MergeConflictError`
     naming it and both paths); "first" or "last" keeps that document's record.
+    ``written_to``: where the merged document will be written, which its
+    ``samples_dir`` is stated relative to (absolute without it).
     """
     if not sources:
         raise ValueError("merge_results needs at least one results document")
@@ -105,6 +122,7 @@ def merge_results(sources: Sequence[ResultsSource], *, prefer: str | None = None
         source, index = owners[nodeid]
         record = source.document["tests"][nodeid]
         tests[nodeid] = _with_context(record, contexts[index]) if per_test else record
+    shared_samples = _rebase_samples(tests, {nodeid: owners[nodeid][0] for nodeid in tests})
     session = {
         "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         **_common(contexts),
@@ -112,4 +130,35 @@ def merge_results(sources: Sequence[ResultsSource], *, prefer: str | None = None
         "memory_failures": sum(1 for record in tests.values() if record.get("verdict") == "fail"),
         "merged_from": [os.fspath(source.path) for source in sources],
     }
+    if shared_samples is not None:
+        session["samples_dir"] = (
+            samples_dir_entry(shared_samples, written_to)
+            if written_to is not None
+            else shared_samples.as_posix()
+        )
     return {"version": RESULTS_VERSION, "session": session, "tests": tests}
+
+
+def _rebase_samples(tests: dict[str, Any], owners: Mapping[str, ResultsSource]) -> Path | None:
+    """Rewrite each record's ``samples_file`` relative to the folder all the
+    documents' samples folders share; that folder, or None if no test has one.
+
+    Records are copied before they change: the sources stay as they were.
+    """
+    files: dict[str, Path] = {}
+    for nodeid, record in tests.items():
+        name = record.get("samples_file")
+        if not isinstance(name, str):
+            continue
+        folder = samples_folder(owners[nodeid].document, owners[nodeid].path)
+        if folder is None:
+            tests[nodeid] = {key: value for key, value in record.items() if key != "samples_file"}
+        else:
+            files[nodeid] = Path(os.path.normpath(folder / name))
+    if not files:
+        return None
+    folders = {path.parent for path in files.values()}
+    shared = folders.pop() if len(folders) == 1 else Path(os.path.commonpath(list(folders)))
+    for nodeid, path in files.items():
+        tests[nodeid] = {**tests[nodeid], "samples_file": path.relative_to(shared).as_posix()}
+    return shared

@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ..base.atomic import atomic_writer, remove_stale_temps
@@ -38,6 +39,8 @@ __all__ = [
     "member_line",
     "parse_results",
     "read_results",
+    "samples_dir_entry",
+    "samples_folder",
     "session_header",
     "versioned_document",
     "write_results",
@@ -109,6 +112,30 @@ def measurement_context(document: Mapping[str, Any]) -> dict[str, Any]:
         sources = {record.get("peak_source") for record in tests.values()}
         context["peak_sources"] = sorted(source for source in sources if isinstance(source, str))
     return context
+
+
+def samples_dir_entry(folder: str | os.PathLike[str], results_path: str | os.PathLike[str]) -> str:
+    """The session's ``samples_dir`` as a results file at ``results_path``
+    states ``folder``: a POSIX path relative to the file's folder when inside
+    it (the two travel together as one CI artifact), else absolute."""
+    absolute = Path(os.path.abspath(folder))
+    try:
+        return absolute.relative_to(Path(os.path.abspath(results_path)).parent).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def samples_folder(
+    document: Mapping[str, Any], results_path: str | os.PathLike[str]
+) -> Path | None:
+    """Where the samples files of the results document read from
+    ``results_path`` are (each test's ``samples_file`` is relative to it);
+    None when the document names no samples folder."""
+    session = document.get("session")
+    entry = session.get("samples_dir") if isinstance(session, Mapping) else None
+    if not isinstance(entry, str) or not entry or "\0" in entry:
+        return None
+    return Path(os.path.abspath(results_path)).parent / entry
 
 
 def figure(value: object) -> float | None:

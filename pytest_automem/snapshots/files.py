@@ -212,6 +212,7 @@ def write_snapshot(
     events: Sequence[SnapshotEvent] = (),
     max_points: int | None = None,
     header_extra: Mapping[str, Any] | None = None,
+    durable: bool = True,
 ) -> Path:
     """Write ``result`` as a snapshot file in ``folder``; prune to ``keep`` files.
 
@@ -220,7 +221,9 @@ def write_snapshot(
     exists.  ``keep=None`` keeps everything.  ``max_points`` downsamples the
     samples (keeping the highest exactly); ``header_extra`` adds keys to
     the header (the plugin's ``"test"``, say); ``events`` are written after
-    the samples, in time order.
+    the samples, in time order.  ``durable=False``: atomic but not synced
+    to disk (:func:`~pytest_automem.base.atomic.atomic_writer`), for files
+    written by the hundred and again every run.
     """
     if keep is not None and not is_count(keep, minimum=1):
         raise ValueError(
@@ -234,7 +237,7 @@ def write_snapshot(
     header.update(result.to_dict())
     if len(kept) < len(result.sample_times_ns):
         header["downsampled_from"] = len(result.sample_times_ns)
-    with atomic_writer(path) as handle:
+    with atomic_writer(path, durable=durable) as handle:
         handle.write(json.dumps(header, sort_keys=True) + "\n")
         for line in _sample_lines(result, kept):
             handle.write(line)
