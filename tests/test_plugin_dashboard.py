@@ -133,3 +133,25 @@ def test_a_path_it_cannot_write_stops_the_run_before_the_first_test(
     assert len(errors) == 1, result.stderr.str()
     assert all(word in errors[0] for word in words), errors[0]
     assert not (pytester.path / "ran").exists()
+
+
+def test_html_alone_plots_the_budgeted_tests_and_leaves_no_samples_behind(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The samples the session keeps for budgeted and failing tests become the
+    page's curves; the temporary folder they went through is gone afterwards."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    result = _run(pytester, "--automem-html=d.html")
+
+    result.assert_outcomes(failed=1, passed=3)
+    _, data = _dashboard(pytester.path / "d.html")
+    ids = node_ids_of(data)
+    over = data["details"][str(ids.index("test_s.py::test_over"))]
+    curve = over["curve"]
+    assert len(curve["t"]) == len(curve["m"]) >= 2
+    assert max(curve["m"]) >= 30 << 20  # the 40 MB spike, on the samples' basis
+    assert "curve" in data["details"][str(ids.index("test_s.py::test_fine"))]
+    assert data["summary"]["plots"] >= 2
+    assert list(temporary.iterdir()) == []
