@@ -475,3 +475,34 @@ def test_keyboard_sorts_filters_opens_and_closes_a_test(browser_report: Any) -> 
     assert seen["hash"] == "#test=" + HOSTILE[1]
     assert (seen["detailHidden"], seen["focusBack"]) == (True, HOSTILE[1])
     assert seen["failing"] == [HOSTILE[1]]
+
+
+@needs_chromium
+def test_chromium_draws_lines_only_for_events_that_moved_memory_when_crowded(
+    tmp_path: Path,
+) -> None:
+    """A scenario collects at every step: a hundred collections that free
+    nothing keep their markers, but only the two that moved memory (and the
+    trim) get a line across the plot."""
+    lines = snapshot_lines(1_000, peak_at=500).splitlines()
+    for step in range(100):
+        rss = 100 * MB + step
+        lines.append(json.dumps({"t_ms": step * 9.0, "event": "gc", "rss_before_bytes": rss,
+                                 "rss_after_bytes": rss}))  # fmt: skip
+    for t_ms in (200.0, 700.0):
+        lines.append(json.dumps({"t_ms": t_ms, "event": "gc", "rss_before_bytes": 140 * MB,
+                                 "rss_after_bytes": 110 * MB}))  # fmt: skip
+    lines.append(json.dumps({"t_ms": 900.0, "event": "trim"}))
+    (tmp_path / "busy.jsonl").write_text("\n".join(lines) + "\n")
+    tests = {"t::busy": {**results_test(150 * MB, 0), "samples_file": "busy.jsonl"}}
+    path = tmp_path / "r.html"
+    write(path, DashboardRun("r.json", document(tests), tmp_path))
+
+    run = load_in_chromium(path, "#test=t%3A%3Abusy")
+
+    assert run.rendered and run.console_problems == []
+    detail = run.dom.split('<aside id="detail"', 1)[1]
+    markers = re.findall(r'<g class="event ev-(\w+)".*?</g>', detail)
+    assert len(markers) == 103
+    lined = re.findall(r'<g class="event ev-(\w+)"[^>]*><line ', detail)
+    assert sorted(lined) == ["gc", "gc", "trim"]

@@ -184,6 +184,7 @@ def test_without_samples_option_failing_and_budgeted_tests_keep_theirs_beside_re
 
     result = _run(pytester, "--automem", "--automem-json=out/results.json")
     result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["automem samples written to out/results.samples"])
     document = _results(pytester.path / "out" / "results.json")
     assert document["session"]["samples_dir"] == "results.samples"
     kept = {

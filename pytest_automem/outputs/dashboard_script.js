@@ -476,6 +476,9 @@
     }
     return detail ? text + ", " + detail : text;
   }
+  // More events than this on one plot: collections that moved memory by
+  // less than a fiftieth of the plot's height keep only their marker.
+  const MAX_EVENT_LINES = 20;
   function plot(curve, budget, title, peakBytes, peakSourceText) {
     const W = 680, H = 320, L = 72, R = 16, T = 14, B = 36;
     const t = curve.t, m = curve.m, n = m.length;
@@ -532,12 +535,18 @@
       chart.append(svg("text", { class: "exact-label", x: L + 6, y: y(exactPeak) - 4,
         text: "exact peak " + size(exactPeak) + ", between samples" }));
     }
+    // Many events (a scenario collects at every step) would hide the curve
+    // behind their lines: then only those that moved memory visibly, or are
+    // not collections, get a line; the rest keep their marker at the top.
+    const crowded = curve.ev.length > MAX_EVENT_LINES;
+    const visible = (top - bottom) / 50;
     for (const event of curve.ev) {
       const kind = /^(gc|gc_request|trim|spawn|start|level|warning|crash|exit|retire)$/.test(event[1]) ? event[1] : "other";
       const text = eventText(event);
       const group = svg("g", { class: "event ev-" + kind, tabindex: "0", role: "img", "aria-label": text });
       const ex = x(event[0]);
-      group.append(svg("line", { x1: ex, x2: ex, y1: T, y2: H - B }));
+      const moved = event[2] !== null && event[3] !== null && Math.abs(event[3] - event[2]) >= visible;
+      if (!crowded || moved || !/^gc/.test(kind)) group.append(svg("line", { x1: ex, x2: ex, y1: T, y2: H - B }));
       group.append(svg("path", { d: "M" + (ex - 5) + "," + T + " h10 l-5,8 z" }));
       group.append(svg("title", { text: text }));
       chart.append(group);

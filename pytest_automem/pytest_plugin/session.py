@@ -368,7 +368,7 @@ class AutomemSession:
             self.records.write_results(options.automem_json, self._session_info())
             self.written.append(("results", str(options.automem_json)))
         if self.samples is not None and not self.samples.temporary and self.samples.folder.is_dir():
-            self.written.append(("samples", str(self.samples.folder)))
+            self.written.append(("samples", _as_given(self.samples.folder)))
         if options.automem_html:
             self._write_dashboard(options.automem_html)
         xml_path = getattr(options, "xmlpath", None)
@@ -467,3 +467,11 @@ class AutomemSession:
 def _folder_of(path: str) -> str:
     """The folder a results file goes to (its records are spooled there)."""
     return os.path.dirname(os.path.abspath(path))
+
+
+def _as_given(folder: Path) -> str:
+    """A folder as the user would name it: relative to the current folder when inside it."""
+    try:
+        return str(folder.relative_to(Path.cwd()))
+    except ValueError:
+        return str(folder)
