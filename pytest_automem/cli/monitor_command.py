@@ -75,17 +75,17 @@ from ..base.units import (
     parse_interval_ms,
     parse_size_bytes,
 )
-from ..measure import _platform
+from ..measure import _platform, command_group
 from ..measure._platform import MemoryReadError, ProcessGoneError
+from ..measure.command_group import CommandGroup
 from ..measure.monitor import MeasurementWindow, MemoryMonitor
 from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
 from ..measure.process_tree import TreeReport
 from ..measure.sampler_parent import SamplerDiedError
+from ..measure.stop_signals import StopSignals, shielded
 from ..measure.window_result import WindowResult
 from ..snapshots.files import write_snapshot
 from ..verdicts.limits import CommandLimits, LimitsVerdict, judge_limits
-from . import command_group
-from .command_group import CommandGroup
 from .common import InputError, plain_help, redirect_stdout_to_devnull, typed
 from .exit_codes import (
     EXIT_INTERNAL,
@@ -97,7 +97,6 @@ from .exit_codes import (
     of_returncode,
     signal_name,
 )
-from .stop_signals import StopSignals, shielded
 
 #: The command's line in ``automem --help``.
 SUMMARY = "watch a command or process: live memory, snapshots, summary"

@@ -1,4 +1,7 @@
-"""The command ``automem monitor`` runs, as a process group it can stop and never leaves behind.
+"""A started command as a process group its owner can stop and never leaves behind.
+
+The owner is ``automem monitor`` (its watched command) or the spawner (each
+child it starts); "the monitor" below is either.
 
 The command starts in a process group of its own, so that a signal meant for
 it reaches everything it started (a shell's job, a test runner's workers)
@@ -30,12 +33,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import psutil
 
-from ..measure import _platform
-from . import group_guard
+from . import _platform, group_guard
 
 
 class CommandGroup:
@@ -155,6 +157,21 @@ class CommandGroup:
                 process.send_signal(signum)
 
 
+def signal_name(signum: int) -> str:
+    """``SIGKILL`` for 9; ``signal 77`` for a number this platform has no name for."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe_returncode(returncode: int) -> str:
+    """How a process ended, in words: "exited with code 3" or "killed by SIGKILL"."""
+    if returncode < 0:
+        return f"killed by {signal_name(-returncode)}"
+    return f"exited with code {returncode}"
+
+
 def _alive(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE
@@ -169,17 +186,26 @@ def _children() -> list[psutil.Process]:
         return []
 
 
-def start(command: list[str], *, die_with_monitor: bool) -> CommandGroup:
+def start(
+    command: list[str],
+    *,
+    die_with_monitor: bool,
+    env: Mapping[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> CommandGroup:
     """Start ``command`` leading a process group of its own, and its guard.
 
     ``die_with_monitor``: give it a parent-death signal (not when it is meant
     to outlive the monitor, ``--duration``).  The fork happens in this
     thread; the parent-death signal fires when the thread that forked exits,
-    so it is only given from the main thread.  Raises what ``Popen`` raises
-    when the command cannot be run.
+    so it is only given from the main thread.  ``env`` and ``pass_fds`` go
+    to ``Popen`` (the spawner's children get their profile and a status
+    pipe).  Raises what ``Popen`` raises when the command cannot be run.
     """
     children_before = _children_now()
-    process = subprocess.Popen(command, **_group_options(die_with_monitor))
+    process = subprocess.Popen(
+        command, env=env, pass_fds=pass_fds, **_group_options(die_with_monitor)
+    )
     guard, guard_fd = (None, None)
     if _platform.IS_POSIX:
         try:
