@@ -36,7 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "measure": frozenset({"base"}),
     "results": frozenset({"base"}),
     "snapshots": frozenset({"base", "measure"}),
-    "automaton": frozenset({"base", "measure"}),
+    "automaton": frozenset({"base", "measure", "snapshots"}),
     "verdicts": frozenset({"base", "measure", "automaton", "results", "investigator"}),
     "investigator": frozenset({"base", "measure", "snapshots", "automaton"}),
     "outputs": _BELOW_TOP - {"outputs"},
