@@ -60,7 +60,7 @@ from ..base.defaults import (
 from ..base.stats import least_squares_slope
 from ..base.units import format_rate, format_size, parse_duration_s, parse_interval_ms
 from ..measure import command_group
-from ..measure._platform import ProcessGoneError
+from ..measure._platform import MemoryReadError
 from ..measure.command_group import CommandGroup, describe_returncode
 from ..measure.monitor import MemoryMonitor
 from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
@@ -78,6 +78,7 @@ __all__ = [
     "SpawnResult",
     "SpawnStatus",
     "profile_environment",
+    "scenario_spec",
 ]
 
 #: How often the spawner looks at its child: samples, messages, decisions.
@@ -285,6 +286,24 @@ def profile_environment(
         "AUTOMEM_GC_INTERVAL_S": f"{limits.gc_interval:g}",
         "AUTOMEM_TRIM_INTERVAL_S": f"{limits.trim_interval:g}",
     }
+
+
+def scenario_spec(scenario: str | Callable[..., object]) -> str:
+    """A scenario as the child loads it: a spec as given, a function by its file.
+
+    Only a function defined at the top of a file can be found again in
+    another process; a lambda or a nested function is refused by name.
+    """
+    if isinstance(scenario, str):
+        return scenario
+    code = getattr(scenario, "__code__", None)
+    name = getattr(scenario, "__qualname__", "")
+    if code is None or not name or "<" in name or "." in name:
+        raise ValueError(
+            f"scenario {scenario!r}: give 'module:function', 'file.py:function' or a function "
+            "defined at the top of a file (the child process loads it by its file)"
+        )
+    return f"{code.co_filename}:{name}"
 
 
 @dataclass(frozen=True)
@@ -860,8 +879,8 @@ class _Run:
                 child.monitor = MemoryMonitor(
                     child.pid, interval_ms=spawner.interval_ms, tree=True
                 ).start(wait=False)
-        except ProcessGoneError:
-            child.monitor = None  # it exited at once: the poll reports how
+        except MemoryReadError:  # it exited at once (or is a zombie): the poll reports how
+            child.monitor = None
         self.record(kind, child, self.describe_start(child))
         return child
 
