@@ -666,6 +666,8 @@ class _Run:
     crash_times: collections.deque[float] = field(default_factory=collections.deque)
     warned: set[int] = field(default_factory=set)
     generations: int = 0
+    #: Children started and not yet closed (the old and the new during a handover).
+    live: list[_Child] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         spawner = self.spawner
@@ -870,6 +872,7 @@ class _Run:
         finally:
             os.close(write_fd)
         child = _Child(self.generations, profile, group, read_fd)
+        self.live.append(child)
         child.first_step = child.step = first_step
         child.started_s = self.now_s()
         self.generations += 1
@@ -919,13 +922,24 @@ class _Run:
                 killed = True
                 child.group.signal(signal.SIGKILL)
                 returncode = child.group.process.wait()
-        child.group.stop_everything(self.spawner.grace_s)
+        self.stop_leftovers(child)
         with contextlib.suppress(SamplerDiedError):
             self.observe_messages_only(child)
         ended = "killed" if killed else ("retired" if kind == "retire" else "stopped")
         detail = f"{why}: {self.describe_end(child, returncode, killed)}"
         self.record(kind, child, detail)
         self.close(child, returncode, ended)
+
+    def stop_leftovers(self, child: _Child) -> None:
+        """Stop what the child's tree left (its group, orphans we adopted), not our other
+        processes: the other child of a handover, its guard, and every sampler."""
+        ours: set[int] = set()
+        for each in self.live:
+            if each is not child:
+                ours.update({each.pid, each.group.guard_pid or 0})
+            if each.monitor is not None:
+                ours.add(each.monitor.sampler_pid)
+        child.group.stop_everything(self.spawner.grace_s, also_ours=ours)
 
     def observe_messages_only(self, child: _Child) -> None:
         for message in child.messages():
@@ -955,7 +969,7 @@ class _Run:
 
     def exited(self, child: _Child, returncode: int) -> tuple[_Ending | None, _Child]:
         """The child ended without being asked: finished, a command's end, or a crash."""
-        child.group.stop_everything(self.spawner.grace_s)
+        self.stop_leftovers(child)
         self.observe_messages_only(child)
         if child.error is not None:
             self.close(child, returncode, "crashed")
@@ -994,6 +1008,7 @@ class _Run:
     def close(self, child: _Child, returncode: int | None, ended: str) -> None:
         self.curve.flush(self.judge)
         child.close()
+        self.live.remove(child)
         ready = child.ready or {}
         final = child.final or {}
         self.records.append(

@@ -23,6 +23,7 @@ from . import (
     investigate_command,
     merge_command,
     monitor_command,
+    spawn_command,
 )
 from .common import InputError, redirect_stdout_to_devnull
 from .exit_codes import (
@@ -39,6 +40,7 @@ _SIGPIPE = getattr(signal, "SIGPIPE", 13)
 #: Every sub-command's module, by the name it is called with.
 _COMMANDS = (
     ("monitor", monitor_command),
+    ("spawn", spawn_command),
     ("investigate", investigate_command),
     ("merge", merge_command),
     ("gate", gate_command),

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 import psutil
 
@@ -87,24 +87,32 @@ class CommandGroup:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(found.si_pid, 0)
 
-    def stop_everything(self, grace_s: float) -> None:
+    @property
+    def guard_pid(self) -> int | None:
+        """The guard's pid, while it stands (None where there is none)."""
+        return None if self._guard is None else self._guard.pid
+
+    def stop_everything(self, grace_s: float, *, also_ours: Collection[int] = ()) -> None:
         """Stop what is left of the command's tree, reap it, and release the guard.
 
         Called once the command itself has been reaped (or, on an error
         path, whatever its state).  What is left: the group's members, and
         every child we adopted as a subreaper with its descendants, group or
         not.  They get SIGTERM and ``grace_s`` to exit, then SIGKILL; with
-        nothing left, this returns at once.
+        nothing left, this returns at once.  ``also_ours``: children the owner
+        started since this command (its other commands, their guards and
+        samplers), which are not the command's orphans.
         """
-        if self._leftovers():
-            self._signal_leftovers(signal.SIGTERM)
+        ours = set(also_ours)
+        if self._leftovers(ours):
+            self._signal_leftovers(signal.SIGTERM, ours)
             deadline = time.monotonic() + grace_s
-            while self._leftovers() and time.monotonic() < deadline:
+            while self._leftovers(ours) and time.monotonic() < deadline:
                 time.sleep(group_guard.ROUND_S)
             for _ in range(group_guard.KILL_ROUNDS):
-                if not self._leftovers():
+                if not self._leftovers(ours):
                     break
-                self._signal_leftovers(signal.SIGKILL)
+                self._signal_leftovers(signal.SIGKILL, ours)
                 time.sleep(group_guard.ROUND_S)
         self.release()
 
@@ -126,7 +134,7 @@ class CommandGroup:
             ours.add(self._guard.pid)
         return ours
 
-    def _leftovers(self) -> list[psutil.Process]:
+    def _leftovers(self, also_ours: set[int]) -> list[psutil.Process]:
         """Live processes of the command's tree, after reaping the dead we adopted."""
         self.reap_orphans()
         found: dict[int, psutil.Process] = {}
@@ -135,7 +143,7 @@ class CommandGroup:
                 with contextlib.suppress(psutil.Error, OSError):
                     if os.getpgid(process.pid) == self.pgid and _alive(process):
                         found[process.pid] = process
-        ours = self._ours()
+        ours = self._ours() | also_ours
         for child in _children():
             if child.pid in ours:
                 continue
@@ -149,10 +157,10 @@ class CommandGroup:
                         found[process.pid] = process
         return list(found.values())
 
-    def _signal_leftovers(self, signum: int) -> None:
+    def _signal_leftovers(self, signum: int, also_ours: set[int]) -> None:
         """Signal each leftover by pid, not the group: a group whose last member
         is gone may lend its number to a stranger's group."""
-        for process in self._leftovers():
+        for process in self._leftovers(also_ours):
             with contextlib.suppress(psutil.Error):
                 process.send_signal(signum)
 
