@@ -178,7 +178,9 @@ class _Live:
             return
         self._next_s = status.t_s + self._every_s
         rss = "?" if status.rss_bytes is None else format_size(status.rss_bytes)
-        rate = "" if status.rate_bytes_per_s is None else format_rate(status.rate_bytes_per_s)
+        rate = "n/a"
+        if status.rate_bytes_per_s is not None:
+            rate = format_rate(round(status.rate_bytes_per_s))  # no "-0 B/s"
         self._print(
             f"{status.t_s:8.1f}s gen {status.generation} ({status.profile.name} profile)  "
             f"rss {rss:>9}  {status.level.name:<8}  growth {rate}"
