@@ -854,8 +854,14 @@ class _Run:
 
     # -- children ------------------------------------------------------------
 
-    def start(self, profile: PressureLevel, first_step: int, kind: str) -> _Child:
-        """Start a child with ``profile``'s limits; ``kind`` names the event (start, spawn)."""
+    def start(
+        self, profile: PressureLevel, first_step: int, kind: str, trigger_rss: int | None = None
+    ) -> _Child:
+        """Start a child with ``profile``'s limits; ``kind`` names the event (start, spawn).
+
+        ``trigger_rss``: the reading of the replaced child that made the
+        replacement, which the event carries.
+        """
         spawner = self.spawner
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
@@ -884,7 +890,7 @@ class _Run:
                 ).start(wait=False)
         except MemoryReadError:  # it exited at once (or is a zombie): the poll reports how
             child.monitor = None
-        self.record(kind, child, self.describe_start(child))
+        self.record(kind, child, self.describe_start(child), rss_bytes=trigger_rss)
         return child
 
     def child_baseline(self) -> int | None:
@@ -901,11 +907,12 @@ class _Run:
 
     def replace(self, old: _Child, profile: PressureLevel) -> _Child:
         """The old child retired and a new one with ``profile`` running, in the worker's order."""
+        trigger = old.last_rss_bytes
         if self.spawner.worker.retire_first:
             self.stop_child(old, "retire", "retired for a replacement")
-            new = self.start(profile, old.step or 0, "spawn")
+            new = self.start(profile, old.step or 0, "spawn", trigger)
         else:
-            new = self.start(profile, 0, "spawn")
+            new = self.start(profile, 0, "spawn", trigger)
             self.stop_child(old, "retire", "retired for a replacement")
         self.last_spawn_s = self.now_s()  # the cooldown counts from the new child's start
         return new
