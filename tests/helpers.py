@@ -193,3 +193,23 @@ def results_test(
             {"name": name, "leak_bytes_per_iteration": leak} for name, leak in (leaks or {}).items()
         ],
     }
+
+
+#: Source of a spawner scenario that starts a process of its own at step 0,
+#: writes "its pid, that process's pid" to the file named by
+#: ``AUTOMEM_TEST_PIDS``, and runs on (a step every 10 ms) until stopped.
+SCENARIO_WITH_A_CHILD = """
+import os
+import subprocess
+import time
+from pathlib import Path
+
+KEEP = []
+
+def scenario(automaton, step):
+    if step == 0:
+        KEEP.append(subprocess.Popen(["sleep", "600"]))
+        Path(os.environ["AUTOMEM_TEST_PIDS"]).write_text(f"{os.getpid()} {KEEP[0].pid}")
+    automaton.add({"id": f"o{step}"})
+    time.sleep(0.01)
+"""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import assert_input_error
+from helpers import SCENARIO_WITH_A_CHILD, assert_input_error
 
 from pytest_automem.snapshots.files import read_snapshot
 
@@ -39,23 +39,6 @@ def scenario(automaton, step):
     time.sleep(0.005)
     if step >= 20 and not HOLD and automaton.config.max_objects == 2000:
         HOLD.append(b"x" * (12 << 20))
-"""
-
-#: Runs until stopped, after writing its pid and its own child's.
-RUNS_ON = """
-import os
-import subprocess
-import time
-from pathlib import Path
-
-KEEP = []
-
-def scenario(automaton, step):
-    if step == 0:
-        KEEP.append(subprocess.Popen(["sleep", "600"]))
-        Path(os.environ["AUTOMEM_TEST_PIDS"]).write_text(f"{os.getpid()} {KEEP[0].pid}")
-    automaton.add({"id": f"o{step}"})
-    time.sleep(0.01)
 """
 
 
@@ -183,7 +166,8 @@ def spawn_running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path,
     process = subprocess.Popen(
         [
             sys.executable, "-m", "pytest_automem", "spawn",
-            scenario_file(tmp_path, RUNS_ON), "--automaton", str(tmp_path / "a.jsonl"),
+            scenario_file(tmp_path, SCENARIO_WITH_A_CHILD),
+            "--automaton", str(tmp_path / "a.jsonl"),
             "--events", str(tmp_path / "events.jsonl"),
         ],
         env={**os.environ, "AUTOMEM_TEST_PIDS": str(pids)},

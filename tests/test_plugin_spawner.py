@@ -10,7 +10,7 @@ pytest_plugins = ["pytester"]
 def test_a_leaking_automaton_is_replaced_at_high_and_stays_below_critical(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makeini("[pytest]\nautomem_thresholds = 2MB,6MB,40MB\n")
+    pytester.makeini("[pytest]\nautomem_thresholds = 2MB,12MB,40MB\n")
     pytester.makepyfile(
         test_leaky="""
         import time
@@ -18,8 +18,14 @@ def test_a_leaking_automaton_is_replaced_at_high_and_stays_below_critical(
         from pytest_automem import PressureLevel
 
 
+        HELD = []
+
+
         def leak(automaton, step):
+            # Objects the profile caps, and (first child only) memory it does not.
             automaton.add({"id": f"o{step}", "payload": f"{step:08d}" + "x" * 4000})
+            if automaton.config.max_objects == 2000:
+                HELD.append(f"{step:08d}" + "y" * 4000)
             time.sleep(0.001)
 
 

@@ -307,6 +307,19 @@ def scenario_spec(scenario: str | Callable[..., object]) -> str:
 
 
 @dataclass(frozen=True)
+class _Launch:
+    """What a worker needs to start one child: its limits, its place in the run, its pipe."""
+
+    config: OptimizationConfig
+    level: PressureLevel
+    generation: int
+    first_step: int
+    thresholds: PressureThresholds
+    baseline_bytes: int | None
+    status_fd: int
+
+
+@dataclass(frozen=True)
 class _ScenarioWorker:
     """A scenario child: hands its state over through the saved file."""
 
@@ -321,27 +334,18 @@ class _ScenarioWorker:
     def describe(self) -> str:
         return f"scenario {self.scenario} on {self.automaton}"
 
-    def launch(
-        self,
-        config: OptimizationConfig,
-        level: PressureLevel,
-        generation: int,
-        first_step: int,
-        thresholds: PressureThresholds,
-        baseline_bytes: int | None,
-        status_fd: int,
-    ) -> tuple[list[str], dict[str, str] | None]:
+    def launch(self, launch: _Launch) -> tuple[list[str], dict[str, str] | None]:
         spec = spawn_child.child_spec(
             scenario=self.scenario,
             automaton=str(self.automaton),
-            config=config.for_level(level),
-            level=level,
-            first_step=first_step,
+            config=launch.config,
+            level=launch.level,
+            first_step=launch.first_step,
             steps=self.steps,
-            thresholds=thresholds,
-            baseline_bytes=baseline_bytes,
+            thresholds=launch.thresholds,
+            baseline_bytes=launch.baseline_bytes,
         )
-        argv = [sys.executable, "-m", spawn_child.__name__, spec, str(status_fd)]
+        argv = [sys.executable, "-m", spawn_child.__name__, spec, str(launch.status_fd)]
         return argv, None
 
 
@@ -356,17 +360,9 @@ class _CommandWorker:
     def describe(self) -> str:
         return " ".join(self.command)
 
-    def launch(
-        self,
-        config: OptimizationConfig,
-        level: PressureLevel,
-        generation: int,
-        first_step: int,
-        thresholds: PressureThresholds,
-        baseline_bytes: int | None,
-        status_fd: int,
-    ) -> tuple[list[str], dict[str, str] | None]:
-        return list(self.command), {**os.environ, **profile_environment(config, level, generation)}
+    def launch(self, launch: _Launch) -> tuple[list[str], dict[str, str] | None]:
+        profile = profile_environment(launch.config, launch.level, launch.generation)
+        return list(self.command), {**os.environ, **profile}
 
 
 _Worker = _ScenarioWorker | _CommandWorker
@@ -867,9 +863,16 @@ class _Run:
         os.set_blocking(read_fd, False)
         try:
             argv, env = spawner.worker.launch(
-                spawner.config, profile, self.generations, first_step,
-                spawner.thresholds, self.child_baseline(), write_fd,
-            )  # fmt: skip
+                _Launch(
+                    config=spawner.config.for_level(profile),
+                    level=profile,
+                    generation=self.generations,
+                    first_step=first_step,
+                    thresholds=spawner.thresholds,
+                    baseline_bytes=self.judge.baseline_bytes,
+                    status_fd=write_fd,
+                )
+            )
             pass_fds = (write_fd,) if isinstance(spawner.worker, _ScenarioWorker) else ()
             group = command_group.start(argv, die_with_monitor=True, env=env, pass_fds=pass_fds)
         except BaseException:
@@ -892,10 +895,6 @@ class _Run:
             child.monitor = None
         self.record(kind, child, self.describe_start(child), rss_bytes=trigger_rss)
         return child
-
-    def child_baseline(self) -> int | None:
-        """What a new scenario child measures its pressure above (see ``child_spec``)."""
-        return self.judge.baseline_bytes
 
     def describe_start(self, child: _Child) -> str:
         limits = self.spawner.config.for_level(child.profile)

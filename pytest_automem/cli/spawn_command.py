@@ -59,16 +59,17 @@ from ..base.defaults import (
     DEFAULT_CRASH_RESTARTS,
     DEFAULT_CRASH_WINDOW_S,
     DEFAULT_GRACE,
-    DEFAULT_INTERVAL_TEXT,
-    DEFAULT_LIVE_EVERY,
     DEFAULT_SPAWN_COOLDOWN_S,
-    DEFAULT_THRESHOLDS_TEXT,
-    INTERVAL_RANGE_TEXT,
 )
-from ..base.units import format_rate, format_size, parse_duration_s, parse_interval_ms
-from ..measure.pressure import MeasurementBasis, PressureThresholds
+from ..base.units import format_rate, format_size, parse_duration_s
 from ..measure.stop_signals import StopSignals
-from .common import InputError, plain_help, redirect_stdout_to_devnull, typed
+from .common import (
+    InputError,
+    add_watch_options,
+    plain_help,
+    redirect_stdout_to_devnull,
+    typed,
+)
 from .exit_codes import EXIT_INTERNAL, EXIT_OK, for_signal, of_returncode, signal_name
 
 #: The command's line in ``automem --help``.
@@ -91,18 +92,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=typed(parse_duration_s, "--duration"),
         help="end the run after this long (default: when the worker ends, or Ctrl-C)",
     )
-    parser.add_argument(
-        "--thresholds",
-        default=DEFAULT_THRESHOLDS_TEXT,
-        type=typed(PressureThresholds.parse, "--thresholds"),
-        help=f"where MEDIUM, HIGH, CRITICAL begin (default {DEFAULT_THRESHOLDS_TEXT})",
-    )
-    parser.add_argument(
-        "--basis",
-        choices=[b.value for b in MeasurementBasis],
-        default="absolute",
-        help="pressure on the child's whole RSS (absolute, default) or above the first "
-        "child's memory once it was ready (relative)",
+    add_watch_options(
+        parser,
+        basis_help="pressure on the child's whole RSS (absolute, default) or above the "
+        "first child's memory once it was ready (relative)",
     )
     parser.add_argument(
         "--cooldown",
@@ -128,18 +121,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=f"{DEFAULT_CRASH_WINDOW_S:g}s",
         type=typed(parse_duration_s, "--restart-window"),
         help=f"the window of --max-restarts (default {DEFAULT_CRASH_WINDOW_S:g}s)",
-    )
-    parser.add_argument(
-        "--interval",
-        default=DEFAULT_INTERVAL_TEXT,
-        type=typed(parse_interval_ms, "--interval"),
-        help=f"sampling interval, {INTERVAL_RANGE_TEXT} (default {DEFAULT_INTERVAL_TEXT})",
-    )
-    parser.add_argument(
-        "--every",
-        default=DEFAULT_LIVE_EVERY,
-        type=typed(parse_duration_s, "--every"),
-        help=f"print a live line this often on stderr; 0 for none (default {DEFAULT_LIVE_EVERY})",
     )
     parser.add_argument(
         "--events", type=Path, help="write the events and the memory curve to this file"
