@@ -283,6 +283,21 @@ def test_a_scenario_that_cannot_be_loaded_is_an_input_error(tmp_path: Path) -> N
         spawner.run()
 
 
+def test_an_events_file_that_cannot_be_written_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("")
+    spawner = MemoryAwareSpawner(
+        "m:f", tmp_path / "a.jsonl", events_path=tmp_path / "a_file" / "events.jsonl"
+    )
+    with pytest.raises(SpawnInputError, match=r"events file .*a_file"):
+        spawner.run()
+
+
+def test_a_command_that_cannot_be_run_is_an_input_error(tmp_path: Path) -> None:
+    spawner = MemoryAwareSpawner.for_command([str(tmp_path / "no-such-program")])
+    with pytest.raises(SpawnInputError, match=r"cannot run .*no-such-program"):
+        spawner.run()
+
+
 def test_a_finished_scenario_ends_the_run(tmp_path: Path) -> None:
     result = spawn(tmp_path, LEAK, steps=30)
     assert result.end_cause == "finished"

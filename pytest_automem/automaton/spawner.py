@@ -37,7 +37,9 @@ import collections
 import contextlib
 import json
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -612,22 +614,22 @@ class MemoryAwareSpawner:
         An exception here (Ctrl-C's KeyboardInterrupt included) still stops
         the child gracefully and leaves no process behind before it goes on.
         Raises :class:`SpawnInputError` when the child cannot load its
-        scenario or automaton.
+        scenario or automaton, a command cannot be run, or the events file
+        cannot be written.
         """
         with contextlib.ExitStack() as stack:
             stack.enter_context(command_group.adopting_orphans())
             log = None
             if self.events_path is not None:
-                log = stack.enter_context(
-                    SnapshotLog(
-                        self.events_path,
-                        label="spawner",
-                        pid=os.getpid(),
-                        header_extra=self._header(),
-                    )
-                )
+                log = stack.enter_context(self._events_log(self.events_path))
             return _Run(self, log).run()
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
+
+    def _events_log(self, path: Path) -> SnapshotLog:
+        try:
+            return SnapshotLog(path, label="spawner", pid=os.getpid(), header_extra=self._header())
+        except OSError as exc:
+            raise SpawnInputError(f"events file {path}: {exc.strerror or exc}") from None
 
     def _header(self) -> dict[str, Any]:
         return {
@@ -875,6 +877,10 @@ class _Run:
             )
             pass_fds = (write_fd,) if isinstance(spawner.worker, _ScenarioWorker) else ()
             group = command_group.start(argv, die_with_monitor=True, env=env, pass_fds=pass_fds)
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(read_fd)
+            reason = getattr(exc, "strerror", None) or exc
+            raise SpawnInputError(f"cannot run {shlex.join(argv)}: {reason}") from None
         except BaseException:
             os.close(read_fd)
             raise

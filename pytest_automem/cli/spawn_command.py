@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -268,8 +267,6 @@ def run(args: argparse.Namespace) -> int:
             result = spawner.run()
         except SpawnInputError as exc:
             raise InputError(str(exc)) from None
-        except (FileNotFoundError, PermissionError) as exc:
-            raise InputError(f"cannot run {shlex.join(command)}: {exc.strerror or exc}") from None
         code = _exit_code(result, signals)
     summary = {"version": 1, "worker": spawner.worker.describe(), **result.to_dict()}
     summary["spawner_exit_code"] = code
