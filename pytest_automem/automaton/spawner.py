@@ -56,6 +56,7 @@ from ..base.defaults import (
     MIN_RATE_WINDOW_S,
     RATE_CRITICAL_BYTES_PER_S,
     RATE_WARNING_BYTES_PER_S,
+    SPAWNER_EVENTS_KEPT,
     SPAWNER_RATE_WINDOW_S,
     SPAWNER_SAMPLE_BUCKET_S,
 )
@@ -227,6 +228,8 @@ class SpawnResult:
     baseline_bytes: int
     duration_s: float
     events_path: Path | None = None
+    #: How many events of each kind there were, those no longer in ``events`` included.
+    event_counts: Mapping[str, int] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[SpawnEvent]:
         """The events of one kind, in time order."""
@@ -234,15 +237,15 @@ class SpawnResult:
 
     @property
     def spawns(self) -> int:
-        return len(self.of_kind("spawn"))
+        return self.event_counts.get("spawn", 0)
 
     @property
     def crashes(self) -> int:
-        return len(self.of_kind("crash"))
+        return self.event_counts.get("crash", 0)
 
     @property
     def gc_requests(self) -> int:
-        return len(self.of_kind("gc_request"))
+        return self.event_counts.get("gc_request", 0)
 
     @property
     def last_returncode(self) -> int | None:
@@ -264,6 +267,7 @@ class SpawnResult:
             "baseline_bytes": self.baseline_bytes,
             "duration_s": round(self.duration_s, 6),
             "events_path": None if self.events_path is None else str(self.events_path),
+            "event_counts": dict(self.event_counts),
             "events": [event.to_dict() for event in self.events],
             "children": [child.to_dict() for child in self.children],
         }
@@ -396,6 +400,8 @@ class _Child:
         self.judged_from_ns = 0
         self.judged_until_ns: int | None = None
         self.max_level = PressureLevel.LOW
+        #: The level of its newest judged readings; None before the first.
+        self.level: PressureLevel | None = None
         self.started_s = 0.0
         self._pending = b""
 
@@ -420,7 +426,7 @@ class _Child:
                 break
             chunks.append(data)
         *lines, self._pending = b"".join(chunks).split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
+        return [message for message in map(_message, lines) if message is not None]
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -455,7 +461,9 @@ class _Curve:
                 self.flush(judge)
                 self._bucket_end_ns = t_ns + bucket_ns
                 self._low = self._high = (t_ns, rss)
-            elif self._low is not None and self._high is not None:
+            elif self._low is None or self._high is None:  # flushed early, at an event
+                self._low = self._high = (t_ns, rss)
+            else:
                 self._low = min(self._low, (t_ns, rss), key=lambda point: point[1])
                 self._high = max(self._high, (t_ns, rss), key=lambda point: point[1])
             self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
@@ -656,7 +664,10 @@ class _Run:
     spawner: MemoryAwareSpawner
     log: SnapshotLog | None
     origin_ns: int = field(default_factory=time.monotonic_ns)
-    events: list[SpawnEvent] = field(default_factory=list)
+    events: collections.deque[SpawnEvent] = field(
+        default_factory=lambda: collections.deque(maxlen=SPAWNER_EVENTS_KEPT)
+    )
+    event_counts: collections.Counter[str] = field(default_factory=collections.Counter)
     records: list[ChildRecord] = field(default_factory=list)
     level: PressureLevel = PressureLevel.LOW
     max_level: PressureLevel = PressureLevel.LOW
@@ -688,6 +699,7 @@ class _Run:
             detail=detail,
         )
         self.events.append(event)
+        self.event_counts[kind] += 1
         if self.log is not None:
             self.curve.flush(self.judge)
             self.log.event(event.to_snapshot_event())
@@ -732,14 +744,17 @@ class _Run:
 
     def act(self, child: _Child) -> _Child:
         """At HIGH or CRITICAL, replace the child (after the cooldown); at MEDIUM, ask for a GC."""
-        if not self.is_ready(child):
+        # The child's own level: until its first judged reading, the run's level
+        # is its predecessor's, which says nothing about it.
+        level = child.level
+        if level is None or not self.is_ready(child):
             return child
         now = self.now_s()
-        if self.level >= PressureLevel.HIGH:
+        if level >= PressureLevel.HIGH:
             cooled = self.last_spawn_s is None or now - self.last_spawn_s >= self.spawner.cooldown_s
             if cooled:
-                return self.replace(child, max(self.level, child.profile))
-        elif self.level == PressureLevel.MEDIUM and self.spawner.worker.asks_gc:
+                return self.replace(child, max(level, child.profile))
+        elif level == PressureLevel.MEDIUM and self.spawner.worker.asks_gc:
             last = child.gc_requested_s
             interval = self.spawner.config.for_level(child.profile).gc_interval
             if last is None or now - last >= interval:
@@ -776,6 +791,7 @@ class _Run:
         judged = _judged(block.times_ns, block.rss_bytes, child)
         if judged and self.judge.baseline_bytes is not None and self.is_ready(child):
             level = self.judge.level(max(judged))
+            child.level = level
             child.max_level = max(child.max_level, level)
             self.judge_level(child, level)
         self.check_rate(child)
@@ -1055,6 +1071,7 @@ class _Run:
             end_cause=ending.cause,
             ended=ending.text,
             events=tuple(self.events),
+            event_counts=dict(self.event_counts),
             children=tuple(self.records),
             peak_rss_bytes=self.curve.peak_rss_bytes,
             max_pressure=self.max_level,
@@ -1075,3 +1092,13 @@ def _judged(times_ns: Sequence[int], rss_bytes: Sequence[int], child: _Child) ->
         for t_ns, rss in zip(times_ns, rss_bytes, strict=True)
         if t_ns >= start and (end is None or t_ns < end)
     ]
+
+
+def _message(line: bytes) -> dict[str, Any] | None:
+    """A status line as the child wrote it; anything else (a scenario writing
+    to a descriptor it should not) is ignored rather than trusted."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) and "kind" in message else None

@@ -176,6 +176,9 @@ SPAWNER_RATE_WINDOW_S = 1.0
 #: stretch this long: 20 lines a second (about 600 for a 30 s run), the
 #: exact peak among them.
 SPAWNER_SAMPLE_BUCKET_S = 0.1
+#: Events a spawner keeps in memory (the newest): a run of days whose level
+#: flaps at a boundary must not grow without bound; the events file keeps all.
+SPAWNER_EVENTS_KEPT = 10_000
 
 # ------------------------------------------------------------------- snapshots and CLI
 

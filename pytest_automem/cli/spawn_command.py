@@ -296,7 +296,7 @@ def _render(summary: dict[str, Any], result: SpawnResult) -> str:
         f"  ended: {result.ended}",
         f"  children: {len(result.children)}, spawns: {result.spawns}, crashes: "
         f"{result.crashes}, gc requests: {result.gc_requests}, warnings: "
-        f"{len(result.of_kind('warning'))}",
+        f"{result.event_counts.get('warning', 0)}",
         f"  peak {format_size(result.peak_rss_bytes)}, max pressure {result.max_pressure.name}, "
         f"final {result.final_level.name} (thresholds {result.thresholds.describe()}, "
         f"{result.basis.value})",
