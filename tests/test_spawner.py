@@ -228,6 +228,35 @@ def test_medium_pressure_asks_the_child_to_collect_garbage(tmp_path: Path) -> No
     assert sum(collected) > 0  # the child collected the cycles, on request only
 
 
+GROWS_FAST = """
+import time
+
+HOLD = []
+
+def scenario(automaton, step):
+    if len(HOLD) < 80:
+        HOLD.append(b"x" * (2 << 20))  # 2 MB every 50 ms: about 40 MB/s
+    time.sleep(0.05)
+"""
+
+
+def test_growth_past_the_5_and_10_mb_s_marks_gives_a_warning_each(tmp_path: Path) -> None:
+    result = spawn(
+        tmp_path,
+        GROWS_FAST,
+        thresholds="1GB,2GB,3GB",
+        until=lambda seen: sum(event.kind == "warning" for event in seen.events) >= 2,
+    )
+
+    warnings = result.of_kind("warning")
+    assert [w.detail.split(" mark")[0].split("the ")[-1] for w in warnings[:2]] == [
+        "5.0 MB/s warning",
+        "10.0 MB/s critical",
+    ]
+    assert all(w.rss_bytes is not None for w in warnings)
+    assert result.spawns == 0
+
+
 IGNORES_STOP = """
 import signal
 import time
