@@ -718,7 +718,7 @@ class _Run:
         finally:
             if ending is None:  # an exception: stop everything, then let it go on
                 ending = _Ending("stopped", "interrupted")
-            self.finish(child, ending)
+            self.finish(ending)
         if child.error is not None:
             raise SpawnInputError(child.error)
         return self.result(ending)
@@ -1060,11 +1060,14 @@ class _Run:
             )
         )
 
-    def finish(self, child: _Child, ending: _Ending) -> None:
-        """Stop the child if it still runs (the ``exit`` event), whatever ended the run."""
-        if child.status_fd is None and child.monitor is None:
-            return  # closed already: it ended on its own
-        self.stop_child(child, "exit", ending.text)
+    def finish(self, ending: _Ending) -> None:
+        """Stop every child still running (the ``exit`` event), whatever ended the run.
+
+        Usually one; two when an exception (a Ctrl-C) came in the middle of a
+        handover.  The newest is stopped first: it is the one doing the work.
+        """
+        for child in reversed(list(self.live)):
+            self.stop_child(child, "exit", ending.text)
 
     def result(self, ending: _Ending) -> SpawnResult:
         return SpawnResult(
