@@ -184,6 +184,13 @@ def spawn_running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path,
         process.communicate()
 
 
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return ""
+
+
 def _gone(process: psutil.Process) -> bool:
     try:
         return process.status() == psutil.STATUS_ZOMBIE
@@ -212,3 +219,30 @@ def test_an_interrupt_saves_stops_everything_and_exits_128_plus_n(
     assert all(_gone(each) for each in tracked)
     saved = (tmp_path / "a.jsonl").read_text().splitlines()
     assert saved and read_snapshot(tmp_path / "events.jsonl").events[-1].kind == "exit"
+
+
+def test_a_killed_spawner_leaves_no_worker_or_worker_child_behind(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest_automem", "spawn", "--every", "0", "--",
+         "sh", "-c", "sleep 600 & sleep 600"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+    tracked: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while sum(_name(p) == "sleep" for p in tracked) < 2:
+            assert time.monotonic() < deadline, "the worker never started its children"
+            time.sleep(0.05)
+            tracked = psutil.Process(process.pid).children(recursive=True)
+        process.kill()
+        process.wait(timeout=TIMEOUT_S)
+        deadline = time.monotonic() + TIMEOUT_S
+        while not all(_gone(each) for each in tracked):
+            assert time.monotonic() < deadline, [p for p in tracked if not _gone(p)]
+            time.sleep(0.05)
+    finally:
+        for leftover in tracked:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
+        process.kill()
+        process.wait()
