@@ -142,40 +142,16 @@ def run(spec: dict[str, Any], report: _Reporter) -> int:
         return EXIT_BAD_INPUT
     scenario, automaton = loaded
     reader = _platform.open_process(os.getpid())
-    automaton_loaded = len(automaton)
-    trimmed = _apply_profile(automaton)
-    rss = reader.rss_bytes()
-    baseline = rss if spec["baseline_bytes"] is None else spec["baseline_bytes"]
-    report.send(
-        "ready",
-        pid=os.getpid(),
-        level=spec["level"],
-        loaded=automaton_loaded,
-        objects=len(automaton),
-        trimmed=trimmed,
-        config=automaton.config.to_dict(),
-        rss_bytes=rss,
-        step=spec["first_step"],
-        t_ns=time.monotonic_ns(),
-    )
+    baseline = _get_ready(automaton, reader, spec, report)
     thresholds = PressureThresholds(*spec["thresholds"])
-    step = spec["first_step"]
-    last = spec["steps"]
+    step, last = spec["first_step"], spec["steps"]
     next_progress = time.monotonic() + PROGRESS_EVERY_S
     while not requests.stop and (last is None or step < last):
         scenario(automaton, step)
         step += 1
         if requests.gc:
             requests.gc = False
-            before = reader.rss_bytes()
-            collected = gc.collect()
-            after = reader.rss_bytes()
-            report.send(
-                "gc",
-                collected=collected,
-                rss_before_bytes=before,
-                rss_after_bytes=after,
-            )
+            _collect(reader, report)
         measured = reader.rss_bytes() - baseline
         automaton.on_step_boundary(measured, thresholds.classify(measured))
         if time.monotonic() >= next_progress:
@@ -184,6 +160,40 @@ def run(spec: dict[str, Any], report: _Reporter) -> int:
     automaton.save()
     report.send("saved" if requests.stop else "finished", step=step, objects=len(automaton))
     return 0
+
+
+def _get_ready(
+    automaton: MemoryOptimizedAutomaton,
+    reader: _platform.ProcessMemory,
+    spec: dict[str, Any],
+    report: _Reporter,
+) -> int:
+    """Apply the profile, report ready; return what pressure is measured above."""
+    loaded = len(automaton)
+    trimmed = _apply_profile(automaton)
+    rss = reader.rss_bytes()
+    report.send(
+        "ready",
+        pid=os.getpid(),
+        level=spec["level"],
+        loaded=loaded,
+        objects=len(automaton),
+        trimmed=trimmed,
+        config=automaton.config.to_dict(),
+        rss_bytes=rss,
+        step=spec["first_step"],
+        t_ns=time.monotonic_ns(),
+    )
+    return rss if spec["baseline_bytes"] is None else int(spec["baseline_bytes"])
+
+
+def _collect(reader: _platform.ProcessMemory, report: _Reporter) -> None:
+    """The collection the parent asked for, reported with its effect."""
+    before = reader.rss_bytes()
+    collected = gc.collect()
+    report.send(
+        "gc", collected=collected, rss_before_bytes=before, rss_after_bytes=reader.rss_bytes()
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -879,6 +879,7 @@ class _Run:
         spawner = self.spawner
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
+        argv: list[str] = []
         try:
             argv, env = spawner.worker.launch(
                 _Launch(
