@@ -8,7 +8,6 @@ basis, so the tests do not depend on the interpreter's size.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import SCENARIO_WITH_A_CHILD, assert_input_error
+from helpers import SCENARIO_WITH_A_CHILD, assert_input_error, kill_all
 
 from pytest_automem.snapshots.files import read_snapshot
 
@@ -177,9 +176,7 @@ def spawn_running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path,
     try:
         yield process, pids, tracked
     finally:
-        for leftover in tracked:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                leftover.kill()
+        kill_all(tracked)
         process.kill()
         process.communicate()
 
@@ -241,8 +238,6 @@ def test_a_killed_spawner_leaves_no_worker_or_worker_child_behind(tmp_path: Path
             assert time.monotonic() < deadline, [p for p in tracked if not _gone(p)]
             time.sleep(0.05)
     finally:
-        for leftover in tracked:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                leftover.kill()
+        kill_all(tracked)
         process.kill()
         process.wait()

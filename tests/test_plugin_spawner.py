@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import LEAK_BEYOND_THE_CAP
 
 pytest_plugins = ["pytester"]
 
@@ -11,22 +12,12 @@ def test_a_leaking_automaton_is_replaced_at_high_and_stays_below_critical(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makeini("[pytest]\nautomem_thresholds = 2MB,12MB,40MB\n")
+    pytester.makepyfile(leak_scenario=LEAK_BEYOND_THE_CAP)
     pytester.makepyfile(
         test_leaky="""
-        import time
+        from leak_scenario import scenario as leak
 
         from pytest_automem import PressureLevel
-
-
-        HELD = []
-
-
-        def leak(automaton, step):
-            # Objects the profile caps, and (first child only) memory it does not.
-            automaton.add({"id": f"o{step}", "payload": f"{step:08d}" + "x" * 4000})
-            if automaton.config.max_objects == 2000:
-                HELD.append(f"{step:08d}" + "y" * 4000)
-            time.sleep(0.001)
 
 
         def test_leak_is_contained(spawner):

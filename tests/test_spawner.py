@@ -9,7 +9,6 @@ here asserts how long anything took: times are compared only with each other
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import SCENARIO_WITH_A_CHILD
+from helpers import LEAK_BEYOND_THE_CAP, SCENARIO_WITH_A_CHILD, kill_all
 
 from pytest_automem import MemoryAwareSpawner, OptimizationConfig, PressureLevel
 from pytest_automem.automaton.spawner import SpawnEvent, SpawnInputError, SpawnResult
@@ -33,22 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Generous: the machine is shared; a poll ends as soon as its condition holds.
 WAIT_S = 60.0
 
-#: Each step adds one object of about 4 KB: the normal profile's 2000-object
-#: cap allows 8 MB, the HIGH profile's 1000 only 4 MB (and a save briefly
-#: holds a few MB more).  The first child, on the normal profile, also keeps
-#: 4 KB a step outside its objects, which only a new process gives back, so
-#: it crosses 12 MB at about 1500 steps whatever its cap.
-LEAK = """
-import time
-
-HELD = []
-
-def scenario(automaton, step):
-    automaton.add({"id": f"o{step}", "payload": f"{step:08d}" + "x" * 4000})
-    if automaton.config.max_objects == 2000:
-        HELD.append(f"{step:08d}" + "y" * 4000)
-    time.sleep(0.001)
-"""
+LEAK = LEAK_BEYOND_THE_CAP
 
 
 def write_scenario(folder: Path, source: str, name: str = "scenario_file.py") -> Path:
@@ -392,9 +376,7 @@ def driver(tmp_path: Path) -> Iterator[Driver]:
     try:
         yield running
     finally:
-        for leftover in running.tracked:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                leftover.kill()
+        kill_all(running.tracked)
         process.kill()
         process.wait()
 
