@@ -241,3 +241,50 @@ def test_a_killed_spawner_leaves_no_worker_or_worker_child_behind(tmp_path: Path
         kill_all(tracked)
         process.kill()
         process.wait()
+
+
+#: Notes each stop request in a file, and goes on regardless.
+IGNORES_THE_STOP = """
+import os
+import signal
+import time
+from pathlib import Path
+
+def scenario(automaton, step):
+    if step == 0:
+        marker = Path(os.environ["AUTOMEM_TEST_PIDS"])
+        signal.signal(signal.SIGTERM, lambda *_: marker.write_text("asked"))
+        marker.with_suffix(".started").write_text("")
+    time.sleep(0.01)
+"""
+
+
+def test_a_second_interrupt_ends_the_grace_at_once(tmp_path: Path) -> None:
+    marker = tmp_path / "asked"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest_automem", "spawn", "--every", "0",
+            scenario_file(tmp_path, IGNORES_THE_STOP), "--automaton", str(tmp_path / "a.jsonl"),
+            "--grace", "10min",
+        ],
+        env={**os.environ, "AUTOMEM_TEST_PIDS": str(marker)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not marker.with_suffix(".started").exists():
+            assert time.monotonic() < deadline, "the scenario never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        while not marker.exists():  # the child got the stop, and ignores it
+            assert time.monotonic() < deadline, "the stop never reached the child"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=TIMEOUT_S)  # a 10 min grace would hang here
+    finally:
+        process.kill()
+        process.communicate()
+
+    assert process.returncode == 130, err
+    assert "killed by SIGKILL after the grace period" in err
+    assert "gen 0 pid" in out and " killed," in out

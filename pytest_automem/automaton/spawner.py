@@ -552,7 +552,8 @@ class MemoryAwareSpawner:
     ``events_path``: write the events and the curve there (snapshot format).
     ``on_event`` and ``on_status`` are called as things happen and at every
     poll; ``should_stop`` is asked at every poll and ends the run (gracefully)
-    when it returns a reason.
+    when it returns a reason; ``should_hurry``, asked while a child is given
+    its grace, ends the grace at once when it returns True.
     """
 
     def __init__(
@@ -594,6 +595,7 @@ class MemoryAwareSpawner:
         on_event: Callable[[SpawnEvent], object] | None = None,
         on_status: Callable[[SpawnStatus], object] | None = None,
         should_stop: Callable[[], str | None] | None = None,
+        should_hurry: Callable[[], bool] | None = None,
     ) -> None:
         self.worker = worker
         if isinstance(thresholds, str):
@@ -615,6 +617,7 @@ class MemoryAwareSpawner:
         self.on_event = on_event
         self.on_status = on_status
         self.should_stop = should_stop
+        self.should_hurry = should_hurry
 
     def run(self) -> SpawnResult:
         """Run until the duration ends, the worker finishes, or the run is stopped.
@@ -975,9 +978,14 @@ class _Run:
             self.on_message(child, message)
 
     def wait(self, child: _Child, timeout_s: float) -> int | None:
-        """Its return code once it exits within ``timeout_s``, sampling meanwhile; else None."""
+        """Its return code once it exits within ``timeout_s``, sampling meanwhile; else None.
+
+        ``should_hurry`` ends the wait early (a second Ctrl-C): None, as if
+        the grace were over.
+        """
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        hurry = self.spawner.should_hurry
+        while time.monotonic() < deadline and not (hurry is not None and hurry()):
             with contextlib.suppress(SamplerDiedError):
                 self.observe(child)
             returncode = child.returncode()

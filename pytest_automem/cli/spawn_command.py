@@ -26,8 +26,8 @@ crash, exit) are printed on stderr as they happen, with a live line every
 file that ``automem investigate`` and ``automem analyze`` read.  The run
 ends when ``--duration`` has passed, the scenario's ``--steps`` are done, a
 command worker exits with 0, or on Ctrl-C / SIGTERM: the worker is asked to
-stop (a scenario child saves first), given ``--grace``, then killed with
-its whole process group.  Nothing it started outlives the spawner, even a
+stop (a scenario child saves first), given ``--grace`` (a second Ctrl-C
+ends it), then killed with its whole process group.  Nothing it started outlives the spawner, even a
 spawner killed with SIGKILL (docs/spawner.md).
 
 Exit (docs/guarantees.md, "Exit codes"): 0 when the run ended as planned
@@ -247,6 +247,7 @@ def _spawner(
         "on_event": live.event,
         "on_status": live.status,
         "should_stop": lambda: _stop_reason(signals),
+        "should_hurry": lambda: len(signals.received) > 1,  # a second Ctrl-C: no more grace
     }
     if scenario is None:
         return MemoryAwareSpawner.for_command(command, **options)
