@@ -45,6 +45,8 @@ ALLOWED_SKIP_REASONS: dict[str, str] = {
     "could not import 'xdist': No module named 'xdist'": "pytest-xdist not installed",
     "jsonschema is needed to check results files against the schema": "jsonschema not installed",
     "PyYAML, from the test extra, is not installed": "PyYAML not installed",
+    # No browser: the dashboard's script is checked in headless Chromium (Debian's package).
+    "chromium is not installed": "no chromium",
 }
 
 #: One line per unexpected skip of this session (a test process runs one session).

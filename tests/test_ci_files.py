@@ -23,7 +23,7 @@ import pytest
 yaml = pytest.importorskip("yaml", reason="PyYAML, from the test extra, is not installed")
 
 REPO = Path(__file__).resolve().parent.parent
-OUTPUTS = ("results.json", "junit.xml", "gate.xml", "gate.md")
+OUTPUTS = ("results.json", "junit.xml", "dashboard.html", "gate.xml", "gate.md")
 
 
 def _github_commands() -> list[str]:

@@ -13,7 +13,13 @@ import sys
 
 import pytest
 
-from pytest_automem.cli import investigate_command, main, monitor_command, spawn_command
+from pytest_automem.cli import (
+    analyze_command,
+    investigate_command,
+    main,
+    monitor_command,
+    spawn_command,
+)
 from pytest_automem.verdicts import budget
 
 #: Generous: the command only prints; this only stops a hang.
@@ -32,17 +38,21 @@ def test_automem_alone_prints_usage_and_every_command_and_exits_2() -> None:
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert lines[0] == "usage: automem [-h] COMMAND ..."
-    for name, module in (
+    commands = (
         ("monitor", monitor_command),
         ("investigate", investigate_command),
+        ("analyze", analyze_command),
         ("spawn", spawn_command),
-    ):
+    )
+    for name, module in commands:
         [line] = [line for line in lines if line.split()[:1] == [name]]
         assert line.split(maxsplit=1)[1] == module.SUMMARY
     assert "automem COMMAND --help" in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["monitor"], ["investigate"], ["spawn"]], ids=str)
+@pytest.mark.parametrize(
+    "command", [[], ["monitor"], ["investigate"], ["analyze"], ["report"], ["spawn"]], ids=str
+)
 def test_help_has_no_markup(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])

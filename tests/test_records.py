@@ -46,6 +46,19 @@ def test_results_file_holds_every_record_sorted_as_a_whole_document_would(
     assert {"written_at", "python", "platform"} <= set(spooled["session"])
 
 
+def test_the_results_document_is_the_file_it_would_write(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    for n in (2, 1):
+        store.add(f"t.py::test_{n}", _record(n * MB, failed=n == 2))
+    store.write_results(tmp_path / "r.json", {"tests_monitored": 2})
+
+    document = store.results_document({"tests_monitored": 2})
+    written = read_results(tmp_path / "r.json")
+    assert list(document["tests"]) == ["t.py::test_1", "t.py::test_2"]
+    assert document["tests"] == written["tests"]
+    assert document["session"].keys() == written["session"].keys()
+
+
 def test_records_added_after_a_write_are_kept(tmp_path: Path) -> None:
     store = RecordStore(tmp_path)
     store.add("t.py::b", _record(2))

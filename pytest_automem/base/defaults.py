@@ -192,6 +192,27 @@ DEFAULT_GRACE = "5s"
 #: How often ``automem monitor`` prints a live line (``--every``).
 DEFAULT_LIVE_EVERY = "1s"
 
+# ------------------------------------------------------------------- snapshot analysis
+
+#: ``automem analyze``'s steepest sustained rate compares the memory of two
+#: adjacent rate windows (MIN_RATE_WINDOW_S each), sliding by this fraction
+#: of a window: fine enough to find the steepest stretch, coarse enough that
+#: minutes of 1 ms samples are analysed in about a second.
+ANALYSIS_RATE_STEP_FRACTION = 0.1
+#: ... and slides over at most this many starts: a snapshot longer than
+#: ~80 minutes is scanned at evenly spaced starts, so no file's length (or
+#: hostile sample times) makes the scan unbounded.
+ANALYSIS_MAX_WINDOWS = 100_000
+#: The overall Theil–Sen slope of a snapshot uses an even subsample of this
+#: many points: it is quadratic in them (100 points: ~0.6 ms), and a folder
+#: may hold 10,000 snapshots.
+ANALYSIS_SLOPE_MAX_POINTS = 100
+#: Text and Markdown reports show this many snapshots (worst first), marks
+#: passed and events (largest effect first), then say how many they left out.
+ANALYSIS_SNAPSHOTS_SHOWN = 10
+ANALYSIS_MARKS_SHOWN = 20
+ANALYSIS_EVENTS_SHOWN = 10
+
 # ------------------------------------------------------------------- the gate
 
 #: ``automem gate``: a test regresses on a metric when it got worse by more
@@ -241,3 +262,23 @@ DEFAULT_BUDGET_MIN_TEXT = "1MB"
 #: Where ``automem budgets suggest`` writes without ``-o``; the ini
 #: ``automem_budgets`` names it.
 DEFAULT_BUDGETS_PATH = "automem-budgets.json"
+
+# ------------------------------------------------------------------- the HTML dashboard
+
+#: Table rows drawn at once: a page of rows builds in a few milliseconds
+#: however many tests the file holds (100,000 rows drawn at once freeze a page).
+DASHBOARD_PAGE_ROWS = 100
+#: Tests named in the summary's highest peaks and growths.
+DASHBOARD_TOP_TESTS = 5
+#: Tests whose memory curve is embedded, failing tests first, then the highest
+#: peaks: each curve costs ~7 KB of HTML, so 300 keep a report of any suite
+#: below ~2 MB of curves; a test left out says so where its plot would be.
+DASHBOARD_MAX_PLOTS = 300
+#: Points of one curve: a snapshot file already holds at most ~500 (min/max
+#: buckets keep the peak); a longer one (a spawner's log) is downsampled to this.
+DASHBOARD_MAX_POINTS = 500
+#: Events marked on one plot; the rest are counted below it.
+DASHBOARD_MAX_EVENTS = 200
+#: A samples file larger than this is not read (a link to a device or a huge
+#: log): a plot needs ~500 points, which fit in a few hundred KB.
+DASHBOARD_MAX_SAMPLES_FILE_BYTES = 64 * MB

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_RATE_BYTES_PER_S",
     "MAX_SIZE_BYTES",
     "MIN_INTERVAL_MS",
+    "format_count",
     "format_duration",
     "format_rate",
     "format_size",
@@ -237,6 +238,11 @@ def format_size(num_bytes: float) -> str:
         if magnitude >= factor:
             return f"{sign}{magnitude / factor:.1f} {unit}"
     return f"{sign}{magnitude:.0f} B"
+
+
+def format_count(count: int, noun: str) -> str:
+    """``"1 test"``, ``"3 tests"``: a count with its noun, plural when it is not one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def format_rate(bytes_per_s: float) -> str:

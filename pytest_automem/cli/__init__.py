@@ -17,12 +17,14 @@ import traceback
 from collections.abc import Sequence
 
 from . import (
+    analyze_command,
     baseline_command,
     budgets_command,
     gate_command,
     investigate_command,
     merge_command,
     monitor_command,
+    report_command,
     spawn_command,
 )
 from .common import InputError, redirect_stdout_to_devnull
@@ -42,10 +44,12 @@ _COMMANDS = (
     ("monitor", monitor_command),
     ("spawn", spawn_command),
     ("investigate", investigate_command),
+    ("analyze", analyze_command),
     ("merge", merge_command),
     ("gate", gate_command),
     ("baseline", baseline_command),
     ("budgets", budgets_command),
+    ("report", report_command),
 )
 
 

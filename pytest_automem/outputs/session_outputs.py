@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.defaults import GROWTH_NOISE_BYTES
 from ..base.text import markdown_code
-from ..base.units import format_size
+from ..base.units import format_count, format_size
 from ..verdicts.budget import failure_message
 from .junit import JunitAttachment
 
@@ -80,8 +80,8 @@ def summary_lines(records: RecordStore, *, verbosity: int) -> list[str]:
     lines = [_failure_line(nodeid, failures[nodeid]) for nodeid in failed]
     if verbosity < 0:
         expected = sum(1 for nodeid in failed if failures[nodeid].get("expected_failure"))
-        tests = _plural(len(records), "test")
-        failing = _plural(len(failed) - expected, "memory failure")
+        tests = format_count(len(records), "test")
+        failing = format_count(len(failed) - expected, "memory failure")
         also = f", {expected} expected (xfail)" if expected else ""
         return [*lines, f"{tests} monitored, {failing}{also}"]
     lines.append(f"highest peak ({len(records)} monitored tests):")
@@ -128,10 +128,6 @@ def _phases_beside(summary: dict[str, Any]) -> str:
     if teardown is not None:
         parts.append(f"teardown {format_size(teardown)}")
     return f"  ({', '.join(parts)})"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def report_file_name(nodeid: str) -> str:

@@ -73,6 +73,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write every monitored test's memory results to this JSON file",
     )
     group.addoption(
+        "--automem-html",
+        default=None,
+        metavar="PATH",
+        help="write an HTML dashboard of the monitored tests (the document --automem-json "
+        "writes, with memory curves where samples were kept) to this file",
+    )
+    group.addoption(
         "--automem-trace",
         action="store_true",
         default=False,
@@ -391,6 +398,9 @@ def _check_output_paths(config: pytest.Config) -> None:
     json_path = config.getoption("automem_json")
     if json_path is not None:
         _check_file_target("--automem-json", json_path)
+    html_path = config.getoption("automem_html")
+    if html_path is not None:
+        _check_file_target("--automem-html", html_path)
     report_dir = config.getoption("automem_report_dir")
     if report_dir is not None:
         _check_folder_target("--automem-report-dir", report_dir)

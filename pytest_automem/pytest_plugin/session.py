@@ -115,11 +115,17 @@ class AutomemSession:
         #: Records need every results key: an output reads them all (see
         #: RunSettings).  An xdist worker sees its controller's command line,
         #: so it knows whether the controller will write one.
-        self.records_need_all_keys = bool(options.automem_json or getattr(options, "xmlpath", None))
+        #: The file the records are written to as a whole document: the
+        #: results file, else the dashboard, which renders the same document.
+        document_path = options.automem_json or options.automem_html
+        self.records_need_all_keys = bool(document_path or getattr(options, "xmlpath", None))
         #: The finished records (spooled to disk next to the results file).
         self.records = RecordStore(
-            None if self.is_worker or not options.automem_json else _folder_of(options.automem_json)
+            None if self.is_worker or not document_path else _folder_of(document_path)
         )
+        #: Where the tests' samples were written, for the dashboard's curves
+        #: (None: no samples were kept).
+        self.samples_dir: Path | None = None
         self.written: list[tuple[str, str]] = []
         self._monitor: MemoryMonitor | None = None
         self._runtest: RuntestHooks | None = None
@@ -331,7 +337,8 @@ class AutomemSession:
             output = self.config.workeroutput  # type: ignore[attr-defined]
             output[WORKER_SAMPLER_KIND] = self._monitor.sampler_kind
         self.close(wait=False)
-        if self.is_worker or not (self.records or self.config.option.automem_json):
+        options = self.config.option
+        if self.is_worker or not (self.records or options.automem_json or options.automem_html):
             return
         from ..outputs.session_outputs import (
             append_step_summary,
@@ -340,7 +347,6 @@ class AutomemSession:
             write_report_files,
         )
 
-        options = self.config.option
         failures = self.memory_failures()
         report_files: dict[str, Path] = {}
         if options.automem_report_dir:  # without failures too: it removes stale temps
@@ -348,6 +354,8 @@ class AutomemSession:
         if options.automem_json:
             self.records.write_results(options.automem_json, self._session_info())
             self.written.append(("results", str(options.automem_json)))
+        if options.automem_html:
+            self._write_dashboard(options.automem_html)
         xml_path = getattr(options, "xmlpath", None)
         if xml_path and failures and Path(xml_path).exists():
             from ..outputs.junit import attach_to_junit
@@ -373,6 +381,21 @@ class AutomemSession:
                     "automem: WARNING: step summary not written: "
                     f"GITHUB_STEP_SUMMARY={summary_path}: {exc.strerror or exc}"
                 )
+
+    def _write_dashboard(self, path: str) -> None:
+        """The dashboard of the document the results file holds (or would).
+
+        Its curves are read from :attr:`samples_dir`, else from the folder the
+        document's header names, relative to the results file (or, without
+        one, to the dashboard)."""
+        from ..outputs.dashboard import DashboardRun, write_dashboard
+        from ..outputs.dashboard_samples import samples_folder
+
+        document = self.records.results_document(self._session_info())
+        beside = Path(self.config.option.automem_json or path)
+        folder = samples_folder(beside, document["session"], self.samples_dir)
+        write_dashboard(path, [DashboardRun(os.path.basename(path), document, folder)])
+        self.written.append(("dashboard", path))
 
     def _warn_line(self, line: str) -> None:
         """One line on the terminal, never an exception or a Python warning.

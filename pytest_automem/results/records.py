@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, NamedTuple
 
-from .results_file import write_results_lines
+from .results_file import build_results, write_results_lines
 
 __all__ = ["RecordStore", "encode_record"]
 
@@ -170,6 +170,11 @@ class RecordStore:
     def write_results(self, path: str | os.PathLike[str], session: Mapping[str, Any]) -> None:
         """Write the results file (atomically), tests sorted by node id."""
         write_results_lines(path, session, self._lines())
+
+    def results_document(self, session: Mapping[str, Any]) -> dict[str, Any]:
+        """The document :meth:`write_results` writes, as values (for the
+        dashboard, which is rendered from it whether or not it is written)."""
+        return build_results({nodeid: json.loads(line) for nodeid, line in self._lines()}, session)
 
     def _lines(self) -> Iterator[tuple[str, str]]:
         if self._spool_dir is None:
