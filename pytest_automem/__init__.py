@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "OptimizationConfig": "automaton.policies",
     "ScenarioResult": "automaton.scenario",
     "load_scenario": "automaton.scenario",
+    "MemoryAwareSpawner": "automaton.spawner",
+    "SpawnResult": "automaton.spawner",
     "run_scenario": "automaton.scenario",
     "MeasurementBasis": "measure.pressure",
     "MeasurementWindow": "measure.monitor",

@@ -8,14 +8,17 @@ An anonymous mapping whose pages we touch always adds exactly its size.
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import mmap
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from pytest_automem.measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
@@ -193,3 +196,49 @@ def results_test(
             {"name": name, "leak_bytes_per_iteration": leak} for name, leak in (leaks or {}).items()
         ],
     }
+
+
+#: Source of a spawner scenario that starts a process of its own at step 0,
+#: writes "its pid, that process's pid" to the file named by
+#: ``AUTOMEM_TEST_PIDS``, and runs on (a step every 10 ms) until stopped.
+SCENARIO_WITH_A_CHILD = """
+import os
+import subprocess
+import time
+from pathlib import Path
+
+KEEP = []
+
+def scenario(automaton, step):
+    if step == 0:
+        KEEP.append(subprocess.Popen(["sleep", "600"]))
+        Path(os.environ["AUTOMEM_TEST_PIDS"]).write_text(f"{os.getpid()} {KEEP[0].pid}")
+    automaton.add({"id": f"o{step}"})
+    time.sleep(0.01)
+"""
+
+
+#: Source of a spawner scenario: each step adds one object of about 4 KB, so
+#: the normal profile's 2000-object cap allows 8 MB and the HIGH profile's
+#: 1000 only 4 MB.  The first child, on the normal profile, also keeps 4 KB
+#: a step outside its objects, which only a new process gives back, so it
+#: crosses 12 MB (above the first child's start) at about 1500 steps
+#: whatever its cap.
+LEAK_BEYOND_THE_CAP = """
+import time
+
+HELD = []
+
+def scenario(automaton, step):
+    automaton.add({"id": f"o{step}", "payload": f"{step:08d}" + "x" * 4000})
+    if automaton.config.max_objects == 2000:
+        HELD.append(f"{step:08d}" + "y" * 4000)
+    time.sleep(0.001)
+"""
+
+
+def kill_all(processes: Iterable[psutil.Process]) -> None:
+    """SIGKILL each process still there: a test's clean-up, pass or fail."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()

@@ -13,7 +13,13 @@ import sys
 
 import pytest
 
-from pytest_automem.cli import analyze_command, investigate_command, main, monitor_command
+from pytest_automem.cli import (
+    analyze_command,
+    investigate_command,
+    main,
+    monitor_command,
+    spawn_command,
+)
 from pytest_automem.verdicts import budget
 
 #: Generous: the command only prints; this only stops a hang.
@@ -36,6 +42,7 @@ def test_automem_alone_prints_usage_and_every_command_and_exits_2() -> None:
         ("monitor", monitor_command),
         ("investigate", investigate_command),
         ("analyze", analyze_command),
+        ("spawn", spawn_command),
     )
     for name, module in commands:
         [line] = [line for line in lines if line.split()[:1] == [name]]
@@ -44,7 +51,7 @@ def test_automem_alone_prints_usage_and_every_command_and_exits_2() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["monitor"], ["investigate"], ["analyze"], ["report"]], ids=str
+    "command", [[], ["monitor"], ["investigate"], ["analyze"], ["report"], ["spawn"]], ids=str
 )
 def test_help_has_no_markup(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:

@@ -36,7 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "measure": frozenset({"base"}),
     "results": frozenset({"base"}),
     "snapshots": frozenset({"base", "measure"}),
-    "automaton": frozenset({"base", "measure"}),
+    "automaton": frozenset({"base", "measure", "snapshots"}),
     "verdicts": frozenset({"base", "measure", "automaton", "results", "investigator"}),
     "investigator": frozenset({"base", "measure", "snapshots", "automaton"}),
     "outputs": _BELOW_TOP - {"outputs"},
@@ -47,7 +47,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 # Run as scripts by path (``python -I -S <file>``), so nothing of ours can be
 # imported: the standard library only, and psutil (a runtime dependency) for the
 # sampler's portable reader, whose child is started with site-packages.
-RUN_BY_PATH = ("measure/sampler_child.py", "cli/group_guard.py")
+RUN_BY_PATH = ("measure/sampler_child.py", "measure/group_guard.py")
 SCRIPT_MAY_IMPORT = frozenset(sys.stdlib_module_names) | {"psutil"}
 
 # ``measure/_platform/`` alone decides by platform (docs/architecture.md).  The

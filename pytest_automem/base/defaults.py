@@ -158,6 +158,28 @@ PRESSURE_PROFILE_LIMITS: Mapping[str, Mapping[str, float]] = {
     },
 }
 
+# ------------------------------------------------------------------- the spawner
+
+#: The least time between two replacements of a spawner's child: a new
+#: process needs a moment to load its state and settle before its memory
+#: says anything (the original's 5 s).
+DEFAULT_SPAWN_COOLDOWN_S = 5.0
+#: A child that crashes is restarted at most this many times within
+#: ``DEFAULT_CRASH_WINDOW_S``; one more crash ends the run (no crash loop).
+DEFAULT_CRASH_RESTARTS = 3
+DEFAULT_CRASH_WINDOW_S = 60.0
+#: The spawner's growth rate is measured over this much of the newest
+#: curve: long enough to smooth a single allocation, short enough to warn
+#: within a second or two of a sustained climb.
+SPAWNER_RATE_WINDOW_S = 1.0
+#: The spawner's events file keeps the lowest and the highest sample of each
+#: stretch this long: 20 lines a second (about 600 for a 30 s run), the
+#: exact peak among them.
+SPAWNER_SAMPLE_BUCKET_S = 0.1
+#: Events a spawner keeps in memory (the newest): a run of days whose level
+#: flaps at a boundary must not grow without bound; the events file keeps all.
+SPAWNER_EVENTS_KEPT = 10_000
+
 # ------------------------------------------------------------------- snapshots and CLI
 
 #: Snapshot files kept in a folder: the newest windows to look back on, few

@@ -25,6 +25,7 @@ from . import (
     merge_command,
     monitor_command,
     report_command,
+    spawn_command,
 )
 from .common import InputError, redirect_stdout_to_devnull
 from .exit_codes import (
@@ -41,6 +42,7 @@ _SIGPIPE = getattr(signal, "SIGPIPE", 13)
 #: Every sub-command's module, by the name it is called with.
 _COMMANDS = (
     ("monitor", monitor_command),
+    ("spawn", spawn_command),
     ("investigate", investigate_command),
     ("analyze", analyze_command),
     ("merge", merge_command),

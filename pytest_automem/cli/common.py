@@ -13,6 +13,15 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from ..base.defaults import (
+    DEFAULT_INTERVAL_TEXT,
+    DEFAULT_LIVE_EVERY,
+    DEFAULT_THRESHOLDS_TEXT,
+    INTERVAL_RANGE_TEXT,
+)
+from ..base.units import parse_duration_s, parse_interval_ms
+from ..measure.pressure import MeasurementBasis, PressureThresholds
+
 T = TypeVar("T")
 
 
@@ -37,6 +46,36 @@ def typed(parse: Callable[[str], T], what: str) -> Callable[[str], T]:
 
     convert.__name__ = what
     return convert
+
+
+def add_watch_options(parser: argparse.ArgumentParser, *, basis_help: str) -> None:
+    """``--interval``, ``--thresholds``, ``--basis`` and ``--every``: how a command
+    that watches a process (``monitor``, ``spawn``) samples, judges and reports it."""
+    parser.add_argument(
+        "--interval",
+        default=DEFAULT_INTERVAL_TEXT,
+        type=typed(parse_interval_ms, "--interval"),
+        help=f"sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
+        f"(default {DEFAULT_INTERVAL_TEXT})",
+    )
+    parser.add_argument(
+        "--thresholds",
+        default=DEFAULT_THRESHOLDS_TEXT,
+        type=typed(PressureThresholds.parse, "--thresholds"),
+        help=f"where MEDIUM, HIGH, CRITICAL begin (default {DEFAULT_THRESHOLDS_TEXT})",
+    )
+    parser.add_argument(
+        "--basis",
+        choices=[b.value for b in MeasurementBasis],
+        default="absolute",
+        help=basis_help,
+    )
+    parser.add_argument(
+        "--every",
+        default=DEFAULT_LIVE_EVERY,
+        type=typed(parse_duration_s, "--every"),
+        help=f"print a live line this often on stderr; 0 for none (default {DEFAULT_LIVE_EVERY})",
+    )
 
 
 def print_text(text: str) -> None:

@@ -9,7 +9,21 @@ command's status through as a shell would, so its own codes (3, 70, 124,
 
 from __future__ import annotations
 
-import signal
+from ..measure.command_group import describe_returncode, signal_name
+
+__all__ = [
+    "EXIT_FINDING",
+    "EXIT_INTERNAL",
+    "EXIT_LIMIT",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "SIGNAL_BASE",
+    "describe_returncode",
+    "for_signal",
+    "of_returncode",
+    "signal_name",
+]
 
 #: Fine: nothing to report.
 EXIT_OK = 0
@@ -36,18 +50,3 @@ def for_signal(signum: int) -> int:
 def of_returncode(returncode: int) -> int:
     """A ``subprocess`` return code as a shell reports it (-9 becomes 137)."""
     return for_signal(-returncode) if returncode < 0 else returncode
-
-
-def signal_name(signum: int) -> str:
-    """``SIGKILL`` for 9; ``signal 77`` for a number this platform has no name for."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def describe_returncode(returncode: int) -> str:
-    """How a process ended, in words: "exited with code 3" or "killed by SIGKILL"."""
-    if returncode < 0:
-        return f"killed by {signal_name(-returncode)}"
-    return f"exited with code {returncode}"

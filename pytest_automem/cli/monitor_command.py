@@ -61,32 +61,33 @@ from typing import Any
 from ..base.atomic import atomic_write_text
 from ..base.defaults import (
     DEFAULT_GRACE,
-    DEFAULT_INTERVAL_TEXT,
     DEFAULT_KEEP,
-    DEFAULT_LIVE_EVERY,
-    DEFAULT_THRESHOLDS_TEXT,
-    INTERVAL_RANGE_TEXT,
 )
 from ..base.units import (
     format_duration,
     format_rate,
     format_size,
     parse_duration_s,
-    parse_interval_ms,
     parse_size_bytes,
 )
-from ..measure import _platform
+from ..measure import _platform, command_group
 from ..measure._platform import MemoryReadError, ProcessGoneError
+from ..measure.command_group import CommandGroup
 from ..measure.monitor import MeasurementWindow, MemoryMonitor
-from ..measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
+from ..measure.pressure import MeasurementBasis, PressureLevel
 from ..measure.process_tree import TreeReport
 from ..measure.sampler_parent import SamplerDiedError
+from ..measure.stop_signals import StopSignals, shielded
 from ..measure.window_result import WindowResult
 from ..snapshots.files import write_snapshot
 from ..verdicts.limits import CommandLimits, LimitsVerdict, judge_limits
-from . import command_group
-from .command_group import CommandGroup
-from .common import InputError, plain_help, redirect_stdout_to_devnull, typed
+from .common import (
+    InputError,
+    add_watch_options,
+    plain_help,
+    redirect_stdout_to_devnull,
+    typed,
+)
 from .exit_codes import (
     EXIT_INTERNAL,
     EXIT_LIMIT,
@@ -97,7 +98,6 @@ from .exit_codes import (
     of_returncode,
     signal_name,
 )
-from .stop_signals import StopSignals, shielded
 
 #: The command's line in ``automem --help``.
 SUMMARY = "watch a command or process: live memory, snapshots, summary"
@@ -256,31 +256,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="watch this running process instead of a command; the monitor does not own "
         "it, and never signals, stops or kills it",
     )
-    parser.add_argument(
-        "--interval",
-        default=DEFAULT_INTERVAL_TEXT,
-        type=typed(parse_interval_ms, "--interval"),
-        help=f"sampling interval, {INTERVAL_RANGE_TEXT}; a bare number is ms "
-        f"(default {DEFAULT_INTERVAL_TEXT})",
-    )
-    parser.add_argument(
-        "--thresholds",
-        default=DEFAULT_THRESHOLDS_TEXT,
-        type=typed(PressureThresholds.parse, "--thresholds"),
-        help=f"where MEDIUM, HIGH, CRITICAL begin (default {DEFAULT_THRESHOLDS_TEXT})",
-    )
-    parser.add_argument(
-        "--basis",
-        choices=[b.value for b in MeasurementBasis],
-        default="absolute",
-        help="pressure on the whole RSS (absolute, default) or on growth "
+    add_watch_options(
+        parser,
+        basis_help="pressure on the whole RSS (absolute, default) or on growth "
         "since the start (relative)",
-    )
-    parser.add_argument(
-        "--every",
-        default=DEFAULT_LIVE_EVERY,
-        type=typed(parse_duration_s, "--every"),
-        help=f"print a live line this often on stderr; 0 for none (default {DEFAULT_LIVE_EVERY})",
     )
     parser.add_argument(
         "--duration",

@@ -845,6 +845,23 @@ class MemoryMonitor:
             sampler.check_alive()
             self._checked_at = now
 
+    def samples_since(self, count: int) -> tuple[SampleBlock, int]:
+        """The samples published since the sampler's ``count``-th, and the count now.
+
+        For a watcher that follows the curve as it grows (the spawner) and
+        needs no window: each call copies only what is new.  Raises
+        SamplerDiedError once the sampler is gone (asked at most every
+        :data:`_LIVENESS_CHECK_S`); a sampler that ended because the watched
+        process did is not an error: its samples are all there.
+        """
+        sampler = self._sampler
+        now = time.monotonic()
+        if now - self._checked_at >= _LIVENESS_CHECK_S and not sampler.target_gone():
+            sampler.check_alive()
+            self._checked_at = now
+        end = sampler.write_count()
+        return sampler.read(count, end), end
+
     # -- windows -------------------------------------------------------------
 
     def window(

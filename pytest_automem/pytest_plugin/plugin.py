@@ -28,6 +28,7 @@ from ..measure.pressure import PressureThresholds
 if TYPE_CHECKING:
     from ..automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
     from ..automaton.scenario import Scenario, ScenarioResult
+    from ..automaton.spawner import SpawnResult
     from ..automaton.store import Automaton
     from ..measure.monitor import MeasurementWindow
     from ..verdicts.budget import MemoryBudget
@@ -639,3 +640,33 @@ def optimized_automaton(tmp_path: Path) -> Callable[..., MemoryOptimizedAutomato
         return MemoryOptimizedAutomaton(tmp_path / f"automaton-{next(counter)}.jsonl", chosen)
 
     return make
+
+
+@pytest.fixture
+def spawner(tmp_path: Path, pressure_thresholds: PressureThresholds) -> Callable[..., SpawnResult]:
+    """Factory: ``spawner(scenario, automaton=None, **options)`` runs the scenario under a
+    :class:`~pytest_automem.MemoryAwareSpawner` and returns its :class:`SpawnResult`.
+
+    ``scenario`` is a ``module:function`` / ``file.py:function`` spec or a
+    module-level function (run in the child by its file).  Without
+    ``automaton=``, each call gets a fresh file in ``tmp_path``.  The
+    thresholds default to ``pressure_thresholds`` on the relative basis (above
+    the first child's memory once ready), as a test's are above its baseline;
+    every other option is the spawner's (``steps=``, ``duration=``,
+    ``cooldown=``, ``config=``, …).  Every child is stopped before it returns.
+    """
+    from ..automaton.spawner import MemoryAwareSpawner, scenario_spec
+
+    counter = itertools.count()
+
+    def run(
+        scenario: Any, automaton: str | os.PathLike[str] | None = None, **options: Any
+    ) -> SpawnResult:
+        if automaton is None:
+            automaton = tmp_path / f"spawner-{next(counter)}" / "automaton.jsonl"
+            automaton.parent.mkdir()
+        options.setdefault("thresholds", pressure_thresholds)
+        options.setdefault("basis", "relative")
+        return MemoryAwareSpawner(scenario_spec(scenario), automaton, **options).run()
+
+    return run

@@ -1,4 +1,7 @@
-"""The command ``automem monitor`` runs, as a process group it can stop and never leaves behind.
+"""A started command as a process group its owner can stop and never leaves behind.
+
+The owner is ``automem monitor`` (its watched command) or the spawner (each
+child it starts); "the monitor" below is either.
 
 The command starts in a process group of its own, so that a signal meant for
 it reaches everything it started (a shell's job, a test runner's workers)
@@ -30,12 +33,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 
 import psutil
 
-from ..measure import _platform
-from . import group_guard
+from . import _platform, group_guard
 
 
 class CommandGroup:
@@ -85,24 +87,32 @@ class CommandGroup:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(found.si_pid, 0)
 
-    def stop_everything(self, grace_s: float) -> None:
+    @property
+    def guard_pid(self) -> int | None:
+        """The guard's pid, while it stands (None where there is none)."""
+        return None if self._guard is None else self._guard.pid
+
+    def stop_everything(self, grace_s: float, *, also_ours: Collection[int] = ()) -> None:
         """Stop what is left of the command's tree, reap it, and release the guard.
 
         Called once the command itself has been reaped (or, on an error
         path, whatever its state).  What is left: the group's members, and
         every child we adopted as a subreaper with its descendants, group or
         not.  They get SIGTERM and ``grace_s`` to exit, then SIGKILL; with
-        nothing left, this returns at once.
+        nothing left, this returns at once.  ``also_ours``: children the owner
+        started since this command (its other commands, their guards and
+        samplers), which are not the command's orphans.
         """
-        if self._leftovers():
-            self._signal_leftovers(signal.SIGTERM)
+        ours = set(also_ours)
+        if self._leftovers(ours):
+            self._signal_leftovers(signal.SIGTERM, ours)
             deadline = time.monotonic() + grace_s
-            while self._leftovers() and time.monotonic() < deadline:
+            while self._leftovers(ours) and time.monotonic() < deadline:
                 time.sleep(group_guard.ROUND_S)
             for _ in range(group_guard.KILL_ROUNDS):
-                if not self._leftovers():
+                if not self._leftovers(ours):
                     break
-                self._signal_leftovers(signal.SIGKILL)
+                self._signal_leftovers(signal.SIGKILL, ours)
                 time.sleep(group_guard.ROUND_S)
         self.release()
 
@@ -124,7 +134,7 @@ class CommandGroup:
             ours.add(self._guard.pid)
         return ours
 
-    def _leftovers(self) -> list[psutil.Process]:
+    def _leftovers(self, also_ours: set[int]) -> list[psutil.Process]:
         """Live processes of the command's tree, after reaping the dead we adopted."""
         self.reap_orphans()
         found: dict[int, psutil.Process] = {}
@@ -133,7 +143,7 @@ class CommandGroup:
                 with contextlib.suppress(psutil.Error, OSError):
                     if os.getpgid(process.pid) == self.pgid and _alive(process):
                         found[process.pid] = process
-        ours = self._ours()
+        ours = self._ours() | also_ours
         for child in _children():
             if child.pid in ours:
                 continue
@@ -147,12 +157,27 @@ class CommandGroup:
                         found[process.pid] = process
         return list(found.values())
 
-    def _signal_leftovers(self, signum: int) -> None:
+    def _signal_leftovers(self, signum: int, also_ours: set[int]) -> None:
         """Signal each leftover by pid, not the group: a group whose last member
         is gone may lend its number to a stranger's group."""
-        for process in self._leftovers():
+        for process in self._leftovers(also_ours):
             with contextlib.suppress(psutil.Error):
                 process.send_signal(signum)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGKILL`` for 9; ``signal 77`` for a number this platform has no name for."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe_returncode(returncode: int) -> str:
+    """How a process ended, in words: "exited with code 3" or "killed by SIGKILL"."""
+    if returncode < 0:
+        return f"killed by {signal_name(-returncode)}"
+    return f"exited with code {returncode}"
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -169,17 +194,26 @@ def _children() -> list[psutil.Process]:
         return []
 
 
-def start(command: list[str], *, die_with_monitor: bool) -> CommandGroup:
+def start(
+    command: list[str],
+    *,
+    die_with_monitor: bool,
+    env: Mapping[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> CommandGroup:
     """Start ``command`` leading a process group of its own, and its guard.
 
     ``die_with_monitor``: give it a parent-death signal (not when it is meant
     to outlive the monitor, ``--duration``).  The fork happens in this
     thread; the parent-death signal fires when the thread that forked exits,
-    so it is only given from the main thread.  Raises what ``Popen`` raises
-    when the command cannot be run.
+    so it is only given from the main thread.  ``env`` and ``pass_fds`` go
+    to ``Popen`` (the spawner's children get their profile and a status
+    pipe).  Raises what ``Popen`` raises when the command cannot be run.
     """
     children_before = _children_now()
-    process = subprocess.Popen(command, **_group_options(die_with_monitor))
+    process = subprocess.Popen(
+        command, env=env, pass_fds=pass_fds, **_group_options(die_with_monitor)
+    )
     guard, guard_fd = (None, None)
     if _platform.IS_POSIX:
         try:
