@@ -295,13 +295,6 @@ import pytest
 from pytest_automem.pytest_plugin.samples import SAMPLES_DIR_KEY
 
 
-def pytest_addoption(parser):
-    try:
-        parser.addoption("--automem-html", default=None)
-    except ValueError:  # the plugin has it
-        pass
-
-
 @pytest.fixture
 def samples_dir(request):
     return request.config.stash[SAMPLES_DIR_KEY]
