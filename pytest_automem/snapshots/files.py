@@ -77,9 +77,11 @@ SNAPSHOT_VERSION = 2
 #: returned to the OS or objects were trimmed; ``spawn``: a replacement was
 #: started; ``retire``: an old process was stopped after a spawn; ``level``:
 #: the pressure level changed; ``warning``: the growth rate passed a mark;
-#: ``start``, ``exit``, ``crash``: a watched process began, ended, died.
+#: ``start``, ``exit``, ``crash``: a watched process began, ended, died;
+#: ``ready``: a spawned child loaded its state and applied its profile.
 EVENT_KINDS = (
     "start",
+    "ready",
     "gc",
     "gc_request",
     "trim",
