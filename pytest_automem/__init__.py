@@ -22,7 +22,7 @@ _EXPORTS: dict[str, str] = {
     "ScenarioResult": "automaton.scenario",
     "load_scenario": "automaton.scenario",
     "MemoryAwareSpawner": "automaton.spawner",
-    "SpawnResult": "automaton.spawner",
+    "SpawnResult": "automaton.spawn_results",
     "run_scenario": "automaton.scenario",
     "MeasurementBasis": "measure.pressure",
     "MeasurementWindow": "measure.monitor",

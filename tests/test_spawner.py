@@ -25,7 +25,8 @@ import pytest
 from helpers import LEAK_BEYOND_THE_CAP, SCENARIO_WITH_A_CHILD, kill_all
 
 from pytest_automem import MemoryAwareSpawner, OptimizationConfig, PressureLevel
-from pytest_automem.automaton.spawner import SpawnEvent, SpawnInputError, SpawnResult
+from pytest_automem.automaton.spawn_results import SpawnEvent, SpawnResult
+from pytest_automem.automaton.spawner import SpawnInputError
 from pytest_automem.snapshots.files import read_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,13 +46,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..automaton.spawner import (
-    MemoryAwareSpawner,
-    SpawnEvent,
-    SpawnInputError,
-    SpawnResult,
-    SpawnStatus,
-)
+from ..automaton.spawn_results import SpawnEvent, SpawnResult, SpawnStatus
+from ..automaton.spawner import MemoryAwareSpawner, SpawnInputError
 from ..base.atomic import atomic_write_text
 from ..base.defaults import (
     DEFAULT_CRASH_RESTARTS,

@@ -28,7 +28,7 @@ from ..measure.pressure import PressureThresholds
 if TYPE_CHECKING:
     from ..automaton.policies import MemoryOptimizedAutomaton, OptimizationConfig
     from ..automaton.scenario import Scenario, ScenarioResult
-    from ..automaton.spawner import SpawnResult
+    from ..automaton.spawn_results import SpawnResult
     from ..automaton.store import Automaton
     from ..measure.monitor import MeasurementWindow
     from ..verdicts.budget import MemoryBudget
