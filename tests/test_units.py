@@ -146,6 +146,7 @@ def test_formatting_reads_well() -> None:
     assert format_duration(0.0005) == "500 µs"
     assert format_duration(0.0125) == "12.50 ms"
     assert format_duration(3) == "3.00 s"
+    assert format_duration(-0.215224) == "-215.22 ms"
     assert math.isfinite(parse_size_bytes("1e3"))
 
 

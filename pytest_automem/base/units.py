@@ -251,7 +251,13 @@ def format_rate(bytes_per_s: float) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """Human text for a duration: µs, ms or s, whichever reads best."""
+    """Human text for a duration: µs, ms or s, whichever reads best.
+
+    A negative one (an event just before a window's first sample) reads
+    as its size does, with a minus sign.
+    """
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
     if seconds < 1.0:
