@@ -48,7 +48,7 @@ from ..outputs.analysis_report import FORMATS, render_analysis
 from ..snapshots.analysis import analyze_snapshots
 from ..snapshots.files import Snapshot, SnapshotFormatError, list_snapshots, read_snapshot
 from ..verdicts.analysis import judge_analysis
-from .common import InputError, plain_help, print_text
+from .common import InputError, add_command, print_text
 from .exit_codes import EXIT_FINDING, EXIT_OK
 
 __all__ = ["register", "run"]
@@ -60,12 +60,7 @@ _FAIL_ON = {"warning": Severity.WARNING, "critical": Severity.CRITICAL}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "analyze",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "analyze", SUMMARY, __doc__)
     parser.add_argument(
         "paths",
         type=Path,

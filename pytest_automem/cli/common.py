@@ -102,6 +102,22 @@ def redirect_stdout_to_devnull() -> None:
         os.close(devnull)
 
 
+def add_command(
+    commands: argparse._SubParsersAction, name: str, summary: str, docstring: str | None
+) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` is its module's docstring, as written.
+
+    ``summary`` is its line in ``automem --help``; the docstring keeps its
+    own line breaks (its examples and lists), without reStructuredText marks.
+    """
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=plain_help(docstring),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def plain_help(docstring: str | None) -> str:
     """A module docstring as ``--help`` shows it: reStructuredText markup removed.
 

@@ -49,7 +49,7 @@ from ..base.units import parse_percent_fraction, parse_rate_bytes_per_s, parse_s
 from ..outputs.gate_report import annotations, summary_markdown, text_report
 from ..results.merge import PREFER_CHOICES
 from ..verdicts.gate import METRICS, RATE_RULE, GateResult, GateRules, MetricRule, compare
-from .common import InputError, plain_help, print_text
+from .common import InputError, add_command, print_text
 from .exit_codes import EXIT_FINDING, EXIT_OK
 from .results_inputs import read_merged, read_results_input
 
@@ -69,12 +69,7 @@ _DELTA_PARSERS: dict[str, Callable[[str], float]] = {
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "gate",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "gate", SUMMARY, __doc__)
     parser.add_argument(
         "--baseline", type=Path, required=True, metavar="BASE.json", help="the reference run"
     )

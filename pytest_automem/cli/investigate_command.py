@@ -39,7 +39,7 @@ from pathlib import Path
 
 from ..investigator.render import FORMATS, render
 from ..verdicts.findings import judge_investigation
-from .common import InputError, plain_help, print_text
+from .common import InputError, add_command, print_text
 from .exit_codes import EXIT_FINDING, EXIT_OK
 from .investigate_inputs import investigate_input
 
@@ -52,12 +52,7 @@ _CLASSNAME = "automem.investigate"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "investigate",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "investigate", SUMMARY, __doc__)
     parser.add_argument(
         "path",
         type=Path,

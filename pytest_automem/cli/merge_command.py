@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..results.merge import PREFER_CHOICES
 from ..results.results_file import write_results
-from .common import InputError, plain_help
+from .common import InputError, add_command
 from .exit_codes import EXIT_OK
 from .results_inputs import read_merged
 
@@ -34,12 +34,7 @@ SUMMARY = "join the results files of CI shards or machines into one"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "merge",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "merge", SUMMARY, __doc__)
     parser.add_argument(
         "paths", type=Path, nargs="+", metavar="RESULTS.json", help="results files to join"
     )

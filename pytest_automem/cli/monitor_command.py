@@ -83,8 +83,8 @@ from ..snapshots.files import write_snapshot
 from ..verdicts.limits import CommandLimits, LimitsVerdict, judge_limits
 from .common import (
     InputError,
+    add_command,
     add_watch_options,
-    plain_help,
     redirect_stdout_to_devnull,
     typed,
 )
@@ -243,12 +243,7 @@ class CommandMark:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "monitor",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "monitor", SUMMARY, __doc__)
     target = parser.add_mutually_exclusive_group()
     target.add_argument(
         "--pid",

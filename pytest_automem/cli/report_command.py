@@ -33,7 +33,7 @@ from pathlib import Path
 from ..base.units import format_count
 from ..outputs.dashboard import DashboardRun, write_dashboard
 from ..results.results_file import samples_folder
-from .common import InputError, plain_help, print_text
+from .common import InputError, add_command, print_text
 from .exit_codes import EXIT_OK
 from .results_inputs import read_results_input
 
@@ -44,12 +44,7 @@ SUMMARY = "write an HTML dashboard of results files: tests, memory curves, trend
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "report",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "report", SUMMARY, __doc__)
     parser.add_argument(
         "paths",
         type=Path,

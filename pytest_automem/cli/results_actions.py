@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..results.baseline import Run, read_runs
 from ..results.results_file import ResultsFormatError
-from .common import InputError, plain_help
+from .common import InputError, add_command
 
 __all__ = ["add_results_action", "read_inputs", "write_failed"]
 
@@ -31,21 +31,11 @@ def add_results_action(
 ) -> argparse.ArgumentParser:
     """``automem NAME ACTION RESULTS.json [MORE.json ...]``: the action's parser,
     for the command to add its options to."""
-    parser = commands.add_parser(
-        name,
-        help=summary,
-        description=plain_help(doc),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, name, summary, doc)
     actions = parser.add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=type(parser)
     )
-    acting = actions.add_parser(
-        action,
-        help=action_help,
-        description=plain_help(doc),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    acting = add_command(actions, action, action_help, doc)
     acting.add_argument(
         "results", nargs="+", type=Path, metavar="RESULTS.json", help="results files (runs)"
     )

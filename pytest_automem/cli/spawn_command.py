@@ -59,8 +59,8 @@ from ..base.units import format_rate, format_size, parse_duration_s
 from ..measure.stop_signals import StopSignals
 from .common import (
     InputError,
+    add_command,
     add_watch_options,
-    plain_help,
     redirect_stdout_to_devnull,
     typed,
 )
@@ -71,12 +71,7 @@ SUMMARY = "run a scenario or command in a child, replaced under memory pressure"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "spawn",
-        help=SUMMARY,
-        description=plain_help(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "spawn", SUMMARY, __doc__)
     parser.add_argument("--automaton", type=Path, help="the automaton file a scenario runs on")
     parser.add_argument(
         "--steps", type=int, help="end a scenario after this many steps in all (default: none)"
