@@ -328,3 +328,28 @@ def test_writer_that_cannot_set_the_mode_leaves_no_descriptor_and_no_temp(
     assert len(os.listdir("/proc/self/fd")) == open_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
     assert target.read_text() == "old\n"
+
+
+def test_sync_folder_makes_files_written_without_fsync_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One syncfs where the C library has it; else each regular file, then the folder."""
+    for name in ("a.jsonl", "b.jsonl"):
+        with atomic.atomic_writer(tmp_path / name, durable=False) as handle:
+            handle.write("{}\n")
+    (tmp_path / "link").symlink_to(tmp_path / "a.jsonl")
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    real_syncfs = atomic._syncfs
+    whole: list[bool] = []
+    monkeypatch.setattr(atomic, "_syncfs", lambda fd: whole.append(real_syncfs(fd)) or whole[-1])
+
+    atomic.sync_folder(tmp_path)
+    if sys.platform.startswith("linux"):
+        assert whole == [True] and synced == []  # one call for the whole file system
+    monkeypatch.setattr(atomic, "_syncfs", lambda fd: False)
+    synced.clear()
+    atomic.sync_folder(tmp_path)
+    assert len(synced) == 3  # two files (not the link), then the folder
+    atomic.sync_folder(tmp_path / "missing")  # nothing to sync: no error

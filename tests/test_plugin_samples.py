@@ -343,3 +343,37 @@ def test_a_file_where_the_results_samples_folder_goes_names_the_results_option(
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert len(errors) == 1 and "--automem-json=out.json" in errors[0], result.stderr.str()
     assert "out.samples is a file" in errors[0]
+
+
+#: Records when the session makes the samples durable, against the results file.
+SYNC_SPY = """
+import os
+
+from pytest_automem.base import atomic
+
+_real = atomic.sync_folder
+
+
+def _spy(folder):
+    with open("synced.txt", "a") as seen:
+        seen.write(f"{len(os.listdir(folder))} {os.path.exists('out/results.json')}\\n")
+    _real(folder)
+
+
+atomic.sync_folder = _spy
+"""
+
+
+def test_samples_are_synced_once_before_the_results_file_names_them(
+    pytester: pytest.Pytester,
+) -> None:
+    """Files written without their own fsync become durable in one sync,
+    before a results file can point at them."""
+    pytester.makeconftest(SYNC_SPY)
+    pytester.makepyfile(alloc=INNER_ALLOC, test_mixed=MIXED)
+
+    result = _run(pytester, "--automem", "--automem-json=out/results.json")
+
+    result.assert_outcomes(passed=2, failed=1)
+    assert (pytester.path / "synced.txt").read_text() == "2 False\n"
+    assert len(_kept(pytester.path / "out" / "results.json")) == 2

@@ -131,7 +131,7 @@ def write_test_samples(
             max_points=SAMPLES_MAX_POINTS,
             events=events,
             header_extra=extra,
-            durable=False,  # a test's samples are written again by the next run
+            durable=False,  # synced all at once before the results file names them
         )
     except OSError as exc:
         print(

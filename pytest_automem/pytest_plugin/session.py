@@ -364,6 +364,10 @@ class AutomemSession:
         report_files: dict[str, Path] = {}
         if options.automem_report_dir:  # without failures too: it removes stale temps
             report_files = write_report_files(Path(options.automem_report_dir), failures)
+        if self.samples is not None and not self.samples.temporary:
+            from ..base.atomic import sync_folder
+
+            sync_folder(self.samples.folder)  # durable before the results file names them
         if options.automem_json:
             self.records.write_results(options.automem_json, self._session_info())
             self.written.append(("results", str(options.automem_json)))
