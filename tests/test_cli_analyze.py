@@ -246,16 +246,31 @@ def test_bad_line_names_file_and_line(capsys: pytest.CaptureFixture[str], tmp_pa
     one_error_line(err, f"{path}:3", "rss_bytes")
 
 
-def test_a_file_of_another_kind_is_an_input_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("results.json", '{"version": 1, "tests": {}}\n', ("a results file", "automem report")),
+        ("pretty.json", '{\n  "version": 1,\n  "tests": {}\n}\n', ("a results file",)),
+        ("automaton.jsonl", '{"id": "a"}\n', ("an automaton file", "investigate")),
+        ("other.jsonl", '{"name": "a"}\n', (":1: first line is not a snapshot header",)),
+    ],
+)
+def test_a_file_of_another_kind_is_an_input_error_naming_its_kind(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    content: str,
+    words: tuple[str, ...],
 ) -> None:
-    results = tmp_path / "results.json"
-    results.write_text('{"version": 1, "tests": {}}\n', encoding="utf-8")
+    """A results file (written over several lines) or an automaton file given
+    to analyze by mistake is named as what it is, with the command that reads it."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
 
-    code, _, err = analyze(capsys, results)
+    code, _, err = analyze(capsys, path)
 
     assert code == 2
-    one_error_line(err, f"{results}:1", "not a snapshot header")
+    one_error_line(err, str(path), *words)
 
 
 def test_a_hostile_name_stays_on_one_line(

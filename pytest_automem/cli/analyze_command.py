@@ -50,6 +50,7 @@ from ..snapshots.files import Snapshot, SnapshotFormatError, list_snapshots, rea
 from ..verdicts.analysis import judge_analysis
 from .common import InputError, add_command, print_text
 from .exit_codes import EXIT_FINDING, EXIT_OK
+from .investigate_inputs import InputKind, recognise
 
 __all__ = ["register", "run"]
 
@@ -115,7 +116,20 @@ def _read_each(files: Sequence[Path]) -> Iterator[Snapshot]:
         except OSError as exc:
             raise InputError(f"{file}: {exc.strerror or exc}") from None
         except SnapshotFormatError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(_other_kind(file) or str(exc)) from None
+
+
+def _other_kind(file: Path) -> str | None:
+    """What to say of a file automem wrote that is not a snapshot; None otherwise."""
+    try:
+        kind = recognise(file)
+    except (InputError, OSError):
+        return None
+    if kind is InputKind.RESULTS:
+        return f"{file}: a results file, not a snapshot file: automem report or investigate read it"
+    if kind is InputKind.AUTOMATON:
+        return f"{file}: an automaton file, not a snapshot file: automem investigate reads it"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
