@@ -506,3 +506,4 @@ def test_chromium_draws_lines_only_for_events_that_moved_memory_when_crowded(
     assert len(markers) == 103
     lined = re.findall(r'<g class="event ev-(\w+)"[^>]*><line ', detail)
     assert sorted(lined) == ["gc", "gc", "trim"]
+    assert '<details class="events-fold"><summary>Events (103): show the table</summary>' in detail

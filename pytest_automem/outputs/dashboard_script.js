@@ -567,7 +567,14 @@
     if (exactPeak !== null) legend.append(el("span", { text: "··· exact peak (" + peakSourceText + ")" }));
     if (curve.ev.length) legend.append(el("span", { text: "▼ events (focus or hover for details)" }));
     box.append(legend);
-    if (curve.ev.length) box.append(eventTable(curve));
+    if (curve.ev.length > MAX_EVENT_LINES) {
+      // A long table would push the report out of sight: folded, its caption says how many.
+      box.append(el("details", { class: "events-fold" },
+        el("summary", { text: "Events (" + count(curve.ev.length + curve.evMore) + "): show the table" }),
+        eventTable(curve)));
+    } else if (curve.ev.length) {
+      box.append(eventTable(curve));
+    }
     return box;
   }
   function eventTable(curve) {
