@@ -428,6 +428,10 @@ DRIVER = """
       seen.openTitle = q("#detail-title") && q("#detail-title").textContent;
       seen.focusInDetail = document.activeElement.id;
       seen.hash = decodeURIComponent(location.hash);
+      const event = q("#detail g.event");
+      event.focus();
+      seen.eventLabel = event.getAttribute("aria-label");
+      seen.eventSaid = q("#detail .event-said").textContent;
       key(document.activeElement, "Escape");
     },
     () => {
@@ -473,6 +477,7 @@ def test_keyboard_sorts_filters_opens_and_closes_a_test(browser_report: Any) -> 
     assert seen["filtered"] == [HOSTILE[1]] and seen["count"].startswith("1 of 257 tests match")
     assert (seen["openTitle"], seen["focusInDetail"]) == (HOSTILE[1], "detail-title")
     assert seen["hash"] == "#test=" + HOSTILE[1]
+    assert seen["eventSaid"] == seen["eventLabel"] and "trim" in seen["eventSaid"]
     assert (seen["detailHidden"], seen["focusBack"]) == (True, HOSTILE[1])
     assert seen["failing"] == [HOSTILE[1]]
 

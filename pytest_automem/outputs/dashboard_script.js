@@ -567,6 +567,16 @@
     if (exactPeak !== null) legend.append(el("span", { text: "··· exact peak (" + peakSourceText + ")" }));
     if (curve.ev.length) legend.append(el("span", { text: "▼ events (focus or hover for details)" }));
     box.append(legend);
+    if (curve.ev.length) {
+      // A tooltip shows on hover only: an event reached with Tab says itself here.
+      const said = el("div", { class: "event-said", "aria-live": "polite" });
+      chart.addEventListener("focusin", function (e) {
+        const g = e.target.closest("g.event");
+        said.textContent = g ? g.getAttribute("aria-label") : "";
+      });
+      chart.addEventListener("focusout", function () { said.textContent = ""; });
+      box.append(said);
+    }
     if (curve.ev.length > MAX_EVENT_LINES) {
       // A long table would push the report out of sight: folded, its caption says how many.
       box.append(el("details", { class: "events-fold" },
