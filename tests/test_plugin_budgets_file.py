@@ -165,3 +165,17 @@ def test_a_bad_file_is_a_usage_error_naming_the_ini_the_file_and_the_line(
     assert f"ini automem_budgets in {ini}" in line
     assert str(path.parent) in line and named in line
     assert "passed" not in result.stdout.str()
+
+
+def test_budgets_that_matched_no_test_are_named_under_xdist_too(
+    project: pytest.Pytester,
+) -> None:
+    """The controller collects nothing itself: the count comes from a worker."""
+    pytest.importorskip("xdist")
+
+    result = _run(project, "-n", "2", "--automem-json=results.json")
+
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["automem: 1 of 4 budgets in ini automem_budgets matched no test in this run"]
+    )

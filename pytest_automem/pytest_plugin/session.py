@@ -45,6 +45,9 @@ REPORT_PLUGIN_NAME = "automem-reports"
 WORKER_RECORDS_PLUGIN_NAME = "automem-worker-records"
 #: The key under which an xdist worker hands its sampler kind to the controller.
 WORKER_SAMPLER_KIND = "automem_sampler_kind"
+#: The key under which an xdist worker hands over how many budgets of the
+#: budgets file matched none of the tests it collected (every worker collects all).
+WORKER_UNUSED_BUDGETS = "automem_unused_budgets"
 
 
 class RecordsFromWorkers:
@@ -58,6 +61,8 @@ class RecordsFromWorkers:
     def __init__(self, records: RecordStore, samples: SamplesSettings | None) -> None:
         self._records = records
         self._samples = samples
+        #: From the first worker down: the budgets file's entries no test matched.
+        self.unused_budgets: int | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         line = report.__dict__.pop("automem", None)
@@ -74,11 +79,16 @@ class RecordsFromWorkers:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """A worker's sampler kind: lean records leave it out, and the
-        controller samples nothing itself, yet the results file states it."""
-        kind = getattr(node, "workeroutput", {}).get(WORKER_SAMPLER_KIND)
+        """A worker's sampler kind and unmatched budgets: lean records leave the
+        kind out, and the controller samples and collects nothing itself, yet
+        the results file states the one and the summary the other."""
+        output = getattr(node, "workeroutput", {})
+        kind = output.get(WORKER_SAMPLER_KIND)
         if isinstance(kind, str) and self._records.sampler_kind is None:
             self._records.sampler_kind = kind
+        unused = output.get(WORKER_UNUSED_BUDGETS)
+        if type(unused) is int and self.unused_budgets is None:
+            self.unused_budgets = unused
 
 
 class AutomemSession:
@@ -124,6 +134,7 @@ class AutomemSession:
         self.samples = samples
         #: Budgets of the file that no test collected in this run matched.
         self.unused_budgets = 0
+        self._from_workers: RecordsFromWorkers | None = None
         options = config.option
         #: Records need every results key: an output reads them all (see
         #: RunSettings).  An xdist worker sees its controller's command line,
@@ -159,9 +170,8 @@ class AutomemSession:
         Only there: every other session would pay for a hook call per report.
         """
         if self.is_xdist_controller:
-            self.config.pluginmanager.register(
-                RecordsFromWorkers(self.records, self.samples), WORKER_RECORDS_PLUGIN_NAME
-            )
+            self._from_workers = RecordsFromWorkers(self.records, self.samples)
+            self.config.pluginmanager.register(self._from_workers, WORKER_RECORDS_PLUGIN_NAME)
 
     def close(self, *, wait: bool = True) -> None:
         """Unregister the per-test hooks and stop the sampler.
@@ -346,9 +356,11 @@ class AutomemSession:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the outputs once pytest's own (JUnit included) are written."""
-        if self.is_worker and self._monitor is not None:
+        if self.is_worker:
             output = self.config.workeroutput  # type: ignore[attr-defined]
-            output[WORKER_SAMPLER_KIND] = self._monitor.sampler_kind
+            output[WORKER_UNUSED_BUDGETS] = self.unused_budgets
+            if self._monitor is not None:
+                output[WORKER_SAMPLER_KIND] = self._monitor.sampler_kind
         self.close(wait=False)
         options = self.config.option
         if self.is_worker or not (self.records or options.automem_json or options.automem_html):
@@ -459,10 +471,13 @@ class AutomemSession:
             if self.config.get_verbosity() >= 0:
                 for what, path in self.written:
                     terminalreporter.line(f"automem {what} written to {path}")
-        if self.unused_budgets:
+        unused = self.unused_budgets
+        if self._from_workers is not None and self._from_workers.unused_budgets:
+            unused = self._from_workers.unused_budgets
+        if unused:
             # Tests renamed or deleted since the file was made, or deselected.
             terminalreporter.write_line(
-                f"automem: {self.unused_budgets} of {len(self.file_budgets)} budgets in "
+                f"automem: {unused} of {len(self.file_budgets)} budgets in "
                 "ini automem_budgets matched no test in this run",
                 yellow=True,
             )
