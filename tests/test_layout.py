@@ -169,6 +169,17 @@ def test_every_subpackage_is_in_the_layer_table() -> None:
     assert folders == set(ALLOWED)
 
 
+def test_every_module_has_its_line_in_the_architecture() -> None:
+    """docs/architecture.md is where a newcomer starts: no module may be missing."""
+    listed = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    modules = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py" or path.parent == PACKAGE
+    }
+    assert sorted(m for m in modules if f"`{m}`" not in listed) == []
+
+
 def test_arrows_point_down_only() -> None:
     upward = []
     for path in _modules():
