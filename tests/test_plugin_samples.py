@@ -8,6 +8,9 @@ results file through its own keys (``samples_dir``, ``samples_file``).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +380,29 @@ def test_samples_are_synced_once_before_the_results_file_names_them(
     result.assert_outcomes(passed=2, failed=1)
     assert (pytester.path / "synced.txt").read_text() == "2 False\n"
     assert len(_kept(pytester.path / "out" / "results.json")) == 2
+
+
+def test_a_temporary_folder_a_killed_session_left_is_removed_by_the_next(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """kill -9 skips the session's own clean-up; the next dashboard-only
+    session removes what it left, and nothing that is not ours."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    left = temporary / f"automem-samples-{gone}-abc123"
+    left.mkdir()
+    (left / "snapshot-20261206T040000.000000-1-t.jsonl").write_text("{}\n")
+    theirs = temporary / f"automem-samples-{gone}-def456"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("not ours")
+    alive = temporary / f"automem-samples-{os.getpid()}-ghi789"
+    alive.mkdir()
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+
+    result = _run(pytester, "--automem", "--automem-html=d.html")
+
+    result.assert_outcomes(passed=1)
+    assert sorted(p.name for p in temporary.iterdir()) == sorted([theirs.name, alive.name])

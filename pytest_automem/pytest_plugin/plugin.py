@@ -437,7 +437,12 @@ def _samples_settings(config: pytest.Config) -> SamplesSettings | None:
     a temporary folder.  An xdist worker writes where its controller said.
     A folder that cannot be one is a usage error naming the option, now.
     """
-    from .samples import WORKER_SAMPLES, SamplesSettings, auto_samples_folder
+    from .samples import (
+        WORKER_SAMPLES,
+        SamplesSettings,
+        auto_samples_folder,
+        temporary_samples_folder,
+    )
 
     worker_input = getattr(config, "workerinput", None)
     if worker_input is not None:
@@ -462,10 +467,7 @@ def _samples_settings(config: pytest.Config) -> SamplesSettings | None:
         settings.clear_stale()
         return settings
     if getattr(config.option, "automem_html", None):
-        import tempfile
-
-        folder = Path(tempfile.mkdtemp(prefix="automem-samples-"))
-        return SamplesSettings(folder=folder, every_test=False, temporary=True)
+        return SamplesSettings(folder=temporary_samples_folder(), every_test=False, temporary=True)
     return None
 
 

@@ -14,7 +14,9 @@ the opt-in cost); otherwise, when an output will show them, tests with a
 budget (or a baseline record) and tests whose call failed, in the folder
 beside the results file (``results.json`` -> ``results.samples/``), or
 with the dashboard alone in a temporary folder the session removes at its
-end.  The folder a session uses is in ``config.stash[SAMPLES_DIR_KEY]``.
+end (and the next such session removes, if a kill -9 left it: its name
+carries the pid of the session that made it).  The folder a session uses
+is in ``config.stash[SAMPLES_DIR_KEY]``.
 
 Events stored with the samples: the garbage collections and allocator
 trims a :class:`~pytest_automem.measure.gc_events.CollectionRecorder` saw
@@ -27,8 +29,11 @@ window's start comes before its first sample: its ``t_ms`` is negative.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +53,7 @@ __all__ = [
     "SamplesSettings",
     "auto_samples_folder",
     "snapshot_events",
+    "temporary_samples_folder",
     "write_test_samples",
 ]
 
@@ -97,6 +103,47 @@ class SamplesSettings:
     def remove_temporary(self) -> None:
         if self.temporary:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+#: A temporary samples folder: its prefix, then the pid of the session that made it.
+_TEMPORARY_PREFIX = "automem-samples-"
+_TEMPORARY_NAME = re.compile(rf"{_TEMPORARY_PREFIX}(?P<pid>[0-9]+)-[A-Za-z0-9_]+")
+
+
+def temporary_samples_folder() -> Path:
+    """A new folder in the system's temporary folder for a dashboard-only session.
+
+    The session removes it at its end; one whose session was killed
+    (kill -9) is removed here, by the next such session.
+    """
+    base = Path(tempfile.gettempdir())
+    _remove_abandoned(base)
+    return Path(tempfile.mkdtemp(prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", dir=base))
+
+
+def _remove_abandoned(base: Path) -> None:
+    """Remove the temporary samples folders of sessions that are gone.
+
+    Only a real folder named as :func:`temporary_samples_folder` names them,
+    whose process no longer exists, and that holds nothing but our snapshot
+    files: anything else is not ours to delete.
+    """
+    import psutil
+
+    from ..snapshots.files import is_snapshot_name
+
+    for folder in base.glob(f"{_TEMPORARY_PREFIX}*"):
+        match = _TEMPORARY_NAME.fullmatch(folder.name)
+        if match is None or folder.is_symlink() or psutil.pid_exists(int(match["pid"])):
+            continue
+        try:
+            files = list(folder.iterdir())
+            if all(is_snapshot_name(f.name) and not f.is_symlink() for f in files):
+                for file in files:
+                    file.unlink()
+                folder.rmdir()
+        except OSError:  # another user's, or removed meanwhile
+            continue
 
 
 def auto_samples_folder(results_path: str) -> Path:
