@@ -155,3 +155,14 @@ def test_html_alone_plots_the_budgeted_tests_and_leaves_no_samples_behind(
     assert "curve" in data["details"][str(ids.index("test_s.py::test_fine"))]
     assert data["summary"]["plots"] >= 2
     assert list(temporary.iterdir()) == []
+
+
+def test_html_with_every_tests_samples_and_no_results_file(pytester: pytest.Pytester) -> None:
+    """``--automem-samples`` beside the dashboard alone: the page names the
+    folder relative to itself and plots every test."""
+    result = _run(pytester, "--automem", "--automem-samples=kept", "--automem-html=d.html")
+
+    result.assert_outcomes(failed=1, passed=3)
+    _, data = _dashboard(pytester.path / "d.html")
+    assert data["summary"]["plots"] == 4
+    assert len(list((pytester.path / "kept").iterdir())) == 4

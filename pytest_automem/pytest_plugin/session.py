@@ -376,15 +376,16 @@ class AutomemSession:
         report_files: dict[str, Path] = {}
         if options.automem_report_dir:  # without failures too: it removes stale temps
             report_files = write_report_files(Path(options.automem_report_dir), failures)
-        if self.samples is not None and not self.samples.temporary:
+        kept = self._kept_samples_folder
+        if kept is not None:
             from ..base.atomic import sync_folder
 
-            sync_folder(self.samples.folder)  # durable before the results file names them
+            sync_folder(kept)  # durable before the results file names them
         if options.automem_json:
             self.records.write_results(options.automem_json, self._session_info())
             self.written.append(("results", str(options.automem_json)))
-        if self.samples is not None and not self.samples.temporary and self.samples.folder.is_dir():
-            self.written.append(("samples", _as_given(self.samples.folder)))
+        if kept is not None and kept.is_dir():
+            self.written.append(("samples", _as_given(kept)))
         if options.automem_html:
             self._write_dashboard(options.automem_html)
         xml_path = getattr(options, "xmlpath", None)
@@ -450,13 +451,24 @@ class AutomemSession:
             "tests_monitored": len(self.records),
             "memory_failures": len(self.memory_failures()),
         }
-        if self.samples is not None and not self.samples.temporary:
+        folder = self._kept_samples_folder
+        if folder is not None:
             from ..results.results_file import samples_dir_entry
 
+            options = self.config.option
+            # Relative to the file the document goes to: the results file, else the dashboard.
             info["samples_dir"] = samples_dir_entry(
-                self.samples.folder, self.config.option.automem_json
+                folder, options.automem_json or options.automem_html
             )
         return info
+
+    @property
+    def _kept_samples_folder(self) -> Path | None:
+        """The samples folder the document names; None without one, or for a
+        temporary one (removed at the session's end: nothing may point at it)."""
+        if self.samples is None or self.samples.temporary:
+            return None
+        return self.samples.folder
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
