@@ -426,6 +426,26 @@ def _check_output_paths(config: pytest.Config) -> None:
     report_dir = config.getoption("automem_report_dir")
     if report_dir is not None:
         _check_folder_target("--automem-report-dir", report_dir)
+    _check_distinct_files(
+        ("--junitxml", getattr(config.option, "xmlpath", None)),
+        ("--automem-json", json_path),
+        ("--automem-html", html_path),
+    )
+
+
+def _check_distinct_files(*outputs: tuple[str, str | None]) -> None:
+    """Two outputs given one file: the later writer would replace the other's
+    (the results file lost under the dashboard), so neither is written."""
+    seen: dict[str, str] = {}
+    for option, text in outputs:
+        if not text:
+            continue
+        path = os.path.realpath(text)
+        if path in seen:
+            raise pytest.UsageError(
+                f"{seen[path]} and {option}={text} name the same file; give each its own"
+            )
+        seen[path] = f"{option}={text}"
 
 
 def _samples_settings(config: pytest.Config) -> SamplesSettings | None:
