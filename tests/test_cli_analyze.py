@@ -152,6 +152,20 @@ def test_output_that_cannot_be_written_is_one_line(
     one_error_line(err, "--output", str(tmp_path))
 
 
+def test_output_on_a_snapshot_it_reads_is_refused_and_the_snapshot_kept(
+    capsys: pytest.CaptureFixture[str], mixed: Path
+) -> None:
+    """The report written over its own input would lose the samples."""
+    snapshot = sorted(mixed.glob("snapshot-2*.jsonl"))[0]
+    before = snapshot.read_text(encoding="utf-8")
+
+    code, out, err = analyze(capsys, mixed, "--output", snapshot)
+
+    assert (code, out) == (2, "")
+    one_error_line(err, "--output", str(snapshot), "reads")
+    assert snapshot.read_text(encoding="utf-8") == before
+
+
 def test_text_and_markdown_are_bounded_and_say_what_they_left_out(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -288,3 +288,33 @@ def test_a_second_interrupt_ends_the_grace_at_once(tmp_path: Path) -> None:
     assert process.returncode == 130, err
     assert "killed by SIGKILL after the grace period" in err
     assert "gen 0 pid" in out and " killed," in out
+
+
+@pytest.mark.parametrize(
+    ("outputs", "names"),
+    [
+        (["--events", "a.jsonl"], ["--events", "--automaton", "same file"]),
+        (["--json", "a.jsonl"], ["--json", "--automaton", "same file"]),
+        (["--events", "out.json", "--json", "out.json"], ["--events", "--json", "same file"]),
+        (["--events", "a.jsonl.trimmed.jsonl"], ["--events", "archive", "same file"]),
+        (["--json", "scenario.py"], ["--json", "scenario", "same file"]),
+    ],
+    ids=["events-automaton", "json-automaton", "events-json", "events-archive", "json-scenario"],
+)
+def test_an_output_on_an_input_or_another_output_is_refused_before_anything_runs(
+    tmp_path: Path, outputs: list[str], names: list[str]
+) -> None:
+    """The automaton (and its archive, and the scenario's code) would be
+    overwritten by the events or the summary: nothing starts, nothing is lost."""
+    automaton = tmp_path / "a.jsonl"
+    automaton.write_text('{"id": "kept"}\n')
+    scenario = tmp_path / "scenario.py"
+    scenario.write_text(textwrap.dedent(JUMPS_ONCE))
+    before = {path: path.read_text() for path in (automaton, scenario)}
+
+    result = automem(
+        "scenario.py:scenario", "--automaton", "a.jsonl", "--steps", "3", *outputs, cwd=tmp_path
+    )
+
+    assert_input_error(result, *names)
+    assert {path: path.read_text() for path in before} == before

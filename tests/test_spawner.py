@@ -405,3 +405,14 @@ def test_result_is_plain_json(tmp_path: Path) -> None:
     data = json.loads(json.dumps(spawn(tmp_path, LEAK, steps=5).to_dict()))
     assert data["end_cause"] == "finished"
     assert data["events"][0]["kind"] == "start"
+
+
+@pytest.mark.parametrize(
+    ("events", "what"), [("a.jsonl", "automaton"), ("a.jsonl.trimmed.jsonl", "archive")]
+)
+def test_an_events_file_on_the_automaton_or_its_archive_is_refused(
+    tmp_path: Path, events: str, what: str
+) -> None:
+    """Its header would replace the state the children hand over."""
+    with pytest.raises(ValueError, match=f"is the {what}"):
+        MemoryAwareSpawner("m:f", tmp_path / "a.jsonl", events_path=tmp_path / events)

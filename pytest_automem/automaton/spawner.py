@@ -73,6 +73,7 @@ from ..snapshots.files import SnapshotLog
 from . import spawn_child
 from .policies import OptimizationConfig
 from .spawn_results import ChildRecord, SpawnEvent, SpawnResult, SpawnStatus
+from .store import archive_path_for
 
 __all__ = [
     "MemoryAwareSpawner",
@@ -341,6 +342,19 @@ class _Judge:
         return self.thresholds.classify(self.measured(rss_bytes))
 
 
+def _check_events_path(events: Path | None, worker: _ScenarioWorker | _CommandWorker) -> None:
+    """The events file must not be the automaton or its archive: writing it
+    would destroy the state the children hand over."""
+    if events is None or not isinstance(worker, _ScenarioWorker):
+        return
+    for what, path in (
+        ("automaton", worker.automaton),
+        ("archive", archive_path_for(worker.automaton)),
+    ):
+        if os.path.realpath(events) == os.path.realpath(path):
+            raise ValueError(f"events file {events} is the {what} {path}: give it its own file")
+
+
 def _seconds(value: float | str, what: str, *, positive: bool) -> float:
     seconds = parse_duration_s(value) if isinstance(value, str) else float(value)
     if seconds < 0 or (positive and seconds == 0):
@@ -432,6 +446,7 @@ class MemoryAwareSpawner:
         self.max_restarts = max_restarts
         self.restart_window_s = _seconds(restart_window, "restart_window", positive=True)
         self.events_path = None if events_path is None else Path(events_path)
+        _check_events_path(self.events_path, worker)
         self.on_event = on_event
         self.on_status = on_status
         self.should_stop = should_stop

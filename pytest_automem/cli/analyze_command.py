@@ -39,6 +39,7 @@ bad line, named as file:line); 70 an internal error.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -134,6 +135,10 @@ def _other_kind(file: Path) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     files = snapshot_files(args.paths)
+    if args.output is not None and os.path.realpath(args.output) in {
+        os.path.realpath(file) for file in files
+    }:
+        raise InputError(f"--output {args.output}: is a snapshot file it reads; give another path")
     try:
         analysis = analyze_snapshots(_read_each(files))
     except SnapshotFormatError as exc:

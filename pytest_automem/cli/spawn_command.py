@@ -42,12 +42,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..automaton.spawn_results import SpawnEvent, SpawnResult, SpawnStatus
 from ..automaton.spawner import MemoryAwareSpawner, SpawnInputError
+from ..automaton.store import archive_path_for
 from ..base.atomic import atomic_write_text
 from ..base.defaults import (
     DEFAULT_CRASH_RESTARTS,
@@ -215,6 +217,26 @@ def _check(args: argparse.Namespace, scenario: str | None) -> None:
             raise InputError(f"{option}: no such folder {path.parent}")
     if args.automaton is not None and not args.automaton.parent.is_dir():
         raise InputError(f"--automaton: no such folder {args.automaton.parent}")
+    _check_own_files(args, scenario)
+
+
+def _check_own_files(args: argparse.Namespace, scenario: str | None) -> None:
+    """``--events`` and ``--json`` each get a file of their own: written over
+    the automaton, its archive or the scenario's code, they would destroy it."""
+    files: dict[str, str] = {}
+    if args.automaton is not None:
+        files[os.path.realpath(args.automaton)] = f"--automaton {args.automaton}"
+        archive = archive_path_for(args.automaton)
+        files[os.path.realpath(archive)] = f"the automaton's archive {archive}"
+    module, _, _ = (scenario or "").rpartition(":")
+    if module.endswith(".py"):
+        files[os.path.realpath(module)] = f"the scenario's file {module}"
+    for option, path in (("--events", args.events), ("--json", args.json)):
+        if path is None:
+            continue
+        other = files.setdefault(os.path.realpath(path), f"{option} {path}")
+        if other != f"{option} {path}":
+            raise InputError(f"{option} {path} and {other} are the same file; give it its own")
 
 
 def _spawner(
