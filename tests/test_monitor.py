@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from helpers import resident_block
 
+from pytest_automem.measure import sampler_child
 from pytest_automem.measure.garbage import GcMode
 from pytest_automem.measure.monitor import MemoryMonitor
 from pytest_automem.measure.pressure import MeasurementBasis, PressureLevel, PressureThresholds
@@ -510,3 +511,42 @@ def test_tree_window_counts_an_exit_peak_as_a_bound_not_as_the_trees_kernel_mark
     assert result.peak_rss_bytes >= 500 * MB
     assert result.peak_source == "sampled"
     assert result.sampler_kind == "process-tree-procfs"
+
+
+# -- the sampler rests between windows -----------------------------------------
+
+
+def _wanted(monitor: MemoryMonitor) -> int:
+    handle = monitor._sampler_handle
+    assert handle is not None
+    return sampler_child.COUNT_FIELD.unpack_from(handle._buffer, sampler_child.OFFSET_WANTED)[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs a kernel peak")
+def test_windows_want_every_sample_and_spans_do_not() -> None:
+    with MemoryMonitor(idle_interval_ms=10) as monitor:
+        assert monitor.resting_interval_ms == 10.0
+        assert _wanted(monitor) == 0
+        outer = monitor.window()
+        inner = monitor.window()
+        assert _wanted(monitor) == 1
+        inner.stop()
+        assert _wanted(monitor) == 1  # the outer one still reads samples
+        outer.stop()
+        outer.stop()  # closed twice: counted once
+        assert _wanted(monitor) == 0
+        probe = monitor.probe()
+        probe.open()
+        assert _wanted(monitor) == 0
+        window = probe.to_window(PressureThresholds())
+        assert _wanted(monitor) == 1  # a long span goes on as a window
+        window.stop()
+        assert _wanted(monitor) == 0
+
+
+def test_a_monitor_without_a_kernel_peak_never_rests() -> None:
+    """Peaks are the samples' maximum there: every sample counts."""
+    with MemoryMonitor(idle_interval_ms=10, portable=True) as monitor:
+        assert monitor.resting_interval_ms is None
+    with MemoryMonitor() as monitor:
+        assert monitor.resting_interval_ms is None

@@ -140,6 +140,8 @@ def test_a_bare_interval_is_milliseconds(
         ("automem_thresholds", "1MB,2MB", ["three sizes"]),
         ("automem_gc", "sometimes", ["auto", "full", "off"]),
         ("automem_fresh_allocator", "maybe", ["budgeted", "always", "never"]),
+        ("automem_idle_interval", "1h", ["sampling interval"]),
+        ("automem_idle_interval", "often", ["sampling interval"]),
     ],
 )
 def test_bad_ini_setting_is_a_usage_error_naming_it(
@@ -283,3 +285,22 @@ def test_bad_marker_argument_is_a_collection_error_naming_test_and_argument(
     for word in words:
         assert word in output
     assert "Traceback" not in output
+
+
+# -- the sampler's rest between windows ---------------------------------------
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs a kernel peak")
+@pytest.mark.parametrize(
+    ("ini", "idle_ms"),
+    [("", 10.0), ("automem_idle_interval = 50ms\n", 50.0), ("automem_idle_interval = 1\n", None)],
+)
+def test_the_results_say_how_the_sampler_rests(
+    pytester: pytest.Pytester, ini: str, idle_ms: float | None
+) -> None:
+    """Where the kernel keeps exact peaks the sampler rests between windows
+    (10 ms unless set); at the sampling interval itself it never does."""
+    pytester.makeini(f"[pytest]\n{ini}")
+    pytester.makepyfile(test_x=PASSING_TEST)
+    _run(pytester, "--automem", "--automem-json=results.json").assert_outcomes(passed=1)
+    assert _results(pytester)["session"]["idle_interval_ms"] == idle_ms

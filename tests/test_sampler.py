@@ -515,3 +515,83 @@ def test_a_tree_sampler_publishes_each_process_and_samples_the_sum() -> None:
         os.kill(child, signal.SIGKILL)
         root.kill()
         root.wait()
+
+
+# -- resting between windows ---------------------------------------------------
+
+
+def _wanted_field(process: SamplerProcess) -> int:
+    return sampler.COUNT_FIELD.unpack_from(process._buffer, sampler.OFFSET_WANTED)[0]
+
+
+def _wait_for_samples(process: SamplerProcess, count: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while process.write_count() < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+@pytest.mark.skipif(os.name != "posix", reason="only a lifeline pipe can wake a resting sampler")
+def test_a_resting_sampler_wakes_when_a_window_wants_samples() -> None:
+    # It rests 60 s between samples: a sample within 10 s of asking, then
+    # many more, come only from the wake-up and the full rate that follows.
+    process = SamplerProcess(
+        os.getpid(),
+        interval_ns=1_000_000,
+        capacity=1024,
+        reader="procfs",
+        idle_interval_ns=60_000_000_000,
+    )
+    try:
+        assert process.rests
+        resting = process.write_count()
+        time.sleep(0.05)
+        assert process.write_count() == resting  # no sample during the rest
+        process.set_wanted(True)
+        assert _wanted_field(process) == 1
+        assert _wait_for_samples(process, resting + 20, timeout_s=10)
+        process.set_wanted(False)
+        assert _wanted_field(process) == 0
+        time.sleep(0.05)  # the sample in flight lands, then it rests
+        rested = process.write_count()
+        time.sleep(0.1)
+        assert process.write_count() == rested
+    finally:
+        process.close()
+
+
+def test_a_sampler_without_an_idle_interval_never_rests() -> None:
+    process = SamplerProcess(os.getpid(), interval_ns=1_000_000, capacity=64, reader="procfs")
+    try:
+        assert not process.rests
+        assert process.idle_interval_ns == process.interval_ns
+        process.set_wanted(True)  # harmless: it samples at full rate anyway
+        assert _wait_for_samples(process, 20, timeout_s=10)
+    finally:
+        process.close()
+
+
+def test_a_nudge_ends_the_sleep_and_restarts_the_schedule() -> None:
+    """run(): a nudged sleep is followed at once by a sample; a sleep that
+    saw the parent die ends the loop."""
+    buffer = bytearray(sampler.ring_size_bytes(16))
+    sampler.HEADER.pack_into(buffer, 0, sampler.MAGIC, 16, 1_000_000, 0, 0, 0, 0, 0)
+    ring = sampler.Ring(buffer)  # type: ignore[arg-type]  # a bytearray maps like an mmap
+    sleeps: list[float] = []
+    wakes = iter([sampler.NUDGED, sampler.SLEPT, sampler.PARENT_GONE])
+
+    def sleep(seconds: float) -> int:
+        sleeps.append(seconds)
+        return next(wakes)
+
+    status = sampler.run(
+        ring, lambda: 4096, 1_000_000, os.getpid(), sleep, idle_interval_ns=1_000_000_000
+    )
+    assert status == sampler.STATUS_PARENT_GONE
+    assert ring.count == 3
+    # Resting (nobody wants samples), to absolute deadlines an idle interval
+    # apart (the fake sleeps return at once): the nudge restarted them, so
+    # the second sleep is a whole interval again, not what was left of two.
+    assert [round(seconds) for seconds in sleeps] == [1, 1, 2]

@@ -32,6 +32,13 @@ MIN_INTERVAL_MS = 0.05
 MAX_INTERVAL_MS = 1000.0
 #: The interval's range as the options' help states it.
 INTERVAL_RANGE_TEXT = f"{MIN_INTERVAL_MS:g}ms to {MAX_INTERVAL_MS / 1000:g}s"
+#: The plugin's sampler rests at this interval between windows that read
+#: every sample (budgeted tests, kept samples, the ``memory_monitor``
+#: fixture): a blanket ``--automem`` test's peak comes from the kernel mark,
+#: and each wake-up of the sampler costs ~20 µs of CPU, which ``pytest -n``
+#: workers share (docs/monitor.md, "When the sampler rests").
+DEFAULT_IDLE_INTERVAL_MS = 10.0
+DEFAULT_IDLE_INTERVAL_TEXT = f"{DEFAULT_IDLE_INTERVAL_MS:g}ms"
 #: Processes of a tree followed at once (``tree=True``): each costs a read
 #: per sample (figures in docs/benchmarks.md); more are counted, not followed.
 DEFAULT_MAX_PROCESSES = 128

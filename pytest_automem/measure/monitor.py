@@ -595,10 +595,10 @@ class SpanProbe(_OpenSpan):
         self, thresholds: PressureThresholds, basis: MeasurementBasis = MeasurementBasis.RELATIVE
     ) -> MeasurementWindow:
         """The open span as a window (stop that instead of closing the probe)."""
-        open_windows = self._monitor._open_windows
-        open_windows.remove(self)
+        monitor = self._monitor
+        monitor._open_windows.remove(self)
         window = MeasurementWindow._continuing(self, thresholds, basis)
-        open_windows.append(window)
+        monitor._opened(window)
         return window
 
 
@@ -658,6 +658,15 @@ class MemoryMonitor:
     every thread's stack at the moment memory crosses a threshold
     (``window(stacks_above_bytes=...)``): the sampler sends a signal and
     :mod:`faulthandler` writes the stacks, mid C call too.
+
+    ``idle_interval_ms`` lets the sampler rest at that interval while no
+    :class:`MeasurementWindow` is open: the spans of a :class:`SpanProbe`
+    take their peak from the kernel mark and read samples only when asked
+    to after the fact, so between windows the full rate buys little and
+    costs a wake-up per interval (under ``pytest -n``, CPU the workers
+    share).  A window that opens wakes the sampler and has the full rate at
+    once.  Only where the kernel keeps an exact peak: elsewhere peaks are
+    the samples' maximum, and the sampler never rests.
     """
 
     def __init__(
@@ -670,6 +679,7 @@ class MemoryMonitor:
         tree: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
         record_stacks: bool = False,
+        idle_interval_ms: float | str | None = None,
     ) -> None:
         self.pid = os.getpid() if pid is None else pid
         #: A process watching itself cannot find itself gone.
@@ -685,6 +695,10 @@ class MemoryMonitor:
         self._tree_report: TreeReport | None = None
         self._tree_memory: TreeMemory | None = None
         self.interval_ms = parse_interval_ms(interval_ms)
+        #: The interval between windows (see the class docstring); None: never rest.
+        self.idle_interval_ms = (
+            None if idle_interval_ms is None else parse_interval_ms(idle_interval_ms)
+        )
         if capacity < 16:
             raise ValueError(f"invalid sampler capacity {capacity}: need at least 16 samples")
         self.capacity = capacity
@@ -694,6 +708,8 @@ class MemoryMonitor:
         self._unreaped: SamplerProcess | None = None
         self._process_handle: _platform.ProcessMemory | None = None
         self._open_windows: list[_OpenSpan] = []
+        #: Of those, the windows that read every sample (not a probe's spans).
+        self._sampled_windows = 0
         self._checked_at = -math.inf
         self.record_stacks = record_stacks
         self._stacks: StackRecorder | None = None
@@ -722,6 +738,7 @@ class MemoryMonitor:
                 wait=wait,
                 max_processes=self.max_processes if self.tree else 0,
                 trip_signal=None if self._stacks is None else self._stacks.signal_number,
+                idle_interval_ns=self._idle_interval_ns(root),
             )
         except BaseException:
             self._stop_stack_recorder()
@@ -733,6 +750,13 @@ class MemoryMonitor:
 
             self._process_handle = self._tree_memory = TreeMemory(root, self._sampler_handle)
         return self
+
+    def _idle_interval_ns(self, root: _platform.ProcessMemory) -> int:
+        """The sampler's resting interval: 0 (never rests) without a kernel
+        peak to stand in for the samples, or for a tree, whose peak is sampled."""
+        if self.idle_interval_ms is None or root.peak_source is None or self.tree:
+            return 0
+        return round(self.idle_interval_ms * 1e6)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the sampler and release descriptors (idempotent).
@@ -753,6 +777,7 @@ class MemoryMonitor:
             self._process_handle = None
         self._tree_memory = None
         self._open_windows.clear()
+        self._sampled_windows = 0
 
     def _start_stack_recorder(self) -> StackRecorder | None:
         """The recorder of stack dumps, where asked for and possible.
@@ -787,6 +812,15 @@ class MemoryMonitor:
     @property
     def running(self) -> bool:
         return self._sampler_handle is not None
+
+    @property
+    def resting_interval_ms(self) -> float | None:
+        """The sampler's interval between windows; None while it never rests
+        (or before it starts)."""
+        sampler = self._sampler_handle or self._unreaped
+        if sampler is None or not sampler.rests:
+            return None
+        return sampler.idle_interval_ns / 1e6
 
     @property
     def sampler_pid(self) -> int:
@@ -925,7 +959,7 @@ class MemoryMonitor:
             stacks_above_bytes=stacks_above_bytes,
             on_stack_dump=on_stack_dump,
         )
-        self._open_windows.append(window)
+        self._opened(window)
         return window
 
     def rss_bytes(self) -> int:
@@ -961,9 +995,21 @@ class MemoryMonitor:
                     other._fold_kernel_peak(current_peak)
         process.reset_peak(rss_bytes)
 
+    def _opened(self, window: MeasurementWindow) -> None:
+        """Count ``window`` open; the first one open has the sampler sample at full rate."""
+        self._open_windows.append(window)
+        self._sampled_windows += 1
+        if self._sampled_windows == 1 and self._sampler_handle is not None:
+            self._sampler_handle.set_wanted(True)
+
     def _forget(self, window: _OpenSpan) -> None:
-        if window in self._open_windows:  # not when closed twice
-            self._open_windows.remove(window)
+        if window not in self._open_windows:  # closed twice
+            return
+        self._open_windows.remove(window)
+        if isinstance(window, MeasurementWindow):
+            self._sampled_windows -= 1
+            if self._sampled_windows == 0 and self._sampler_handle is not None:
+                self._sampler_handle.set_wanted(False)
 
     def _arm_stacks(self, rss_bytes: int, on_dump: Callable[[], object] | None) -> bool:
         """Have every thread's stack dumped when RSS passes ``rss_bytes``,

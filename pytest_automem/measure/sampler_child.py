@@ -33,8 +33,19 @@ Ring layout (native-endian, all fields 8 bytes, in a shared file mapping)::
     104  trip_rss_bytes   the parent's trip wire: signal it when RSS passes this (0: none)
     112  trip_generation  the parent bumps it after each new trip_rss_bytes
     120  trips_sent       signals sent for the current generation
+    128  idle_interval_ns the interval while no window wants samples (see below)
+    136  wanted           the parent's count of open windows that want every sample
     entries, ENTRY_SIZE bytes each: (t_ns: int64 CLOCK_MONOTONIC, rss_bytes: int64)
     process table (tree only), table_slots(max_processes) slots of SLOT
+
+Between windows that want samples the sampler may rest: while ``wanted`` is
+0 it samples every ``idle_interval_ns`` (equal to ``interval_ns``: never
+rests).  A parent that raises ``wanted`` from 0 writes a byte into the
+lifeline pipe, which wakes the sampler at once; it samples, then keeps the
+full rate while ``wanted`` stays above 0.  Why rest at all: every wake-up of
+a Python process costs ~20 µs of CPU on a virtual machine whatever the loop
+does, and under ``pytest -n`` the samplers share the cores with the workers;
+a test's exact peak comes from the kernel mark, not from the samples.
 
 The sampler writes an entry, then publishes it by bumping ``write_count``
 (see ``Ring.append``); while ``write_count`` is ``n`` it may be rewriting the
@@ -58,7 +69,7 @@ from typing import NoReturn
 
 MAGIC = b"AUTOMEM1"
 HEADER = struct.Struct("=8sqqqqqqq")
-HEADER_SIZE = 128
+HEADER_SIZE = 192
 ENTRY = struct.Struct("=qq")
 ENTRY_SIZE = ENTRY.size
 COUNT_FIELD = struct.Struct("=q")
@@ -75,6 +86,8 @@ OFFSET_TABLE_USED = 96
 OFFSET_TRIP_RSS = 104
 OFFSET_TRIP_GENERATION = 112
 OFFSET_TRIPS_SENT = 120
+OFFSET_IDLE_INTERVAL = 128
+OFFSET_WANTED = 136
 #: Signals one trip wire sends at most: the crossing, then each new high
 #: :data:`TRIP_STEP_SHARE` above the last, so the last dump is near the peak.
 MAX_TRIPS = 4
@@ -196,6 +209,10 @@ class Ring:
 
     def stop_requested(self) -> bool:
         return COUNT_FIELD.unpack_from(self.buffer, OFFSET_STOP)[0] != 0
+
+    def wanted(self) -> bool:
+        """Whether a window of the parent wants every sample now."""
+        return COUNT_FIELD.unpack_from(self.buffer, OFFSET_WANTED)[0] != 0
 
     def append(self, t_ns: int, rss_bytes: int) -> None:
         """Write the entry, then publish it by storing the new count.
@@ -672,39 +689,54 @@ class ProcessTree:
         self.table.publish(members, self.seen, self.not_followed, used)
 
 
-def _lifeline_waiter(fd: int) -> Callable[[float], bool]:
-    """A sleep that ends at once when the parent process dies; True then.
+#: What a sleep of the sampler ended with.
+SLEPT = 0
+NUDGED = 1
+PARENT_GONE = 2
 
-    ``fd`` is the read end of a pipe whose only write end the parent holds
-    and never writes to: it reads as end-of-file, so ``select`` wakes, the
-    moment the parent process is gone, by SIGKILL too.  Descriptors belong
-    to the process, not a thread, so a thread's exit cannot close it (as
-    ``PR_SET_PDEATHSIG`` fires when the parent *thread* exits, it would kill
-    the sampler of a monitor started from a worker thread).  The sleep
-    itself is the watch: a death is seen within the wake-up, at any
-    interval, where the ``getppid`` check every 16 samples takes 16
-    intervals.  That check stays, for a parent whose forks (``os.fork``
-    without ``exec``) keep a copy of the write end open after it died.
+
+def _lifeline_waiter(fd: int) -> Callable[[float], int]:
+    """A sleep that ends at once when the parent process dies or nudges.
+
+    ``fd`` is the read end of a pipe whose only write end the parent holds.
+    When the parent process is gone (by SIGKILL too) the pipe reads as
+    end-of-file, so ``select`` wakes the moment it dies: the sleep returns
+    :data:`PARENT_GONE`.  Descriptors belong to the process, not a thread,
+    so a thread's exit cannot close it (as ``PR_SET_PDEATHSIG`` fires when
+    the parent *thread* exits, it would kill the sampler of a monitor
+    started from a worker thread).  The ``getppid`` check every 16 samples
+    stays, for a parent whose forks (``os.fork`` without ``exec``) keep a
+    copy of the write end open after it died.  A byte the parent writes
+    ends the sleep early instead (:data:`NUDGED`): a window that wants every
+    sample opened while the sampler rested (see the module docstring).
 
     ``select`` takes descriptors below 1024 only and the parent's number may
     be higher, so we watch a duplicate: the lowest free number, in a child
     that has a handful open.
     """
-    watched = [os.dup(fd)]
+    watched = os.dup(fd)
     os.close(fd)
+    os.set_blocking(watched, False)
+    descriptors = [watched]
     wait = select.select
 
-    def sleep(seconds: float) -> bool:
-        readable, _, _ = wait(watched, [], [], seconds)
-        return bool(readable)
+    def sleep(seconds: float) -> int:
+        readable, _, _ = wait(descriptors, [], [], seconds)
+        if not readable:
+            return SLEPT
+        try:
+            nudges = os.read(watched, 4096)
+        except BlockingIOError:  # another reader took the bytes: nothing to wake for
+            return NUDGED
+        return NUDGED if nudges else PARENT_GONE
 
     return sleep
 
 
-def _plain_waiter(seconds: float) -> bool:
+def _plain_waiter(seconds: float) -> int:
     """A sleep with no lifeline (Windows); ``_parent_alive`` alone watches the parent."""
     time.sleep(seconds)
-    return False
+    return SLEPT
 
 
 class TripWire:
@@ -752,20 +784,24 @@ def run(
     read_rss: Callable[[], int],
     interval_ns: int,
     parent_pid: int,
-    sleep: Callable[[float], bool] = _plain_waiter,
+    sleep: Callable[[float], int] = _plain_waiter,
     after_sample: Callable[[int], None] | None = None,
     trip: TripWire | None = None,
+    idle_interval_ns: int | None = None,
 ) -> int:
     """Sample until asked to stop, the target exits or the parent dies.
 
     Sleeps to absolute deadlines so the rate does not drift with the time a
     read takes; a wake-up that is more than one interval late restarts the
-    schedule instead of firing a burst of catch-up samples.  ``sleep``
-    returns True when it saw the parent die.  ``after_sample`` (a tree's
-    housekeeping) is called with each sample's time once it is published;
-    ``trip`` sees each sample's RSS.
+    schedule instead of firing a burst of catch-up samples.  While no window
+    wants every sample the interval is ``idle_interval_ns`` (None: never
+    rest); a nudge ends the sleep, and the next sample is taken at once.
+    ``sleep`` returns :data:`SLEPT`, :data:`NUDGED` or :data:`PARENT_GONE`.
+    ``after_sample`` (a tree's housekeeping) is called with each sample's
+    time once it is published; ``trip`` sees each sample's RSS.
     """
     monotonic_ns = time.monotonic_ns
+    idle_ns = max(interval_ns, idle_interval_ns or 0)
     deadline = monotonic_ns()
     while True:
         t_ns = monotonic_ns()
@@ -789,11 +825,14 @@ def run(
                 return STATUS_STOPPED
             if not _parent_alive(parent_pid):
                 return STATUS_PARENT_GONE
-        deadline += interval_ns
+        deadline += idle_ns if idle_ns > interval_ns and not ring.wanted() else interval_ns
         now = monotonic_ns()
         if now < deadline:
-            if sleep((deadline - now) / 1e9):
+            woke = sleep((deadline - now) / 1e9)
+            if woke == PARENT_GONE:
                 return STATUS_PARENT_GONE
+            if woke == NUDGED:
+                deadline = monotonic_ns()
         elif now - deadline > interval_ns:
             deadline = now
 
@@ -869,7 +908,10 @@ def main(argv: list[str] | None = None) -> int:
     ring.set_status(STATUS_RUNNING)
     after_sample = None if tree is None else tree.after_sample
     trip = None if args.trip_signal is None else TripWire(ring, args.target_pid, args.trip_signal)
-    status = run(ring, read_rss, interval_ns, args.parent_pid, sleep, after_sample, trip)
+    idle_interval_ns = COUNT_FIELD.unpack_from(buffer, OFFSET_IDLE_INTERVAL)[0]
+    status = run(
+        ring, read_rss, interval_ns, args.parent_pid, sleep, after_sample, trip, idle_interval_ns
+    )
     if tree is not None:
         tree.finish()
     ring.set_status(status)

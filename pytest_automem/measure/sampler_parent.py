@@ -157,8 +157,14 @@ class SamplerProcess:
         wait: bool = True,
         max_processes: int = 0,
         trip_signal: int | None = None,
+        idle_interval_ns: int = 0,
     ) -> None:
         """Start the child.  ``wait=False`` returns before its first sample.
+
+        ``idle_interval_ns`` (above ``interval_ns``) lets the child rest at
+        that interval while no window wants every sample (:meth:`set_wanted`).
+        Only where a lifeline pipe can wake it (POSIX); elsewhere, and at 0,
+        it samples at ``interval_ns`` throughout.
 
         ``trip_signal``: the signal the child sends the target when its RSS
         passes the threshold of :meth:`arm_trip` (None: no trip wire).
@@ -177,6 +183,11 @@ class SamplerProcess:
         self.max_processes = max_processes
         self.trip_signal = trip_signal
         self._trip_generation = 0
+        #: Only a lifeline pipe (POSIX) can wake a resting child.
+        self.idle_interval_ns = (
+            max(interval_ns, idle_interval_ns) if _platform.IS_POSIX else interval_ns
+        )
+        self._wanted = False
         #: ``time.monotonic_ns()`` at the start: time zero of the process table.
         self.started_ns = time.monotonic_ns()
         fd, ring_path = tempfile.mkstemp(prefix="automem-ring-", dir=_ring_folder())
@@ -211,9 +222,11 @@ class SamplerProcess:
             ring_layout.STATUS_STARTING, 0, 0, self.target_pid,
         )  # fmt: skip
         tree = ring_layout.COUNT_FIELD.pack(self.max_processes)
+        idle = ring_layout.COUNT_FIELD.pack(self.idle_interval_ns)
         os.ftruncate(fd, ring_layout.ring_size_bytes(self.capacity, self.max_processes))
         os.pwrite(fd, header, 0)
         os.pwrite(fd, tree, ring_layout.OFFSET_MAX_PROCESSES)
+        os.pwrite(fd, idle, ring_layout.OFFSET_IDLE_INTERVAL)
         return mmap.mmap(fd, 0)
 
     def _spawn(self, ring: str | int) -> tuple[subprocess.Popen[bytes], int | None]:
@@ -222,7 +235,9 @@ class SamplerProcess:
         On POSIX it also inherits the read end of a lifeline pipe whose write
         end we keep, close-on-exec so no other child we start inherits it:
         the child sees end-of-file the moment this process dies (see
-        ``sampler._lifeline_waiter``, which says why not ``PR_SET_PDEATHSIG``).
+        ``sampler._lifeline_waiter``, which says why not ``PR_SET_PDEATHSIG``),
+        and a byte we write wakes it from a rest (:meth:`set_wanted`).  Our
+        end does not block: a full pipe already holds a wake-up.
         """
         if isinstance(ring, str):
             return self._popen(self._command(ring), ()), None
@@ -234,6 +249,7 @@ class SamplerProcess:
             raise
         finally:
             os.close(lifeline_read)
+        os.set_blocking(lifeline, False)
         return process, lifeline
 
     def _popen(self, command: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
@@ -294,6 +310,26 @@ class SamplerProcess:
         ring_layout.COUNT_FIELD.pack_into(
             self._buffer, ring_layout.OFFSET_TRIP_GENERATION, self._trip_generation
         )
+
+    @property
+    def rests(self) -> bool:
+        """Whether the child rests between windows that want every sample."""
+        return self.idle_interval_ns > self.interval_ns
+
+    def set_wanted(self, wanted: bool) -> None:
+        """Say whether a window that reads every sample is open.
+
+        While one is, the child samples at ``interval_ns``; while none is,
+        at ``idle_interval_ns``.  Wanting them again wakes a resting child
+        at once, so such a window's samples start when it opens.
+        """
+        if wanted == self._wanted or self._buffer.closed:
+            return
+        self._wanted = wanted
+        ring_layout.COUNT_FIELD.pack_into(self._buffer, ring_layout.OFFSET_WANTED, int(wanted))
+        if wanted and self.rests and self._lifeline is not None:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                os.write(self._lifeline, b"\0")  # the stored flag first: the child reads it awake
 
     def write_count(self) -> int:
         """Samples published so far (monotonic); read at every window's ends."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from ..base.defaults import (
+    DEFAULT_IDLE_INTERVAL_TEXT,
     DEFAULT_INTERVAL_TEXT,
     DEFAULT_THRESHOLDS_TEXT,
     GATE_MAX_INCREASE_PEAK,
@@ -138,6 +139,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_INTERVAL_TEXT,
     )
     parser.addini(
+        "automem_idle_interval",
+        "the sampler's interval between windows that read every sample, "
+        f"{INTERVAL_RANGE_TEXT}; at or below automem_interval it never rests "
+        f"(default {DEFAULT_IDLE_INTERVAL_TEXT})",
+        default=DEFAULT_IDLE_INTERVAL_TEXT,
+    )
+    parser.addini(
         "automem_samples",
         "a folder, relative to the ini file: every monitored test's memory over time is kept "
         "there as one snapshot file per test (as --automem-samples)",
@@ -227,6 +235,11 @@ def pytest_configure(config: pytest.Config) -> None:
     interval_ms = _parsed(
         interval_option, parse_interval_ms, _setting(config, "automem_interval", "automem_interval")
     )
+    idle_interval_ms = _parsed(
+        "ini automem_idle_interval",
+        parse_interval_ms,
+        _setting(config, None, "automem_idle_interval"),
+    )
     thresholds = _parsed(
         "ini automem_thresholds",
         PressureThresholds.parse,
@@ -242,6 +255,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config,
         monitor_all=bool(config.getoption("automem")),
         interval_ms=interval_ms,
+        idle_interval_ms=idle_interval_ms,
         thresholds=thresholds,
         gc_mode=gc_mode,
         junit_properties=junit_properties,

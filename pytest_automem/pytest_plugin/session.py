@@ -101,6 +101,7 @@ class AutomemSession:
         monitor_all: bool,
         interval_ms: float,
         thresholds: PressureThresholds,
+        idle_interval_ms: float | None = None,
         gc_mode: GcMode,
         junit_properties: str,
         trace_all: bool = False,
@@ -115,6 +116,8 @@ class AutomemSession:
         self.config = config
         self.monitor_all = monitor_all
         self.interval_ms = interval_ms
+        #: The sampler's rest between windows (ini ``automem_idle_interval``).
+        self.idle_interval_ms = idle_interval_ms
         self.thresholds = thresholds
         self.gc_mode = gc_mode
         self.junit_properties = junit_properties
@@ -159,9 +162,11 @@ class AutomemSession:
         if self._monitor is None:
             from ..measure.monitor import MemoryMonitor
 
-            self._monitor = MemoryMonitor(interval_ms=self.interval_ms, record_stacks=True).start(
-                wait=False
-            )
+            self._monitor = MemoryMonitor(
+                interval_ms=self.interval_ms,
+                idle_interval_ms=self.idle_interval_ms,
+                record_stacks=True,
+            ).start(wait=False)
         return self._monitor
 
     def start(self) -> None:
@@ -443,6 +448,7 @@ class AutomemSession:
         info = {
             "monitor_all": self.monitor_all,
             "interval_target_ms": self.interval_ms,
+            "idle_interval_ms": self._resting_interval_ms(),
             "thresholds_bytes": list(self.thresholds.boundaries()),
             "gc_mode": self.gc_mode.value,
             # An xdist controller samples nothing itself: its workers' records say.
@@ -461,6 +467,18 @@ class AutomemSession:
                 folder, options.automem_json or options.automem_html
             )
         return info
+
+    def _resting_interval_ms(self) -> float | None:
+        """The sampler's interval between windows; None where it never rests.
+
+        The monitor's own answer where this process sampled (it never rests
+        without a kernel peak); an xdist controller, which samples nothing,
+        states what its workers were configured with.
+        """
+        if self._monitor is not None:
+            return self._monitor.resting_interval_ms
+        idle = self.idle_interval_ms
+        return idle if idle is not None and idle > self.interval_ms else None
 
     @property
     def _kept_samples_folder(self) -> Path | None:
