@@ -522,6 +522,13 @@ def _wanted(monitor: MemoryMonitor) -> int:
     return sampler_child.COUNT_FIELD.unpack_from(handle._buffer, sampler_child.OFFSET_WANTED)[0]
 
 
+def _span_opened_ns(monitor: MemoryMonitor) -> int:
+    handle = monitor._sampler_handle
+    assert handle is not None
+    field = sampler_child.OFFSET_SPAN_OPENED
+    return sampler_child.COUNT_FIELD.unpack_from(handle._buffer, field)[0]
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs a kernel peak")
 def test_windows_want_every_sample_and_spans_do_not() -> None:
     with MemoryMonitor(idle_interval_ms=10) as monitor:
@@ -538,8 +545,13 @@ def test_windows_want_every_sample_and_spans_do_not() -> None:
         probe = monitor.probe()
         probe.open()
         assert _wanted(monitor) == 0
+        assert _span_opened_ns(monitor) == probe.opened_ns  # the sampler judges its age
+        probe.close()
+        assert _span_opened_ns(monitor) == 0
+        probe.open()
         window = probe.to_window(PressureThresholds())
         assert _wanted(monitor) == 1  # a long span goes on as a window
+        assert _span_opened_ns(monitor) == 0
         window.stop()
         assert _wanted(monitor) == 0
 

@@ -595,3 +595,24 @@ def test_a_nudge_ends_the_sleep_and_restarts_the_schedule() -> None:
     # apart (the fake sleeps return at once): the nudge restarted them, so
     # the second sleep is a whole interval again, not what was left of two.
     assert [round(seconds) for seconds in sleeps] == [1, 1, 2]
+
+
+@pytest.mark.parametrize(("span_age_s", "rests"), [(None, True), (0.0, True), (2.0, False)])
+def test_a_span_gets_every_sample_once_it_has_lasted_an_idle_interval(
+    span_age_s: float | None, rests: bool
+) -> None:
+    buffer = bytearray(sampler.ring_size_bytes(16))
+    sampler.HEADER.pack_into(buffer, 0, sampler.MAGIC, 16, 1_000_000, 0, 0, 0, 0, 0)
+    if span_age_s is not None:
+        opened_ns = time.monotonic_ns() - int(span_age_s * 1e9)
+        sampler.COUNT_FIELD.pack_into(buffer, sampler.OFFSET_SPAN_OPENED, opened_ns)
+    ring = sampler.Ring(buffer)  # type: ignore[arg-type]  # a bytearray maps like an mmap
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> int:
+        sleeps.append(seconds)
+        return sampler.PARENT_GONE
+
+    sampler.run(ring, lambda: 4096, 1_000_000, os.getpid(), sleep, idle_interval_ns=1_000_000_000)
+    assert len(sleeps) == 1
+    assert (sleeps[0] > 0.5) is rests  # an idle interval of 1 s, or the full rate's 1 ms

@@ -537,6 +537,7 @@ class SpanProbe(_OpenSpan):
         self._start_count = self._sampler.write_count()
         self._collector.mark()
         self.opened_ns = time.monotonic_ns()
+        self._sampler.mark_span(self.opened_ns)  # a span that lasts gets every sample
 
     def close(self) -> tuple[int, int]:
         """End the span: its ``(peak_bytes, growth_bytes)`` above the baseline."""
@@ -579,6 +580,7 @@ class SpanProbe(_OpenSpan):
     def _close(self) -> tuple[int, int, HeapFigures | None]:
         """End the span: peak and growth above the baseline, and the allocator figures."""
         self._monitor._open_windows.remove(self)
+        self._sampler.mark_span(0)
         process = self._process
         peak = process.peak_rss_bytes()
         baseline = self.baseline_bytes
@@ -597,6 +599,7 @@ class SpanProbe(_OpenSpan):
         """The open span as a window (stop that instead of closing the probe)."""
         monitor = self._monitor
         monitor._open_windows.remove(self)
+        self._sampler.mark_span(0)
         window = MeasurementWindow._continuing(self, thresholds, basis)
         monitor._opened(window)
         return window

@@ -35,6 +35,7 @@ Ring layout (native-endian, all fields 8 bytes, in a shared file mapping)::
     120  trips_sent       signals sent for the current generation
     128  idle_interval_ns the interval while no window wants samples (see below)
     136  wanted           the parent's count of open windows that want every sample
+    144  span_opened_ns   when the parent's open span (a probe's) began; 0: none open
     entries, ENTRY_SIZE bytes each: (t_ns: int64 CLOCK_MONOTONIC, rss_bytes: int64)
     process table (tree only), table_slots(max_processes) slots of SLOT
 
@@ -42,10 +43,15 @@ Between windows that want samples the sampler may rest: while ``wanted`` is
 0 it samples every ``idle_interval_ns`` (equal to ``interval_ns``: never
 rests).  A parent that raises ``wanted`` from 0 writes a byte into the
 lifeline pipe, which wakes the sampler at once; it samples, then keeps the
-full rate while ``wanted`` stays above 0.  Why rest at all: every wake-up of
-a Python process costs ~20 µs of CPU on a virtual machine whatever the loop
-does, and under ``pytest -n`` the samplers share the cores with the workers;
-a test's exact peak comes from the kernel mark, not from the samples.
+full rate while ``wanted`` stays above 0.  A span (a short test's call,
+whose peak the kernel mark gives) wants no samples until it has been open
+for an idle interval: from then on it gets the full rate too, so a long
+test's curve and growth rate have every sample but its first ones.
+
+Why rest at all: every wake-up of a Python process costs ~20 µs of CPU on a
+virtual machine whatever the loop does, and under ``pytest -n`` the
+samplers share the cores with the workers; a test's exact peak comes from
+the kernel mark, not from the samples.
 
 The sampler writes an entry, then publishes it by bumping ``write_count``
 (see ``Ring.append``); while ``write_count`` is ``n`` it may be rewriting the
@@ -88,6 +94,7 @@ OFFSET_TRIP_GENERATION = 112
 OFFSET_TRIPS_SENT = 120
 OFFSET_IDLE_INTERVAL = 128
 OFFSET_WANTED = 136
+OFFSET_SPAN_OPENED = 144
 #: Signals one trip wire sends at most: the crossing, then each new high
 #: :data:`TRIP_STEP_SHARE` above the last, so the last dump is near the peak.
 MAX_TRIPS = 4
@@ -210,9 +217,13 @@ class Ring:
     def stop_requested(self) -> bool:
         return COUNT_FIELD.unpack_from(self.buffer, OFFSET_STOP)[0] != 0
 
-    def wanted(self) -> bool:
-        """Whether a window of the parent wants every sample now."""
-        return COUNT_FIELD.unpack_from(self.buffer, OFFSET_WANTED)[0] != 0
+    def wanted(self, now_ns: int, idle_interval_ns: int) -> bool:
+        """Whether the parent wants every sample now: a window is open, or a
+        span has been open for ``idle_interval_ns`` or more."""
+        if COUNT_FIELD.unpack_from(self.buffer, OFFSET_WANTED)[0]:
+            return True
+        opened_ns = COUNT_FIELD.unpack_from(self.buffer, OFFSET_SPAN_OPENED)[0]
+        return opened_ns != 0 and now_ns - opened_ns >= idle_interval_ns
 
     def append(self, t_ns: int, rss_bytes: int) -> None:
         """Write the entry, then publish it by storing the new count.
@@ -825,7 +836,8 @@ def run(
                 return STATUS_STOPPED
             if not _parent_alive(parent_pid):
                 return STATUS_PARENT_GONE
-        deadline += idle_ns if idle_ns > interval_ns and not ring.wanted() else interval_ns
+        rests = idle_ns > interval_ns and not ring.wanted(t_ns, idle_ns)
+        deadline += idle_ns if rests else interval_ns
         now = monotonic_ns()
         if now < deadline:
             woke = sleep((deadline - now) / 1e9)

@@ -331,6 +331,17 @@ class SamplerProcess:
             with contextlib.suppress(BlockingIOError, BrokenPipeError):
                 os.write(self._lifeline, b"\0")  # the stored flag first: the child reads it awake
 
+    def mark_span(self, opened_ns: int) -> None:
+        """Say when the open span began (``time.monotonic_ns()``), 0 when it ends.
+
+        A span wants no samples while it is short; once it has been open for
+        an idle interval the resting child goes to the full rate.  One store
+        into the shared mapping, no system call: spans open for every test.
+        """
+        if self._buffer.closed:
+            return
+        ring_layout.COUNT_FIELD.pack_into(self._buffer, ring_layout.OFFSET_SPAN_OPENED, opened_ns)
+
     def write_count(self) -> int:
         """Samples published so far (monotonic); read at every window's ends."""
         return self._ring.write_count()
