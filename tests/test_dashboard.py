@@ -512,3 +512,19 @@ def test_chromium_draws_lines_only_for_events_that_moved_memory_when_crowded(
     lined = re.findall(r'<g class="event ev-(\w+)"[^>]*><line ', detail)
     assert sorted(lined) == ["gc", "gc", "trim"]
     assert '<details class="events-fold"><summary>Events (103): show the table</summary>' in detail
+
+
+@pytest.mark.parametrize(
+    ("session", "line"),
+    [
+        ({"idle_interval_ms": 10.0}, ["interval between windows", "10.00 ms"]),
+        ({"idle_interval_ms": None}, ["interval between windows", "never"]),
+        ({}, None),  # a file from before the key: nothing claimed
+    ],
+)
+def test_the_context_says_how_the_sampler_rested(
+    tmp_path: Path, session: dict[str, Any], line: list[str] | None
+) -> None:
+    _, data = write(tmp_path / "r.html", DashboardRun("r.json", document({}, **session)))
+    rests = [entry for entry in data["summary"]["context"] if entry[0].startswith("interval betw")]
+    assert rests == ([] if line is None else [line])

@@ -335,6 +335,10 @@ def _context_lines(document: Mapping[str, Any]) -> list[list[str]]:
     interval = _number(session.get("interval_target_ms"), 3)
     if interval is not None:
         lines.append(["interval target", format_duration(interval / 1000)])
+    if "idle_interval_ms" in session:
+        idle = _number(session.get("idle_interval_ms"), 3)
+        rest = "never" if idle is None else format_duration(idle / 1000)
+        lines.append(["interval between windows", rest])
     thresholds = session.get("thresholds_bytes")
     if isinstance(thresholds, list) and all(_number(v) is not None for v in thresholds):
         lines.append(["thresholds", ", ".join(format_size(v) for v in thresholds)])
