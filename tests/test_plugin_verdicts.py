@@ -93,6 +93,40 @@ def test_a_budget_added_while_the_test_runs_counts(pytester: pytest.Pytester) ->
     assert _results(pytester)["test_late.py::test_big"]["verdict"] == "fail"
 
 
+_LATE_BUDGET_ONLY = """
+import pytest
+
+@pytest.fixture
+def tight(request):
+    request.applymarker(pytest.mark.memory_budget(peak="20MB"))
+
+def test_big(tight):
+    block = bytearray(40 * 1024 * 1024)
+    assert len(block)
+
+def test_small():
+    pass
+"""
+
+
+@pytest.mark.parametrize("options", [[], ["--automem-json=results.json"], ["--junitxml=junit.xml"]])
+def test_a_budget_added_while_the_test_runs_is_reported_as_one_given_at_collection(
+    pytester: pytest.Pytester, options: list[str]
+) -> None:
+    """When every test was monitored by ``--automem`` alone at collection,
+    a budget a fixture adds still gets the failure report of a budgeted test
+    (not a traceback of the plugin) and, in JUnit, the test's properties."""
+    pytester.makepyfile(test_late=_LATE_BUDGET_ONLY)
+    result = _run(pytester, "--automem", *options)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*memory budget exceeded: peak*", "*peak *MB*"])
+    result.stdout.no_fnmatch_line("*raise MemoryBudgetExceeded*")
+    if options == ["--junitxml=junit.xml"]:
+        junit = (pytester.path / "junit.xml").read_text()
+        assert junit.count('name="automem.verdict" value="fail"') == 1
+        assert "automem.verdict" not in junit.split('name="test_small"')[1]
+
+
 # -- interrupted tests ----------------------------------------------------------
 
 

@@ -235,6 +235,7 @@ class RuntestHooks:
         monitor: MemoryMonitor,
         plan_of: Callable[[pytest.Item], ItemPlan],
         records: RecordSink,
+        register_reports: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self._monitor = monitor
@@ -243,6 +244,9 @@ class RuntestHooks:
         #: Where finished records go: the session's store, or on an xdist
         #: worker :class:`UnsentRecords` until a report carries them.
         self._records = records
+        #: Registers :class:`ReportHooks` for a test with a budget (a fixture
+        #: may add one to a session that had none); None once done.
+        self._register_reports = register_reports
         #: The monitored test now running (None between tests or when it is not monitored).
         self._item: pytest.Item | None = None
         self._plan: ItemPlan | None = None
@@ -296,6 +300,9 @@ class RuntestHooks:
         probe = self._probe
         if plan.flag_only and probe is not None:
             return (yield from self._lean_call(item, plan, probe))
+        if not plan.flag_only and self._register_reports is not None:
+            self._register_reports()
+            self._register_reports = None
         state = self._state
         if state is None:
             state = self._state = ItemState(plan)
