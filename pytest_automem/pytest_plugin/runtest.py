@@ -40,7 +40,7 @@ from ..base.defaults import GROWTH_NOISE_BYTES, MIN_RATE_WINDOW_S
 from ..base.units import format_size
 from ..measure.garbage import GcMode
 from ..measure.pressure import PressureThresholds
-from ..results.records import encode_record
+from ..results.records import encode_record, summary_record
 from .plan import ItemPlan
 
 if TYPE_CHECKING:
@@ -196,6 +196,12 @@ class RecordSink(Protocol):
 
     def add(self, nodeid: str, record: dict[str, Any]) -> None: ...
 
+    def add_summary(
+        self, nodeid: str, peak_bytes: int, growth_bytes: int, max_pressure: str
+    ) -> None:
+        """Keep the :func:`~pytest_automem.results.records.summary_record`
+        of a test that passed with only its call measured."""
+
 
 class UnsentRecords:
     """On an xdist worker: each finished record until its teardown report
@@ -206,6 +212,11 @@ class UnsentRecords:
 
     def add(self, nodeid: str, record: dict[str, Any]) -> None:
         self._records[nodeid] = record
+
+    def add_summary(
+        self, nodeid: str, peak_bytes: int, growth_bytes: int, max_pressure: str
+    ) -> None:
+        self.add(nodeid, summary_record(peak_bytes, growth_bytes, max_pressure))
 
     def take(self, nodeid: str) -> dict[str, Any] | None:
         return self._records.pop(nodeid, None)
@@ -397,17 +408,10 @@ class RuntestHooks:
         state = self._state
         if state is None:  # no setup measured: nothing else goes in the record
             if self.settings.records_need_all_keys:
-                record = lean_record(probe.close_headline(thresholds))
+                self._records.add(item.nodeid, lean_record(probe.close_headline(thresholds)))
             else:
                 peak, growth = probe.close()
-                record = {
-                    "peak_bytes": peak,
-                    "growth_bytes": growth,
-                    "max_pressure": thresholds.classify(peak).name,
-                    "verdict": "pass",
-                    "message": None,
-                }
-            self._records.add(item.nodeid, record)
+                self._records.add_summary(item.nodeid, peak, growth, thresholds.classify(peak).name)
             return
         from ..verdicts.budget import Verdict
 
