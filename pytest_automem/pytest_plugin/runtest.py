@@ -305,12 +305,37 @@ class RuntestHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """A test monitored only by ``--automem`` is measured right here, in
+        a span of the session's probe: thousands of short tests a session,
+        so no window and no further generator; any other in :meth:`_full_call`."""
         plan = self._plan_at_call(item)
         if plan is None:
             return (yield)
         probe = self._probe
-        if plan.flag_only and probe is not None:
-            return (yield from self._lean_call(item, plan, probe))
+        if not plan.flag_only or probe is None:
+            return (yield from self._full_call(item, plan))
+        probe.open()
+        unfinished = failed = False
+        try:
+            return (yield)
+        except _UNFINISHED:
+            unfinished = True
+            raise
+        except _NOT_FAILURES:
+            raise
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            if unfinished:
+                probe.close()
+                if self._state is not None:  # its setup was measured
+                    self._abandon(self._state)
+            else:
+                self._finish_lean_call(item, plan, probe, failed=failed)
+
+    def _full_call(self, item: pytest.Item, plan: ItemPlan) -> Generator[None, None, None]:
+        """The call's window, its verdict and, once no phase is left, the record."""
         if not plan.flag_only and self._register_reports is not None:
             self._register_reports()
             self._register_reports = None
@@ -357,31 +382,6 @@ class RuntestHooks:
     def _phases_left(self, plan: ItemPlan) -> bool:
         """Whether teardown is still to be measured (it then completes the record)."""
         return plan.measure_phases and self.measures_phases
-
-    def _lean_call(
-        self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe
-    ) -> Generator[None, None, None]:
-        """The call of a test monitored only by ``--automem``: thousands of
-        short tests a session, so a span of the session's probe, no window."""
-        probe.open()
-        unfinished = failed = False
-        try:
-            return (yield)
-        except _UNFINISHED:
-            unfinished = True
-            raise
-        except _NOT_FAILURES:
-            raise
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            if unfinished:
-                probe.close()
-                if self._state is not None:  # its setup was measured
-                    self._abandon(self._state)
-            else:
-                self._finish_lean_call(item, plan, probe, failed=failed)
 
     def _finish_lean_call(
         self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe, *, failed: bool

@@ -150,19 +150,19 @@ class RecordStore:
 
     def _keep(self, nodeid: str, record: Mapping[str, Any], line: str | None) -> None:
         phases = record.get("phases") or {}
-        setup, teardown = (
-            int((phases.get(name) or {}).get("peak_bytes", -1)) for name in _PHASES_BESIDE_CALL
-        )
+        setup = phases.get("setup")
+        setup_peak = _phase_peak_bytes(setup)
+        teardown_peak = _phase_peak_bytes(phases.get("teardown"))
         peak = int(record["peak_bytes"])
         self._index[nodeid] = _Kept(
             offset=-1 if line is None else self._spool_line(line),
             peak_bytes=peak,
             growth_bytes=int(record["growth_bytes"]),
             max_pressure=record["max_pressure"],
-            setup_peak_bytes=setup,
-            teardown_peak_bytes=teardown,
-            setup_fixture=_largest_fixture(phases.get("setup") or {}),
-            top_peak_bytes=max(peak, setup, teardown),
+            setup_peak_bytes=setup_peak,
+            teardown_peak_bytes=teardown_peak,
+            setup_fixture=_largest_fixture(setup) if setup else "",
+            top_peak_bytes=max(peak, setup_peak, teardown_peak),
         )
         if len(self._index) == 1:
             self.sampler_kind = record.get("sampler_kind")
@@ -243,6 +243,12 @@ def _figures(kept: _Kept) -> dict[str, Any]:
     if kept.setup_fixture:
         figures["setup_fixture"] = kept.setup_fixture
     return figures
+
+
+def _phase_peak_bytes(phase: Mapping[str, Any] | None) -> int:
+    """A setup's or teardown's peak; -1 where the phase was not measured
+    (most records: a short test's call is its only phase)."""
+    return -1 if not phase else int(phase.get("peak_bytes", -1))
 
 
 def _largest_fixture(setup: Mapping[str, Any]) -> str:
