@@ -20,11 +20,13 @@ monitored only because of ``--automem`` (no budget, no automem fixture),
 with no phases measured and no output that needs every results key, costs
 one hook wrapper, one span of the session's
 :class:`~pytest_automem.measure.monitor.SpanProbe` (kernel reads, no samples, no
-statistics, no object made) and a record of :data:`SUMMARY_KEYS`.
+statistics, no object made) and its :data:`SUMMARY_KEYS` figures in the
+record store's index (no record made).
 :class:`PhasedRuntestHooks` (setup and teardown too) is registered only when
 some test measures them, and :class:`ReportHooks`, which annotates reports,
-only when some test can have a verdict or the records must travel with
-reports (xdist) or feed JUnit properties.
+only when some test can have a verdict (registered when the first budgeted
+test runs, if collection saw none) or the records must travel with reports
+(xdist) or every test's record feeds JUnit properties.
 """
 
 from __future__ import annotations
