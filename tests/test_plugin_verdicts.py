@@ -68,29 +68,52 @@ def test_a_bad_budget_added_in_modifyitems_names_the_test_and_argument(
     result.stderr.fnmatch_lines(["*test_folder.py::test_big*memory_budget*peak='lots'*"])
 
 
+#: A test whose fixture gives it a budget (``request.applymarker``) before its call.
+_LATE_BUDGET = """
+import pytest
+
+@pytest.fixture
+def tight(request):
+    request.applymarker(pytest.mark.memory_budget(peak="20MB"))
+
+def test_big(tight):
+    block = bytearray(40 * 1024 * 1024)
+    assert len(block)
+"""
+
+
 def test_a_budget_added_while_the_test_runs_counts(pytester: pytest.Pytester) -> None:
     """A marker applied by a fixture (``request.applymarker``) before the call."""
     pytester.makepyfile(
-        test_late="""
-        import pytest
-
-        @pytest.fixture
-        def tight(request):
-            request.applymarker(pytest.mark.memory_budget(peak="20MB"))
-
-        def test_big(tight):
-            block = bytearray(40 * 1024 * 1024)
-            assert len(block)
-
-        @pytest.mark.memory_budget(peak="1GB")
-        def test_monitored_anyway():
-            pass
-        """
+        test_late=_LATE_BUDGET
+        + """
+@pytest.mark.memory_budget(peak="1GB")
+def test_monitored_anyway():
+    pass
+"""
     )
     result = _run(pytester, "--automem-json=results.json")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_big*memory budget exceeded: peak*"])
     assert _results(pytester)["test_late.py::test_big"]["verdict"] == "fail"
+
+
+@pytest.mark.parametrize("options", [[], ["--automem-json=results.json"], ["--junitxml=junit.xml"]])
+def test_a_budget_added_while_the_test_runs_is_reported_as_one_given_at_collection(
+    pytester: pytest.Pytester, options: list[str]
+) -> None:
+    """When every test was monitored by ``--automem`` alone at collection,
+    a budget a fixture adds still gets the failure report of a budgeted test
+    (not a traceback of the plugin) and, in JUnit, the test's properties."""
+    pytester.makepyfile(test_late=_LATE_BUDGET + "\ndef test_small():\n    pass\n")
+    result = _run(pytester, "--automem", *options)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*memory budget exceeded: peak*", "*peak *MB*"])
+    result.stdout.no_fnmatch_line("*raise MemoryBudgetExceeded*")
+    if options == ["--junitxml=junit.xml"]:
+        junit = (pytester.path / "junit.xml").read_text()
+        assert junit.count('name="automem.verdict" value="fail"') == 1
+        assert "automem.verdict" not in junit.split('name="test_small"')[1]
 
 
 # -- interrupted tests ----------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_automem.results.records import RecordStore, encode_record
+from pytest_automem.results.records import RecordStore, encode_record, summary_record
 from pytest_automem.results.results_file import build_results, read_results, write_results
 
 MB = 1 << 20
@@ -111,6 +111,32 @@ def test_failures_and_the_sampler_kind_are_kept() -> None:
     assert list(store.failures) == ["t.py::bad"]
     assert store.failures["t.py::bad"]["report"] == "the report"
     assert store.sampler_kind == "process-procfs"
+
+
+@pytest.mark.parametrize("spooled", [True, False], ids=["with-results-file", "summary-only"])
+def test_a_summary_is_kept_as_its_summary_record_would_be(tmp_path: Path, spooled: bool) -> None:
+    by_summary = RecordStore(tmp_path / "a" if spooled else None, top=3)
+    by_record = RecordStore(tmp_path / "b" if spooled else None, top=3)
+    by_summary.add("t.py::a", _record(9 * MB, failed=True))
+    by_record.add("t.py::a", _record(9 * MB, failed=True))
+    for n, (peak, growth, pressure) in enumerate([(3 * MB, -5, "LOW"), (8 * MB, 7, "HIGH")]):
+        by_summary.add_summary(f"t.py::{n}", peak, growth, pressure)
+        by_record.add(f"t.py::{n}", summary_record(peak, growth, pressure))
+    by_summary.add_summary("t.py::a", MB, 0, "LOW")  # a rerun that passed
+    by_record.add("t.py::a", summary_record(MB, 0, "LOW"))
+    assert by_summary.failures == by_record.failures == {}
+    for key in ("peak_bytes", "growth_bytes"):
+        assert by_summary.highest(key) == by_record.highest(key)
+    assert by_summary.highest("peak_bytes")[0] == (
+        "t.py::1",
+        {"peak_bytes": 8 * MB, "growth_bytes": 7, "max_pressure": "HIGH"},
+    )
+    if spooled:
+        by_summary.write_results(tmp_path / "a.json", {})
+        by_record.write_results(tmp_path / "b.json", {})
+        tests = [read_results(tmp_path / name)["tests"] for name in ("a.json", "b.json")]
+        assert tests[0] == tests[1]
+        assert tests[0]["t.py::0"]["peak_bytes"] == 3 * MB
 
 
 def test_a_record_json_cannot_hold_is_refused_before_anything_is_kept(tmp_path: Path) -> None:

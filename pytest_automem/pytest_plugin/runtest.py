@@ -20,11 +20,13 @@ monitored only because of ``--automem`` (no budget, no automem fixture),
 with no phases measured and no output that needs every results key, costs
 one hook wrapper, one span of the session's
 :class:`~pytest_automem.measure.monitor.SpanProbe` (kernel reads, no samples, no
-statistics, no object made) and a record of :data:`SUMMARY_KEYS`.
+statistics, no object made) and its :data:`SUMMARY_KEYS` figures in the
+record store's index (no record made).
 :class:`PhasedRuntestHooks` (setup and teardown too) is registered only when
 some test measures them, and :class:`ReportHooks`, which annotates reports,
-only when some test can have a verdict or the records must travel with
-reports (xdist) or feed JUnit properties.
+only when some test can have a verdict (registered when the first budgeted
+test runs, if collection saw none) or the records must travel with reports
+(xdist) or every test's record feeds JUnit properties.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from ..base.defaults import GROWTH_NOISE_BYTES, MIN_RATE_WINDOW_S
 from ..base.units import format_size
 from ..measure.garbage import GcMode
 from ..measure.pressure import PressureThresholds
-from ..results.records import encode_record
+from ..results.records import encode_record, summary_record
 from .plan import ItemPlan
 
 if TYPE_CHECKING:
@@ -196,6 +198,12 @@ class RecordSink(Protocol):
 
     def add(self, nodeid: str, record: dict[str, Any]) -> None: ...
 
+    def add_summary(
+        self, nodeid: str, peak_bytes: int, growth_bytes: int, max_pressure: str
+    ) -> None:
+        """Keep the :func:`~pytest_automem.results.records.summary_record`
+        of a test that passed with only its call measured."""
+
 
 class UnsentRecords:
     """On an xdist worker: each finished record until its teardown report
@@ -206,6 +214,11 @@ class UnsentRecords:
 
     def add(self, nodeid: str, record: dict[str, Any]) -> None:
         self._records[nodeid] = record
+
+    def add_summary(
+        self, nodeid: str, peak_bytes: int, growth_bytes: int, max_pressure: str
+    ) -> None:
+        self.add(nodeid, summary_record(peak_bytes, growth_bytes, max_pressure))
 
     def take(self, nodeid: str) -> dict[str, Any] | None:
         return self._records.pop(nodeid, None)
@@ -235,6 +248,7 @@ class RuntestHooks:
         monitor: MemoryMonitor,
         plan_of: Callable[[pytest.Item], ItemPlan],
         records: RecordSink,
+        register_reports: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self._monitor = monitor
@@ -243,6 +257,9 @@ class RuntestHooks:
         #: Where finished records go: the session's store, or on an xdist
         #: worker :class:`UnsentRecords` until a report carries them.
         self._records = records
+        #: Registers :class:`ReportHooks` for a test with a budget (a fixture
+        #: may add one to a session that had none); None once done.
+        self._register_reports = register_reports
         #: The monitored test now running (None between tests or when it is not monitored).
         self._item: pytest.Item | None = None
         self._plan: ItemPlan | None = None
@@ -290,12 +307,40 @@ class RuntestHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """A test monitored only by ``--automem`` is measured right here, in
+        a span of the session's probe: thousands of short tests a session,
+        so no window and no further generator; any other in :meth:`_full_call`."""
         plan = self._plan_at_call(item)
         if plan is None:
             return (yield)
         probe = self._probe
-        if plan.flag_only and probe is not None:
-            return (yield from self._lean_call(item, plan, probe))
+        if not plan.flag_only or probe is None:
+            return (yield from self._full_call(item, plan))
+        probe.open()
+        unfinished = failed = False
+        try:
+            return (yield)
+        except _UNFINISHED:
+            unfinished = True
+            raise
+        except _NOT_FAILURES:
+            raise
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            if unfinished:
+                probe.close()
+                if self._state is not None:  # its setup was measured
+                    self._abandon(self._state)
+            else:
+                self._finish_lean_call(item, plan, probe, failed=failed)
+
+    def _full_call(self, item: pytest.Item, plan: ItemPlan) -> Generator[None, None, None]:
+        """The call's window, its verdict and, once no phase is left, the record."""
+        if not plan.flag_only and self._register_reports is not None:
+            self._register_reports()
+            self._register_reports = None
         state = self._state
         if state is None:
             state = self._state = ItemState(plan)
@@ -340,31 +385,6 @@ class RuntestHooks:
         """Whether teardown is still to be measured (it then completes the record)."""
         return plan.measure_phases and self.measures_phases
 
-    def _lean_call(
-        self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe
-    ) -> Generator[None, None, None]:
-        """The call of a test monitored only by ``--automem``: thousands of
-        short tests a session, so a span of the session's probe, no window."""
-        probe.open()
-        unfinished = failed = False
-        try:
-            return (yield)
-        except _UNFINISHED:
-            unfinished = True
-            raise
-        except _NOT_FAILURES:
-            raise
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            if unfinished:
-                probe.close()
-                if self._state is not None:  # its setup was measured
-                    self._abandon(self._state)
-            else:
-                self._finish_lean_call(item, plan, probe, failed=failed)
-
     def _finish_lean_call(
         self, item: pytest.Item, plan: ItemPlan, probe: SpanProbe, *, failed: bool
     ) -> None:
@@ -390,17 +410,10 @@ class RuntestHooks:
         state = self._state
         if state is None:  # no setup measured: nothing else goes in the record
             if self.settings.records_need_all_keys:
-                record = lean_record(probe.close_headline(thresholds))
+                self._records.add(item.nodeid, lean_record(probe.close_headline(thresholds)))
             else:
                 peak, growth = probe.close()
-                record = {
-                    "peak_bytes": peak,
-                    "growth_bytes": growth,
-                    "max_pressure": thresholds.classify(peak).name,
-                    "verdict": "pass",
-                    "message": None,
-                }
-            self._records.add(item.nodeid, record)
+                self._records.add_summary(item.nodeid, peak, growth, thresholds.classify(peak).name)
             return
         from ..verdicts.budget import Verdict
 

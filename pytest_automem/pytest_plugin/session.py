@@ -237,27 +237,37 @@ class AutomemSession:
         monitored = self._monitored_plans(session.items)
         if not monitored or self.config.option.collectonly:  # --co still checks budgets
             return
-        from .runtest import (  # only when monitoring
-            PhasedRuntestHooks,
-            ReportHooks,
-            RuntestHooks,
-            UnsentRecords,
-        )
+        from .runtest import PhasedRuntestHooks, RuntestHooks, UnsentRecords  # only when monitoring
 
         settings = self.run_settings()
         manager = self.config.pluginmanager
         if self._runtest is None:
             hooks = PhasedRuntestHooks if any(p.measure_phases for p in monitored) else RuntestHooks
             records = UnsentRecords() if self.is_worker else self.records
-            self._runtest = hooks(settings, self.monitor, self.current_plan, records)
+            self._runtest = hooks(
+                settings, self.monitor, self.current_plan, records, self._register_reports
+            )
             manager.register(self._runtest, RUNTEST_PLUGIN_NAME)
         reports_needed = (
-            settings.records_need_all_keys
-            or settings.is_worker
+            settings.is_worker
+            or (settings.junit and settings.junit_properties == "all")
             or not all(plan.flag_only for plan in monitored)
         )
-        if reports_needed and not manager.has_plugin(REPORT_PLUGIN_NAME):
-            manager.register(ReportHooks(settings, self._runtest), REPORT_PLUGIN_NAME)
+        if reports_needed:
+            self._register_reports()
+
+    def _register_reports(self) -> None:
+        """Register the report hooks, once: at collection when a report can
+        need them, else when the first test with a budget runs (a fixture
+        may add one).  A session whose tests ``--automem`` alone monitors
+        has nothing to put on a report, and three report wrappers a test
+        are a cost there."""
+        manager = self.config.pluginmanager
+        if self._runtest is None or manager.has_plugin(REPORT_PLUGIN_NAME):
+            return
+        from .runtest import ReportHooks
+
+        manager.register(ReportHooks(self._runtest.settings, self._runtest), REPORT_PLUGIN_NAME)
 
     def _monitored_plans(self, items: list[pytest.Item]) -> list[ItemPlan]:
         """The plans of the monitored items, planning again any item no

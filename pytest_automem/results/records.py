@@ -32,7 +32,7 @@ from typing import IO, Any, NamedTuple
 
 from .results_file import build_results, write_results_lines
 
-__all__ = ["RecordStore", "encode_record"]
+__all__ = ["RecordStore", "encode_record", "summary_record"]
 
 #: What the store keeps of each test to rank it (after its spool offset).
 _RANKED_KEYS = ("peak_bytes", "growth_bytes", "max_pressure")
@@ -71,6 +71,18 @@ def encode_record(record: Mapping[str, Any]) -> str:
     return _ENCODER.encode(record)
 
 
+def summary_record(peak_bytes: int, growth_bytes: int, max_pressure: str) -> dict[str, Any]:
+    """The record of a test that passed with only its call measured, when
+    no output needs every results key: what the summaries read of it."""
+    return {
+        "peak_bytes": peak_bytes,
+        "growth_bytes": growth_bytes,
+        "max_pressure": max_pressure,
+        "verdict": "pass",
+        "message": None,
+    }
+
+
 class RecordStore:
     """Records of one session's monitored tests (see the module docstring)."""
 
@@ -101,6 +113,30 @@ class RecordStore:
         line = encode_record(record) if self._spool_dir is not None else None
         self._keep(nodeid, record, line)
 
+    def add_summary(
+        self, nodeid: str, peak_bytes: int, growth_bytes: int, max_pressure: str
+    ) -> None:
+        """Keep a :func:`summary_record` as ``nodeid``'s.
+
+        Tens of thousands of short tests a session end here: without a
+        results file the figures go straight into the index, with no record
+        made and none read back.
+        """
+        if self._spool_dir is not None:
+            self.add(nodeid, summary_record(peak_bytes, growth_bytes, max_pressure))
+            return
+        self._index[nodeid] = _Kept(
+            offset=-1,
+            peak_bytes=peak_bytes,
+            growth_bytes=growth_bytes,
+            max_pressure=max_pressure,
+            setup_peak_bytes=-1,
+            teardown_peak_bytes=-1,
+            setup_fixture="",
+            top_peak_bytes=peak_bytes,
+        )
+        self.failures.pop(nodeid, None)
+
     def add_encoded(self, nodeid: str, line: str) -> None:
         """Keep a record that arrives as :func:`encode_record` made it (from
         an xdist worker); raises ValueError for a line that is not a record."""
@@ -114,19 +150,19 @@ class RecordStore:
 
     def _keep(self, nodeid: str, record: Mapping[str, Any], line: str | None) -> None:
         phases = record.get("phases") or {}
-        setup, teardown = (
-            int((phases.get(name) or {}).get("peak_bytes", -1)) for name in _PHASES_BESIDE_CALL
-        )
+        setup = phases.get("setup")
+        setup_peak = _phase_peak_bytes(setup)
+        teardown_peak = _phase_peak_bytes(phases.get("teardown"))
         peak = int(record["peak_bytes"])
         self._index[nodeid] = _Kept(
             offset=-1 if line is None else self._spool_line(line),
             peak_bytes=peak,
             growth_bytes=int(record["growth_bytes"]),
             max_pressure=record["max_pressure"],
-            setup_peak_bytes=setup,
-            teardown_peak_bytes=teardown,
-            setup_fixture=_largest_fixture(phases.get("setup") or {}),
-            top_peak_bytes=max(peak, setup, teardown),
+            setup_peak_bytes=setup_peak,
+            teardown_peak_bytes=teardown_peak,
+            setup_fixture=_largest_fixture(setup) if setup else "",
+            top_peak_bytes=max(peak, setup_peak, teardown_peak),
         )
         if len(self._index) == 1:
             self.sampler_kind = record.get("sampler_kind")
@@ -207,6 +243,12 @@ def _figures(kept: _Kept) -> dict[str, Any]:
     if kept.setup_fixture:
         figures["setup_fixture"] = kept.setup_fixture
     return figures
+
+
+def _phase_peak_bytes(phase: Mapping[str, Any] | None) -> int:
+    """A setup's or teardown's peak; -1 where the phase was not measured
+    (most records: a short test's call is its only phase)."""
+    return -1 if not phase else int(phase.get("peak_bytes", -1))
 
 
 def _largest_fixture(setup: Mapping[str, Any]) -> str:
